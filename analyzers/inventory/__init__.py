@@ -1,0 +1,1 @@
+"""Software inventory: OS identification, OS packages and application packages."""

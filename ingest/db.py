@@ -1,0 +1,323 @@
+"""The normalized SQLite database: schema, migrations and the writers.
+
+Shape (see DESIGN.md): integer keys; layers shared across images through `image_layers`; one narrow
+`findings` table with a `kind` column and 1:1 detail tables, so a single Datasette page can facet across
+kinds; views carry readable text columns (image reference, layer command) because views lose
+foreign-key labels. Every scan is one transaction: a failed scan keeps its row and its reason and
+leaves earlier scans intact.
+
+Detail tables grow a column when an analyzer reports a field they do not have yet (`insert_rows`),
+so analyzers add fields without a migration; anything that changes existing columns is a migration.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Iterable
+
+import sqlite_utils
+
+from .model import SEVERITIES
+
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # 0 = critical ... 5 = unknown
+
+DETAIL_TABLES = {
+    "vulnerability": "vulnerability_details",
+    "malware": "malware_details",
+    "secret": "secret_details",
+    "unsafe_setting": "setting_details",
+    "compliance": "compliance_details",
+    "base_image": "base_image_details",
+}
+
+SCHEMA_V1 = """
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    reference TEXT NOT NULL,
+    repository TEXT,
+    tag TEXT,
+    manifest_digest TEXT NOT NULL,
+    config_digest TEXT,
+    index_digest TEXT,
+    platform TEXT,
+    media_type TEXT,
+    source TEXT,
+    size INTEGER,
+    created TEXT,
+    os_family TEXT,
+    os_version TEXT,
+    os_name TEXT,
+    user TEXT,
+    healthcheck TEXT,
+    entrypoint TEXT,
+    cmd TEXT,
+    env TEXT,
+    labels TEXT,
+    history TEXT,
+    first_seen TEXT,
+    last_scan_id INTEGER,
+    UNIQUE (reference, manifest_digest, platform)
+);
+CREATE TABLE layers (
+    id INTEGER PRIMARY KEY,
+    diff_id TEXT NOT NULL UNIQUE,
+    digest TEXT,
+    media_type TEXT,
+    compressed_size INTEGER,
+    size INTEGER,
+    entries INTEGER,
+    file_index BLOB,
+    indexed_at TEXT
+);
+CREATE TABLE image_layers (
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    position INTEGER NOT NULL,
+    layer_id INTEGER NOT NULL REFERENCES layers(id),
+    created_by TEXT,
+    PRIMARY KEY (image_id, position)
+);
+CREATE TABLE layer_analyses (
+    layer_id INTEGER NOT NULL REFERENCES layers(id),
+    analyzer TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL DEFAULT '',
+    records BLOB,
+    record_count INTEGER,
+    seconds REAL,
+    warnings TEXT,
+    created_at TEXT,
+    PRIMARY KEY (layer_id, analyzer, version, fingerprint)
+);
+CREATE TABLE scans (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER REFERENCES images(id),
+    task_id INTEGER,
+    source TEXT,
+    reference TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    seconds REAL,
+    layers_read INTEGER,
+    layers_cached INTEGER,
+    tool_version TEXT,
+    analyzers TEXT,
+    risk_types TEXT,
+    policy TEXT,
+    feed_version TEXT,
+    warnings TEXT
+);
+CREATE TABLE file_stats (
+    scan_id INTEGER PRIMARY KEY REFERENCES scans(id),
+    image_id INTEGER REFERENCES images(id),
+    total_files INTEGER,
+    total_size INTEGER,
+    directories INTEGER,
+    symlinks INTEGER,
+    hidden_files INTEGER
+);
+CREATE TABLE largest_files (
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    rank INTEGER NOT NULL,
+    path TEXT,
+    size INTEGER,
+    layer_index INTEGER,
+    PRIMARY KEY (scan_id, rank)
+);
+CREATE TABLE layer_stats (
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    layer_index INTEGER NOT NULL,
+    layer_id INTEGER REFERENCES layers(id),
+    files INTEGER,
+    size INTEGER,
+    visible_files INTEGER,
+    visible_size INTEGER,
+    whiteouts INTEGER,
+    PRIMARY KEY (scan_id, layer_index)
+);
+CREATE TABLE packages (
+    id INTEGER PRIMARY KEY,
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    image_id INTEGER REFERENCES images(id),
+    ecosystem TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT,
+    arch TEXT,
+    source_name TEXT,
+    source_version TEXT,
+    path TEXT,
+    layer_index INTEGER,
+    purl TEXT,
+    licenses TEXT,
+    os_owned INTEGER DEFAULT 0,
+    metadata TEXT,
+    vulnerability_count INTEGER DEFAULT 0
+);
+CREATE TABLE findings (
+    id INTEGER PRIMARY KEY,
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    image_id INTEGER REFERENCES images(id),
+    kind TEXT NOT NULL,
+    severity TEXT,
+    severity_rank INTEGER,
+    title TEXT,
+    rule TEXT,
+    status TEXT,
+    path TEXT,
+    layer_index INTEGER,
+    visible INTEGER,
+    package_id INTEGER REFERENCES packages(id),
+    fingerprint TEXT,
+    ignored INTEGER DEFAULT 0,
+    ignore_reason TEXT
+);
+CREATE TABLE vulnerability_details (
+    finding_id INTEGER PRIMARY KEY REFERENCES findings(id),
+    vulnerability_id TEXT, aliases TEXT, package_name TEXT, ecosystem TEXT,
+    installed_version TEXT, fixed_version TEXT, cvss_score REAL, cvss_vector TEXT,
+    published TEXT, solution TEXT, description TEXT, matched_by TEXT
+);
+CREATE TABLE malware_details (
+    finding_id INTEGER PRIMARY KEY REFERENCES findings(id),
+    rule TEXT, namespace TEXT, strings TEXT, sha256 TEXT, size INTEGER, description TEXT
+);
+CREATE TABLE secret_details (
+    finding_id INTEGER PRIMARY KEY REFERENCES findings(id),
+    rule_id TEXT, line INTEGER, masked TEXT, fingerprint TEXT, source TEXT
+);
+CREATE TABLE setting_details (
+    finding_id INTEGER PRIMARY KEY REFERENCES findings(id),
+    category TEXT, check_id TEXT, result TEXT, target TEXT, evidence TEXT,
+    description TEXT, suggestion TEXT, benchmark TEXT
+);
+CREATE TABLE compliance_details (
+    finding_id INTEGER PRIMARY KEY REFERENCES findings(id),
+    name TEXT, version TEXT, rule TEXT, reason TEXT
+);
+CREATE TABLE base_image_details (
+    finding_id INTEGER PRIMARY KEY REFERENCES findings(id),
+    approved INTEGER, matched TEXT, own_layers INTEGER, closest TEXT, guessed_boundary INTEGER
+);
+CREATE TABLE scan_facts (
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    name TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (scan_id, name)
+);
+CREATE INDEX idx_images_reference ON images(reference);
+CREATE INDEX idx_image_layers_layer ON image_layers(layer_id);
+CREATE INDEX idx_scans_image ON scans(image_id, status);
+CREATE INDEX idx_packages_scan ON packages(scan_id);
+CREATE INDEX idx_packages_name ON packages(ecosystem, name);
+CREATE INDEX idx_findings_scan ON findings(scan_id);
+CREATE INDEX idx_findings_kind ON findings(kind);
+CREATE INDEX idx_findings_severity ON findings(severity_rank);
+CREATE INDEX idx_findings_image ON findings(image_id);
+CREATE INDEX idx_findings_layer ON findings(layer_index);
+CREATE INDEX idx_findings_status ON findings(status);
+CREATE INDEX idx_vuln_id ON vulnerability_details(vulnerability_id);
+
+-- the newest finished scan of every image: what "current" means everywhere else
+CREATE VIEW latest_scans AS
+SELECT s.* FROM scans s
+WHERE s.status = 'done' AND s.id = (
+    SELECT MAX(s2.id) FROM scans s2 WHERE s2.image_id = s.image_id AND s2.status = 'done');
+
+CREATE VIEW findings_view AS
+SELECT f.id, f.kind, f.severity, f.severity_rank, f.title, f.rule, f.status, f.path,
+       f.layer_index, il.created_by AS layer_created_by, f.visible, f.ignored,
+       i.reference AS image, f.image_id, f.scan_id,
+       p.name AS package, p.version AS package_version, p.ecosystem
+FROM findings f
+JOIN latest_scans s ON s.id = f.scan_id
+JOIN images i ON i.id = f.image_id
+LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_index
+LEFT JOIN packages p ON p.id = f.package_id;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1]
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def connect(path: str) -> sqlite_utils.Database:
+    """Opens (creating and migrating) the database. WAL lets Datasette read while a scan writes."""
+    conn = sqlite3.connect(path, timeout=60)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA synchronous=NORMAL")
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        with db.conn:
+            db.conn.executescript("BEGIN;" + script + f";PRAGMA user_version={version};COMMIT;")
+
+
+def add_migration(script: str) -> None:
+    """Later modules (tasks, advisories) append their own schema steps here, in import order."""
+    if script not in MIGRATIONS:
+        MIGRATIONS.append(script)
+
+
+def dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_default)
+
+
+def _default(o):
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if hasattr(o, "__dict__"):
+        return o.__dict__
+    return str(o)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info([{table}])")}
+
+
+def insert_rows(conn: sqlite3.Connection, table: str, rows: Iterable[dict], replace: bool = False) -> list[int]:
+    """Inserts rows, adding any column the table lacks (detail tables grow with their analyzers)."""
+    rows = list(rows)
+    if not rows:
+        return []
+    have = _columns(conn, table)
+    keys: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in keys:
+                keys.append(k)
+    for k in keys:
+        if k not in have:
+            sample = next((r[k] for r in rows if r.get(k) is not None), None)
+            kind = "INTEGER" if isinstance(sample, (bool, int)) else "REAL" if isinstance(sample, float) else "TEXT"
+            conn.execute(f"ALTER TABLE [{table}] ADD COLUMN [{k}] {kind}")
+    cols = ", ".join(f"[{k}]" for k in keys)
+    marks = ", ".join("?" for _ in keys)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    sql = f"INSERT INTO [{table}] ({cols}) VALUES ({marks})".replace("INSERT", verb, 1)
+    ids = []
+    for row in rows:
+        cur = conn.execute(sql, [_cell(row.get(k)) for k in keys])
+        ids.append(cur.lastrowid)
+    return ids
+
+
+def _cell(v):
+    if isinstance(v, (dict, list, tuple, set, frozenset)):
+        return dumps(v)
+    if isinstance(v, bool):
+        return int(v)
+    return v

@@ -1,0 +1,186 @@
+"""Walks one layer tar, once, as a stream: records every entry, hands needed files to analyzers.
+
+Nothing is written to disk. Entry names are normalized to absolute paths inside the image; names
+that climb out ('../x') or are absurdly long are recorded as warnings and skipped. Whiteouts and
+opaque-directory markers are recorded as entries of their own type; `squash.py` resolves them.
+"""
+from __future__ import annotations
+
+import posixpath
+import tarfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .model import BLOCK, CHAR, DIR, FIFO, HARDLINK, REG, SYMLINK, FileInfo, LayerFile, ScanError
+from .streams import Limits
+
+WHITEOUT, OPAQUE = "whiteout", "opaque"
+WH_PREFIX, WH_OPAQUE = ".wh.", ".wh..wh..opq"
+MAX_NAME = 4096
+MAX_WARNINGS = 200
+HARDLINK_CACHE_BYTES = 64 << 20
+
+# Entry tuples keep the per-layer index small: (path, type, size, mode, uid, gid, linkname)
+Entry = tuple
+
+
+def normalize(name: str) -> str | None:
+    """Absolute, normalized path inside the image, or None when the name climbs out of it."""
+    name = name.replace("\\", "/") if "\\" in name and "/" not in name else name
+    path = posixpath.normpath("/" + name.lstrip("/"))
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    parts = name.split("/")
+    if ".." in parts:
+        # normpath on an absolute path swallows '..' at the root; a name that needs that is hostile
+        depth = 0
+        for part in parts:
+            if part in ("", "."):
+                continue
+            depth += -1 if part == ".." else 1
+            if depth < 0:
+                return None
+    return path
+
+
+def _type_of(member: tarfile.TarInfo) -> str | None:
+    if member.isreg():
+        return REG
+    if member.isdir():
+        return DIR
+    if member.issym():
+        return SYMLINK
+    if member.islnk():
+        return HARDLINK
+    if member.ischr():
+        return CHAR
+    if member.isblk():
+        return BLOCK
+    if member.isfifo():
+        return FIFO
+    return None
+
+
+def _clean(text: str) -> str:
+    # tarfile decodes undecodable bytes as surrogates; SQLite and JSON need real text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@dataclass
+class LayerResult:
+    index: int
+    entries: list[Entry] = field(default_factory=list)
+    records: dict[str, list[dict]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    blob_digest: str = ""
+    diff_id: str = ""
+    size: int = 0
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        elif len(self.warnings) == MAX_WARNINGS:
+            self.warnings.append("further warnings for this layer were dropped")
+
+
+def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> LayerResult:
+    """Reads a layer's uncompressed tar stream once. `analyzers` are instances with required/analyze."""
+    result = LayerResult(index=index)
+    for a in analyzers:
+        result.records[a.name] = []
+        result.seconds[a.name] = 0.0
+    sizes: dict[str, int] = {}
+    kept: OrderedDict[str, bytes] = OrderedDict()  # recent contents, for hard links to read files
+    kept_bytes = 0
+    try:
+        tf = tarfile.open(fileobj=tar_stream, mode="r|", errorlevel=1)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ScanError(f"{what}: not a tar archive ({exc})") from None
+    try:
+        for member in tf:
+            name = _clean(member.name)
+            if len(name) > MAX_NAME:
+                result.warn(f"entry name of {len(name)} characters skipped")
+                continue
+            path = normalize(name)
+            if path is None:
+                result.warn(f"entry {name[:200]!r} points outside the image; skipped")
+                continue
+            if name.startswith("/"):
+                result.warn(f"entry {name[:200]!r} has an absolute name; read as relative to the image root")
+            base = posixpath.basename(path)
+            if base.startswith(WH_PREFIX):
+                parent = posixpath.dirname(path)
+                if base == WH_OPAQUE:
+                    result.entries.append((parent, OPAQUE, 0, 0, 0, 0, ""))
+                else:
+                    result.entries.append((posixpath.join(parent, base[len(WH_PREFIX):]), WHITEOUT, 0, 0, 0, 0, ""))
+                continue
+            kind = _type_of(member)
+            if kind is None:
+                result.warn(f"{path}: unsupported tar entry type {member.type!r}; skipped")
+                continue
+            size = member.size if kind == REG else 0
+            link = ""
+            if kind == SYMLINK:
+                link = _clean(member.linkname)
+            elif kind == HARDLINK:
+                target = normalize(_clean(member.linkname))
+                if target is None:
+                    result.warn(f"{path}: hard link to {member.linkname[:200]!r} outside the image; skipped")
+                    continue
+                link = target
+                if target not in sizes:
+                    result.warn(f"{path}: hard link to missing target {target}")
+                size = sizes.get(target, 0)
+            if kind == REG:
+                sizes[path] = size
+            info = FileInfo(path, kind, size, member.mode & 0o7777, member.uid, member.gid, link, int(member.mtime))
+            result.entries.append((path, kind, size, info.mode, info.uid, info.gid, link))
+            if kind not in (REG, HARDLINK) or not analyzers:
+                continue
+            wanted = [a for a in analyzers if a.required(path, info)]
+            if not wanted:
+                continue
+            if kind == HARDLINK:
+                data = kept.get(link)
+                if data is None:
+                    continue  # the target's content went to analyzers under its own path
+            elif size > limits.max_file_read:
+                result.warn(f"{path}: {size} bytes, larger than the read limit; not analyzed")
+                continue
+            else:
+                fh = tf.extractfile(member)
+                data = fh.read() if fh is not None else b""
+                if len(data) != size:
+                    raise ScanError(f"{what}: truncated tar (file {path} cut short)")
+                kept[path] = data
+                kept_bytes += len(data)
+                while kept_bytes > HARDLINK_CACHE_BYTES and len(kept) > 1:
+                    _, old = kept.popitem(last=False)
+                    kept_bytes -= len(old)
+            lf = LayerFile(info, data, index)
+            for a in wanted:
+                t0 = time.perf_counter()
+                try:
+                    out = a.analyze(lf)
+                    if out:
+                        result.records[a.name].extend(out)
+                except ScanError:
+                    raise
+                except Exception as exc:  # an analyzer bug must not lose the rest of the scan
+                    result.warn(f"{a.name} failed on {path}: {exc.__class__.__name__}: {str(exc)[:200]}")
+                result.seconds[a.name] += time.perf_counter() - t0
+    except ScanError:
+        raise
+    except (tarfile.TarError, EOFError) as exc:
+        raise ScanError(f"{what}: truncated or corrupt tar ({exc})") from None
+    except OSError as exc:
+        raise ScanError(f"{what}: read error ({exc})") from None
+    return result

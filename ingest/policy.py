@@ -1,0 +1,62 @@
+"""The policy: one TOML file of settings (limits, excluded paths, rule packs, lists), with CLI overrides.
+
+Sections are owned by the analyzers that read them; this module only loads, merges and validates
+the shape. The values in force are recorded with every scan (scans.policy).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+
+from .model import ScanError
+
+DEFAULTS: dict = {
+    "limits": {},  # see streams.Limits
+    "base_images": {"approved": []},
+}
+
+
+def _set(policy: dict, dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = policy
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ScanError(f"--set {dotted}: {k} is not a section")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    node[keys[-1]] = value
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load(path: str | None = None, overrides: list[str] | None = None, approved_bases: list[str] | None = None) -> dict:
+    policy = copy.deepcopy(DEFAULTS)
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                policy = merge(policy, tomllib.load(fh))
+        except OSError as exc:
+            raise ScanError(f"{path}: cannot read policy file ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ScanError(f"{path}: invalid TOML ({exc})") from None
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ScanError(f"--set {item!r}: expected KEY=VALUE")
+        _set(policy, key.strip(), value.strip())
+    if approved_bases:
+        approved = policy.setdefault("base_images", {}).setdefault("approved", [])
+        approved.extend(r for r in approved_bases if r not in approved)
+    return policy

@@ -1,0 +1,75 @@
+"""Sources turn a SOURCE string into a stream of events: layer blobs to read, then image specs.
+
+Every source yields, in order:
+
+* `LayerBlob` for each layer it can deliver (once, even when several images share it), and
+* `ImageSpec` once every layer that image needs has been offered, or
+* `SourceFailure` for an image it found but cannot deliver (missing blob, bad JSON, ...).
+
+A random-access source (a directory, a seekable tar, a registry) knows the expected diff_id before
+reading, so the pipeline can skip a layer it already has. A streamed archive (docker save | gzip)
+can only be read front to back; its layers come before its manifest, so they are analyzed as they
+pass and matched to images at the end.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ..model import ImageSpec, ScanError
+
+TRANSPORTS = ("docker-archive", "oci", "oci-archive", "registry", "docker")
+
+
+@dataclass
+class LayerBlob:
+    key: str
+    digest: str = ""  # expected blob digest, when known before reading
+    diff_id: str = ""  # expected uncompressed digest, when known before reading
+    size: int = 0
+    open: Callable[[], object] | None = None  # random access: called only if the layer is needed
+    stream: object | None = None  # streamed: must be consumed now, or it is skipped
+
+
+@dataclass
+class SourceFailure:
+    reference: str
+    error: str
+
+
+Event = LayerBlob | ImageSpec | SourceFailure
+
+
+def parse_source(text: str) -> tuple[str, str, str]:
+    """'oci:DIR:REF' -> ('oci', DIR, REF). REF may itself hold ':' (corpus/shop:1.0)."""
+    transport, sep, rest = text.partition(":")
+    if not sep or transport not in TRANSPORTS:
+        raise ScanError(f"{text}: unknown source; use one of " + ", ".join(f"{t}:…" for t in TRANSPORTS))
+    if not rest:
+        raise ScanError(f"{text}: missing location after '{transport}:'")
+    if transport in ("oci", "oci-archive", "docker-archive"):
+        if os.path.exists(rest):
+            return transport, rest, ""
+        i = rest.find(":")
+        while i != -1:
+            if os.path.exists(rest[:i]):
+                return transport, rest[:i], rest[i + 1 :]
+            i = rest.find(":", i + 1)
+        raise ScanError(f"{text}: no such file or directory: {rest}")
+    return transport, rest, ""
+
+
+def open_source(text: str, limits, **options) -> Iterator[Event]:
+    transport, location, ref = parse_source(text)
+    if transport in ("oci", "oci-archive", "docker-archive"):
+        from .archive import archive_events
+
+        return archive_events(text, transport, location, ref, limits)
+    if transport == "registry":
+        from .registry import registry_events  # type: ignore[import-not-found]
+
+        return registry_events(text, location, limits, **options)
+    from .engine import engine_events  # type: ignore[import-not-found]
+
+    return engine_events(text, location, limits, **options)

@@ -1,0 +1,293 @@
+"""`docker-archive:` and `oci:` sources: a `docker save` tar (legacy or OCI-style) or an OCI layout.
+
+Both are trees of files holding manifest.json and/or index.json plus blobs. The tree is a directory,
+a seekable plain tar (random access: nothing is read that is not needed), or a compressed tar that
+can only be streamed once (layers are analyzed as they pass, images matched at the end).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import posixpath
+import tarfile
+from typing import Iterator
+
+from ..model import ImageSpec, LayerDescriptor, ScanError
+from ..streams import CHUNK, Limits, PeekReader, compression_of, open_outer, read_json_bytes
+from . import LayerBlob, SourceFailure
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+MAX_INDEX_DEPTH = 4
+
+
+class Tree:
+    """Random access to the files of a directory or a plain tar."""
+
+    def __init__(self, location: str, limits: Limits):
+        self.location = location
+        self.limits = limits
+        self.dir = os.path.isdir(location)
+        self.members: dict[str, tarfile.TarInfo] = {}
+        self.tar = None
+        if not self.dir:
+            try:
+                self.tar = tarfile.open(location, mode="r:")
+                for m in self.tar.getmembers():
+                    if m.isreg():
+                        self.members[posixpath.normpath(m.name.lstrip("./") or ".")] = m
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise ScanError(f"{location}: not a readable tar archive ({exc})") from None
+
+    def exists(self, name: str) -> bool:
+        name = posixpath.normpath(name)
+        if self.dir:
+            return os.path.isfile(self._safe(name))
+        return name in self.members
+
+    def _safe(self, name: str) -> str:
+        full = os.path.realpath(os.path.join(self.location, name))
+        root = os.path.realpath(self.location)
+        if not full.startswith(root + os.sep):
+            raise ScanError(f"{name}: path leaves the image layout")
+        return full
+
+    def size(self, name: str) -> int:
+        name = posixpath.normpath(name)
+        if self.dir:
+            return os.path.getsize(self._safe(name))
+        return self.members[name].size
+
+    def open(self, name: str):
+        name = posixpath.normpath(name)
+        if not self.exists(name):
+            raise ScanError(f"{self.location}: blob {name} is missing")
+        if self.dir:
+            return open(self._safe(name), "rb", buffering=CHUNK)
+        return self.tar.extractfile(self.members[name])
+
+    def read(self, name: str, limit: int) -> bytes:
+        if self.size(name) > limit:
+            raise ScanError(f"{name}: {self.size(name)} bytes is larger than the {limit}-byte limit for metadata")
+        with self.open(name) as fh:
+            return fh.read()
+
+
+def _blob_path(digest: str) -> str:
+    algo, _, hexd = digest.partition(":")
+    if algo not in ("sha256", "sha512") or not hexd or not all(c in "0123456789abcdef" for c in hexd):
+        raise ScanError(f"invalid digest {digest[:80]!r}")
+    return f"blobs/{algo}/{hexd}"
+
+
+def _verify(data: bytes, digest: str, what: str) -> None:
+    algo, _, hexd = digest.partition(":")
+    if hashlib.new(algo, data).hexdigest() != hexd:
+        raise ScanError(f"{what}: digest mismatch (expected {digest})")
+
+
+class Layout:
+    """Finds images in a tree's manifest.json / index.json, reading JSON through `read(name)`."""
+
+    def __init__(self, read, label: str, limits: Limits):
+        self.read = read
+        self.label = label
+        self.limits = limits
+
+    def json_blob(self, digest: str, what: str):
+        data = self.read(_blob_path(digest))
+        _verify(data, digest, what)
+        return read_json_bytes(data, what), data
+
+    def docker_images(self, manifest: list) -> Iterator[ImageSpec | SourceFailure]:
+        if not isinstance(manifest, list):
+            raise ScanError(f"{self.label}: manifest.json is not a list")
+        for n, entry in enumerate(manifest):
+            tags = (entry.get("RepoTags") or []) if isinstance(entry, dict) else []
+            ref = tags[0] if tags else f"{self.label}#{n}"
+            try:
+                config_name = entry["Config"]
+                config_bytes = self.read(config_name)
+                config = read_json_bytes(config_bytes, f"{ref}: config {config_name}")
+                config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+                base = posixpath.basename(config_name)
+                if base.removesuffix(".json") != config_digest[7:] and base != config_digest[7:]:
+                    raise ScanError(f"{ref}: config {config_name} does not match its digest")
+                layer_names = entry.get("Layers") or []
+                layers = self._descriptors(config, [("", name, 0, "") for name in layer_names], ref)
+                yield ImageSpec(reference=ref, source=self.label, manifest_digest=_docker_manifest_digest(entry, config_digest),
+                                config_digest=config_digest, config=config, layers=layers,
+                                platform=_platform(config), media_type="docker-save", size=0)
+            except ScanError as exc:
+                yield SourceFailure(ref, str(exc))
+            except (KeyError, TypeError, AttributeError) as exc:
+                yield SourceFailure(ref, f"{ref}: malformed manifest.json entry ({exc.__class__.__name__}: {exc})")
+
+    def oci_images(self, index: dict, want_ref: str = "") -> Iterator[ImageSpec | SourceFailure]:
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            raise ScanError(f"{self.label}: index.json has no manifests list")
+        found = False
+        for desc in index["manifests"]:
+            ref = (desc.get("annotations") or {}).get(REF_ANNOTATION, "")
+            if want_ref and not _ref_matches(ref, want_ref, desc.get("digest", "")):
+                continue
+            found = True
+            yield from self._descriptor_images(desc, ref or f"{self.label}@{desc.get('digest', '')}", "", 0)
+        if want_ref and not found:
+            raise ScanError(f"{self.label}: no image {want_ref!r} in index.json")
+
+    def _descriptor_images(self, desc: dict, ref: str, index_digest: str, depth: int):
+        try:
+            media = desc.get("mediaType", "")
+            digest = desc["digest"]
+            doc, raw = self.json_blob(digest, f"{ref}: manifest {digest}")
+            media = doc.get("mediaType") or media
+            if media in INDEX_TYPES or "manifests" in doc:
+                if depth >= MAX_INDEX_DEPTH:
+                    raise ScanError(f"{ref}: image indexes nested too deep")
+                for child in doc.get("manifests") or []:
+                    if (child.get("platform") or {}).get("architecture") == "unknown":
+                        continue  # attestation manifests (buildkit) are not images
+                    yield from self._descriptor_images(child, ref, digest, depth + 1)
+                return
+            config_desc = doc["config"]
+            config, _ = self.json_blob(config_desc["digest"], f"{ref}: config")
+            layers = [(d["digest"], _blob_path(d["digest"]), int(d.get("size") or 0), d.get("mediaType", ""))
+                      for d in doc.get("layers") or []]
+            spec = ImageSpec(reference=ref, source=self.label, manifest_digest=digest,
+                             config_digest=config_desc["digest"], config=config,
+                             layers=self._descriptors(config, layers, ref), platform=_platform(config, desc),
+                             index_digest=index_digest, media_type=media,
+                             size=len(raw) + int(config_desc.get("size") or 0) + sum(l[2] for l in layers))
+            yield spec
+        except ScanError as exc:
+            yield SourceFailure(ref, str(exc))
+        except (KeyError, TypeError, AttributeError) as exc:
+            yield SourceFailure(ref, f"{ref}: malformed manifest ({exc.__class__.__name__}: {exc})")
+
+    def _descriptors(self, config: dict, layers: list[tuple], ref: str) -> list[LayerDescriptor]:
+        rootfs = config.get("rootfs") if isinstance(config, dict) else None
+        diff_ids = (rootfs or {}).get("diff_ids") or []
+        if len(diff_ids) != len(layers):
+            raise ScanError(f"{ref}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers")
+        history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
+        out = []
+        for i, ((digest, key, size, media), diff_id) in enumerate(zip(layers, diff_ids)):
+            created_by = history[i].get("created_by", "") if i < len(history) else ""
+            out.append(LayerDescriptor(index=i, digest=digest, diff_id=diff_id, media_type=media, size=size,
+                                       created_by=created_by, key=key))
+        return out
+
+
+def _docker_manifest_digest(entry: dict, config_digest: str) -> str:
+    # `docker save` writes no registry manifest; the image ID (config digest) identifies it, as in Docker
+    return config_digest
+
+
+def _platform(config: dict, desc: dict | None = None) -> str:
+    p = (desc or {}).get("platform") or {}
+    os_ = p.get("os") or config.get("os") or ""
+    arch = p.get("architecture") or config.get("architecture") or ""
+    variant = p.get("variant") or config.get("variant") or ""
+    return "/".join(x for x in (os_, arch, variant) if x)
+
+
+def _ref_matches(ref: str, want: str, digest: str) -> bool:
+    return want in (ref, digest) or ref.rsplit(":", 1)[-1] == want and ":" not in want
+
+
+def archive_events(text: str, transport: str, location: str, ref: str, limits: Limits):
+    if os.path.isdir(location):
+        return _random_access(Tree(location, limits), text, transport, ref, limits)
+    with open(location, "rb") as fh:
+        head = fh.read(4)
+    if compression_of(head) == "none":
+        return _random_access(Tree(location, limits), text, transport, ref, limits)
+    return _streamed(text, transport, location, ref, limits)
+
+
+def _random_access(tree: Tree, text: str, transport: str, ref: str, limits: Limits):
+    layout = Layout(lambda name: tree.read(name, limits.max_json), text, limits)
+    if transport == "docker-archive" and tree.exists("manifest.json"):
+        specs = layout.docker_images(read_json_bytes(tree.read("manifest.json", limits.max_json), f"{text}: manifest.json"))
+    elif tree.exists("index.json"):
+        specs = layout.oci_images(read_json_bytes(tree.read("index.json", limits.max_json), f"{text}: index.json"), ref)
+    else:
+        raise ScanError(f"{text}: neither manifest.json nor index.json found")
+    offered: set[str] = set()
+    for spec in specs:
+        if isinstance(spec, SourceFailure):
+            yield spec
+            continue
+        if ref and transport == "docker-archive" and ref not in (spec.reference, spec.manifest_digest):
+            continue
+        missing = [d.key for d in spec.layers if not tree.exists(d.key)]
+        if missing:
+            yield SourceFailure(spec.reference, f"{spec.reference}: layer blob {missing[0]} is missing")
+            continue
+        for d in spec.layers:
+            if d.key not in offered:
+                offered.add(d.key)
+                yield LayerBlob(key=d.key, digest=d.digest, diff_id=d.diff_id, size=tree.size(d.key),
+                                open=lambda key=d.key: tree.open(key))
+        yield spec
+
+
+def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits):
+    """One front-to-back pass over a compressed archive: small JSON kept, layers handed on as they pass."""
+    files: dict[str, bytes] = {}
+    layer_keys: set[str] = set()
+    with open(location, "rb", buffering=CHUNK) as raw:
+        stream, _ = open_outer(raw, limits, text)
+        try:
+            tf = tarfile.open(fileobj=stream, mode="r|")
+            for member in tf:
+                if not member.isreg():
+                    continue
+                name = posixpath.normpath(member.name.lstrip("./") or ".")
+                fh = tf.extractfile(member)
+                peek = PeekReader(fh)
+                head = peek.peek(512)
+                is_tar = len(head) >= 262 and head[257:262] == b"ustar"
+                if compression_of(head) != "none" or is_tar or name.endswith("layer.tar"):
+                    layer_keys.add(name)
+                    yield LayerBlob(key=name, size=member.size, stream=peek)
+                elif head.lstrip()[:1] in (b"{", b"[") and member.size <= limits.max_json:
+                    files[name] = peek.read()
+                # anything else (VERSION, legacy json) is not needed
+        except ScanError:
+            raise
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise ScanError(f"{text}: truncated or corrupt archive ({exc})") from None
+
+    def read(name: str) -> bytes:
+        name = posixpath.normpath(name)
+        if name in files:
+            return files[name]
+        raise ScanError(f"{text}: blob {name} is missing")
+
+    layout = Layout(read, text, limits)
+    if transport == "docker-archive" and "manifest.json" in files:
+        specs = layout.docker_images(read_json_bytes(files["manifest.json"], f"{text}: manifest.json"))
+    elif "index.json" in files:
+        specs = layout.oci_images(read_json_bytes(files["index.json"], f"{text}: index.json"), ref)
+    else:
+        raise ScanError(f"{text}: neither manifest.json nor index.json found")
+    for spec in specs:
+        if isinstance(spec, ImageSpec):
+            if ref and transport == "docker-archive" and ref not in (spec.reference, spec.manifest_digest):
+                continue
+            missing = [d.key for d in spec.layers if d.key not in layer_keys]
+            if missing:
+                yield SourceFailure(spec.reference, f"{spec.reference}: layer blob {missing[0]} is missing")
+                continue
+        yield spec

@@ -1,0 +1,200 @@
+"""Byte streams: digest verification while reading, and decompression with bomb limits.
+
+Every layer blob passes through `open_layer_stream`, which sniffs the compression (gzip, zstd or
+plain tar), hashes the compressed bytes (the blob digest) and the uncompressed bytes (the diff_id)
+as they flow, and stops a decompression bomb by size and ratio before it fills memory or time.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from .model import ScanError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-layer caps. A layer that decompresses past either is refused (ratio only past ratio_floor)."""
+
+    max_layer_bytes: int = 16 << 30
+    max_ratio: float = 250.0
+    ratio_floor: int = 64 << 20
+    max_file_read: int = 256 << 20  # largest single file handed to analyzers
+    max_json: int = 8 << 20  # manifests, configs, index.json
+
+
+class HashingReader(io.RawIOBase):
+    """Reads from `raw`, hashing and counting every byte that passes."""
+
+    def __init__(self, raw, algo: str = "sha256"):
+        self.raw = raw
+        self.hash = hashlib.new(algo)
+        self.count = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.hash.update(data)
+        self.count += n
+        return n
+
+    def read(self, n=-1):
+        data = self.raw.read() if n is None or n < 0 else self.raw.read(n)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self):
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class BoundedDecompressor(io.RawIOBase):
+    """Wraps a decompressing reader; refuses output past the size cap or the compression-ratio cap."""
+
+    def __init__(self, inner, counted: HashingReader, limits: Limits, what: str):
+        self.inner = inner
+        self.counted = counted
+        self.limits = limits
+        self.what = what
+        self.out = 0
+
+    def readable(self):
+        return True
+
+    def _check(self):
+        lim = self.limits
+        if self.out > lim.max_layer_bytes:
+            raise ScanError(f"{self.what}: decompressed size exceeds the limit of {lim.max_layer_bytes} bytes")
+        if self.out > lim.ratio_floor and self.out > lim.max_ratio * max(self.counted.count, 1):
+            raise ScanError(f"{self.what}: compression ratio exceeds {lim.max_ratio:g}:1 (decompression bomb?)")
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            n = CHUNK
+        try:
+            data = self.inner.read(n)
+        except (OSError, EOFError, ValueError) as exc:
+            raise ScanError(f"{self.what}: corrupt compressed data ({exc})") from None
+        except Exception as exc:  # zstandard raises its own ZstdError
+            raise ScanError(f"{self.what}: corrupt compressed data ({exc})") from None
+        self.out += len(data)
+        self._check()
+        return data
+
+    def readinto(self, b):
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class PeekReader(io.RawIOBase):
+    """Lets the first bytes be looked at without losing them (streams cannot seek back)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.head = b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self.head) < n:
+            more = self.raw.read(n - len(self.head))
+            if not more:
+                break
+            self.head += more
+        return self.head[:n]
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        if self.head:
+            if n is None or n < 0:
+                data, self.head = self.head + self.raw.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            if len(data) < n:
+                data += self.raw.read(n - len(data))
+            return data
+        return self.raw.read() if n is None or n < 0 else self.raw.read(n)
+
+    def readinto(self, b):
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def compression_of(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class LayerStream:
+    """A layer blob opened for one pass: `.tar` is the uncompressed stream to hand to tarfile."""
+
+    def __init__(self, raw, limits: Limits, what: str):
+        self.blob = HashingReader(raw)
+        peek = PeekReader(self.blob)
+        self.compression = compression_of(peek.peek(4))
+        if self.compression == "gzip":
+            from isal import igzip
+
+            inner = igzip.IGzipFile(fileobj=peek, mode="rb")
+        elif self.compression == "zstd":
+            import zstandard
+
+            inner = zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)
+        else:
+            inner = peek
+        self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what))
+        self.tar = io.BufferedReader(self.uncompressed, buffer_size=CHUNK)
+
+    def finish(self) -> tuple[str, str]:
+        """Reads what tarfile left (end-of-archive padding) and returns (blob digest, diff_id)."""
+        while self.tar.read(CHUNK):
+            pass
+        self.blob.drain()
+        return self.blob.digest(), self.uncompressed.digest()
+
+
+def open_outer(fileobj, limits: Limits, what: str):
+    """An archive file (docker save output) that may itself be gzip or zstd compressed."""
+    peek = PeekReader(fileobj)
+    kind = compression_of(peek.peek(4))
+    if kind == "none":
+        return peek, kind
+    counted = HashingReader(peek)
+    if kind == "gzip":
+        from isal import igzip
+
+        inner = igzip.IGzipFile(fileobj=counted, mode="rb")
+    else:
+        import zstandard
+
+        inner = zstandard.ZstdDecompressor().stream_reader(counted, read_across_frames=True)
+    outer_limits = Limits(max_layer_bytes=limits.max_layer_bytes * 8, max_ratio=limits.max_ratio,
+                          ratio_floor=limits.ratio_floor)
+    return io.BufferedReader(BoundedDecompressor(inner, counted, outer_limits, what), buffer_size=CHUNK), kind
+
+
+def read_json_bytes(data: bytes, what: str):
+    import json
+
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ScanError(f"{what}: invalid JSON ({exc.__class__.__name__}: {str(exc)[:120]})") from None
