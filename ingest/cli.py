@@ -176,13 +176,12 @@ def _human(n) -> str:
 def _load_command_modules() -> None:
     """Modules that add subcommands register them with @command on import."""
     import importlib
+    import pkgutil
 
-    for name in ("stowaway.ingest.commands",):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+    import stowaway.ingest.commands as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+        importlib.import_module(mod.name)
 
 
 def main(argv=None) -> int:

@@ -239,6 +239,10 @@ LEFT JOIN packages p ON p.id = f.package_id;
 
 MIGRATIONS: list[str] = [SCHEMA_V1]
 
+# Schema parts owned by other modules (advisories, tasks, registries): name -> ordered SQL steps.
+# Each part keeps its own version in `schema_parts`, so parts can be added in any order.
+SCHEMA_PARTS: dict[str, list[str]] = {}
+
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -252,6 +256,8 @@ def connect(path: str) -> sqlite_utils.Database:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=NORMAL")
     migrate(db)
+    for name in list(SCHEMA_PARTS):
+        ensure_schema(db, name)
     return db
 
 
@@ -264,10 +270,24 @@ def migrate(db: sqlite_utils.Database) -> None:
             db.conn.executescript("BEGIN;" + script + f";PRAGMA user_version={version};COMMIT;")
 
 
-def add_migration(script: str) -> None:
-    """Later modules (tasks, advisories) append their own schema steps here, in import order."""
-    if script not in MIGRATIONS:
-        MIGRATIONS.append(script)
+def register_schema(name: str, steps: list[str]) -> None:
+    """A module that owns tables registers its migration steps (append new steps, never edit old ones)."""
+    SCHEMA_PARTS[name] = steps
+
+
+def ensure_schema(db, name: str, steps: list[str] | None = None) -> None:
+    """Applies the steps of one schema part that this database has not seen yet."""
+    if steps is not None:
+        register_schema(name, steps)
+    steps = SCHEMA_PARTS[name]
+    conn = db.conn if hasattr(db, "conn") else db
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_parts (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_parts WHERE name = ?", [name]).fetchone()
+    done = row[0] if row else 0
+    for version, script in enumerate(steps, start=1):
+        if version <= done:
+            continue
+        conn.executescript(f"BEGIN; {script}; INSERT OR REPLACE INTO schema_parts (name, version) VALUES ('{name}', {version}); COMMIT;")
 
 
 def dumps(value: Any) -> str | None:
