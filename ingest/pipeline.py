@@ -180,6 +180,11 @@ class Scanner:
                     [dbm.now(), round(time.perf_counter() - t0, 3), outcome.image_id, outcome.layers_read,
                      outcome.layers_cached, dbm.dumps(outcome.warnings) if outcome.warnings else None, scan_id])
                 self.db.conn.execute("UPDATE images SET last_scan_id=? WHERE id=?", [scan_id, outcome.image_id])
+            # committed: later images of this source that share a layer now find it in the database
+            for d in spec.layers:
+                if isinstance(pending.get(d.key), LayerResult):
+                    row = self._layer_row(d.diff_id)
+                    pending[d.key] = _Cached(d.diff_id, row[0])
             self.on_event("scan_done", {"reference": spec.reference, "scan_id": scan_id})
             return outcome
         except ScanError as exc:
