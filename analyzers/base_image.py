@@ -1,0 +1,185 @@
+"""Base images: is the image built on an approved base, which one, and how many layers are its own.
+
+An approved base is an image already in the database, named by reference or digest on the command
+line (`--approved-base REF`) or in the policy (`[base_images] approved = [...]`). The image is built
+on it when the base's layer chain (diff_ids, bottom first) is a prefix of the image's own chain:
+layers are content-addressed, so a shared prefix is the same bytes, whatever the tags say.
+
+The base must have been scanned before the images built on it (REPORT.md): in one `oci:DIR` run
+the images are scanned in index order, so a base listed after its children is unknown to them.
+An approved REF that names the image being scanned is resolved from the image itself.
+
+Every image gets exactly one base_image finding: approved 1 (pass), 0 (fail, with the closest known
+base: the image in the database sharing the longest diff_id prefix) or None when no approved base
+is configured (not_applicable). The base boundary is also guessed from the history, as Trivy does:
+the last CMD/ENTRYPOINT entry that a layer-creating step follows ends the base image.
+"""
+from __future__ import annotations
+
+import re
+
+from stowaway.ingest.model import Finding
+
+from .base import Analyzer, register
+
+MAX_CANDIDATES = 5000
+_CMD = re.compile(r"^(?:/bin/sh -c #\(nop\)\s+|\|\d+ )?(?:CMD|ENTRYPOINT)\b")
+
+
+def guess_boundary(history: list, layer_count: int) -> int | None:
+    """How many bottom layers the base image holds, judged from the history; None when it cannot tell.
+
+    A Dockerfile ends with CMD/ENTRYPOINT, so the base's last one is the CMD/ENTRYPOINT entry that
+    the derived image's first layer-creating step follows. Counting only non-empty entries maps the
+    history onto layers; when their number disagrees with the layers, the history is not trusted.
+    """
+    if not isinstance(history, list):
+        return None
+    entries = [h for h in history if isinstance(h, dict)]
+    if sum(1 for h in entries if not h.get("empty_layer")) != layer_count:
+        return None
+    boundary = None
+    layers_before = 0
+    pending = None  # layers below the latest CMD/ENTRYPOINT seen, until a layer follows it
+    for h in entries:
+        if h.get("empty_layer"):
+            if _CMD.match((h.get("created_by") or "").strip()):
+                pending = layers_before
+            continue
+        if pending is not None:
+            boundary, pending = pending, None
+        layers_before += 1
+    return boundary if boundary else None
+
+
+def _chain_of(db, image_id: int) -> list[str]:
+    return [r[0] for r in db.execute("SELECT l.diff_id FROM image_layers il JOIN layers l ON l.id = il.layer_id"
+                                     " WHERE il.image_id = ? ORDER BY il.position", [image_id])]
+
+
+def _images_named(db, ref: str) -> list[tuple[int, str, str]]:
+    """(id, reference, manifest digest) of the stored images REF names: a reference or any digest."""
+    sql = ("SELECT id, reference, manifest_digest FROM images WHERE reference = ? OR manifest_digest = ?"
+           " OR config_digest = ? OR index_digest = ? ORDER BY id")
+    rows = db.execute(sql, [ref, ref, ref, ref]).fetchall()
+    last = ref.rsplit("/", 1)[-1]
+    if not rows and ":" not in last and "@" not in ref:
+        rows = db.execute(sql, [ref + ":latest"] * 4).fetchall()  # 'debian' means 'debian:latest', as docker says
+    return [tuple(r) for r in rows]
+
+
+def _approved_refs(policy: dict) -> tuple[list[str], list[str]]:
+    conf = policy.get("base_images") or {}
+    if not isinstance(conf, dict):
+        return [], ["base_images: must be a table; ignored"]
+    refs = conf.get("approved") or []
+    if isinstance(refs, str):
+        refs = [refs]
+    if not isinstance(refs, list):
+        return [], ["base_images.approved: must be a list of image references; ignored"]
+    good = [r.strip() for r in refs if isinstance(r, str) and r.strip()]
+    problems = [f"base_images.approved: {r!r} is not an image reference; ignored" for r in refs
+                if not (isinstance(r, str) and r.strip())]
+    return list(dict.fromkeys(good)), problems
+
+
+@register
+class BaseImage(Analyzer):
+    name = "base-image"
+    version = 1
+    risk = "base_image"
+    order = 95
+    reads_layers = False
+
+    def collect(self, ctx, layers):
+        spec = ctx.spec
+        chain = [d.diff_id for d in spec.layers]
+        boundary = guess_boundary(spec.config.get("history"), len(chain))
+        refs, problems = _approved_refs(ctx.policy)
+        for p in problems:
+            ctx.warn(f"{self.name}: {p}")
+        detail = {"approved": None, "matched": None, "own_layers": None, "closest": None,
+                  "guessed_boundary": boundary}
+        if boundary is not None:
+            detail["own_layers"] = len(chain) - boundary
+
+        match = self._match(ctx, refs, chain) if refs else None
+        if match:
+            ref, reference, digest, base_len = match
+            own = len(chain) - base_len
+            detail.update(approved=1, matched=reference, matched_ref=ref, matched_digest=digest, own_layers=own,
+                          base_layers=base_len, closest=reference, closest_shared_layers=base_len)
+            yield Finding(kind="base_image", title=f"Built on approved base image {reference} ({own} own layers)",
+                          severity="negligible", status="pass", rule="approved-base", detail=detail)
+            return
+
+        closest = self._closest(ctx, chain)
+        if closest:
+            detail["closest"], detail["closest_shared_layers"] = closest
+        if not refs:
+            what = f"; guessed base: the bottom {boundary} layer(s)" if boundary else ""
+            yield Finding(kind="base_image", title=f"Base image not checked: no approved base configured{what}",
+                          severity="unknown", status="not_applicable", rule="approved-base", detail=detail)
+            return
+        detail["approved"] = 0
+        near = f"; closest known image: {closest[0]} ({closest[1]} shared layers)" if closest else ""
+        yield Finding(kind="base_image", title=f"Base image not approved{near}", severity="medium", status="fail",
+                      rule="approved-base", detail=detail)
+
+    def _match(self, ctx, refs: list[str], chain: list[str]):
+        """(REF as named, stored reference, manifest digest, base layer count) of the longest approved prefix."""
+        spec = ctx.spec
+        best = None
+        for ref in refs:
+            candidates: list[tuple[str, str, list[str]]] = []
+            if ref in (spec.reference, spec.manifest_digest, spec.config_digest) or (
+                    spec.index_digest and ref == spec.index_digest):
+                candidates.append((spec.reference, spec.manifest_digest, chain))
+            if ctx.db is not None:
+                for image_id, reference, digest in _images_named(ctx.db, ref):
+                    candidates.append((reference, digest, _chain_of(ctx.db, image_id)))
+            if not candidates:
+                ctx.warn(f"{self.name}: approved base {ref} is not in the database; scan it before the images"
+                         " built on it")
+                continue
+            for reference, digest, base in candidates:
+                if not base:
+                    ctx.warn(f"{self.name}: approved base {ref} has no layers; ignored")
+                    continue
+                if len(base) <= len(chain) and chain[:len(base)] == base:
+                    if best is None or len(base) > best[3]:
+                        best = (ref, reference, digest, len(base))
+        return best
+
+    def _closest(self, ctx, chain: list[str]):
+        """(reference, shared layers) of the stored image sharing the longest diff_id prefix, if any.
+
+        Images that hold this image's whole chain and more are built on it, not under it, and the
+        image itself (same manifest) is not its own base.
+        """
+        if ctx.db is None or not chain:
+            return None
+        spec = ctx.spec
+        ids = [r[0] for r in ctx.db.execute(
+            "SELECT il.image_id FROM layers l JOIN image_layers il ON il.layer_id = l.id"
+            " JOIN images i ON i.id = il.image_id"
+            " WHERE l.diff_id = ? AND il.position = 0 AND i.manifest_digest != ? LIMIT ?",
+            [chain[0], spec.manifest_digest, MAX_CANDIDATES])]
+        best = None
+        for image_id in ids:
+            other = _chain_of(ctx.db, image_id)
+            shared = 0
+            for a, b in zip(chain, other):
+                if a != b:
+                    break
+                shared += 1
+            if shared == len(chain) and len(other) > len(chain):
+                continue
+            whole = shared == len(other)
+            key = (shared, whole, -len(other), image_id)
+            if best is None or key > best[0]:
+                best = (key, image_id)
+        if best is None:
+            return None
+        reference = ctx.db.execute("SELECT reference FROM images WHERE id = ?", [best[1]]).fetchone()[0]
+        return reference, best[0][0]
