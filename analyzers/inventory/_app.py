@@ -1,0 +1,80 @@
+"""What the application-package analyzers share: record shape, visibility, package URLs, warnings.
+
+Each analyzer's `analyze` returns plain records:
+
+    {"ecosystem", "name", "version", "path", "file"?, "licenses"?, "metadata"?}   a package
+    {"warning": "...", "file": "..."}                                              a problem worth a scan warning
+
+`path` is where the package was recorded (an archive member as OUTER!/INNER); `file` is the image
+file that holds it (the outer archive), when that differs from `path`. Only the copy of a file that
+the final image shows counts, with the layer that wrote that copy.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from packageurl import PackageURL
+
+from stowaway.ingest.model import Package
+
+MAX_WARNINGS = 20
+
+PURL_TYPE = {"maven": "maven", "pypi": "pypi", "npm": "npm", "go": "golang", "gem": "gem",
+             "composer": "composer", "nuget": "nuget"}
+
+
+def pep503(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def purl_of(ecosystem: str, name: str, version: str) -> str:
+    kind = PURL_TYPE.get(ecosystem, ecosystem)
+    namespace = None
+    if ecosystem == "maven" and ":" in name:
+        namespace, name = name.split(":", 1)
+    elif ecosystem in ("npm", "composer", "go") and "/" in name:
+        namespace, name = name.rsplit("/", 1)
+    try:
+        return PackageURL(type=kind, namespace=namespace or None, name=name, version=version or None).to_string()
+    except ValueError:
+        return ""
+
+
+def package(ecosystem: str, name: str, version: str, path: str, *, file: str | None = None,
+            licenses=(), metadata: dict | None = None) -> dict:
+    record = {"ecosystem": ecosystem, "name": name, "version": version, "path": path}
+    if file and file != path:
+        record["file"] = file
+    lic = [x for x in dict.fromkeys(str(x).strip() for x in licenses or ()) if x]
+    if lic:
+        record["licenses"] = lic
+    if metadata:
+        record["metadata"] = metadata
+    return record
+
+
+def warning(file: str, message: str) -> dict:
+    return {"warning": message, "file": file}
+
+
+def collect_packages(ctx, layers: list[list[dict]], analyzer: str) -> Iterator[Package]:
+    """Packages of the visible copies of their files; warnings about visible files go to the scan."""
+    owned = getattr(ctx, "owned_files", None) or set()
+    problems: list[str] = []
+    for index, records in enumerate(layers):
+        for r in records:
+            file = r.get("file") or r.get("path")
+            if not file or not ctx.fs.visible(file, index):
+                continue
+            if "warning" in r:
+                problems.append(f"{r['warning']} (layer {index})")
+                continue
+            yield Package(ecosystem=r["ecosystem"], name=r["name"], version=r["version"], path=r["path"],
+                          layer_index=index, purl=purl_of(r["ecosystem"], r["name"], r["version"]),
+                          licenses=tuple(r.get("licenses") or ()), os_owned=file in owned,
+                          metadata=r.get("metadata") or {})
+    for p in problems[:MAX_WARNINGS]:
+        ctx.warn(f"{analyzer}: {p}")
+    if len(problems) > MAX_WARNINGS:
+        ctx.warn(f"{analyzer}: {len(problems) - MAX_WARNINGS} further problems")

@@ -1,0 +1,40 @@
+""".NET dependencies from an application's `*.deps.json` (the runtime's own record of what it loads)."""
+from __future__ import annotations
+
+import json
+
+from ..base import Analyzer, register
+from ._app import collect_packages, package, warning
+
+MAX_SIZE = 32 << 20
+
+
+@register
+class DotnetDeps(Analyzer):
+    name = "dotnet-deps"
+    version = 1
+    risk = "software"
+    order = 20
+
+    def required(self, path, info):
+        return path.endswith(".deps.json")
+
+    def analyze(self, file):
+        if len(file.data) > MAX_SIZE:
+            return [warning(file.path, f"{file.path}: {len(file.data)} bytes, larger than {MAX_SIZE}; not parsed")]
+        try:
+            doc = json.loads(file.data)
+        except (ValueError, RecursionError) as exc:
+            return [warning(file.path, f"{file.path}: not JSON ({str(exc)[:100]})")]
+        libraries = doc.get("libraries") if isinstance(doc, dict) else None
+        out = []
+        for key, lib in (libraries or {}).items() if isinstance(libraries, dict) else ():
+            name, _, version = key.partition("/")
+            kind = lib.get("type", "") if isinstance(lib, dict) else ""
+            if not name or not version or kind not in ("package", "project"):
+                continue  # 'reference' and 'runtimepack' entries are the framework, not NuGet packages
+            out.append(package("nuget", name, version, file.path, metadata={"type": kind}))
+        return out
+
+    def collect(self, ctx, layers):
+        return collect_packages(ctx, layers, self.name)

@@ -1,0 +1,57 @@
+"""npm packages: every `package.json` with a name and a version, in node_modules or the app's own.
+
+A package.json is JSON anywhere in the image; one that is not an object, lacks a name or a version,
+or is larger than any real one would be is skipped (the large one with a warning).
+"""
+from __future__ import annotations
+
+import json
+
+from ..base import Analyzer, register
+from ._app import collect_packages, package, warning
+
+MAX_SIZE = 8 << 20
+
+
+def licenses_of(doc: dict) -> list[str]:
+    out = []
+    lic = doc.get("license")
+    if isinstance(lic, str):
+        out.append(lic)
+    elif isinstance(lic, dict) and isinstance(lic.get("type"), str):
+        out.append(lic["type"])
+    for item in doc.get("licenses") or () if isinstance(doc.get("licenses"), list) else ():
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("type"), str):
+            out.append(item["type"])
+    return out
+
+
+@register
+class NpmPackages(Analyzer):
+    name = "npm"
+    version = 1
+    risk = "software"
+    order = 20
+
+    def required(self, path, info):
+        return path.endswith("/package.json")
+
+    def analyze(self, file):
+        if len(file.data) > MAX_SIZE:
+            return [warning(file.path, f"{file.path}: {len(file.data)} bytes, larger than {MAX_SIZE}; not parsed")]
+        try:
+            doc = json.loads(file.data)
+        except (ValueError, RecursionError):
+            return []  # templates and test fixtures are often not JSON at all
+        if not isinstance(doc, dict):
+            return []
+        name, version = doc.get("name"), doc.get("version")
+        if not isinstance(name, str) or not isinstance(version, str) or not name.strip() or not version.strip():
+            return []
+        meta = {"private": True} if doc.get("private") is True else None
+        return [package("npm", name.strip(), version.strip(), file.path, licenses=licenses_of(doc), metadata=meta)]
+
+    def collect(self, ctx, layers):
+        return collect_packages(ctx, layers, self.name)
