@@ -462,11 +462,15 @@ class SoftwareCompliance(Analyzer):
 
 
 def _packaged(path: str, real: str, owned) -> bool:
-    """Whether a file is what an OS package installed: its file list when known, else where it lives."""
-    if not owned:
-        return path.startswith(SYSTEM_DIRS) or real.startswith(SYSTEM_DIRS)
-    # merged /usr: the list says /bin/nc.openbsd, the image shows /usr/bin/nc.openbsd
+    """Whether a file is what an OS package installed: in its file list, or where packages put files.
+
+    Both, because neither is complete: alternatives links (/bin/nc) are in no file list, and a
+    package may own files under /opt.
+    """
     for p in (path, real):
-        if p in owned or (p.startswith("/usr/") and p[4:] in owned) or "/usr" + p in owned:
+        if p.startswith(SYSTEM_DIRS):
+            return True
+        # merged /usr: the list says /bin/nc.openbsd, the image shows /usr/bin/nc.openbsd
+        if owned and (p in owned or (p.startswith("/usr/") and p[4:] in owned) or "/usr" + p in owned):
             return True
     return False
