@@ -113,4 +113,5 @@ def package(tags: dict[int, object]) -> dict | None:
 def _s(value) -> str:
     if isinstance(value, list):
         value = value[0] if value else ""
-    return value if isinstance(value, str) else ""
+    # rpm writes the literal '(none)' where a field does not apply (gpg-pubkey's SOURCERPM)
+    return value if isinstance(value, str) and value != "(none)" else ""
