@@ -1,0 +1,15 @@
+"""Sensitive information: the built-in catalogue (rules.py), gitleaks imports (gitleaks.py), the per-layer
+analyzer (analyzer.py) and the redaction of secrets from the stored image config (redaction.py).
+
+Policy, section `[secrets]` (every key optional):
+
+    exclude_paths = ["/srv/fixtures/*", "AnyPath/testdata/AnyPath"]   # at most 20, added to the defaults
+    max_file_size = 20971520          # bytes; larger files are counted, not read
+    gitleaks = ["/etc/stowaway/gitleaks.toml"]   # gitleaks-format rule files, added to the built-ins
+    builtin = true                    # false: only the gitleaks rules
+    generic_entropy = 3.0             # minimum entropy of a generic `password = ...` value
+    fingerprint_key_file = "PATH"     # HMAC key for fingerprints (default: ~/.local/share/stowaway/...)
+
+Patterns: `AnyPath` is any number of directories, `AnyName` one path component, `*` anything; a
+pattern that does not start with `/` or a wildcard matches at any depth.
+"""

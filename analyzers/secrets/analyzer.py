@@ -1,0 +1,258 @@
+"""Secrets in files (per layer) and in the image config (ENV, labels, history).
+
+Raw values never leave `analyze`/`collect`: a record holds the rule, the line, a masked form and an
+HMAC-SHA256 fingerprint. The HMAC key is per user (a random file under the user's data dir, or
+`[secrets] fingerprint_key_file`), not in the policy, because the policy is stored with every scan:
+with the key outside the database, a leaked database does not let anyone test guesses of a short
+password against its fingerprints, and a rescan on the same machine still gets the same fingerprint
+for the same secret. The key's id is part of the cache fingerprint, so records made under another
+key are never mixed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import replace
+
+from stowaway.ingest.model import HARDLINK, REG, Finding, ScanError
+
+from .._userdirs import data_dir
+from ..base import Analyzer, Fact, register
+from . import gitleaks
+from .rules import BUILTIN, Catalogue, Hit, SecretRule, _PLACEHOLDER, _private_key_label, find, mask
+
+DEFAULT_EXCLUDES = (
+    "/usr/*", "/lib/*", "/lib32/*", "/bin/*", "/sbin/*", "/var/lib/*", "/var/log/*",
+    "AnyPath/node_modules/AnyPath/AnyName.md", "AnyPath/node_modules/AnyPath/test/AnyPath",
+    "*/service/iam/examples_test.go", "AnyPath/grafana/public/build/AnyName.js",
+)
+MAX_USER_EXCLUDES = 20
+MAX_FILE_SIZE = 20 << 20
+BINARY_SNIFF = 8192
+KEY_FILE = "secret-fingerprint.key"
+
+_TOKENS = re.compile(r"(AnyPath/|AnyPath|AnyName|\*\*/|\*\*|\*|\?)")
+_WILD = {"AnyPath/": "(?:.*/)?", "AnyPath": ".*", "AnyName": "[^/]*", "**/": "(?:.*/)?", "**": ".*", "*": ".*",
+         "?": "[^/]"}
+
+# ENV names whose value is a credential whatever it looks like (the value may be weak, not random)
+SENSITIVE_NAME = re.compile(r"(?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token|api_?key|access_?key|private_?key"
+                            r"|credential|auth)(?:$|_)|^(?:.*_)?(?:pass|pwd)$")
+ENV_RULE = SecretRule("secret-in-env", "Credential", None, (), "high")
+
+
+def exclusion_regex(pattern: str) -> str:
+    parts = _TOKENS.split(pattern)
+    body = "".join(_WILD.get(p, re.escape(p)) if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    if not pattern.startswith("/") and not _TOKENS.match(pattern):
+        body = "(?:.*/)?" + body
+    return body
+
+
+def exclusions(user: object) -> tuple[list[str], re.Pattern]:
+    if user is None:
+        user = []
+    if isinstance(user, str) or not isinstance(user, list) or not all(isinstance(p, str) and p.strip() for p in user):
+        raise ScanError("secrets.exclude_paths: expected a list of path patterns")
+    if len(user) > MAX_USER_EXCLUDES:
+        raise ScanError(f"secrets.exclude_paths: {len(user)} patterns given; at most {MAX_USER_EXCLUDES}"
+                        " user-configured excluded paths are allowed")
+    patterns = list(DEFAULT_EXCLUDES) + [p.strip() for p in user]
+    return patterns, re.compile("|".join(f"(?:{exclusion_regex(p)})" for p in patterns))
+
+
+def _fingerprint_key(conf: dict) -> tuple[bytes, str]:
+    """(key, warning). A missing key file is created once, readable by its owner only."""
+    path = conf.get("fingerprint_key_file") or os.environ.get("STOWAWAY_SECRET_KEY_FILE") or str(data_dir() / KEY_FILE)
+    try:
+        with open(path, "rb") as fh:
+            key = fh.read()
+        if len(key) >= 16:
+            return key, ""
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        return os.urandom(32), f"secrets: cannot read fingerprint key {path} ({exc.strerror}); fingerprints of this run are not comparable"
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        key = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key, ""
+    except FileExistsError:  # another process made it first
+        with open(path, "rb") as fh:
+            return fh.read(), ""
+    except OSError as exc:
+        return os.urandom(32), f"secrets: cannot create fingerprint key {path} ({exc.strerror}); fingerprints of this run are not comparable"
+
+
+_CATALOGUES: dict[tuple, tuple[Catalogue, list[str], dict]] = {}
+
+
+def catalogue_for(conf: dict) -> tuple[Catalogue, list[str], dict]:
+    """(catalogue, load warnings, description) for a `[secrets]` section; built once per process per content."""
+    files = conf.get("gitleaks") or []
+    if isinstance(files, str):
+        files = [files]
+    builtin = conf.get("builtin", True) is not False
+    generic_entropy = float(conf.get("generic_entropy", 3.0))
+    digests = []
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                digests.append(hashlib.sha256(fh.read()).hexdigest())
+        except OSError as exc:
+            raise ScanError(f"secrets.gitleaks: {f}: cannot read ({exc.strerror})") from None
+    key = (tuple(files), tuple(digests), builtin, generic_entropy)
+    if key not in _CATALOGUES:
+        rules: list[SecretRule] = []
+        if builtin:
+            rules += [replace(r, entropy=generic_entropy) if r.id == "generic-secret" else r for r in BUILTIN]
+        warnings: list[str] = []
+        global_allow = {}
+        loaded = {}
+        for f in files:
+            more, allow, skipped = gitleaks.load(f)
+            rules += more
+            global_allow[f] = allow
+            loaded[f] = len(more)
+            if skipped:
+                warnings.append(f"secrets: {f}: {len(skipped)} rule(s) skipped: " + "; ".join(skipped)[:2000])
+        about = {"builtin_rules": len(BUILTIN) if builtin else 0, "gitleaks": loaded,
+                 "gitleaks_sha256": dict(zip(files, digests)), "generic_entropy": generic_entropy}
+        _CATALOGUES[key] = (Catalogue(rules, global_allow), warnings, about)
+    return _CATALOGUES[key]
+
+
+class SecretScanner:
+    """What both the analyzer and the config redaction need: rules, key, masking and fingerprints."""
+
+    def __init__(self, policy: dict):
+        conf = policy.get("secrets") or {}
+        if not isinstance(conf, dict):
+            raise ScanError("secrets: expected a [secrets] section")
+        self.conf = conf
+        self.catalogue, warnings, self.about = catalogue_for(conf)
+        self.warnings = list(warnings)
+        self._key: bytes | None = None
+
+    @property
+    def key(self) -> bytes:
+        # read (or made) on first use only: masking the config needs no key, so scans without
+        # the secrets risk never create one
+        if self._key is None:
+            self._key, warning = _fingerprint_key(self.conf)
+            if warning:
+                self.warnings.append(warning)
+        return self._key
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(b"stowaway-key-id\0" + self.key).hexdigest()[:12]
+
+    def fingerprint_of(self, secret: bytes) -> str:
+        return "hmac-sha256:" + hmac.new(self.key, secret, hashlib.sha256).hexdigest()[:40]
+
+    def masked(self, hit: Hit) -> str:
+        text = hit.secret.decode("utf-8", "replace")
+        label = _private_key_label(hit.secret[:80]) if hit.rule.whole_body else hit.rule.title
+        return mask(text, hit.rule.whole_body, label)
+
+    def config_hits(self, spec) -> list[tuple[str, str, int | None, Hit, str]]:
+        """(source, name, layer_index, hit, raw value) for secrets in ENV, labels and history."""
+        out = []
+        runtime = spec.config.get("config") or {}
+        for i, item in enumerate(runtime.get("Env") or []):
+            if not isinstance(item, str):
+                continue
+            name, _, value = item.partition("=")
+            out += self._text_hits("config:env", name, None, item.encode(), len(name) + 1)
+        for name, value in sorted((runtime.get("Labels") or {}).items()):
+            text = f"{name}={value}"
+            out += self._text_hits("config:label", name, None, text.encode(), len(name) + 1)
+        layer = 0
+        for h in spec.config.get("history") or []:
+            empty = bool(h.get("empty_layer"))
+            text = str(h.get("created_by") or "")
+            out += self._text_hits("config:history", text[:60], None if empty else layer, text.encode(), 0)
+            layer += 0 if empty else 1
+        return out
+
+    def _text_hits(self, source, name, layer, data: bytes, value_from: int):
+        rules = [r for r in self.catalogue.candidates(data) if r.config and r.path is None and r.regex is not None]
+        hits = [h for h in find(rules, data, "", self.catalogue.global_allow) if h.start >= value_from]
+        if not hits and source == "config:env" and SENSITIVE_NAME.search(name):
+            value = data[value_from:]
+            if len(value) >= 4 and not _PLACEHOLDER.match(value):
+                hits = [Hit(ENV_RULE, value_from, len(data), value, 1)]
+        return [(source, name, layer, h, h.secret.decode("utf-8", "replace")) for h in hits]
+
+
+@register
+class Secrets(Analyzer):
+    name = "secrets"
+    version = 1
+    risk = "secrets"
+    order = 50
+
+    def __init__(self, policy=None):
+        super().__init__(policy)
+        conf = self.policy.get("secrets") or {}
+        self.patterns, self.excluded = exclusions(conf.get("exclude_paths") if isinstance(conf, dict) else None)
+        try:
+            self.max_file_size = int(conf.get("max_file_size", MAX_FILE_SIZE))
+        except (TypeError, ValueError):
+            raise ScanError("secrets.max_file_size: expected a number of bytes") from None
+        self.scanner = SecretScanner(self.policy)
+
+    def fingerprint(self):
+        settings = {"excludes": self.patterns, "max": self.max_file_size, "key": self.scanner.key_id,
+                    "rules": self.scanner.about}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def required(self, path, info):
+        return info.size <= self.max_file_size and self.excluded.fullmatch(path) is None
+
+    def analyze(self, file):
+        data = file.data
+        if b"\0" in data[:BINARY_SNIFF]:
+            return [{"path": file.path, "skipped": "binary"}]
+        return [{"path": file.path, "rule": h.rule.id, "title": h.rule.title, "severity": h.rule.severity,
+                 "line": h.line, "masked": self.scanner.masked(h), "fingerprint": self.scanner.fingerprint_of(h.secret)}
+                for h in self.scanner.catalogue.scan(data, file.path)]
+
+    def collect(self, ctx, layers):
+        for w in self.scanner.warnings:
+            ctx.warn(w)
+        binary = 0
+        for index, records in enumerate(layers):
+            for r in records:
+                if r.get("skipped"):
+                    binary += 1
+                    continue
+                yield Finding("secret", r["title"], r["severity"], r["path"], index, ctx.fs.visible(r["path"], index),
+                              r["rule"], detail={"rule_id": r["rule"], "line": r["line"], "masked": r["masked"],
+                                                 "fingerprint": r["fingerprint"], "source": "file"})
+        for source, name, layer, hit, _raw in self.scanner.config_hits(ctx.spec):
+            where = {"config:env": "ENV", "config:label": "label", "config:history": "history"}[source]
+            title = f"{hit.rule.title} in {where} {name}" if source != "config:history" else f"{hit.rule.title} in image history"
+            yield Finding("secret", title, hit.rule.severity, "", layer, True, hit.rule.id,
+                          detail={"rule_id": hit.rule.id, "line": None, "masked": self.scanner.masked(hit),
+                                  "fingerprint": self.scanner.fingerprint_of(hit.secret), "source": source})
+        too_large = excluded = 0
+        for entries in getattr(ctx, "layer_entries", []):
+            for e in entries:
+                if e[1] not in (REG, HARDLINK):
+                    continue
+                if self.excluded.fullmatch(e[0]) is not None:
+                    excluded += 1
+                elif e[2] > self.max_file_size:
+                    too_large += 1
+        yield Fact("secrets_skipped", {"binary": binary, "too_large": too_large, "excluded": excluded,
+                                       "max_file_size": self.max_file_size})
+        yield Fact("secrets_policy", {"exclude_paths": self.patterns, "max_file_size": self.max_file_size,
+                                      "fingerprint_key_id": self.scanner.key_id, **self.scanner.about})

@@ -1,0 +1,65 @@
+"""Masks secrets in the image config before the image row is stored.
+
+The pipeline stores the runtime config (Env, Labels) and the history as they are; a password in
+`ENV DB_PASSWORD=…` would land in the database and the report. This runs on every scan, whatever
+risk types were chosen, after every other analyzer (they see the real config in memory), and
+replaces each secret value it finds in the config by its masked form.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..base import Analyzer, register
+from .analyzer import SecretScanner
+
+
+@register
+class ConfigRedaction(Analyzer):
+    name = "config-redaction"
+    version = 1
+    risk = ""
+    order = 99
+    reads_layers = False
+
+    def __init__(self, policy=None):
+        super().__init__(policy)
+        self.scanner = None
+
+    def collect(self, ctx, layers):
+        if self.scanner is None:
+            self.scanner = SecretScanner(self.policy)
+        redact(ctx.spec, self.scanner)
+        return ()
+
+
+def redact(spec, scanner: SecretScanner) -> int:
+    """Replaces every secret found in spec.config (and the layer commands copied from it); returns how many."""
+    found = {raw: scanner.masked(hit) for _s, _n, _l, hit, raw in scanner.config_hits(spec) if raw}
+    if not found:
+        return 0
+    # longest first, so a secret that contains another is replaced whole
+    order = sorted(found, key=len, reverse=True)
+
+    def clean(text):
+        if not isinstance(text, str):
+            return text
+        for raw in order:
+            if raw in text:
+                text = text.replace(raw, found[raw])
+        return text
+
+    for section in ("config", "container_config"):
+        runtime = spec.config.get(section)
+        if not isinstance(runtime, dict):
+            continue
+        if isinstance(runtime.get("Env"), list):
+            runtime["Env"] = [clean(e) for e in runtime["Env"]]
+        if isinstance(runtime.get("Labels"), dict):
+            runtime["Labels"] = {k: clean(v) for k, v in runtime["Labels"].items()}
+        if isinstance(runtime.get("Cmd"), list):
+            runtime["Cmd"] = [clean(c) for c in runtime["Cmd"]]
+    for h in spec.config.get("history") or []:
+        if isinstance(h, dict) and "created_by" in h:
+            h["created_by"] = clean(h["created_by"])
+    spec.layers[:] = [replace(d, created_by=clean(d.created_by)) if d.created_by else d for d in spec.layers]
+    return len(found)
