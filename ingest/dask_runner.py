@@ -1,0 +1,60 @@
+"""Scale-out on an existing Dask distributed cluster: workers analyze, this process writes.
+
+Workers run `pipeline.run_job` and send back picklable `ImageResult`s; SQLite keeps one writer.
+A worker that can see the database file (same host, or a shared filesystem at the same path) reads
+its layer cache read-only; one that cannot reads every layer (correct, only slower) and image-level
+evaluators that consult the database see none.
+"""
+from __future__ import annotations
+
+from .model import ScanError
+
+
+class DaskExecutor:
+    """`address` is a scheduler address ('tcp://host:8786') or an existing distributed.Client."""
+
+    def __init__(self, address, slots: int | None = None):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ScanError("--dask needs the 'distributed' package (pip install 'dask[distributed]')") from None
+        if isinstance(address, Client):
+            self.client, self.owned = address, False
+        else:
+            try:
+                self.client, self.owned = Client(address, timeout=30, set_as_default=False), True
+            except (OSError, TimeoutError) as exc:
+                raise ScanError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self._slots = slots
+
+    @property
+    def slots(self) -> int:
+        if self._slots:
+            return self._slots
+        threads = sum((w.get("nthreads") or 1) for w in self.client.scheduler_info().get("workers", {}).values())
+        return max(1, threads)
+
+    def submit(self, job):
+        from .pipeline import run_job
+
+        # pure=False: the same source scanned twice must run twice (the registry may have changed)
+        return self.client.submit(run_job, job, pure=False)
+
+    def wait(self, futures, timeout: float | None = None):
+        from distributed import wait
+
+        try:
+            done, _ = wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return set()
+        return done
+
+    def close(self):
+        if self.owned:
+            self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

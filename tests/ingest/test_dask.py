@@ -1,0 +1,84 @@
+"""Local worker processes and a Dask cluster analyze; the one writer stores: same database either way."""
+import pytest
+
+from imagebuilder import File, ImageBuilder, Symlink, WHITEOUT
+
+
+def images(tmp_path, n=3):
+    """`n` small images sharing a base layer, in one OCI layout each."""
+    base = {"etc/os-release": 'ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11"\n',
+            "bin/sh": File(b"\x7fELF" + b"s" * 300, mode=0o755), "etc/motd": "hi\n"}
+    sources = []
+    for i in range(n):
+        img = ImageBuilder().layer(base, created_by="ADD base /")
+        img.layer({"etc/.wh.motd": WHITEOUT, f"app/{i}.txt": "x" * (100 + i), "app/link": Symlink(f"{i}.txt")},
+                  created_by=f"COPY app {i}")
+        img.write_oci_layout(tmp_path / f"oci{i}", ref=f"demo/app:{i}")
+        sources.append(f"oci:{tmp_path / f'oci{i}'}")
+    return sources
+
+
+def contents(database):
+    """What a scan stored, without ids and times: images, layers, packages, findings, file statistics."""
+    q = database.execute
+    return {
+        "images": q("SELECT reference, manifest_digest, platform, os_family, os_version, size FROM images"
+                    " ORDER BY reference").fetchall(),
+        "layers": q("SELECT diff_id, digest, size, entries FROM layers ORDER BY diff_id").fetchall(),
+        "image_layers": q("SELECT i.reference, il.position, l.diff_id FROM image_layers il JOIN images i ON"
+                          " i.id = il.image_id JOIN layers l ON l.id = il.layer_id ORDER BY 1, 2").fetchall(),
+        "analyses": q("SELECT l.diff_id, a.analyzer, a.version, a.record_count FROM layer_analyses a JOIN layers l"
+                      " ON l.id = a.layer_id ORDER BY 1, 2").fetchall(),
+        "packages": q("SELECT i.reference, p.ecosystem, p.name, p.version, p.path FROM packages p JOIN images i ON"
+                      " i.id = p.image_id ORDER BY 1, 2, 3, 5").fetchall(),
+        "findings": q("SELECT i.reference, f.kind, f.rule, f.path, f.fingerprint FROM findings f JOIN images i ON"
+                      " i.id = f.image_id ORDER BY 1, 2, 3, 4, 5").fetchall(),
+        "file_stats": q("SELECT i.reference, s.total_files, s.total_size, s.directories, s.symlinks FROM file_stats s"
+                        " JOIN images i ON i.id = s.image_id ORDER BY 1").fetchall(),
+        "largest": q("SELECT s.reference, l.rank, l.path, l.size, l.layer_index FROM largest_files l JOIN scans s ON"
+                     " s.id = l.scan_id ORDER BY 1, 2").fetchall(),
+        "layer_stats": q("SELECT s.reference, l.layer_index, l.files, l.visible_files, l.whiteouts FROM layer_stats l"
+                         " JOIN scans s ON s.id = l.scan_id ORDER BY 1, 2").fetchall(),
+        "scans": q("SELECT reference, status, layers_read + layers_cached FROM scans ORDER BY reference").fetchall(),
+    }
+
+
+def scan_with(tmp_path, name, sources, **kw):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    database = connect(str(tmp_path / f"{name}.db"))
+    outcomes = Scanner(database, {}, progress=False, **kw).run(sources)
+    return database, outcomes
+
+
+def test_local_processes_store_what_the_sequential_scan_stores(tmp_path):
+    sources = images(tmp_path)
+    seq, seq_out = scan_with(tmp_path, "seq", sources)
+    par, par_out = scan_with(tmp_path, "par", sources, jobs=2)
+    assert [o.status for o in par_out] == ["done"] * 3
+    assert contents(par)["file_stats"][0][1:3] == (3, 60 + 304 + 100)  # os-release, sh, 0.txt (motd whited out)
+    assert contents(par) == contents(seq)
+
+
+def test_dask_cluster_stores_what_the_local_scan_stores(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    sources = images(tmp_path)
+    local, _ = scan_with(tmp_path, "local", sources, jobs=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        remote, out = scan_with(tmp_path, "dask", sources, dask=client)
+    assert sorted(o.reference for o in out) == ["demo/app:0", "demo/app:1", "demo/app:2"]
+    assert contents(remote) == contents(local)
+    assert contents(remote)["packages"] == contents(local)["packages"]
+
+
+def test_a_failing_source_fails_alone_in_workers(tmp_path):
+    sources = images(tmp_path, 2)
+    bad = tmp_path / "broken.tar"
+    bad.write_bytes(b"not a tar at all" * 10)
+    database, out = scan_with(tmp_path, "mixed", [sources[0], f"docker-archive:{bad}", sources[1]], jobs=2)
+    by_status = sorted((o.status, o.reference) for o in out)
+    assert [s for s, _ in by_status] == ["done", "done", "failed"]
+    failed = database.execute("SELECT error FROM scans WHERE status = 'failed'").fetchone()[0]
+    assert "broken.tar" in failed
