@@ -1,0 +1,181 @@
+"""Vulnerability findings from an image's inventory: an image-level evaluator that never reads a layer.
+
+The same `evaluate()` serves a scan (packages from `ctx.packages`) and a rematch (packages from the
+`packages` table), so a feed update re-evaluates stored images with exactly the scan's rules.
+
+One finding per (package, vulnerability): a GHSA and a PYSEC record of the same CVE, or a DSA and the
+tracker's DEBIAN-CVE record, become one finding whose `matched_by` lists every record and range that
+matched. The finding is named by its CVE when the records name exactly one.
+
+OS packages are matched only against their distribution's own advisories (on the source package and
+the release): the vendor knows which fixes it backported, upstream ranges do not.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+from stowaway.ingest.model import Finding, Package
+
+from ..base import Analyzer, Fact, register
+from . import ignores as ignore_rules
+from . import store
+from .ecosystems import OS_ECOSYSTEMS, SCHEME_OF, image_release, package_target
+from .matchers import Matcher, Match
+from .versions import InvalidVersion, parse
+
+DESCRIPTION_MAX = 1000
+# records of these namespaces carry the CVSS vectors users expect, prefer them when records disagree
+_PREFERRED_PREFIX = ("GHSA-", "CVE-")
+
+
+def _urgency(severity: str, kev: bool, epss: float | None, fixed: str | None) -> str:
+    """Repair urgency: exploited in the wild first (CISA KEV), then likely exploitation (EPSS), then severity."""
+    if kev:
+        return "immediate"
+    if (epss is not None and epss >= 0.1) or (severity == "critical" and fixed):
+        return "high"
+    if severity in ("critical", "high") or (epss is not None and epss >= 0.01):
+        return "medium"
+    return "low"
+
+
+def _best_fixed(scheme: str, matches: list[Match]) -> str | None:
+    fixes = {m.hit.fixed for m in matches if m.hit.fixed}
+    if not fixes:
+        return None
+    try:
+        return max(fixes, key=lambda v: parse(scheme, v))
+    except (InvalidVersion, TypeError):
+        return sorted(fixes)[-1]
+
+
+class Evaluation:
+    """Builds findings for the packages of one image; reusable across images (caches live in the Matcher)."""
+
+    def __init__(self, matcher: Matcher, ignores: ignore_rules.IgnoreRules | None = None):
+        self.matcher = matcher
+        self.ignores = ignores or ignore_rules.IgnoreRules([])
+        self.warnings: Counter = Counter()
+
+    def evaluate(self, packages: Iterable[Package], os_family: str, os_version: str,
+                 image: str = "") -> list[Finding]:
+        os_key = image_release(os_family, os_version)
+        out: list[Finding] = []
+        seen = set()
+        uncovered_os = 0
+        for pkg in packages:
+            if pkg.key in seen:
+                continue
+            seen.add(pkg.key)
+            target = package_target(pkg.ecosystem, pkg.name, pkg.version, pkg.source_name, pkg.source_version, os_key)
+            if target is None:
+                if (pkg.ecosystem or "").lower() in ("deb", "rpm", "apk"):
+                    uncovered_os += 1
+                continue
+            matches = self.matcher.match(*target)
+            if matches:
+                out.extend(self._findings(pkg, target, matches, image))
+        if uncovered_os:
+            what = f"{os_family} {os_version}".strip() or "an unidentified distribution"
+            self.warnings[f"{uncovered_os} OS packages not matched: no vendor advisories are keyed for {what}"] += 1
+        return out
+
+    def _findings(self, pkg: Package, target, matches: list[Match], image: str) -> Iterable[Finding]:
+        ecosystem, _, _, version = target
+        scheme = SCHEME_OF[ecosystem]
+        groups: dict[str, list[Match]] = {}
+        multi: list[tuple[tuple, Match]] = []
+        for m in matches:
+            adv = self.matcher.advisory(m.candidate.advisory_id)
+            if len(adv.cves) == 1:
+                groups.setdefault(adv.cves[0], []).append(m)
+            elif len(adv.cves) > 1:
+                multi.append((adv.cves, m))
+            else:
+                groups.setdefault(adv.id, []).append(m)
+        for cves, m in multi:
+            # an advisory naming several CVEs (a DSA, a USN) folds into the per-CVE findings it repeats
+            if all(c in groups for c in cves):
+                for c in cves:
+                    groups[c].append(m)
+            else:
+                groups.setdefault(m.candidate.advisory_id, []).append(m)
+        for vid, group in groups.items():
+            yield self._finding(pkg, ecosystem, scheme, version, vid, group, image)
+
+    def _finding(self, pkg, ecosystem, scheme, version, vid, group: list[Match], image) -> Finding:
+        advs = [self.matcher.advisory(m.candidate.advisory_id) for m in group]
+        order = sorted(range(len(advs)), key=lambda i: (not advs[i].id.startswith(_PREFERRED_PREFIX), advs[i].id))
+        names = set()
+        for a in advs:
+            names.update((a.id, *a.aliases, *a.cves))
+        names.discard(vid)
+        cves = sorted({c for a in advs for c in a.cves})
+        scored = next((advs[i] for i in order if advs[i].cvss_score is not None), None)
+        vendor = next((m.candidate.severity for m in group if m.candidate.severity), None) \
+            or next((advs[i].database_severity for i in order if advs[i].database_severity), None)
+        if ecosystem in OS_ECOSYSTEMS and vendor:
+            severity = vendor  # the distribution rates the impact of its own build
+        elif scored is not None:
+            severity = scored.severity or "unknown"
+        else:
+            severity = vendor or next((advs[i].severity for i in order if advs[i].severity), None) or "unknown"
+        fixed = _best_fixed(scheme, group)
+        published = min((a.published for a in advs if a.published), default=None)
+        text = next((advs[i].summary for i in order if advs[i].summary), "") or \
+            next((advs[i].details for i in order if advs[i].details), "")
+        kev = any(self.matcher.kev(c) for c in cves)
+        epss_values = [e for e in (self.matcher.epss(c) for c in cves) if e is not None]
+        epss = max(epss_values) if epss_values else None
+        target_name = pkg.source_name if ecosystem in OS_ECOSYSTEMS and pkg.source_name else pkg.name
+        solution = f"upgrade {target_name} to {fixed} or later" if fixed else "no fix available"
+        if ecosystem in OS_ECOSYSTEMS and fixed and target_name != pkg.name:
+            solution += f" (source package of {pkg.name})"
+        matched_by = [{"record": m.candidate.advisory_id, "ecosystem": m.candidate.raw_ecosystem,
+                       "package": m.candidate.raw_name, "version": version, "range": m.hit.why,
+                       "source": self.matcher.advisory(m.candidate.advisory_id).source_file}
+                      for m in group]
+        aliases = sorted(names)
+        detail = {
+            "vulnerability_id": vid, "aliases": aliases, "package_name": pkg.name, "ecosystem": pkg.ecosystem,
+            "installed_version": pkg.version, "fixed_version": fixed,
+            "cvss_score": scored.cvss_score if scored else None, "cvss_vector": scored.cvss_vector if scored else None,
+            "published": published, "solution": solution, "description": text[:DESCRIPTION_MAX],
+            "matched_by": matched_by, "kev": int(kev), "epss": epss,
+            "urgency": _urgency(severity, kev, epss, fixed),
+        }
+        reason = self.ignores.match([vid, *aliases], pkg.name, pkg.version, pkg.purl, image, pkg.path)
+        if reason:
+            detail["ignore_reason"] = reason
+        title = f"{vid} in {pkg.name} {pkg.version}"
+        return Finding(kind="vulnerability", title=title, severity=severity, path=pkg.path,
+                       layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail=detail)
+
+
+def policy_ignore_file(policy: dict) -> str | None:
+    section = policy.get("vulnerabilities") if isinstance(policy, dict) else None
+    return section.get("ignore_file") if isinstance(section, dict) else None
+
+
+@register
+class Vulnerabilities(Analyzer):
+    name = "vulnerabilities"
+    version = 1
+    risk = "vulnerabilities"
+    order = 90
+    reads_layers = False
+
+    def collect(self, ctx, layers):
+        conn = ctx.db.conn if ctx.db is not None and hasattr(ctx.db, "conn") else ctx.db
+        if conn is None or not store.has_store(conn):
+            ctx.warn("vulnerabilities: no advisory database; run `stowaway db import` or `stowaway db update`")
+            return
+        rules = ignore_rules.load(policy_ignore_file(ctx.policy))
+        for w in rules.warnings():
+            ctx.warn(f"vulnerabilities: {w}")
+        evaluation = Evaluation(Matcher(conn), rules)
+        yield from evaluation.evaluate(ctx.packages, ctx.os.family, ctx.os.version, ctx.spec.reference)
+        for message, n in (evaluation.warnings + evaluation.matcher.warnings).most_common(20):
+            ctx.warn(f"vulnerabilities: {message}" + (f" ({n}×)" if n > 1 else ""))
+        yield Fact("vulnerability_feed", store.feed_summary(conn))

@@ -1,0 +1,529 @@
+"""Imports advisories into the store: OSV records (files, directories, an ecosystem's all.zip, the
+osv.dev API's {"vulns": [...]} answers), the Debian security tracker JSON, CISA's KEV catalogue and
+FIRST's EPSS scores.
+
+Idempotent: a record replaces the stored one only when its `modified` time is newer. Fast: records
+are parsed one at a time (an all.zip is streamed member by member) and written with executemany,
+one transaction per batch. Bad input — a malformed file, a record without an id, an ecosystem no
+matcher knows, a range without events — is skipped and counted by reason, never fatal.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import gzip
+import io
+import json
+import os
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from stowaway.ingest import db as dbm
+
+from . import store
+from .ecosystems import DEBIAN_CODENAMES, SCHEME_OF, normalize_name, split_ecosystem
+
+BATCH = 2000
+MAX_FILE = 512 << 20  # the full Debian tracker JSON is ~80 MB; anything far beyond is not an advisory file
+MAX_EXAMPLES = 20
+RANGE_TYPES = ("ECOSYSTEM", "SEMVER")
+
+
+class BadRecord(ValueError):
+    """One record that cannot be used; the message is the counted reason."""
+
+
+@dataclass
+class ImportResult:
+    import_id: int = 0
+    records: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    warnings: Counter = field(default_factory=Counter)
+    examples: list = field(default_factory=list)
+    seconds: float = 0.0
+    kev: int = 0
+    epss: int = 0
+
+    def warn(self, reason: str, example: str = "") -> None:
+        self.warnings[reason] += 1
+        if example and len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{reason}: {example}")
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+    def summary(self) -> str:
+        rate = self.records / self.seconds if self.seconds else 0
+        text = (f"{self.records} records: {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged,"
+                f" {self.skipped} skipped in {self.seconds:.1f}s ({rate:,.0f}/s)")
+        if self.kev or self.epss:
+            text += f"; {self.kev} KEV entries, {self.epss} EPSS scores"
+        if self.warnings:
+            text += "; warnings: " + ", ".join(f"{n} × {r}" for r, n in self.warnings.most_common(8))
+        return text
+
+
+# --- severity ------------------------------------------------------------------------------------------
+
+_LEVELS = ("critical", "high", "medium", "low", "negligible")
+_VENDOR_LEVEL = {
+    "critical": "critical", "important": "high", "high": "high", "moderate": "medium", "medium": "medium",
+    "low": "low", "negligible": "negligible", "unimportant": "negligible", "none": "negligible",
+}
+
+
+def vendor_level(text) -> str | None:
+    """'MODERATE' (GHSA), 'Important' (Red Hat), 'low**' (Debian urgency, '**' = guessed) -> a level."""
+    if not isinstance(text, str):
+        return None
+    return _VENDOR_LEVEL.get(text.strip().rstrip("*").strip().lower())
+
+
+@functools.lru_cache(maxsize=8192)
+def cvss_of(vector: str) -> tuple[float, str] | None:
+    """(base score, level) of a CVSS v2/v3/v4 vector through the `cvss` library; None when unreadable."""
+    from cvss import CVSS2, CVSS3, CVSS4
+    from cvss.exceptions import CVSSError
+
+    try:
+        if vector.startswith("CVSS:4"):
+            c4 = CVSS4(vector)
+            score, level = float(c4.base_score), str(c4.severity).lower()
+        elif vector.startswith("CVSS:3"):
+            c3 = CVSS3(vector)
+            score, level = float(c3.scores()[0]), str(c3.severities()[0]).lower()
+        else:
+            score = float(CVSS2(vector.removeprefix("CVSS:2.0/")).scores()[0])
+            level = "high" if score >= 7 else "medium" if score >= 4 else "low"
+    except (CVSSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return score, ("negligible" if level == "none" else level)
+
+
+# v3 first: it is the score users compare with NVD and vendor pages; v4 and v2 when it is all there is
+_CVSS_PREFERENCE = {"CVSS_V3": 0, "CVSS_V4": 1, "CVSS_V2": 2}
+
+
+def record_severity(severities, database_specific) -> tuple[str | None, float | None, str | None, str | None]:
+    """(level, score, vector, vendor level) from an OSV `severity` list and `database_specific`."""
+    best = None
+    vendor = None
+    for s in severities or ():
+        if not isinstance(s, dict) or not isinstance(s.get("score"), str):
+            continue
+        kind = s.get("type", "")
+        if kind in _CVSS_PREFERENCE:
+            got = cvss_of(s["score"])
+            if got:
+                rank = (_CVSS_PREFERENCE[kind], -got[0])
+                if best is None or rank < best[0]:
+                    best = (rank, got[0], got[1], s["score"])
+        elif vendor is None:
+            vendor = vendor_level(s["score"])  # 'Ubuntu': 'medium' and other vendor ratings
+    if isinstance(database_specific, dict) and vendor is None:
+        vendor = vendor_level(database_specific.get("severity"))
+    if best:
+        return best[2], best[1], best[3], vendor
+    return vendor, None, None, vendor
+
+
+# --- records -----------------------------------------------------------------------------------------
+
+def normalize_time(value) -> str:
+    """OSV times in one sortable form: '2022-03-25T20:56:18Z' and '…18.5Z' compare correctly as text."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _strings(value) -> list[str]:
+    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
+def _clean_ranges(ranges, result: ImportResult, rid: str) -> list[dict]:
+    out = []
+    for r in ranges if isinstance(ranges, list) else ():
+        if not isinstance(r, dict):
+            result.warn("malformed range", rid)
+            continue
+        kind = r.get("type")
+        if kind not in RANGE_TYPES:
+            continue  # GIT ranges name commits, not package versions
+        events = [e for e in r.get("events") or () if isinstance(e, dict) and len(e) == 1
+                  and next(iter(e)) in ("introduced", "fixed", "last_affected", "limit")
+                  and isinstance(next(iter(e.values())), str)]
+        if not events or not any("introduced" in e for e in events):
+            result.warn("range without an introduced event", rid)
+            continue
+        if len(events) != len(r.get("events") or ()):
+            result.warn("range with malformed events", rid)
+            continue
+        out.append({"type": kind, "events": events})
+    return out
+
+
+def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
+    """(advisory row, affected rows, alias rows) of one OSV record; raises BadRecord."""
+    if not isinstance(rec, dict):
+        raise BadRecord("record is not an object")
+    rid = rec.get("id")
+    if not isinstance(rid, str) or not rid.strip():
+        raise BadRecord("record without an id")
+    rid = rid.strip()
+    aliases = _strings(rec.get("aliases"))
+    upstream = _strings(rec.get("upstream"))
+    cves = sorted({a for a in [rid, *aliases, *upstream] if a.startswith("CVE-")})
+    level, score, vector, vendor = record_severity(rec.get("severity"), rec.get("database_specific"))
+    withdrawn = normalize_time(rec.get("withdrawn")) or None
+    affected_rows = []
+    for a in rec.get("affected") or () if not withdrawn else ():
+        if not isinstance(a, dict) or not isinstance(a.get("package"), dict):
+            continue  # affected entries without a package name repositories, not packages
+        pkg = a["package"]
+        raw_eco, raw_name = pkg.get("ecosystem"), pkg.get("name")
+        if not isinstance(raw_eco, str) or not isinstance(raw_name, str) or not raw_eco or not raw_name:
+            result.warn("affected package without ecosystem or name", rid)
+            continue
+        eco, release = split_ecosystem(raw_eco)
+        if eco not in SCHEME_OF:
+            result.warn(f"unsupported ecosystem {eco}", rid)
+            continue
+        ranges = _clean_ranges(a.get("ranges"), result, rid)
+        versions = _strings(a.get("versions"))
+        if not ranges and not versions:
+            result.warn("affected package without usable ranges or versions", rid)
+            continue
+        a_level = None
+        if a.get("severity"):
+            a_level = record_severity(a.get("severity"), None)[0]
+        es = a.get("ecosystem_specific") if isinstance(a.get("ecosystem_specific"), dict) else {}
+        a_level = a_level or vendor_level(es.get("severity")) or vendor_level(es.get("urgency"))
+        affected_rows.append((rid, eco, release, normalize_name(eco, raw_name.strip()), raw_eco, raw_name,
+                              json.dumps(ranges, separators=(",", ":")) if ranges else None,
+                              json.dumps(versions, separators=(",", ":")) if versions else None, a_level))
+    if not affected_rows and not withdrawn and rec.get("affected"):
+        raise BadRecord("no affected package that a matcher can use")
+    details = rec.get("details") if isinstance(rec.get("details"), str) else None
+    summary = rec.get("summary") if isinstance(rec.get("summary"), str) else None
+    advisory = (rid, normalize_time(rec.get("modified")), normalize_time(rec.get("published")) or None, withdrawn,
+                summary, details, json.dumps(aliases) if aliases else None, json.dumps(upstream) if upstream else None,
+                json.dumps(cves) if cves else None,
+                json.dumps(rec.get("severity")) if isinstance(rec.get("severity"), list) and rec["severity"] else None,
+                vendor, level, score, vector, source_file, source_kind)
+    alias_rows = [(x, rid) for x in {*aliases, *upstream, *cves} if x != rid]
+    return advisory, affected_rows, alias_rows
+
+
+# --- Debian security tracker ---------------------------------------------------------------------------
+
+def is_debian_tracker(doc) -> bool:
+    if not isinstance(doc, dict) or "id" in doc or "vulns" in doc or not doc:
+        return False
+    for cves in list(doc.values())[:20]:
+        if isinstance(cves, dict):
+            for entry in list(cves.values())[:5]:
+                if isinstance(entry, dict) and "releases" in entry:
+                    return True
+    return False
+
+
+def debian_tracker_records(doc: dict, modified: str, result: ImportResult) -> Iterator[dict]:
+    """The tracker's {source package: {CVE: {releases: {codename: status}}}} as one OSV-shaped record per
+    CVE, named as osv.dev names its Debian records (DEBIAN-CVE-…). 'open' is an unfixed vulnerability;
+    'resolved' with fixed version '0' means the release was never affected."""
+    by_cve: dict[str, dict] = {}
+    for package, cves in doc.items():
+        if not isinstance(cves, dict):
+            result.warn("debian tracker: malformed package entry", str(package))
+            continue
+        for cve, entry in cves.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("releases"), dict):
+                result.warn("debian tracker: entry without releases", f"{package} {cve}")
+                continue
+            rec = by_cve.setdefault(cve, {"id": f"DEBIAN-{cve}",
+                                          "modified": modified, "aliases": [cve] if cve.startswith("CVE-") else [],
+                                          "details": entry.get("description") or "", "affected": []})
+            for codename, rel in entry["releases"].items():
+                if not isinstance(rel, dict):
+                    continue
+                number = DEBIAN_CODENAMES.get(codename)
+                if number is None:
+                    result.warn("debian tracker: unknown release", codename)
+                    continue
+                status = rel.get("status")
+                fixed = rel.get("fixed_version")
+                if status == "resolved" and fixed == "0":
+                    continue
+                if status == "resolved" and isinstance(fixed, str) and fixed:
+                    events = [{"introduced": "0"}, {"fixed": fixed}]
+                elif status == "open":
+                    events = [{"introduced": "0"}]
+                else:
+                    result.warn(f"debian tracker: status {status!r} not matched", f"{package} {cve} {codename}")
+                    continue
+                rec["affected"].append({
+                    "package": {"ecosystem": f"Debian:{number}", "name": package},
+                    "ranges": [{"type": "ECOSYSTEM", "events": events}],
+                    "ecosystem_specific": {"urgency": rel.get("urgency"), "status": status},
+                })
+    for rec in by_cve.values():
+        if rec["affected"]:
+            yield rec
+
+
+# --- sources -------------------------------------------------------------------------------------------
+
+def _records_of(doc) -> Iterator:
+    if isinstance(doc, list):
+        yield from doc
+    elif isinstance(doc, dict) and isinstance(doc.get("vulns"), list) and "id" not in doc:
+        yield from doc["vulns"]  # the osv.dev API's query answers
+    elif isinstance(doc, dict) and isinstance(doc.get("results"), list) and "id" not in doc:
+        for r in doc["results"]:  # querybatch answers
+            if isinstance(r, dict):
+                yield from r.get("vulns") or ()
+    else:
+        yield doc
+
+
+def _load(name: str, data: bytes):
+    if name.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_load(data)
+    return json.loads(data)
+
+
+class Importer:
+    """One import run. `add(path)` for each path, then `finish()`; or use `import_paths()`."""
+
+    def __init__(self, database, source: str = "", kind: str = "osv"):
+        self.db = database
+        self.conn = database.conn if hasattr(database, "conn") else database
+        store.ensure(self.conn)
+        self.result = ImportResult()
+        self.now = dbm.now()
+        self._t0 = time.perf_counter()
+        self._batch: dict[str, tuple] = {}
+        with self.conn:
+            self.result.import_id = self.conn.execute(
+                "INSERT INTO advisory_imports (source, kind, started_at) VALUES (?,?,?)",
+                [source, kind, self.now]).lastrowid
+
+    # records ---------------------------------------------------------------------------------------
+    def add_record(self, rec, source_file: str, source_kind: str = "osv") -> None:
+        self.result.records += 1
+        try:
+            parsed = parse_record(rec, source_file, source_kind, self.result)
+        except BadRecord as exc:
+            self.result.skipped += 1
+            self.result.warn(str(exc), source_file)
+            return
+        rid, modified = parsed[0][0], parsed[0][1]
+        have = self._batch.get(rid)
+        if have is not None:
+            self.result.unchanged += 1  # the same record twice in one run (a .json beside its .yaml)
+            if have[0][1] >= modified:
+                return
+        self._batch[rid] = parsed
+        if len(self._batch) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, {}
+        conn = self.conn
+        ids = list(batch)
+        existing: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            existing.update(conn.execute(f"SELECT id, modified FROM advisories WHERE id IN ({','.join('?' * len(chunk))})",
+                                         chunk).fetchall())
+        changed = []
+        for rid, parsed in batch.items():
+            old = existing.get(rid)
+            if old is not None and (old or "") >= parsed[0][1]:
+                self.result.unchanged += 1
+                continue
+            if old is None:
+                self.result.inserted += 1
+            else:
+                self.result.updated += 1
+            changed.append(parsed)
+        if not changed:
+            return
+        replaced = [p[0][0] for p in changed if p[0][0] in existing]
+        with conn:
+            for i in range(0, len(replaced), 500):
+                chunk = replaced[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM advisory_affected WHERE advisory_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM advisory_aliases WHERE advisory_id IN ({marks})", chunk)
+            conn.executemany(
+                "INSERT OR REPLACE INTO advisories (id, modified, published, withdrawn, summary, details, aliases,"
+                " upstream, cves, severity_vectors, database_severity, severity, cvss_score, cvss_vector,"
+                " source_file, source_kind, import_id, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [p[0] + (self.result.import_id, self.now) for p in changed])
+            conn.executemany("INSERT INTO advisory_affected (advisory_id, ecosystem, release, name, raw_ecosystem,"
+                             " raw_name, ranges, versions, severity) VALUES (?,?,?,?,?,?,?,?,?)",
+                             [row for p in changed for row in p[1]])
+            conn.executemany("INSERT OR IGNORE INTO advisory_aliases (alias, advisory_id) VALUES (?,?)",
+                             [row for p in changed for row in p[2]])
+
+    # files -----------------------------------------------------------------------------------------
+    def add_path(self, path: str) -> None:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if name.endswith((".json", ".yaml", ".yml", ".zip", ".csv", ".csv.gz")):
+                        # a PYSEC-….yaml beside its .json is the same record: read the JSON only
+                        if name.endswith((".yaml", ".yml")) and os.path.splitext(name)[0] + ".json" in files:
+                            continue
+                        self.add_path(os.path.join(root, name))
+            return
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            self.result.warn("unreadable file", f"{path}: {exc.strerror}")
+            return
+        if path.endswith(".zip"):
+            self._add_zip(path)
+            return
+        if path.endswith((".csv", ".csv.gz")):
+            self._add_epss(path)
+            return
+        if size > MAX_FILE:
+            self.result.warn("file too large", path)
+            return
+        with open(path, "rb") as fh:
+            data = fh.read()
+        self._add_document(path, data, os.path.getmtime(path))
+
+    def _add_document(self, name: str, data: bytes, mtime: float) -> None:
+        try:
+            doc = _load(name, data)
+        except Exception as exc:  # json, yaml and decoding errors alike
+            self.result.records += 1
+            self.result.skipped += 1
+            self.result.warn("unreadable file", f"{name}: {exc.__class__.__name__}")
+            return
+        if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list) and "catalogVersion" in doc:
+            self._add_kev(doc)
+            return
+        if is_debian_tracker(doc):
+            modified = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).isoformat()
+            for rec in debian_tracker_records(doc, modified, self.result):
+                self.add_record(rec, name, "debian-tracker")
+            return
+        for rec in _records_of(doc):
+            self.add_record(rec, name)
+
+    def _add_zip(self, path: str) -> None:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            self.result.warn("unreadable zip", f"{path}: {exc}")
+            return
+        with zf:
+            for info in zf.infolist():
+                if info.is_dir() or not info.filename.endswith(".json"):
+                    continue
+                if info.file_size > MAX_FILE:
+                    self.result.warn("file too large", f"{path}!/{info.filename}")
+                    continue
+                try:
+                    data = zf.read(info)
+                except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as exc:
+                    self.result.warn("unreadable zip member", f"{path}!/{info.filename}: {exc}")
+                    continue
+                self._add_document(f"{path}!/{info.filename}", data, time.mktime(info.date_time + (0, 0, -1)))
+
+    # enrichment ------------------------------------------------------------------------------------
+    def _add_kev(self, doc: dict) -> None:
+        rows = []
+        for v in doc["vulnerabilities"]:
+            if isinstance(v, dict) and isinstance(v.get("cveID"), str):
+                rows.append((v["cveID"], v.get("vendorProject"), v.get("product"), v.get("vulnerabilityName"),
+                             v.get("dateAdded"), v.get("dueDate"), v.get("knownRansomwareCampaignUse"),
+                             v.get("requiredAction"), self.now))
+            else:
+                self.result.warn("malformed KEV entry")
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO kev (cve, vendor, product, name, date_added, due_date,"
+                                  " known_ransomware, required_action, imported_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        self.result.kev += len(rows)
+
+    def _add_epss(self, path: str) -> None:
+        opener = gzip.open if path.endswith(".gz") else open
+        rows = []
+        score_date = ""
+        try:
+            with opener(path, "rt", encoding="utf-8", newline="") as fh:
+                first = fh.readline()
+                if first.startswith("#"):
+                    score_date = next((p.split(":", 1)[1] for p in first[1:].strip().split(",")
+                                       if p.startswith("score_date:")), "")
+                else:
+                    fh = io.StringIO(first + fh.read())
+                for row in csv.DictReader(fh):
+                    try:
+                        rows.append((row["cve"], float(row["epss"]), float(row["percentile"]), score_date, self.now))
+                    except (KeyError, TypeError, ValueError):
+                        self.result.warn("malformed EPSS row", path)
+        except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+            self.result.warn("unreadable EPSS file", f"{path}: {exc}")
+            return
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO epss (cve, epss, percentile, score_date, imported_at)"
+                                  " VALUES (?,?,?,?,?)", rows)
+        self.result.epss += len(rows)
+
+    def finish(self) -> ImportResult:
+        self.flush()
+        r = self.result
+        r.seconds = time.perf_counter() - self._t0
+        with self.conn:
+            self.conn.execute("UPDATE advisory_imports SET finished_at=?, records=?, inserted=?, updated=?,"
+                              " unchanged=?, skipped=?, warnings=? WHERE id=?",
+                              [dbm.now(), r.records, r.inserted, r.updated, r.unchanged, r.skipped,
+                               dbm.dumps({"counts": dict(r.warnings), "examples": r.examples}) if r.warnings else None,
+                               r.import_id])
+        return r
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def import_paths(database, paths: Iterable[str], kind: str = "osv") -> ImportResult:
+    paths = list(paths)
+    imp = Importer(database, source=" ".join(paths), kind=kind)
+    for p in paths:
+        imp.add_path(p)
+    return imp.finish()
+
+
+def import_records(database, records: Iterable[dict], source: str = "<records>") -> ImportResult:
+    """Records already in memory (tests, benchmarks, converters of other vendor formats)."""
+    imp = Importer(database, source=source)
+    for rec in records:
+        imp.add_record(rec, source)
+    return imp.finish()

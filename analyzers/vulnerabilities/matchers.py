@@ -1,0 +1,227 @@
+"""Does an installed version fall in an advisory's affected ranges? OSV semantics, any version scheme.
+
+`affected_by()` evaluates one OSV `affected` entry: `ECOSYSTEM`/`SEMVER` ranges (events sorted by the
+ecosystem's own order, with `introduced`, `fixed`, `last_affected` and `limit`) and the explicit
+`versions` list. `Matcher` looks candidates up by (ecosystem, release, name) in the store and caches
+both the parsed advisory rows and the per-(package, version) answers, since a thousand images share
+most of their packages.
+
+A version or event that its scheme cannot read makes that range unusable: it is skipped and counted,
+never compared by some looser rule.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from .ecosystems import SCHEME_OF
+from .versions import InvalidVersion, parse
+
+_KIND_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2, "limit": 3}
+
+
+@dataclass(frozen=True)
+class RangeHit:
+    fixed: str | None  # the first fixed version above the installed one, None when unfixed
+    why: str  # the range (or 'listed in versions') that matched, as text
+
+
+def _sorted_events(scheme: str, events: list[dict]) -> list[tuple]:
+    out = []
+    for e in events:
+        kind, value = next(iter(e.items()))
+        if kind == "introduced" and value == "0":
+            out.append(((0, 0), 0, kind, value))  # '0' is below every version of every scheme
+        else:
+            out.append(((1, parse(scheme, value)), _KIND_ORDER[kind], kind, value))
+    out.sort(key=lambda x: (x[0], x[1]))
+    return out
+
+
+def in_range(scheme: str, installed, events: list[dict]) -> RangeHit | None:
+    """OSV's evaluation: walk the sorted events; introduced opens, fixed/limit close at the version,
+    last_affected closes after it. `installed` is already parsed; raises InvalidVersion for events."""
+    vulnerable = False
+    fixed = None
+    introduced = None
+    for key, _, kind, value in _sorted_events(scheme, events):
+        at = key[1] if key[0] else None
+        if kind == "introduced":
+            if at is None or installed >= at:
+                vulnerable, fixed, introduced = True, None, value
+        elif kind in ("fixed", "limit"):
+            if installed >= at:
+                vulnerable = False
+            elif vulnerable and fixed is None and kind == "fixed":
+                fixed = value
+        elif kind == "last_affected":
+            if installed > at:
+                vulnerable = False
+    if not vulnerable:
+        return None
+    closing = f"fixed {fixed}" if fixed else "no fixed version above it"
+    last = [e["last_affected"] for e in events if "last_affected" in e]
+    if last and not fixed:
+        closing = "last_affected " + ", ".join(last)
+    return RangeHit(fixed, f"introduced {introduced}, {closing}")
+
+
+def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: list[str] | None,
+                warnings: Counter | None = None, record: str = "") -> RangeHit | None:
+    """The first way this `affected` entry covers `version`, or None. Raises InvalidVersion when the
+    installed version itself cannot be read (the caller counts it once per package)."""
+    installed = parse(scheme, version)
+    for r in ranges or ():
+        try:
+            hit = in_range(scheme, installed, r["events"])
+        except InvalidVersion as exc:
+            if warnings is not None:
+                warnings[f"advisory range skipped: {exc}"] += 1
+            continue
+        except TypeError:
+            # two parsed objects that do not compare: a scheme bug, never a guess
+            if warnings is not None:
+                warnings[f"advisory range skipped: incomparable versions in {record}"] += 1
+            continue
+        if hit:
+            return hit
+    if versions and version in versions:
+        return RangeHit(None, "listed in versions")
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    advisory_id: str
+    raw_ecosystem: str
+    raw_name: str
+    ranges: list | None
+    versions: frozenset | None
+    severity: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    candidate: Candidate
+    hit: RangeHit
+
+
+@dataclass(frozen=True)
+class Advisory:
+    id: str
+    aliases: tuple
+    cves: tuple
+    summary: str
+    details: str
+    published: str | None
+    modified: str
+    severity: str | None
+    cvss_score: float | None
+    cvss_vector: str | None
+    database_severity: str | None
+    source_file: str
+    source_kind: str
+
+
+class Matcher:
+    """Looks packages up in the advisory store. One instance per scan or per rematch run."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.warnings: Counter = Counter()
+        self._candidates: dict[tuple, list[Candidate]] = {}
+        self._answers: dict[tuple, list[Match]] = {}
+        self._advisories: dict[str, Advisory] = {}
+        self._kev: dict[str, bool] = {}
+        self._epss: dict[str, float | None] = {}
+        self._has_kev = self._count("kev") > 0
+        self._has_epss = self._count("epss") > 0
+
+    def _count(self, table: str) -> int:
+        try:
+            return self.conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM [{table}] LIMIT 1)").fetchone()[0]
+        except Exception:
+            return 0
+
+    def candidates(self, ecosystem: str, release: str, name: str) -> list[Candidate]:
+        key = (ecosystem, release, name)
+        got = self._candidates.get(key)
+        if got is None:
+            got = []
+            for aid, raw_eco, raw_name, ranges, versions, sev in self.conn.execute(
+                    "SELECT advisory_id, raw_ecosystem, raw_name, ranges, versions, severity FROM advisory_affected"
+                    " WHERE ecosystem = ? AND release = ? AND name = ?", key):
+                got.append(Candidate(aid, raw_eco, raw_name, json.loads(ranges) if ranges else None,
+                                     frozenset(json.loads(versions)) if versions else None, sev))
+            self._candidates[key] = got
+        return got
+
+    def prefetch(self, keys) -> None:
+        """Loads the candidates of many (ecosystem, release, name) keys in a few queries (rematch)."""
+        wanted = [k for k in set(keys) if k not in self._candidates]
+        for k in wanted:
+            self._candidates[k] = []
+        by_eco: dict[tuple, list[str]] = {}
+        for eco, rel, name in wanted:
+            by_eco.setdefault((eco, rel), []).append(name)
+        for (eco, rel), names in by_eco.items():
+            for i in range(0, len(names), 500):
+                chunk = names[i:i + 500]
+                for aid, raw_eco, raw_name, ranges, versions, sev, name in self.conn.execute(
+                        "SELECT advisory_id, raw_ecosystem, raw_name, ranges, versions, severity, name"
+                        f" FROM advisory_affected WHERE ecosystem = ? AND release = ? AND name IN ({','.join('?' * len(chunk))})",
+                        [eco, rel, *chunk]):
+                    self._candidates[(eco, rel, name)].append(
+                        Candidate(aid, raw_eco, raw_name, json.loads(ranges) if ranges else None,
+                                  frozenset(json.loads(versions)) if versions else None, sev))
+
+    def match(self, ecosystem: str, release: str, name: str, version: str) -> list[Match]:
+        key = (ecosystem, release, name, version)
+        got = self._answers.get(key)
+        if got is not None:
+            return got
+        got = []
+        cands = self.candidates(ecosystem, release, name)
+        if cands:
+            scheme = SCHEME_OF[ecosystem]
+            try:
+                parse(scheme, version)
+            except InvalidVersion:
+                self.warnings[f"{ecosystem} package {name}: version {version!r} is not a valid {scheme} version;"
+                              " not matched"] += 1
+                cands = []
+            for c in cands:
+                hit = affected_by(scheme, version, c.ranges, c.versions, self.warnings, c.advisory_id)
+                if hit:
+                    got.append(Match(c, hit))
+        self._answers[key] = got
+        return got
+
+    def advisory(self, aid: str) -> Advisory:
+        adv = self._advisories.get(aid)
+        if adv is None:
+            row = self.conn.execute(
+                "SELECT id, aliases, upstream, cves, summary, details, published, modified, severity, cvss_score,"
+                " cvss_vector, database_severity, source_file, source_kind FROM advisories WHERE id = ?", [aid]).fetchone()
+            aliases = tuple(json.loads(row[1]) if row[1] else ()) + tuple(json.loads(row[2]) if row[2] else ())
+            adv = Advisory(row[0], aliases, tuple(json.loads(row[3]) if row[3] else ()), row[4] or "", row[5] or "",
+                           row[6], row[7] or "", row[8], row[9], row[10], row[11], row[12] or "", row[13] or "")
+            self._advisories[aid] = adv
+        return adv
+
+    def kev(self, cve: str) -> bool:
+        if not self._has_kev:
+            return False
+        got = self._kev.get(cve)
+        if got is None:
+            got = self._kev[cve] = self.conn.execute("SELECT 1 FROM kev WHERE cve = ?", [cve]).fetchone() is not None
+        return got
+
+    def epss(self, cve: str) -> float | None:
+        if not self._has_epss:
+            return None
+        if cve not in self._epss:
+            row = self.conn.execute("SELECT epss FROM epss WHERE cve = ?", [cve]).fetchone()
+            self._epss[cve] = row[0] if row else None
+        return self._epss[cve]

@@ -1,0 +1,147 @@
+"""The advisory store: tables in the scan database, so Datasette can join findings to their records.
+
+Updating it never blocks readers (the database runs in WAL mode) and each import batch is its own
+short transaction, so findings stay queryable while a feed is imported. Every advisory row says which
+file it came from, when it was imported and by which import (`advisory_imports`).
+
+Matching reads `advisory_affected` by (ecosystem, release, name) — one indexed lookup per package —
+and severity is computed once at import time, not at every match.
+"""
+from __future__ import annotations
+
+from stowaway.ingest import db as dbm
+
+STEP1 = """
+CREATE TABLE advisory_imports (
+    id INTEGER PRIMARY KEY,
+    source TEXT,
+    kind TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    records INTEGER DEFAULT 0,
+    inserted INTEGER DEFAULT 0,
+    updated INTEGER DEFAULT 0,
+    unchanged INTEGER DEFAULT 0,
+    skipped INTEGER DEFAULT 0,
+    warnings TEXT
+);
+CREATE TABLE advisories (
+    id TEXT PRIMARY KEY,
+    modified TEXT,
+    published TEXT,
+    withdrawn TEXT,
+    summary TEXT,
+    details TEXT,
+    aliases TEXT,
+    upstream TEXT,
+    cves TEXT,
+    severity_vectors TEXT,
+    database_severity TEXT,
+    severity TEXT,
+    cvss_score REAL,
+    cvss_vector TEXT,
+    source_file TEXT,
+    source_kind TEXT,
+    import_id INTEGER REFERENCES advisory_imports(id),
+    imported_at TEXT
+);
+CREATE TABLE advisory_affected (
+    advisory_id TEXT NOT NULL REFERENCES advisories(id),
+    ecosystem TEXT NOT NULL,
+    release TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL,
+    raw_ecosystem TEXT,
+    raw_name TEXT,
+    ranges TEXT,
+    versions TEXT,
+    severity TEXT
+);
+CREATE INDEX idx_affected_key ON advisory_affected(ecosystem, release, name);
+CREATE INDEX idx_affected_advisory ON advisory_affected(advisory_id);
+CREATE TABLE advisory_aliases (
+    alias TEXT NOT NULL,
+    advisory_id TEXT NOT NULL REFERENCES advisories(id),
+    PRIMARY KEY (alias, advisory_id)
+) WITHOUT ROWID;
+CREATE INDEX idx_alias_advisory ON advisory_aliases(advisory_id);
+CREATE TABLE kev (
+    cve TEXT PRIMARY KEY,
+    vendor TEXT, product TEXT, name TEXT, date_added TEXT, due_date TEXT,
+    known_ransomware TEXT, required_action TEXT, imported_at TEXT
+);
+CREATE TABLE epss (
+    cve TEXT PRIMARY KEY,
+    epss REAL, percentile REAL, score_date TEXT, imported_at TEXT
+);
+"""
+
+# Ignored findings stay stored, marked. The pipeline writes findings before their details, and
+# findings.ignored is not a Finding field, so the detail row carries the decision and this trigger
+# copies it onto the finding (and out of its package's vulnerability count).
+STEP2 = """
+ALTER TABLE vulnerability_details ADD COLUMN ignore_reason TEXT;
+ALTER TABLE vulnerability_details ADD COLUMN epss REAL;
+ALTER TABLE vulnerability_details ADD COLUMN kev INTEGER;
+ALTER TABLE vulnerability_details ADD COLUMN urgency TEXT;
+CREATE TRIGGER vulnerability_ignored AFTER INSERT ON vulnerability_details
+WHEN NEW.ignore_reason IS NOT NULL
+BEGIN
+    UPDATE packages SET vulnerability_count = MAX(0, vulnerability_count - 1)
+     WHERE id = (SELECT package_id FROM findings WHERE id = NEW.finding_id AND ignored = 0);
+    UPDATE findings SET ignored = 1, ignore_reason = NEW.ignore_reason WHERE id = NEW.finding_id;
+END;
+
+-- totals per severity of every image's current scan (ignored findings counted apart)
+CREATE VIEW image_vulnerability_totals AS
+SELECT i.id AS image_id, i.reference AS image, s.id AS scan_id,
+       SUM(f.ignored = 0 AND f.severity = 'critical') AS critical,
+       SUM(f.ignored = 0 AND f.severity = 'high') AS high,
+       SUM(f.ignored = 0 AND f.severity = 'medium') AS medium,
+       SUM(f.ignored = 0 AND f.severity = 'low') AS low,
+       SUM(f.ignored = 0 AND f.severity = 'negligible') AS negligible,
+       SUM(f.ignored = 0 AND f.severity = 'unknown') AS unknown,
+       SUM(f.ignored = 0) AS total,
+       SUM(f.ignored = 0 AND d.fixed_version IS NOT NULL) AS fixable,
+       SUM(f.ignored = 0 AND d.kev = 1) AS known_exploited,
+       SUM(f.ignored = 1) AS ignored
+FROM latest_scans s
+JOIN images i ON i.id = s.image_id
+JOIN findings f ON f.scan_id = s.id AND f.kind = 'vulnerability'
+JOIN vulnerability_details d ON d.finding_id = f.id
+GROUP BY s.id;
+
+-- the software list with its vulnerabilities, per package of every image's current scan
+CREATE VIEW package_vulnerabilities AS
+SELECT p.id AS package_id, i.reference AS image, p.image_id, p.scan_id, p.ecosystem, p.name, p.version,
+       p.source_name, p.path, p.layer_index, p.vulnerability_count,
+       (SELECT MIN(f.severity_rank) FROM findings f WHERE f.package_id = p.id AND f.kind = 'vulnerability'
+          AND f.ignored = 0) AS worst_severity_rank,
+       (SELECT COUNT(*) FROM findings f JOIN vulnerability_details d ON d.finding_id = f.id
+         WHERE f.package_id = p.id AND f.kind = 'vulnerability' AND f.ignored = 0
+           AND d.fixed_version IS NOT NULL) AS fixable
+FROM packages p
+JOIN latest_scans s ON s.id = p.scan_id
+JOIN images i ON i.id = p.image_id;
+
+CREATE INDEX idx_findings_package ON findings(package_id);
+"""
+
+STEPS = [STEP1, STEP2]
+dbm.register_schema("advisories", STEPS)
+
+
+def ensure(database) -> None:
+    dbm.ensure_schema(database, "advisories", STEPS)
+
+
+def has_store(conn) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='advisory_affected'").fetchone() is not None
+
+
+def feed_summary(conn) -> dict:
+    """What the store holds, recorded with each evaluation so a finding can be traced to its feed."""
+    if not has_store(conn):
+        return {"advisories": 0}
+    row = conn.execute("SELECT COUNT(*), MAX(imported_at), MAX(modified) FROM advisories").fetchone()
+    last = conn.execute("SELECT MAX(id) FROM advisory_imports").fetchone()[0]
+    return {"advisories": row[0], "last_import": row[1], "newest_record": row[2], "import_id": last}

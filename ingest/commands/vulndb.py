@@ -1,0 +1,145 @@
+"""`stowaway db import|update|status` (the advisory store) and `stowaway rematch` (re-evaluation).
+
+    stowaway db import ../feeds/osv PyPI-all.zip debian-tracker.json --db DB [--rematch]
+    stowaway db update --ecosystem PyPI --ecosystem Debian [--url BASE] [--rematch]
+    stowaway rematch --db DB [--image REF]... [--ignore-file FILE]
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from stowaway.analyzers.vulnerabilities import store  # registers the schema part before connect()
+from stowaway.ingest.cli import _add_db, command
+from stowaway.ingest.model import ScanError
+
+
+def _connect(path: str, must_exist: bool = False):
+    from stowaway.ingest.db import connect
+
+    if must_exist and not os.path.exists(path):
+        raise ScanError(f"{path}: no such database")
+    database = connect(path)
+    store.ensure(database)
+    return database
+
+
+def _rematch(database, args) -> None:
+    from stowaway.analyzers.vulnerabilities.rematch import rematch
+
+    result = rematch(database, getattr(args, "image", None) or None, getattr(args, "ignore_file", None),
+                     progress=not getattr(args, "no_progress", False) and sys.stderr.isatty())
+    print(result.summary(), file=sys.stderr)
+
+
+def cmd_import(args) -> int:
+    from stowaway.analyzers.vulnerabilities.importer import import_paths
+
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        raise ScanError(f"{missing[0]}: no such file or directory")
+    database = _connect(args.db)
+    result = import_paths(database, args.paths)
+    print(f"imported {result.summary()}", file=sys.stderr)
+    for example in result.examples[:5]:
+        print(f"  e.g. {example}", file=sys.stderr)
+    if args.rematch:
+        _rematch(database, args)
+    return 0
+
+
+def cmd_update(args) -> int:
+    from stowaway.analyzers.vulnerabilities import download
+    from stowaway.analyzers.vulnerabilities.importer import Importer
+
+    database = _connect(args.db)
+    cache = args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.db)), "osv-feeds")
+    verify = download.ca_verify(args.ca_bundle)
+    ecosystems = args.ecosystem or list(download.DEFAULT_ECOSYSTEMS)
+    importer = None
+    failed = 0
+    for eco in ecosystems:
+        url = download.ecosystem_url(args.url, eco)
+        dest = os.path.join(cache, eco.replace("/", "_").replace(" ", "_"), "all.zip")
+        try:
+            path, changed = download.fetch(url, dest, verify=verify, progress=False if args.no_progress else None,
+                                           label=eco)
+        except download.DownloadError as exc:
+            failed += 1
+            print(f"stowaway: {exc}", file=sys.stderr)
+            continue
+        if not changed and not args.force_import:
+            print(f"{eco}: unchanged", file=sys.stderr)
+            continue
+        importer = importer or Importer(database, source=args.url, kind="osv-download")
+        importer.add_path(path)
+        print(f"{eco}: downloaded {os.path.getsize(path):,} bytes", file=sys.stderr)
+    if importer:
+        result = importer.finish()
+        print(f"imported {result.summary()}", file=sys.stderr)
+        if args.rematch and result.changed:
+            _rematch(database, args)
+    return 1 if failed else 0
+
+
+def cmd_status(args) -> int:
+    database = _connect(args.db, must_exist=True)
+    rows = database.execute("SELECT ecosystem, release, COUNT(DISTINCT advisory_id), COUNT(*) FROM advisory_affected"
+                            " GROUP BY ecosystem, release ORDER BY ecosystem, release").fetchall()
+    for eco, rel, advisories, entries in rows:
+        print(f"{eco + (':' + rel if rel else ''):<30} {advisories:>8} advisories {entries:>9} package entries")
+    for r in database.execute("SELECT id, kind, source, finished_at, records, inserted, updated, skipped FROM"
+                              " advisory_imports ORDER BY id DESC LIMIT 5"):
+        print(f"import {r[0]} ({r[1]}) {r[3] or 'unfinished'}: {r[4]} records, {r[5]} new, {r[6]} updated,"
+              f" {r[7]} skipped from {r[2]}")
+    return 0
+
+
+def cmd_rematch(args) -> int:
+    database = _connect(args.db, must_exist=True)
+    _rematch(database, args)
+    return 0
+
+
+@command
+def add(sub):
+    db = sub.add_parser("db", help="the vulnerability database: import, update, status")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db.set_defaults(func=lambda args: (db.print_help(), 2)[1])
+
+    p = dbsub.add_parser("import", help="import OSV records (files, directories, all.zip), the Debian security"
+                                        " tracker JSON, CISA KEV JSON or EPSS CSV")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    _add_db(p)
+    p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image afterwards")
+    p.add_argument("--ignore-file", metavar="FILE", help="ignore rules applied when re-evaluating")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+    p = dbsub.add_parser("update", help="download osv.dev ecosystem exports (all.zip) and import them")
+    _add_db(p)
+    p.add_argument("--ecosystem", action="append", metavar="NAME",
+                   help="OSV ecosystem, repeatable (default: the OS and language ecosystems Stowaway matches)")
+    from stowaway.analyzers.vulnerabilities.download import DEFAULT_BASE
+
+    p.add_argument("--url", default=DEFAULT_BASE, help=f"base URL of the exports (default: {DEFAULT_BASE})")
+    p.add_argument("--cache-dir", metavar="DIR", help="where the zips are kept (default: osv-feeds/ beside the database)")
+    p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for HTTPS (default: $REQUESTS_CA_BUNDLE or certifi)")
+    p.add_argument("--force-import", action="store_true", help="import even when the export did not change")
+    p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image when anything changed")
+    p.add_argument("--ignore-file", metavar="FILE", help="ignore rules applied when re-evaluating")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_update)
+
+    p = dbsub.add_parser("status", help="what the advisory store holds")
+    _add_db(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("rematch", help="re-evaluate stored images against the current advisories, without reading"
+                                       " any image")
+    _add_db(p)
+    p.add_argument("--image", action="append", metavar="REF", help="only these images (reference or digest)")
+    p.add_argument("--ignore-file", metavar="FILE",
+                   help="ignore rules (.trivyignore plain, YAML or TOML); ignored findings stay, marked")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rematch)
