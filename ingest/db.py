@@ -16,8 +16,6 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
-import sqlite_utils
-
 from .model import SEVERITIES
 
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # 0 = critical ... 5 = unknown
@@ -248,10 +246,48 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def connect(path: str) -> sqlite_utils.Database:
-    """Opens (creating and migrating) the database. WAL lets Datasette read while a scan writes."""
+class Database:
+    """A sqlite3 connection, with sqlite-utils' Database behind it on first use.
+
+    `execute` and `conn` are all a scan needs; anything else (`db["table"]`, `db.table_names()`, ...)
+    is sqlite-utils'. It is built lazily because importing sqlite-utils imports pandas and numpy
+    (half a second), which a command-line scan should not pay for.
+    """
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self._utils = None
+
+    @property
+    def utils(self):
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn)
+        return self._utils
+
+    def execute(self, sql: str, params=None):
+        return self.conn.execute(sql, params or [])
+
+    def executescript(self, script: str):
+        return self.conn.executescript(script)
+
+    def __getattr__(self, name):
+        return getattr(self.utils, name)
+
+    def __getitem__(self, table: str):
+        return self.utils[table]
+
+
+def connect(path: str, readonly: bool = False) -> Database:
+    """Opens (creating and migrating) the database. WAL lets Datasette read while a scan writes.
+
+    `readonly` opens an existing database for reading only (scan workers, which never write)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, check_same_thread=False)
+        return Database(conn)
     conn = sqlite3.connect(path, timeout=60)
-    db = sqlite_utils.Database(conn)
+    db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -261,7 +297,7 @@ def connect(path: str) -> sqlite_utils.Database:
     return db
 
 
-def migrate(db: sqlite_utils.Database) -> None:
+def migrate(db: Database) -> None:
     current = db.execute("PRAGMA user_version").fetchone()[0]
     for version, script in enumerate(MIGRATIONS, start=1):
         if version <= current:

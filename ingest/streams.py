@@ -31,9 +31,9 @@ class Limits:
 class HashingReader(io.RawIOBase):
     """Reads from `raw`, hashing and counting every byte that passes."""
 
-    def __init__(self, raw, algo: str = "sha256"):
+    def __init__(self, raw, algo: str | None = "sha256"):
         self.raw = raw
-        self.hash = hashlib.new(algo)
+        self.hash = hashlib.new(algo) if algo else None  # None: count only
         self.count = 0
 
     def readable(self):
@@ -43,13 +43,15 @@ class HashingReader(io.RawIOBase):
         data = self.raw.read(len(b))
         n = len(data)
         b[:n] = data
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.count += n
         return n
 
     def read(self, n=-1):
         data = self.raw.read() if n is None or n < 0 else self.raw.read(n)
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.count += len(data)
         return data
 
@@ -135,6 +137,13 @@ class PeekReader(io.RawIOBase):
         return len(data)
 
 
+def _gunzip(fileobj):
+    """isal's threaded reader: decompression runs in its own thread, beside the tar parsing."""
+    from isal import igzip_threaded
+
+    return igzip_threaded.open(fileobj, "rb", threads=1)
+
+
 def compression_of(head: bytes) -> str:
     if head.startswith(GZIP_MAGIC):
         return "gzip"
@@ -151,16 +160,16 @@ class LayerStream:
         peek = PeekReader(self.blob)
         self.compression = compression_of(peek.peek(4))
         if self.compression == "gzip":
-            from isal import igzip
-
-            inner = igzip.IGzipFile(fileobj=peek, mode="rb")
+            inner = _gunzip(peek)
         elif self.compression == "zstd":
             import zstandard
 
             inner = zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)
         else:
             inner = peek
-        self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what))
+        # an uncompressed blob's digest is its diff_id: hash those bytes once, not twice
+        algo = None if self.compression == "none" else "sha256"
+        self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what), algo)
         self.tar = io.BufferedReader(self.uncompressed, buffer_size=CHUNK)
 
     def finish(self) -> tuple[str, str]:
@@ -168,6 +177,8 @@ class LayerStream:
         while self.tar.read(CHUNK):
             pass
         self.blob.drain()
+        if self.uncompressed.hash is None:
+            return self.blob.digest(), self.blob.digest()
         return self.blob.digest(), self.uncompressed.digest()
 
 
@@ -179,9 +190,7 @@ def open_outer(fileobj, limits: Limits, what: str):
         return peek, kind
     counted = HashingReader(peek)
     if kind == "gzip":
-        from isal import igzip
-
-        inner = igzip.IGzipFile(fileobj=counted, mode="rb")
+        inner = _gunzip(counted)
     else:
         import zstandard
 

@@ -14,6 +14,7 @@ import posixpath
 import tarfile
 from typing import Iterator
 
+from ..layers import ForwardReader, iter_members
 from ..model import ImageSpec, LayerDescriptor, ScanError
 from ..streams import CHUNK, Limits, PeekReader, compression_of, open_outer, read_json_bytes
 from . import LayerBlob, SourceFailure
@@ -249,8 +250,8 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
     with open(location, "rb", buffering=CHUNK) as raw:
         stream, _ = open_outer(raw, limits, text)
         try:
-            tf = tarfile.open(fileobj=stream, mode="r|")
-            for member in tf:
+            tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")
+            for member in iter_members(tf):
                 if not member.isreg():
                     continue
                 name = posixpath.normpath(member.name.lstrip("./") or ".")
