@@ -1,0 +1,69 @@
+"""Stowaway's Datasette plugin: hook implementations only, each delegating to its module.
+
+Found through the `datasette` entry point, so `datasette stowaway.db` and `stowaway serve
+stowaway.db` both load it; nothing here depends on the serve command.
+"""
+from __future__ import annotations
+
+from datasette import hookimpl
+
+from . import actions, config, facets, renderers, routes, schema
+
+
+@hookimpl
+def get_metadata(datasette, key, database, table):
+    return config.metadata(datasette)
+
+
+@hookimpl
+def startup(datasette):
+    async def create_views():
+        for name in config.stowaway_databases(datasette):
+            db = datasette.get_database(name)
+            if db.is_mutable:
+                try:
+                    await db.execute_write_fn(schema.ensure, block=True)
+                except Exception:  # a read-only file: the pages fall back to the views' SELECTs
+                    pass
+
+    return create_views
+
+
+@hookimpl
+def register_facet_classes():
+    return facets.FACET_CLASSES
+
+
+@hookimpl
+def register_routes(datasette):
+    return routes.ROUTES
+
+
+@hookimpl
+def register_output_renderer(datasette):
+    return renderers.OUTPUT_RENDERERS
+
+
+@hookimpl
+def render_cell(value, column):
+    return renderers.render_cell(value, column)
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    return actions.permission_allowed(datasette, actor, action)
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    return [datasette.urls.static_plugins("stowaway", "stowaway.css")]
+
+
+@hookimpl
+def menu_links(datasette, actor, request):
+    return routes.menu_links(datasette)
+
+
+@hookimpl
+def table_actions(datasette, actor, database, table, request):
+    return routes.table_actions(datasette, database, table, request)

@@ -1,0 +1,171 @@
+"""Actions that write: scan again, sensitive-path exclusions, custom weak passwords, ignoring a finding.
+
+Each needs the `stowaway-write` permission (granted through Datasette's permission_allowed hook to
+the actors matching the plugin's `write` allow block, the root actor by default); Datasette's CSRF
+protection guards every POST. The exclusions and weak passwords live in the plugin's settings table,
+and `policy_overrides()` turns them into the policy fragment a scan reads.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from datasette.utils import actor_matches_allow
+
+from stowaway.ingest import db as dbm
+
+from . import config, schema
+
+MAX_EXCLUSIONS = 20
+MAX_REASON = 500
+KINDS = {"sensitive_path_exclusion": "sensitive-path exclusion", "weak_password": "weak password"}
+# Where each setting lands in the scan policy (the secrets and weak-password analyzers read these).
+POLICY_KEYS = {"sensitive_path_exclusion": ("secrets", "exclude_paths"),
+               "weak_password": ("weak_passwords", "extra")}
+
+
+class ActionError(ValueError):
+    """A refused action: its message is shown to the user, with a 400."""
+
+
+def permission_allowed(datasette, actor, action):
+    if action != config.WRITE_PERMISSION:
+        return None
+    allow = config.plugin_config(datasette)["write"]
+    return True if actor and actor_matches_allow(actor, allow) else None
+
+
+async def can_write(datasette, actor) -> bool:
+    return await datasette.permission_allowed(actor, config.WRITE_PERMISSION, default=False)
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+async def settings(db) -> dict[str, list[str]]:
+    out = {k: [] for k in KINDS}
+    if schema.SETTINGS_TABLE not in await db.table_names():
+        return out
+    for r in (await db.execute(f"SELECT kind, value FROM {schema.SETTINGS_TABLE} ORDER BY id")).rows:
+        out.setdefault(r[0], []).append(r[1])
+    return out
+
+
+def validate(kind: str, value: str) -> str:
+    if kind not in KINDS:
+        raise ActionError(f"unknown setting {kind!r}")
+    value = (value or "").strip()
+    if not value or len(value) > 300 or any(c in value for c in "\r\n\0"):
+        raise ActionError(f"a {KINDS[kind]} must be one line of 1 to 300 characters")
+    if kind == "sensitive_path_exclusion" and not value.startswith("/"):
+        raise ActionError("a sensitive-path exclusion is an absolute path or glob inside the image, like /usr/share/doc")
+    return value
+
+
+async def add_setting(db, kind: str, value: str, actor) -> None:
+    value = validate(kind, value)
+
+    def write(conn):
+        schema.ensure(conn)
+        if kind == "sensitive_path_exclusion":
+            count = conn.execute(f"SELECT COUNT(*) FROM {schema.SETTINGS_TABLE} WHERE kind = ?", [kind]).fetchone()[0]
+            exists = conn.execute(f"SELECT 1 FROM {schema.SETTINGS_TABLE} WHERE kind = ? AND value = ?",
+                                  [kind, value]).fetchone()
+            if count >= MAX_EXCLUSIONS and not exists:
+                raise ActionError(f"at most {MAX_EXCLUSIONS} sensitive-path exclusions; remove one first")
+        with conn:
+            conn.execute(f"INSERT OR IGNORE INTO {schema.SETTINGS_TABLE} (kind, value, created_at, actor)"
+                         " VALUES (?, ?, ?, ?)", [kind, value, dbm.now(), (actor or {}).get("id")])
+
+    await db.execute_write_fn(write, block=True)
+
+
+async def remove_setting(db, kind: str, value: str) -> None:
+    def write(conn):
+        with conn:
+            conn.execute(f"DELETE FROM {schema.SETTINGS_TABLE} WHERE kind = ? AND value = ?", [kind, value])
+
+    await db.execute_write_fn(write, block=True)
+
+
+def policy_overrides(conn) -> dict:
+    """The policy fragment the settings table stands for; merge it with ingest.policy.merge()."""
+    conn = getattr(conn, "conn", conn)
+    have = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [schema.SETTINGS_TABLE]).fetchone()
+    if not have:
+        return {}
+    out: dict = {}
+    for kind, value in conn.execute(f"SELECT kind, value FROM {schema.SETTINGS_TABLE} ORDER BY id"):
+        if kind in POLICY_KEYS:
+            section, key = POLICY_KEYS[kind]
+            out.setdefault(section, {}).setdefault(key, []).append(value)
+    return out
+
+
+# --- findings ------------------------------------------------------------------------------------
+
+async def ignore_finding(db, finding_id: int, ignored: bool, reason: str) -> None:
+    reason = (reason or "").strip()
+    if ignored and not reason:
+        raise ActionError("say why the finding is ignored")
+    if len(reason) > MAX_REASON:
+        raise ActionError(f"a reason is at most {MAX_REASON} characters")
+
+    def write(conn):
+        with conn:
+            cur = conn.execute("UPDATE findings SET ignored = ?, ignore_reason = ? WHERE id = ?",
+                               [int(ignored), reason if ignored else None, finding_id])
+        if cur.rowcount == 0:
+            raise ActionError(f"no finding {finding_id}")
+
+    await db.execute_write_fn(write, block=True)
+
+
+# --- scan again ----------------------------------------------------------------------------------
+
+def rescan_source(image: dict) -> str:
+    """The recorded source, narrowed to this image when the source holds several."""
+    from stowaway.ingest.sources import parse_source
+
+    source = image.get("source") or ""
+    if not source:
+        raise ActionError("this image has no recorded source to scan again")
+    transport, location, ref = parse_source(source)
+    if transport in ("oci", "oci-archive", "docker-archive") and not ref and image["reference"] != source:
+        return f"{transport}:{location}:{image['reference']}"
+    return source
+
+
+def _rescan(path: str, source: str, base_policy: dict):
+    from stowaway.ingest.pipeline import Scanner
+    from stowaway.ingest.policy import merge
+
+    database = dbm.connect(path)
+    try:
+        policy = merge(base_policy, policy_overrides(database.conn))
+        return Scanner(database, policy, progress=False).run([source])
+    finally:
+        database.conn.close()
+
+
+async def rescan(datasette, db, image: dict, wait_seconds: float):
+    """Scans the image again in a worker thread; returns its outcomes, or None while it still runs."""
+    if db.is_memory or not db.path or not db.is_mutable:
+        raise ActionError("this database is read-only: scan again with `stowaway scan`")
+    try:
+        source = rescan_source(image)
+    except ActionError:
+        raise
+    except Exception as exc:  # the source is gone or unreadable: one clear line
+        raise ActionError(f"cannot scan again: {exc}") from None
+    policy = {}
+    if image.get("last_scan_id"):
+        row = (await db.execute("SELECT policy FROM scans WHERE id = ?", [image["last_scan_id"]])).first()
+        try:
+            policy = json.loads(row[0]) if row and row[0] else {}
+        except ValueError:
+            policy = {}
+    task = asyncio.get_running_loop().run_in_executor(None, _rescan, db.path, source, policy)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds)
+    except asyncio.TimeoutError:
+        return None

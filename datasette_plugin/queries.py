@@ -1,0 +1,167 @@
+"""What the pages and exports read, as SQL over the plugin's views (or their SELECTs when the
+database is immutable and the views could not be created)."""
+from __future__ import annotations
+
+import json
+
+from stowaway.ingest.model import SEVERITIES
+
+from . import schema
+from .masking import mask_command, mask_env
+
+IMAGE_SORTS = {
+    "worst": "critical DESC, high DESC, vulnerabilities DESC, reference",
+    "reference": "reference", "size": "size DESC", "created": "created DESC", "last_scan": "last_scan DESC",
+    "vulnerabilities": "vulnerabilities DESC", "secrets": "secrets DESC", "malicious_files": "malicious_files DESC",
+    "unsafe_settings": "unsafe_settings DESC", "packages": "packages DESC",
+}
+
+
+async def rows(db, sql, params=None, limit_ms=None):
+    result = await db.execute(sql, params or [], custom_time_limit=limit_ms)
+    return [dict(r) for r in result.rows]
+
+
+async def tables(db) -> set[str]:
+    return set(await db.table_names()) | set(await db.view_names())
+
+
+async def src(db, view: str) -> str:
+    return schema.source(await tables(db), view)
+
+
+async def images(db, latest_only=False, q="", sort="worst", page=1, page_size=100):
+    where, params = [], {}
+    if latest_only:
+        where.append("latest_version = 1")
+    if q:
+        where.append("reference LIKE :q")
+        params["q"] = f"%{q}%"
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    source = await src(db, "image_overview")
+    total = (await db.execute(f"SELECT COUNT(*) FROM {source}{clause}", params)).rows[0][0]
+    params.update(limit=page_size, offset=(page - 1) * page_size)
+    items = await rows(db, f"SELECT * FROM {source}{clause} ORDER BY {IMAGE_SORTS.get(sort, IMAGE_SORTS['worst'])}"
+                           " LIMIT :limit OFFSET :offset", params)
+    return total, items
+
+
+async def find_image(db, ref: str):
+    """An image by id, reference or digest; the newest scanned one when a reference has several."""
+    if ref.isdigit():
+        got = await rows(db, "SELECT * FROM images WHERE id = ?", [int(ref)])
+    else:
+        got = await rows(db, "SELECT * FROM images WHERE reference = ? OR manifest_digest = ? OR config_digest = ?"
+                             " OR index_digest = ? ORDER BY last_scan_id IS NULL, last_scan_id DESC LIMIT 1",
+                         [ref, ref, ref, ref])
+    return got[0] if got else None
+
+
+def _loads(text, default):
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default
+
+
+async def image_report(db, image: dict) -> dict:
+    """The seed's sections for one image, from its current scan."""
+    scan_id = image["last_scan_id"]
+    image = dict(image)
+    image["env"] = mask_env(_loads(image.get("env"), []))
+    image["labels"] = _loads(image.get("labels"), {})
+    image["healthcheck"] = _loads(image.get("healthcheck"), None)
+    image["entrypoint"] = _loads(image.get("entrypoint"), None)
+    image["cmd"] = _loads(image.get("cmd"), None)
+    layers = await rows(db, "SELECT il.position, il.created_by, l.diff_id, l.size, l.entries FROM image_layers il"
+                            " JOIN layers l ON l.id = il.layer_id WHERE il.image_id = ? ORDER BY il.position", [image["id"]])
+    for layer in layers:
+        layer["created_by"] = mask_command(layer["created_by"])
+    report = {"image": image, "layers": layers, "scan": None}
+    failed = await rows(db, "SELECT id, error, finished_at FROM scans WHERE image_id = ? AND status = 'failed'"
+                            " AND id > coalesce(?, 0) ORDER BY id DESC LIMIT 1", [image["id"], scan_id])
+    report["failed_scan"] = failed[0] if failed else None
+    if scan_id is None:
+        return report
+    scan = (await rows(db, "SELECT * FROM scans WHERE id = ?", [scan_id]))[0]
+    scan["warnings"] = _loads(scan.get("warnings"), [])
+    scan["analyzers"] = _loads(scan.get("analyzers"), {})
+    report["scan"] = scan
+    p = {"scan": scan_id}
+    counts = await rows(db, "SELECT kind, severity, COUNT(*) AS n FROM findings WHERE scan_id = :scan AND ignored = 0"
+                            " GROUP BY kind, severity", p)
+    report["severity_counts"] = {s: sum(r["n"] for r in counts if r["kind"] == "vulnerability" and r["severity"] == s)
+                                 for s in SEVERITIES}
+    report["kind_counts"] = {}
+    for r in counts:
+        report["kind_counts"][r["kind"]] = report["kind_counts"].get(r["kind"], 0) + r["n"]
+    report["vulnerabilities"] = await rows(db, f"SELECT * FROM {await src(db, 'vulnerabilities_view')}"
+                                               " WHERE scan_id = :scan ORDER BY ignored, severity_rank,"
+                                               " cvss_score DESC, vulnerability_id LIMIT 500", p)
+    report["malware"] = await rows(db, f"SELECT * FROM {await src(db, 'malware_view')} WHERE scan_id = :scan"
+                                       " ORDER BY severity_rank, path", p)
+    report["packages_total"] = (await db.execute("SELECT COUNT(*) FROM packages WHERE scan_id = :scan", p)).rows[0][0]
+    report["packages"] = await rows(db, "SELECT id, ecosystem, name, version, path, layer_index, purl,"
+                                        " vulnerability_count FROM packages WHERE scan_id = :scan"
+                                        " ORDER BY vulnerability_count DESC, ecosystem, name LIMIT 300", p)
+    stats = await rows(db, "SELECT * FROM file_stats WHERE scan_id = :scan", p)
+    report["file_stats"] = stats[0] if stats else None
+    report["largest_files"] = await rows(db, "SELECT rank, path, size, layer_index FROM largest_files"
+                                             " WHERE scan_id = :scan ORDER BY rank LIMIT 50", p)
+    report["layer_stats"] = await rows(db, "SELECT * FROM layer_stats WHERE scan_id = :scan ORDER BY layer_index", p)
+    report["settings"] = await rows(db, f"SELECT * FROM {await src(db, 'unsafe_settings_view')} WHERE scan_id = :scan"
+                                        " ORDER BY result = 'pass', severity_rank, category, check_id", p)
+    report["secrets"] = await rows(db, f"SELECT * FROM {await src(db, 'secrets_view')} WHERE scan_id = :scan"
+                                       " ORDER BY severity_rank, path, line", p)
+    report["compliance"] = await rows(db, f"SELECT * FROM {await src(db, 'compliance_view')} WHERE scan_id = :scan"
+                                          " ORDER BY severity_rank, name", p)
+    base = await rows(db, f"SELECT * FROM {await src(db, 'base_image_view')} WHERE scan_id = :scan"
+                          " ORDER BY id DESC LIMIT 1", p)
+    report["base_image"] = base[0] if base else None
+    return report
+
+
+async def vulnerability(db, vuln_id: str) -> dict | None:
+    """One vulnerability across every image's current scan, matched on its id or any alias."""
+    source = await src(db, "vulnerabilities_view")
+    order = " ORDER BY v.severity_rank, v.image, v.package"
+    affected = await rows(db, f"SELECT v.* FROM {source} v WHERE v.vulnerability_id = :id" + order, {"id": vuln_id})
+    if not affected:  # an alias: slower (no index on aliases), so only when the id itself is unknown
+        affected = await rows(db, f"SELECT v.* FROM {source} v WHERE v.aliases LIKE :like AND EXISTS (SELECT 1"
+                                  " FROM json_each(CASE WHEN json_valid(v.aliases) THEN v.aliases ELSE '[]' END) j"
+                                  " WHERE j.value = :id)" + order, {"id": vuln_id, "like": f'%"{vuln_id}"%'})
+    if not affected:
+        return None
+    first = affected[0]
+    best = lambda key: next((a[key] for a in affected if a.get(key) not in (None, "")), None)  # noqa: E731
+    aliases = []
+    for a in affected:
+        for alias in _loads(a.get("aliases"), []):
+            if alias not in aliases and alias != first["vulnerability_id"]:
+                aliases.append(alias)
+    details = await rows(db, "SELECT description FROM vulnerability_details WHERE finding_id = ?", [first["id"]])
+    return {
+        "id": first["vulnerability_id"], "aliases": aliases, "severity": first["severity"],
+        "cvss_score": best("cvss_score"), "cvss_vector": best("cvss_vector"), "published": best("published"),
+        "solution": best("solution"), "title": best("title"),
+        "description": details[0]["description"] if details and details[0]["description"] else None,
+        "affected": affected,
+        "images": sorted({a["image"] for a in affected}),
+    }
+
+
+async def dashboard(db) -> dict:
+    vulns = await src(db, "vulnerabilities_view")
+    per_image = await rows(db, "SELECT i.reference AS image, f.severity, f.severity_rank, COUNT(*) AS n"
+                               " FROM findings f JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
+                               " WHERE f.ignored = 0 AND f.status = 'fail' GROUP BY f.image_id, f.severity")
+    top_packages = await rows(db, f"SELECT package, ecosystem, COUNT(*) AS n, COUNT(DISTINCT image_id) AS images"
+                                  f" FROM {vulns} WHERE ignored = 0 AND package IS NOT NULL"
+                                  " GROUP BY package, ecosystem ORDER BY n DESC LIMIT 20")
+    trend = await rows(db, "SELECT substr(s.finished_at, 1, 10) AS day, f.severity, f.severity_rank,"
+                           " COUNT(*) AS n FROM scans s JOIN findings f ON f.scan_id = s.id"
+                           " WHERE s.status = 'done' AND f.kind = 'vulnerability' GROUP BY day, f.severity"
+                           " ORDER BY day")
+    scans_per_day = await rows(db, "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS scans FROM scans"
+                                   " WHERE status = 'done' GROUP BY day ORDER BY day")
+    return {"per_image": per_image, "top_packages": top_packages, "trend": trend, "scans_per_day": scans_per_day}

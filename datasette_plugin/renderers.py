@@ -1,0 +1,194 @@
+"""Output renderers (SARIF for findings, CycloneDX for packages) and cell rendering (severity
+badges; credentials in ENV and build commands masked).
+
+Renderers get the rows of the page being viewed (`_size=max` for up to max_returned_rows), so
+`/db/vulnerabilities_view.sarif?image_id=3&_size=max` is one image's SARIF log and any facet
+selection narrows it.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+
+from markupsafe import Markup, escape
+
+from stowaway.ingest.model import SEVERITIES
+from stowaway.ingest.pipeline import TOOL_VERSION
+
+from .masking import mask_command, mask_json_env, mask_json_history
+
+SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "negligible": "note",
+               "unknown": "note"}
+# GitHub code scanning reads `security-severity` (a CVSS-like number) to rank alerts
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "2.0", "negligible": "0.5",
+                     "unknown": "0.0"}
+MASKED_CELLS = {"env": mask_json_env, "history": mask_json_history, "created_by": mask_command,
+                "layer_created_by": mask_command}
+
+
+def render_cell(value, column):
+    if column == "severity" and value in SEVERITIES:
+        return Markup(f'<span class="sw-sev sw-sev-{value}">{escape(value)}</span>')
+    mask = MASKED_CELLS.get(column)
+    if mask is not None and isinstance(value, str):
+        masked = mask(value)
+        return masked if masked != value else None
+    return None
+
+
+# --- SARIF ---------------------------------------------------------------------------------------
+
+def sarif_can_render(columns):
+    return "id" in columns and "severity" in columns and bool({"kind", "vulnerability_id", "rule", "check_id"} & set(columns))
+
+
+FINDINGS_SQL = """
+SELECT f.id, f.kind, f.severity, f.title, f.rule, f.status, f.path, f.layer_index, f.visible, f.ignored,
+       i.reference AS image, i.manifest_digest,
+       v.vulnerability_id, v.cvss_score, v.cvss_vector, v.fixed_version, v.solution,
+       coalesce(p.name, v.package_name) AS package, coalesce(p.version, v.installed_version) AS package_version,
+       p.purl, s.check_id, s.category, s.suggestion, s.result, x.rule_id AS secret_rule, x.line, x.masked
+FROM findings f JOIN images i ON i.id = f.image_id
+LEFT JOIN vulnerability_details v ON v.finding_id = f.id
+LEFT JOIN setting_details s ON s.finding_id = f.id
+LEFT JOIN secret_details x ON x.finding_id = f.id
+LEFT JOIN packages p ON p.id = f.package_id
+WHERE f.id IN (SELECT value FROM json_each(:ids))
+ORDER BY f.severity_rank, f.id
+"""
+
+
+async def _findings(datasette, database, ids):
+    db = datasette.get_database(database)
+    result = await db.execute(FINDINGS_SQL, {"ids": json.dumps(ids)})
+    return [dict(r) for r in result.rows]
+
+
+def _rule_id(f):
+    return f["vulnerability_id"] or f["check_id"] or f["secret_rule"] or f["rule"] or f["kind"]
+
+
+async def render_sarif(datasette, columns, rows, database):
+    ids = [dict(zip(columns, r))["id"] for r in rows]
+    findings = await _findings(datasette, database, ids)
+    rules, results = {}, []
+    for f in findings:
+        if f["status"] == "pass":
+            continue
+        rule_id = _rule_id(f)
+        if rule_id not in rules:
+            rule = {"id": rule_id, "shortDescription": {"text": f["title"] or rule_id},
+                    "properties": {"kind": f["kind"], "security-severity":
+                                   str(f["cvss_score"]) if f["cvss_score"] is not None
+                                   else SECURITY_SEVERITY.get(f["severity"], "0.0")}}
+            help_text = f["solution"] or f["suggestion"]
+            if help_text:
+                rule["help"] = {"text": help_text}
+            rules[rule_id] = rule
+        message = f["title"] or rule_id
+        if f["package"]:
+            message += f" in {f['package']} {f['package_version'] or ''}".rstrip()
+            if f["fixed_version"]:
+                message += f" (fixed in {f['fixed_version']})"
+        if f["masked"]:
+            message += f": {f['masked']}"  # the masked form is all the database holds
+        location = {"logicalLocations": [{"name": f["image"], "fullyQualifiedName": f"{f['image']}@{f['manifest_digest']}",
+                                          "kind": "module"}]}
+        if f["path"]:
+            physical = {"artifactLocation": {"uri": f["path"].lstrip("/")}}
+            if f["line"]:
+                physical["region"] = {"startLine": f["line"]}
+            location["physicalLocation"] = physical
+        result = {"ruleId": rule_id, "level": SARIF_LEVEL.get(f["severity"], "note"), "message": {"text": message},
+                  "locations": [location],
+                  "properties": {"image": f["image"], "severity": f["severity"], "layer_index": f["layer_index"],
+                                 "finding_id": f["id"], "visible": bool(f["visible"])}}
+        if f["ignored"]:
+            result["suppressions"] = [{"kind": "external", "status": "accepted"}]
+        results.append(result)
+    log = {"version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+           "runs": [{"tool": {"driver": {"name": "Stowaway", "version": TOOL_VERSION,
+                                         "rules": list(rules.values())}},
+                     "results": results}]}
+    return {"body": json.dumps(log, indent=2), "content_type": "application/sarif+json; charset=utf-8"}
+
+
+# --- CycloneDX -----------------------------------------------------------------------------------
+
+def cyclonedx_can_render(columns):
+    return {"id", "name", "version", "ecosystem"} <= set(columns)
+
+
+PACKAGES_SQL = """
+SELECT p.id, p.ecosystem, p.name, p.version, p.path, p.layer_index, p.purl, p.licenses, p.image_id,
+       i.reference AS image, i.manifest_digest
+FROM packages p LEFT JOIN images i ON i.id = p.image_id
+WHERE p.id IN (SELECT value FROM json_each(:ids)) ORDER BY p.ecosystem, p.name, p.version, p.id
+"""
+VULNS_SQL = """
+SELECT f.package_id, f.severity, v.vulnerability_id, v.aliases, v.cvss_score, v.cvss_vector, v.fixed_version,
+       v.description, v.solution
+FROM findings f JOIN vulnerability_details v ON v.finding_id = f.id
+WHERE f.kind = 'vulnerability' AND f.package_id IN (SELECT value FROM json_each(:ids))
+ORDER BY v.vulnerability_id
+"""
+
+
+async def render_cyclonedx(datasette, columns, rows, database):
+    db = datasette.get_database(database)
+    ids = json.dumps([dict(zip(columns, r))["id"] for r in rows])
+    packages = [dict(r) for r in (await db.execute(PACKAGES_SQL, {"ids": ids})).rows]
+    vulns = [dict(r) for r in (await db.execute(VULNS_SQL, {"ids": ids})).rows]
+    components = []
+    for p in packages:
+        component = {"type": "library", "bom-ref": f"pkg-{p['id']}", "name": p["name"], "version": p["version"] or ""}
+        if p["purl"]:
+            component["purl"] = p["purl"]
+        try:
+            licenses = json.loads(p["licenses"]) if p["licenses"] else []
+        except ValueError:
+            licenses = []
+        if licenses:
+            component["licenses"] = [{"license": {"name": str(x)}} for x in licenses]
+        props = [("stowaway:ecosystem", p["ecosystem"]), ("stowaway:path", p["path"]),
+                 ("stowaway:layer_index", p["layer_index"]), ("stowaway:image", p["image"])]
+        component["properties"] = [{"name": k, "value": str(v)} for k, v in props if v is not None]
+        components.append(component)
+    by_id: dict[str, dict] = {}
+    for v in vulns:
+        entry = by_id.setdefault(v["vulnerability_id"], {
+            "bom-ref": f"vuln-{v['vulnerability_id']}", "id": v["vulnerability_id"], "ratings": [], "affects": []})
+        if not entry["ratings"]:
+            rating = {"severity": v["severity"] if v["severity"] in ("critical", "high", "medium", "low") else "unknown"}
+            if v["cvss_score"] is not None:
+                rating["score"] = v["cvss_score"]
+                rating["method"] = "CVSSv31" if (v["cvss_vector"] or "").startswith("CVSS:3.1") else (
+                    "CVSSv3" if (v["cvss_vector"] or "").startswith("CVSS:3") else "other")
+            if v["cvss_vector"]:
+                rating["vector"] = v["cvss_vector"]
+            entry["ratings"].append(rating)
+            if v["description"]:
+                entry["description"] = v["description"]
+            if v["solution"] or v["fixed_version"]:
+                entry["recommendation"] = v["solution"] or f"Upgrade to {v['fixed_version']}"
+        ref = {"ref": f"pkg-{v['package_id']}"}
+        if ref not in entry["affects"]:
+            entry["affects"].append(ref)
+    bom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "serialNumber": f"urn:uuid:{uuid.uuid4()}", "version": 1,
+           "metadata": {"tools": [{"vendor": "Stowaway", "name": "stowaway", "version": TOOL_VERSION}]},
+           "components": components}
+    images = {(p["image"], p["manifest_digest"]) for p in packages}
+    if len(images) == 1:
+        name, digest = images.pop()
+        if name:
+            bom["metadata"]["component"] = {"type": "container", "bom-ref": "image", "name": name,
+                                            "version": digest or ""}
+    if by_id:
+        bom["vulnerabilities"] = list(by_id.values())
+    return {"body": json.dumps(bom, indent=2), "content_type": "application/vnd.cyclonedx+json; charset=utf-8"}
+
+
+OUTPUT_RENDERERS = [
+    {"extension": "sarif", "render": render_sarif, "can_render": sarif_can_render},
+    {"extension": "cyclonedx", "render": render_cyclonedx, "can_render": cyclonedx_can_render},
+]

@@ -1,0 +1,284 @@
+"""The plugin's pages under /-/stowaway/: repository images, per-image security reports, vulnerability
+details, a dashboard, exports, settings, and the POST actions.
+
+With several Stowaway databases served at once, `?db=NAME` picks one (default: the first).
+"""
+from __future__ import annotations
+
+import math
+import urllib.parse
+from pathlib import Path
+
+from datasette import Forbidden
+from datasette.utils.asgi import NotFound, Response
+
+from stowaway.ingest.model import KINDS, SEVERITIES
+
+from . import actions, charts, config, exports, queries, schema
+from .facets import KIND_LABELS
+
+PLOTLY_JS = None
+
+
+def _database(datasette, request):
+    names = config.stowaway_databases(datasette)
+    wanted = request.args.get("db")
+    if wanted:
+        if wanted not in names:
+            raise NotFound(f"{wanted}: not a Stowaway database")
+        return wanted, datasette.get_database(wanted)
+    if not names:
+        raise NotFound("no Stowaway database is being served: start with `stowaway serve DB`")
+    return names[0], datasette.get_database(names[0])
+
+
+def _urls(datasette, name: str, many: bool, table_names: set[str]):
+    """URL helpers for templates: pages keep ?db= when several databases are served."""
+    suffix = f"db={urllib.parse.quote(name)}" if many else ""
+
+    def page(path: str, **args) -> str:
+        args = {k: v for k, v in args.items() if v not in (None, "")}
+        query = urllib.parse.urlencode(args)
+        query = "&".join(q for q in (query, suffix) if q)
+        return datasette.urls.path(f"/-/stowaway/{path}") + (f"?{query}" if query else "")
+
+    def table(view: str, fmt: str | None = None, **args) -> str:
+        """The faceted table behind a section; the core findings_view when the view is missing."""
+        if view not in table_names:
+            kind = {v: k for k, v in schema.VIEW_OF_KIND.items()}.get(view)
+            if view == "packages_view":
+                view = "packages"
+            elif kind:
+                view, args = "findings_view", {**args, "kind": kind}
+        query = urllib.parse.urlencode({k: v for k, v in args.items() if v not in (None, "")})
+        return datasette.urls.table(name, view, format=fmt) + (f"?{query}" if query else "")
+
+    return {"page": page, "table": table}
+
+
+async def _render(datasette, request, template, context, name, db, status=200):
+    many = len(config.stowaway_databases(datasette)) > 1
+    names = await queries.tables(db)
+    context = {"database": name, "stowaway": _urls(datasette, name, many, names), "severities": SEVERITIES,
+               "kind_labels": KIND_LABELS, "can_write": await actions.can_write(datasette, request.actor),
+               "human_size": human_size, **context}
+    html = await datasette.render_template(template, context, request=request)
+    return Response.html(html, status=status)
+
+
+def human_size(n) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+async def index(datasette, request):
+    return Response.redirect(datasette.urls.path("/-/stowaway/images"))
+
+
+async def images_page(datasette, request):
+    name, db = _database(datasette, request)
+    page_size = int(config.plugin_config(datasette)["images_page_size"])
+    latest = request.args.get("latest") == "1"
+    q = request.args.get("q", "").strip()
+    sort = request.args.get("sort", "worst")
+    page = max(1, int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1)
+    total, items = await queries.images(db, latest, q, sort, page, page_size)
+    return await _render(datasette, request, "stowaway_images.html", {
+        "items": items, "total": total, "latest": latest, "q": q, "sort": sort, "sorts": list(queries.IMAGE_SORTS),
+        "page": page, "pages": max(1, math.ceil(total / page_size)),
+    }, name, db)
+
+
+async def image_page(datasette, request):
+    name, db = _database(datasette, request)
+    ref = request.url_vars["ref"]
+    image = await queries.find_image(db, ref)
+    if image is None:
+        raise NotFound(f"{ref}: no such image in {name}")
+    report = await queries.image_report(db, image)
+    return await _render(datasette, request, "stowaway_image.html", {"r": report, "image": report["image"]}, name, db)
+
+
+async def vulnerability_page(datasette, request):
+    name, db = _database(datasette, request)
+    vuln_id = request.url_vars["vuln_id"]
+    vuln = await queries.vulnerability(db, vuln_id)
+    if vuln is None:
+        raise NotFound(f"{vuln_id}: no image in {name} is affected")
+    return await _render(datasette, request, "stowaway_vulnerability.html", {"v": vuln}, name, db)
+
+
+async def dashboard_page(datasette, request):
+    name, db = _database(datasette, request)
+    data = await queries.dashboard(db)
+    return await _render(datasette, request, "stowaway_dashboard.html",
+                         {"charts": charts.dashboard(data), "data": data}, name, db)
+
+
+async def plotly_js(datasette, request):
+    """plotly.js from the plotly package itself: pages work offline and need no CDN."""
+    global PLOTLY_JS
+    if PLOTLY_JS is None:
+        import plotly
+
+        PLOTLY_JS = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    return Response(PLOTLY_JS, content_type="application/javascript; charset=utf-8",
+                    headers={"Cache-Control": "max-age=86400"})
+
+
+async def export(datasette, request):
+    name, db = _database(datasette, request)
+    report, fmt = request.url_vars["report"], request.url_vars["fmt"]
+    image_id = None
+    image_arg = request.args.get("image")
+    if image_arg:
+        image = await queries.find_image(db, image_arg)
+        if image is None:
+            raise NotFound(f"{image_arg}: no such image in {name}")
+        image_id = image["id"]
+    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(request.query_string, keep_blank_values=True) if k != "db"]
+    try:
+        columns, rows = await exports.fetch(db, report, pairs, image_id)
+    except exports.ExportError as exc:
+        return Response.text(str(exc), status=400)
+    stem = f"stowaway-{report}" + (f"-image-{image_id}" if image_id else "")
+    if fmt == "csv":
+        body, ctype = exports.to_csv(columns, rows), "text/csv; charset=utf-8"
+    else:
+        body = exports.to_xlsx(columns, rows, exports.REPORTS[report]["sheet"])
+        ctype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(body, content_type=ctype,
+                    headers={"content-disposition": f'attachment; filename="{stem}.{fmt}"'})
+
+
+async def settings_page(datasette, request):
+    name, db = _database(datasette, request)
+    can_write = await actions.can_write(datasette, request.actor)
+    status = 200
+    if request.method == "POST":
+        if not can_write:
+            raise Forbidden("changing Stowaway settings needs the stowaway-write permission")
+        form = await request.post_vars()
+        try:
+            kind = form.get("kind", "")
+            if form.get("action") == "remove":
+                await actions.remove_setting(db, kind, form.get("value", ""))
+                datasette.add_message(request, f"Removed the {actions.KINDS.get(kind, kind)}.", datasette.INFO)
+            else:
+                await actions.add_setting(db, kind, form.get("value", ""), request.actor)
+                datasette.add_message(request, f"Added the {actions.KINDS.get(kind, kind)}.", datasette.INFO)
+            return Response.redirect(_urls(datasette, name, len(config.stowaway_databases(datasette)) > 1,
+                                           set())["page"]("settings"))
+        except actions.ActionError as exc:
+            datasette.add_message(request, str(exc), datasette.ERROR)
+            status = 400
+    current = await actions.settings(db)
+    return await _render(datasette, request, "stowaway_settings.html", {
+        "exclusions": current["sensitive_path_exclusion"], "weak_passwords": current["weak_password"],
+        "max_exclusions": actions.MAX_EXCLUSIONS, "policy_keys": actions.POLICY_KEYS,
+    }, name, db, status=status)
+
+
+def _back(datasette, request, form, fallback):
+    target = form.get("next") or ""
+    # only a path on this server: an open redirect would turn a form into a phishing link
+    if not target.startswith("/") or target.startswith("//"):
+        target = fallback
+    return Response.redirect(target)
+
+
+async def ignore_action(datasette, request):
+    name, db = _database(datasette, request)
+    if request.method != "POST":
+        return Response.text("POST only", status=405)
+    if not await actions.can_write(datasette, request.actor):
+        raise Forbidden("ignoring a finding needs the stowaway-write permission")
+    form = await request.post_vars()
+    finding_id = int(request.url_vars["finding_id"])
+    try:
+        await actions.ignore_finding(db, finding_id, form.get("ignored", "1") == "1", form.get("reason", ""))
+        datasette.add_message(request, f"Finding {finding_id} " +
+                              ("ignored." if form.get("ignored", "1") == "1" else "no longer ignored."), datasette.INFO)
+    except actions.ActionError as exc:
+        datasette.add_message(request, str(exc), datasette.ERROR)
+        return Response.text(str(exc), status=400) if not form.get("next") else _back(
+            datasette, request, form, datasette.urls.path("/-/stowaway/images"))
+    return _back(datasette, request, form, datasette.urls.path("/-/stowaway/images"))
+
+
+async def rescan_action(datasette, request):
+    name, db = _database(datasette, request)
+    if request.method != "POST":
+        return Response.text("POST only", status=405)
+    if not await actions.can_write(datasette, request.actor):
+        raise Forbidden("scanning again needs the stowaway-write permission")
+    form = await request.post_vars()
+    image = await queries.find_image(db, request.url_vars["ref"])
+    if image is None:
+        raise NotFound("no such image")
+    wait = float(config.plugin_config(datasette).get("rescan_wait_seconds", 60))
+    fallback = datasette.urls.path(f"/-/stowaway/image/{image['id']}")
+    try:
+        outcomes = await actions.rescan(datasette, db, image, wait)
+    except actions.ActionError as exc:
+        datasette.add_message(request, str(exc), datasette.ERROR)
+        return _back(datasette, request, form, fallback)
+    if outcomes is None:
+        datasette.add_message(request, "The scan is still running; its row in the scans table shows how it ends.",
+                              datasette.WARNING)
+    else:
+        for o in outcomes:
+            if o.status == "done":
+                datasette.add_message(request, f"Scanned {o.reference} again (scan {o.scan_id}).", datasette.INFO)
+            else:
+                datasette.add_message(request, f"Scan of {o.reference} failed: {o.error}", datasette.ERROR)
+    return _back(datasette, request, form, fallback)
+
+
+def menu_links(datasette):
+    if not config.stowaway_databases(datasette):
+        return []
+    return [{"href": datasette.urls.path("/-/stowaway/images"), "label": "Stowaway: repository images"},
+            {"href": datasette.urls.path("/-/stowaway/dashboard"), "label": "Stowaway: dashboard"},
+            {"href": datasette.urls.path("/-/stowaway/settings"), "label": "Stowaway: scan settings"}]
+
+
+EXPORTABLE = {"vulnerabilities_view": "vulnerabilities", "unsafe_settings_view": "baseline"}
+
+
+def table_actions(datasette, database, table, request):
+    """'Export these rows' on the two report views: the table's own filters, another path."""
+    report = EXPORTABLE.get(table)
+    if not report or not config.is_stowaway(datasette, database):
+        return []
+    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(request.query_string if request else "", keep_blank_values=True)
+             if not k.startswith("_")]
+    if len(config.stowaway_databases(datasette)) > 1:
+        pairs.append(("db", database))
+    query = urllib.parse.urlencode(pairs)
+    return [{"href": datasette.urls.path(f"/-/stowaway/export/{report}.{fmt}") + (f"?{query}" if query else ""),
+             "label": f"Export these rows as a {report} report ({fmt.upper()})"} for fmt in ("xlsx", "csv")]
+
+
+ROUTES = [
+    (r"^/-/stowaway/?$", index),
+    (r"^/-/stowaway/images$", images_page),
+    (r"^/-/stowaway/image/(?P<ref>.+)/rescan$", rescan_action),
+    (r"^/-/stowaway/image/(?P<ref>.+)$", image_page),
+    (r"^/-/stowaway/finding/(?P<finding_id>\d+)/ignore$", ignore_action),
+    (r"^/-/stowaway/vulnerability/(?P<vuln_id>[^/]+)$", vulnerability_page),
+    (r"^/-/stowaway/dashboard$", dashboard_page),
+    (r"^/-/stowaway/settings$", settings_page),
+    (r"^/-/stowaway/export/(?P<report>vulnerabilities|baseline)\.(?P<fmt>csv|xlsx)$", export),
+    (r"^/-/stowaway/plotly\.min\.js$", plotly_js),
+]
+
+__all__ = ["ROUTES", "KINDS"]
