@@ -1,0 +1,184 @@
+"""The shape of the policy file's known sections (docs/policy.md), checked before a scan starts.
+
+`validate(policy)` returns the problems, each prefixed `error:` (a wrong type or value: the scan
+must not start, since an analyzer would otherwise fail on it mid-scan or silently ignore it) or
+`warning:` (an unknown section or key: most likely a typo, but harmless). `enforce(policy)` raises
+one ScanError naming every error and prints the warnings.
+
+Analyzers still check their own settings; this module only lets a bad file fail early and in one
+place, with the key's dotted name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Callable
+
+from .model import ScanError
+from .streams import Limits
+
+MAX_EXCLUDE_PATHS = 20  # the seed's limit on user-configured secret exclusions
+
+Check = Callable[[object], "str | None"]  # the problem with a value, or None
+
+
+def _int(minimum: int = 0) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"expected an integer, got {_kind(v)}"
+        if v < minimum:
+            return f"expected an integer >= {minimum}, got {v}"
+        return None
+    return check
+
+
+def _number(minimum: float = 0) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"expected a number, got {_kind(v)}"
+        if v < minimum:
+            return f"expected a number >= {minimum}, got {v}"
+        return None
+    return check
+
+
+def _bool(v):
+    return None if isinstance(v, bool) else f"expected true or false, got {_kind(v)}"
+
+
+def _str(v):
+    return None if isinstance(v, str) and v.strip() else f"expected a non-empty string, got {_kind(v)}"
+
+
+def _str_list(max_items: int | None = None, scalar_ok: bool = False) -> Check:
+    def check(v):
+        if scalar_ok and isinstance(v, str):
+            return _str(v)
+        if not isinstance(v, list):
+            return f"expected a list of strings, got {_kind(v)}"
+        bad = [i for i, x in enumerate(v) if not (isinstance(x, str) and x.strip())]
+        if bad:
+            return f"item {bad[0] + 1} is {_kind(v[bad[0]])}, expected a non-empty string"
+        if max_items is not None and len(v) > max_items:
+            return f"{len(v)} items given; at most {max_items} are allowed"
+        return None
+    return check
+
+
+def _table(v):
+    return None if isinstance(v, dict) else f"expected a table, got {_kind(v)}"
+
+
+def _anything(v):
+    return None
+
+
+def _forbid_rules(v):
+    """Each rule as the compliance analyzer reads it, so a bad rule fails here with its reason."""
+    from stowaway.analyzers.compliance import PolicyError, make_rule
+
+    items = [v] if isinstance(v, (str, dict)) else v
+    if not isinstance(items, list):
+        return f"expected a list of rules, got {_kind(v)}"
+    problems = []
+    for number, entry in enumerate(items, start=1):
+        try:
+            make_rule(entry, number)
+        except PolicyError as exc:
+            problems.append(str(exc))
+    return "; ".join(problems) or None
+
+
+def _limits() -> dict[str, Check]:
+    out = {}
+    for f in dataclasses.fields(Limits):
+        out[f.name] = _number() if isinstance(f.default, float) else _int(1)
+    return out
+
+
+# section -> key -> check. A section mapped to None takes any keys (free-form tables).
+SCHEMA: dict[str, dict[str, Check] | None] = {
+    "limits": _limits(),
+    "scan": {"jobs": _int(1), "dask": _str},
+    "secrets": {
+        "exclude_paths": _str_list(MAX_EXCLUDE_PATHS),
+        "max_file_size": _int(1),
+        "gitleaks": _str_list(scalar_ok=True),
+        "builtin": _bool,
+        "generic_entropy": _number(),
+        "fingerprint_key_file": _str,
+    },
+    "malware": {
+        "rules": _str_list(scalar_ok=True),
+        "ioc_file": _str_list(scalar_ok=True),
+        "max_file_size": _int(1),
+    },
+    "passwords": {
+        "extra": _str_list(),
+        "extra_file": _str,
+    },
+    "compliance": {
+        "use_defaults": _bool,
+        "forbid": _forbid_rules,
+        "allow": _str_list(scalar_ok=True),
+        "max_hash_size": _int(1),
+    },
+    "base_images": {"approved": _str_list(scalar_ok=True)},
+    "vulnerabilities": {"ignore_file": _str},
+    "source_options": None,  # transport options (registry, engine): passed through to the source
+    "credentials": None,  # never recorded with the scan
+}
+
+
+def validate(policy: dict) -> list[str]:
+    """Every problem of the known sections, `error: …` or `warning: …`, in file order."""
+    if not isinstance(policy, dict):
+        return [f"error: the policy must be a table, got {_kind(policy)}"]
+    problems: list[str] = []
+    for section, body in policy.items():
+        if section not in SCHEMA:
+            problems.append(f"warning: unknown section [{section}] ignored (known: {', '.join(sorted(SCHEMA))})")
+            continue
+        keys = SCHEMA[section]
+        if not isinstance(body, dict):
+            problems.append(f"error: [{section}] must be a table, got {_kind(body)}")
+            continue
+        if keys is None:
+            continue
+        for key, value in body.items():
+            check = keys.get(key)
+            if check is None:
+                problems.append(f"warning: {section}.{key}: unknown setting ignored (known: {', '.join(sorted(keys))})")
+                continue
+            problem = check(value)
+            if problem:
+                problems.append(f"error: {section}.{key}: {problem}")
+    return problems
+
+
+def enforce(policy: dict, warn: Callable[[str], None] | None = None) -> list[str]:
+    """Raises one ScanError naming every error; reports warnings (to stderr unless `warn` is given)."""
+    problems = validate(policy)
+    errors = [p[len("error: "):] for p in problems if p.startswith("error: ")]
+    if errors:
+        raise ScanError("policy: " + "; ".join(errors))
+    warnings = [p[len("warning: "):] for p in problems if p.startswith("warning: ")]
+    for w in warnings:
+        (warn or (lambda m: print(f"stowaway: warning: policy: {m}", file=sys.stderr)))(w)
+    return warnings
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string" if v.strip() else "an empty string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a table"
+    return type(v).__name__

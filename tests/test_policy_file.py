@@ -1,0 +1,121 @@
+"""The policy file: the example loads and validates, the schema catches bad values, the doc lists what exists."""
+import pathlib
+import re
+
+import pytest
+
+from conftest import ROOT, report_of
+from imagebuilder import File, ImageBuilder
+
+from stowaway.ingest.model import ScanError
+from stowaway.ingest.policy import load
+from stowaway.ingest.policy_schema import SCHEMA, enforce, validate
+
+EXAMPLE = ROOT / "examples" / "policy.toml"
+DOC = ROOT / "docs" / "policy.md"
+
+
+def test_example_loads_and_has_no_problems():
+    policy = load(str(EXAMPLE), approved_bases=["corp/base:1"])
+    assert validate(policy) == []
+    assert policy["base_images"]["approved"] == ["corp/base:1"]
+    assert len(policy["secrets"]["exclude_paths"]) <= 20
+    assert {r["id"] for r in policy["compliance"]["forbid"]} == {"eol-openssl", "no-debuggers", "vendored-log4j"}
+
+
+def test_example_drives_a_scan(tmp_path, scan):
+    img = ImageBuilder()
+    img.layer({"etc/os-release": "ID=debian\nVERSION_ID=11\n", "usr/bin/gdb": File(b"\x7fELF gdb", mode=0o755),
+               "usr/sbin/tcpdump": File(b"\x7fELF tcpdump", mode=0o755),
+               "usr/bin/socat": File(b"\x7fELF socat", mode=0o755)})
+    img.write_oci_layout(tmp_path / "oci", ref="demo/app:1")
+    policy = load(str(EXAMPLE))
+    database, outcomes = scan(f"oci:{tmp_path / 'oci'}", policy=policy, risks=["compliance"])
+    assert [o.status for o in outcomes] == ["done"], outcomes
+    rules = {(c["path"], c["rule"]) for c in report_of(database, "demo/app:1")["software_compliance"]}
+    # its own rule, a default rule, and tcpdump allowed
+    assert rules == {("/usr/bin/gdb", "no-debuggers"), ("/usr/bin/socat", "default/socat")}
+
+
+def test_unknown_sections_and_keys_are_warnings():
+    problems = validate({"limits": {"max_ratio": 10, "max_raito": 5}, "secretz": {}})
+    assert problems == [
+        "warning: limits.max_raito: unknown setting ignored (known: max_file_read, max_json, max_layer_bytes,"
+        " max_ratio, ratio_floor)",
+        "warning: unknown section [secretz] ignored (known: " + ", ".join(sorted(SCHEMA)) + ")",
+    ]
+
+
+@pytest.mark.parametrize("policy,where", [
+    ({"limits": {"max_layer_bytes": "16G"}}, "limits.max_layer_bytes: expected an integer"),
+    ({"limits": {"max_layer_bytes": True}}, "limits.max_layer_bytes: expected an integer, got a boolean"),
+    ({"limits": {"max_ratio": -1}}, "limits.max_ratio: expected a number >= 0"),
+    ({"secrets": {"exclude_paths": [f"/p{i}/*" for i in range(21)]}}, "at most 20 are allowed"),
+    ({"secrets": {"exclude_paths": "/opt/*"}}, "secrets.exclude_paths: expected a list of strings"),
+    ({"secrets": {"builtin": "yes"}}, "secrets.builtin: expected true or false"),
+    ({"secrets": []}, "[secrets] must be a table"),
+    ({"compliance": {"forbid": [{"package": "x", "versions": ">>1"}]}}, "compliance.forbid: rule 1: bad version"),
+    ({"compliance": {"forbid": [{"reason": "nothing"}]}}, "names nothing to forbid"),
+    ({"compliance": {"use_defaults": "no"}}, "compliance.use_defaults: expected true or false"),
+    ({"base_images": {"approved": [""]}}, "base_images.approved: item 1 is an empty string"),
+    ({"vulnerabilities": {"ignore_file": 3}}, "vulnerabilities.ignore_file: expected a non-empty string"),
+    ({"scan": {"jobs": 0}}, "scan.jobs: expected an integer >= 1"),
+])
+def test_wrong_types_are_errors_with_the_dotted_key(policy, where):
+    problems = validate(policy)
+    assert len(problems) == 1 and problems[0].startswith("error: ") and where in problems[0], problems
+
+
+def test_free_form_sections_and_valid_values_pass():
+    assert validate({"source_options": {"registry": {"insecure": True}}, "credentials": {"x": 1},
+                     "limits": {"max_ratio": 500}, "compliance": {"forbid": "telnet", "allow": "tcpdump"},
+                     "base_images": {"approved": "corp/base:1"}}) == []
+    assert validate([]) == ["error: the policy must be a table, got a list"]
+
+
+def test_enforce_raises_once_with_every_error_and_reports_warnings():
+    seen = []
+    with pytest.raises(ScanError) as info:
+        enforce({"limits": {"max_json": "big"}, "scan": {"jobs": "two"}, "extra": {}}, warn=seen.append)
+    assert str(info.value).startswith("policy: limits.max_json: expected an integer")
+    assert "scan.jobs: expected an integer" in str(info.value)
+    assert enforce({"extra": {}}, warn=seen.append) == [seen[-1]] and "unknown section [extra]" in seen[-1]
+
+
+def test_cli_overrides_are_validated_like_the_file(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[secrets]\nmax_file_size = 1000\n")
+    assert validate(load(str(cfg), overrides=["secrets.max_file_size=2000"])) == []
+    problems = validate(load(str(cfg), overrides=["secrets.max_file_size=lots"]))
+    assert problems == ["error: secrets.max_file_size: expected an integer, got a string"]
+
+
+def _documented() -> dict[str, set[str]]:
+    """section -> keys, from the doc's `| key | type | default | meaning |` tables."""
+    sections: dict[str, set[str]] = {}
+    current = None
+    in_table = False
+    for line in DOC.read_text().splitlines():
+        if line.startswith("## "):
+            names = re.findall(r"`\[(\w+)\]`", line)
+            for name in names:
+                sections.setdefault(name, set())
+            current, in_table = (names[0] if len(names) == 1 else None), False
+            continue
+        if line.startswith("| key | type | default |"):
+            in_table = True
+            continue
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        m = re.match(r"^\| `(\w+)` \|", line)
+        if in_table and current and m:
+            sections[current].add(m.group(1))
+    return sections
+
+
+def test_the_doc_describes_exactly_the_settings_that_exist():
+    documented = _documented()
+    assert set(documented) == set(SCHEMA)
+    for section, keys in SCHEMA.items():
+        assert documented[section] == set(keys or ()), section
