@@ -399,11 +399,27 @@ class SoftwareCompliance(Analyzer):
     def _allowed(self, rule: Rule, name: str) -> bool:
         return rule.id.lower() in self.allow or name.lower() in self.allow
 
+    def _name_index(self):
+        """Exact executable names in a dict, globs compiled once: the walk visits every file of the image."""
+        exact: dict[str, list[Rule]] = {}
+        globbed: list[tuple[re.Pattern, Rule]] = []
+        paths: list[tuple[re.Pattern, Rule]] = []
+        # in a hash rule, names and paths only narrow what is hashed: they forbid nothing alone
+        for rule in self.rules:
+            if rule.sha256:
+                continue
+            for pattern in rule.executables:
+                if any(c in pattern for c in "*?["):
+                    globbed.append((re.compile(fnmatch.translate(pattern)), rule))
+                else:
+                    exact.setdefault(pattern, []).append(rule)
+            paths += [(re.compile(fnmatch.translate(p)), rule) for p in rule.paths]
+        return exact, globbed, paths
+
     def _executables(self, ctx, answered: set[str]):
         """Executables by base name (in a bin/sbin directory or with an execute bit), any file by path glob."""
-        # in a hash rule, names and paths only narrow what is hashed: they forbid nothing alone
-        name_rules = [r for r in self.rules if (r.executables or r.paths) and not r.sha256]
-        if not name_rules:
+        exact, globbed, path_rules = self._name_index()
+        if not (exact or globbed or path_rules):
             return
         owned = getattr(ctx, "owned_files", None)
         seen: set[tuple[str, str]] = set()  # (rule, real file): one finding per file, not per link to it
@@ -411,11 +427,18 @@ class SoftwareCompliance(Analyzer):
             if info.type not in (REG, HARDLINK, SYMLINK):
                 continue
             path = info.path
-            executable = _is_executable_candidate(path, info)
-            for rule in name_rules:
-                by_path = rule.matches_path(path)
-                if not by_path and not (executable and rule.matches_executable(path)):
-                    continue
+            hits: dict[str, tuple[Rule, bool]] = {}
+            for rx, rule in path_rules:
+                if rx.match(path):
+                    hits.setdefault(rule.id, (rule, True))
+            if _is_executable_candidate(path, info):
+                base = posixpath.basename(path).lower()
+                for rule in exact.get(base, ()):
+                    hits.setdefault(rule.id, (rule, False))
+                for rx, rule in globbed:
+                    if rx.match(base):
+                        hits.setdefault(rule.id, (rule, False))
+            for rule, by_path in hits.values():
                 name = posixpath.basename(path)
                 if self._allowed(rule, name):
                     continue
