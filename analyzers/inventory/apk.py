@@ -76,6 +76,10 @@ class Apk(Analyzer):
         return [record]
 
     def collect(self, ctx, layers):
+        # later analyzers look for it whether or not this image has packages
+        owned = getattr(ctx, "owned_files", None)
+        if owned is None:
+            owned = ctx.owned_files = set()
         visible = [(i, r) for i, records in enumerate(layers) for r in records if ctx.fs.visible(r["path"], i)]
         if not visible:
             return
@@ -83,9 +87,6 @@ class Apk(Analyzer):
         warn_once(ctx, self.name, record["path"], record.get("warnings", ()))
         history = [(i, {(p["name"], p["version"]) for r in recs for p in r.get("packages", ())})
                    for i, recs in enumerate(layers) if recs]
-        owned = getattr(ctx, "owned_files", None)
-        if owned is None:
-            owned = ctx.owned_files = set()
         distro = distro_qualifier(ctx.os)
         namespace = ctx.os.family if ctx.os.family in ("alpine", "wolfi", "chainguard") else "alpine"
         for p in record["packages"]:

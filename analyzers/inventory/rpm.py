@@ -58,6 +58,10 @@ class Rpm(Analyzer):
         return [record]
 
     def collect(self, ctx, layers):
+        # later analyzers look for it whether or not this image has packages
+        owned = getattr(ctx, "owned_files", None)
+        if owned is None:
+            owned = ctx.owned_files = set()
         visible = [(index, r) for index, records in enumerate(layers) for r in records
                    if ctx.fs.visible(r["path"], index)]
         if not visible:
@@ -67,9 +71,6 @@ class Rpm(Analyzer):
         warn_once(ctx, self.name, record["path"], record.get("warnings", ()))
         # every copy of any rpm database counts for attribution: the backend may change between layers
         history = [(i, {_key(p) for r in recs for p in r.get("packages", ())}) for i, recs in enumerate(layers) if recs]
-        owned = getattr(ctx, "owned_files", None)
-        if owned is None:
-            owned = ctx.owned_files = set()
         distro = distro_qualifier(ctx.os)
         for p in record["packages"]:
             owned.update(p.get("files", ()))

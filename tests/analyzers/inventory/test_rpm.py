@@ -216,3 +216,19 @@ def test_hundreds_of_packages_parse_well_under_a_second():
         seconds = time.perf_counter() - t0
         assert len(packages) == 500
         assert seconds < 0.5, f"{fmt}: {seconds:.3f}s for 500 packages"
+
+
+def test_cached_layers_give_the_same_inventory(scan, tmp_path):
+    blobs = [rpm_header("nmap", "7.92", "1.el9", epoch=3, files=["/usr/bin/nmap"]), rpm_header("bash", "5.1.8", "6.el9")]
+    img = ImageBuilder().layer({"etc/os-release": OS_RELEASE, "var/lib/rpm/Packages": bdb_file(blobs)})
+    source = f"oci:{img.write_oci_layout(tmp_path / 'o', ref='t/cache:1')}"
+    db, (first,) = scan(source)
+    fresh = report_of(db, "t/cache:1")["software"]
+    db, (second,) = scan(source)
+    assert (first.layers_read, second.layers_read, second.layers_cached) == (1, 0, 1)
+    assert report_of(db, "t/cache:1")["software"] == fresh and len(fresh) == 2
+
+
+def test_no_database_still_leaves_an_empty_ownership_set():
+    got = inspect([{"etc/motd": "hi"}], names=("rpm",))
+    assert got.packages == [] and got.ctx.owned_files == set()
