@@ -68,6 +68,10 @@ class Evaluation:
             if pkg.key in seen:
                 continue
             seen.add(pkg.key)
+            if pkg.os_owned and (pkg.ecosystem or "").lower() not in ("deb", "rpm", "apk"):
+                # a jar or wheel shipped inside an OS package carries the vendor's backports; its
+                # vulnerabilities are the vendor's advisories for that OS package, not upstream's ranges
+                continue
             target = package_target(pkg.ecosystem, pkg.name, pkg.version, pkg.source_name, pkg.source_version, os_key)
             if target is None:
                 if (pkg.ecosystem or "").lower() in ("deb", "rpm", "apk"):

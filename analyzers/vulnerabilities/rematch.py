@@ -50,11 +50,11 @@ def _scans(conn, references: list[str] | None):
 
 def _packages(conn, scan_id: int) -> tuple[list[Package], dict]:
     pkgs, ids = [], {}
-    for pid, eco, name, version, src, srcver, path, layer, purl in conn.execute(
-            "SELECT id, ecosystem, name, version, source_name, source_version, path, layer_index, purl FROM packages"
-            " WHERE scan_id = ?", [scan_id]):
+    for pid, eco, name, version, src, srcver, path, layer, purl, owned in conn.execute(
+            "SELECT id, ecosystem, name, version, source_name, source_version, path, layer_index, purl, os_owned"
+            " FROM packages WHERE scan_id = ?", [scan_id]):
         p = Package(eco, name, version or "", path or "", layer, source_name=src or "", source_version=srcver or "",
-                    purl=purl or "")
+                    purl=purl or "", os_owned=bool(owned))
         pkgs.append(p)
         ids.setdefault(p.key, pid)
     return pkgs, ids

@@ -1,0 +1,91 @@
+from collections import Counter
+
+import pytest
+from osv_fixtures import osv
+
+from stowaway.analyzers.vulnerabilities.importer import import_records
+from stowaway.analyzers.vulnerabilities.matchers import Matcher, affected_by
+from stowaway.analyzers.vulnerabilities.versions import InvalidVersion
+
+TWO_INTERVALS = [{"introduced": "1.0"}, {"fixed": "1.5"}, {"introduced": "2.0"}, {"fixed": "2.5"}]
+
+
+@pytest.mark.parametrize("version,fixed", [("0.9", None), ("1.0", "1.5"), ("1.4.9", "1.5"), ("1.5", None),
+                                           ("1.9", None), ("2.0", "2.5"), ("2.4", "2.5"), ("2.5", None), ("3.0", None)])
+def test_two_intervals(version, fixed):
+    hit = affected_by("semver", version, [{"type": "SEMVER", "events": TWO_INTERVALS}], None)
+    if fixed is None:
+        assert hit is None
+    else:
+        assert hit.fixed == fixed and hit.why == f"introduced {'1.0' if fixed == '1.5' else '2.0'}, fixed {fixed}"
+
+
+def test_events_in_any_order_are_sorted_by_the_ecosystem():
+    shuffled = [{"fixed": "2.5"}, {"introduced": "2.0"}, {"fixed": "1.5"}, {"introduced": "1.0"}]
+    assert affected_by("semver", "2.1", [{"type": "SEMVER", "events": shuffled}], None).fixed == "2.5"
+    assert affected_by("semver", "1.7", [{"type": "SEMVER", "events": shuffled}], None) is None
+
+
+def test_last_affected_is_inclusive_and_limit_exclusive():
+    last = [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"last_affected": "2.0.0-RC1"}]}]
+    assert affected_by("maven", "2.0.0-RC1", last, None).fixed is None
+    assert affected_by("maven", "2.0.0-beta1", last, None) is not None
+    assert affected_by("maven", "2.0.0", last, None) is None  # RC1 < release in Maven's order
+    limit = [{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"limit": "1.2"}]}]
+    assert affected_by("pep440", "1.1", limit, None).fixed is None
+    assert affected_by("pep440", "1.2", limit, None) is None
+
+
+def test_unfixed_range_and_versions_list():
+    open_range = [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]
+    hit = affected_by("dpkg", "1:4.1.7-4ubuntu0.1", open_range, None)
+    assert hit.fixed is None and hit.why == "introduced 0, no fixed version above it"
+    listed = affected_by("pep440", "1.17", None, frozenset({"1.17", "1.18"}))
+    assert listed.why == "listed in versions" and affected_by("pep440", "1.19", None, frozenset({"1.17"})) is None
+
+
+def test_pre_releases_by_scheme():
+    r = [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0.0"}]}]
+    assert affected_by("maven", "2.0.0-RC1", r, None) is not None
+    assert affected_by("pep440", "2.0.0rc1", r, None) is not None
+    assert affected_by("pep440", "2.0.0.post1", r, None) is None
+    assert affected_by("dpkg", "2.0.0~rc1-1", r, None) is not None
+    assert affected_by("dpkg", "2.0.0-1", r, None) is None
+
+
+def test_unreadable_event_skips_only_that_range_and_is_counted():
+    warnings = Counter()
+    ranges = [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "not a version!"}]},
+              {"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "3.0"}]}]
+    hit = affected_by("pep440", "2.0", ranges, None, warnings)
+    assert hit.fixed == "3.0"
+    assert sum(warnings.values()) == 1 and "not a version!" in next(iter(warnings))
+
+
+def test_unreadable_installed_version_raises():
+    with pytest.raises(InvalidVersion):
+        affected_by("apk", "1.2A", [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}], None)
+
+
+def test_matcher_looks_up_by_ecosystem_release_and_name(db):
+    import_records(db, [
+        osv("DSA-1", "Debian:11", "openssl", [{"introduced": "0"}, {"fixed": "1.1.1n-0+deb11u4"}]),
+        osv("DSA-2", "Debian:12", "openssl", [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u1"}]),
+        osv("PYSEC-1", "PyPI", "Jinja2", [{"introduced": "0"}, {"fixed": "2.10.1"}]),
+    ])
+    m = Matcher(db.conn)
+    assert [x.candidate.advisory_id for x in m.match("Debian", "11", "openssl", "1.1.1n-0+deb11u3")] == ["DSA-1"]
+    assert m.match("Debian", "11", "openssl", "1.1.1n-0+deb11u4") == []
+    assert m.match("Debian", "10", "openssl", "1.1.1d-0+deb10u1") == []
+    assert [x.hit.fixed for x in m.match("PyPI", "", "jinja2", "2.10")] == ["2.10.1"]
+    # the same question twice is answered from the cache: the store is not asked again
+    m.conn = None
+    assert [x.hit.fixed for x in m.match("PyPI", "", "jinja2", "2.10")] == ["2.10.1"]
+
+
+def test_matcher_counts_invalid_installed_versions(db):
+    import_records(db, [osv("ALPINE-1", "Alpine:v3.18", "musl", [{"introduced": "0"}, {"fixed": "1.2.4-r3"}])])
+    m = Matcher(db.conn)
+    assert m.match("Alpine", "3.18", "musl", "garbage") == []
+    assert len(m.warnings) == 1 and "'garbage' is not a valid apk version" in next(iter(m.warnings))
+    assert m.match("Alpine", "3.18", "musl", "1.2.4-r2")[0].hit.fixed == "1.2.4-r3"
