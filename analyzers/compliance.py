@@ -104,13 +104,14 @@ _SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 _CONSTRAINT = re.compile(r"^\s*(>=|<=|==|!=|=|>|<)?\s*(\S+)\s*$")
 
 
-def _version_classes():
-    from univers import versions as v
+def _parse_version(ecosystem: str, text: str):
+    """The package's version in its ecosystem's order: the same schemes the vulnerability matcher uses."""
+    from .vulnerabilities import ecosystems, versions
 
-    cls = {"deb": v.DebianVersion, "rpm": v.RpmVersion, "apk": v.AlpineLinuxVersion, "pypi": v.PypiVersion,
-           "npm": v.SemverVersion, "cargo": v.SemverVersion, "maven": v.MavenVersion, "go": v.GolangVersion,
-           "gem": v.RubygemsVersion, "nuget": v.NugetVersion, "composer": v.ComposerVersion}
-    return cls, v.DebianVersion  # dpkg ordering is a sound natural order for schemes univers lacks
+    scheme = ecosystems.OS_PACKAGE_TYPES.get(ecosystem) or ecosystems.SCHEME_OF.get(
+        ecosystems.APP_ECOSYSTEM.get(ecosystem, ""))
+    # dpkg ordering is a sound natural order (1.9 < 1.10, letters, tildes) for ecosystems without a scheme
+    return versions.parse(scheme or "dpkg", text)
 
 
 class PolicyError(ValueError):
@@ -149,16 +150,24 @@ class VersionSpec:
         if not self.alternatives:
             raise PolicyError(f"empty version range {text!r}")
 
+    def check(self, ecosystems) -> None:
+        """A bound that its ecosystem cannot read would make the rule silently match nothing."""
+        for ecosystem in ecosystems:
+            for group in self.alternatives:
+                for _, want in group:
+                    try:
+                        _parse_version(ecosystem, want)
+                    except ValueError:
+                        raise PolicyError(f"{want!r} is not a {ecosystem} version") from None
+
     def contains(self, ecosystem: str, version: str) -> bool:
         """Raises ValueError when `version` cannot be read in the ecosystem's scheme."""
-        classes, fallback = _version_classes()
         if self.vers is not None:
             cls = self.vers.version_class
             return cls(version) in self.vers
-        cls = classes.get(ecosystem, fallback)
-        have = cls(version)
+        have = _parse_version(ecosystem, version)
         for group in self.alternatives:
-            if all(_compare(have, op, cls(want)) for op, want in group):
+            if all(_compare(have, op, _parse_version(ecosystem, want)) for op, want in group):
                 return True
         return False
 
@@ -259,6 +268,7 @@ def make_rule(entry, number: int, origin: str = "policy") -> Rule:
             raise PolicyError(f"{label}: versions need a package name to apply to")
         try:
             versions = VersionSpec(raw_versions)
+            versions.check(ecosystems)
         except PolicyError as exc:
             raise PolicyError(f"{label}: {exc}") from None
     severity = entry.get("severity", "high")

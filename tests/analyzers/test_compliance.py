@@ -75,7 +75,8 @@ def test_version_ranges_compare_in_the_ecosystem_scheme(spec, ecosystem, version
 @pytest.mark.parametrize("bad", [{"package": "x", "versions": ">>1"}, {"package": "x", "versions": 3},
                                  {"reason": "nothing named"}, {"package": "x", "severity": "dire"},
                                  {"sha256": "abc"}, {"path": "relative/path"}, {"package": "x", "colour": "red"},
-                                 {"executable": "nc", "versions": "<1"}, 42])
+                                 {"executable": "nc", "versions": "<1"}, 42,
+                                 {"package": "flask", "ecosystem": "pypi", "versions": "<two"}])
 def test_bad_rules_are_refused_with_their_reason(bad):
     with pytest.raises(PolicyError):
         make_rule(bad, 1)
