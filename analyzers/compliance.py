@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import operator
 import posixpath
 import re
 from dataclasses import dataclass
@@ -172,8 +173,11 @@ class VersionSpec:
         return False
 
 
+_OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
 def _compare(a, op, b) -> bool:
-    return {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[op]
+    return _OPS[op](a, b)
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ class Rule:
         if self.ecosystems and ecosystem not in self.ecosystems:
             return False
         name = _normal_name(ecosystem, name)
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.packages)
+        return any(fnmatch.fnmatchcase(name, _normal_name(ecosystem, pattern)) for pattern in self.packages)
 
     def matches_executable(self, path: str) -> bool:
         base = posixpath.basename(path).lower()

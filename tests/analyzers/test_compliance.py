@@ -96,13 +96,16 @@ def test_packages_by_name_ecosystem_and_version_range():
     policy = {"compliance": {"use_defaults": False, "forbid": [
         {"id": "old-openssl", "package": "openssl", "ecosystem": "deb", "versions": "<1.1.1n", "reason": "EOL"},
         {"id": "no-requests", "package": "Requests", "ecosystem": "pypi", "severity": "low"},
+        {"id": "no-flask-login", "package": "Flask_Login", "ecosystem": "pypi"},
     ]}}
     packages = [deb("openssl", "1.1.1k-1+deb11u1", 1), deb("openssl", "1.1.1w-0+deb11u1", 3),
                 Package("rpm", "openssl", "1.1.1k-5.el8", "/var/lib/rpm/rpmdb.sqlite", 0),
-                Package("pypi", "requests", "2.25.1", "/usr/lib/python3/dist-packages/requests-2.25.1.dist-info", 4)]
+                Package("pypi", "requests", "2.25.1", "/usr/lib/python3/dist-packages/requests-2.25.1.dist-info", 4),
+                Package("pypi", "flask-login", "0.5.0", "/app/flask_login-0.5.0.dist-info", 4)]
     found, _ = run(ctx_of([[("/usr", DIR, 0o755)]], packages, policy))
     got = sorted((f.rule, f.detail["name"], f.detail["version"], f.layer_index, f.severity, f.package) for f in found)
     assert got == [
+        ("no-flask-login", "flask-login", "0.5.0", 4, "high", packages[4].key),
         ("no-requests", "requests", "2.25.1", 4, "low", packages[3].key),
         ("old-openssl", "openssl", "1.1.1k-1+deb11u1", 1, "high", packages[0].key),
     ]
