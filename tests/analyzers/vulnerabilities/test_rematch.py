@@ -1,0 +1,78 @@
+"""Re-evaluation of stored images from their stored inventories, without opening any image."""
+import json
+import shutil
+
+from conftest import report_of
+from osv_fixtures import osv
+from test_evaluator import ADVISORIES, shop_image
+
+from stowaway.analyzers.vulnerabilities.importer import import_records
+from stowaway.analyzers.vulnerabilities.rematch import rematch
+from stowaway.ingest import cli
+
+
+def _ids(database, ref="demo/shop:1"):
+    return sorted(v["id"] for v in report_of(database, ref)["vulnerabilities"])
+
+
+def test_import_then_rematch_finds_without_reading_the_image(tmp_path, scan):
+    shop_image().write_oci_layout(tmp_path / "oci", ref="demo/shop:1")
+    database, outcomes = scan(f"oci:{tmp_path / 'oci'}")
+    assert _ids(database) == []
+    shutil.rmtree(tmp_path / "oci")  # nothing of the image is left to read
+
+    import_records(database, ADVISORIES)
+    result = rematch(database)
+    assert (result.images, result.findings) == (1, 5)
+    assert _ids(database) == ["CVE-2019-10906", "CVE-2021-23337", "CVE-2023-0001", "CVE-2023-0002", "GHSA-nocve"]
+    rep = report_of(database, "demo/shop:1")
+    assert {s["name"]: s["vulnerability_count"] for s in rep["software"]}["lodash"] == 2
+    assert database.execute("SELECT feed_version FROM scans").fetchone()[0]
+    facts = dict(database.execute("SELECT name, value FROM scan_facts WHERE name='vulnerabilities_rematched'"))
+    assert json.loads(facts["vulnerabilities_rematched"])["findings"] == 5
+
+    # a newer record narrows lodash's range: the finding goes, and a second rematch changes nothing
+    import_records(database, [osv("GHSA-llll", "npm", "lodash", [{"introduced": "0"}, {"fixed": "4.17.12"}],
+                                  aliases=["CVE-2021-23337"], modified="2025-01-01T00:00:00Z")])
+    rematch(database)
+    rematch(database)
+    assert "CVE-2021-23337" not in _ids(database)
+    assert database.execute("SELECT COUNT(*) FROM findings WHERE kind='vulnerability'").fetchone()[0] == 4
+    assert database.execute("SELECT COUNT(*) FROM vulnerability_details").fetchone()[0] == 4
+    assert {s["name"]: s["vulnerability_count"] for s in report_of(database, "demo/shop:1")["software"]}["lodash"] == 1
+
+
+def test_only_the_latest_scan_of_each_image_is_rewritten(tmp_path, scan):
+    shop_image().write_oci_layout(tmp_path / "oci", ref="demo/shop:1")
+    database, first = scan(f"oci:{tmp_path / 'oci'}")
+    import_records(database, ADVISORIES)
+    database, second = scan(f"oci:{tmp_path / 'oci'}")
+    import_records(database, [osv("GHSA-new", "npm", "lodash", [{"introduced": "0"}], aliases=["CVE-2099-0001"])])
+    rematch(database)
+    per_scan = dict(database.execute("SELECT scan_id, COUNT(*) FROM findings WHERE kind='vulnerability'"
+                                     " GROUP BY scan_id"))
+    assert per_scan == {second[0].scan_id: 6}  # the first scan had no advisories and stays as it was
+
+
+def test_rematch_cli_with_a_plain_ignore_file(tmp_path, scan, capsys):
+    shop_image().write_oci_layout(tmp_path / "oci", ref="demo/shop:1")
+    database, _ = scan(f"oci:{tmp_path / 'oci'}")
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    for rec in ADVISORIES:
+        (feed / f"{rec['id']}.json").write_text(json.dumps(rec))
+    ignore = tmp_path / ".trivyignore"
+    ignore.write_text("# accepted\nCVE-2023-0002   # curl: not reachable\nGHSA-nocve exp:2000-01-01\n")
+    db_path = str(tmp_path / "scan.db")
+    assert cli.main(["db", "import", str(feed), "--db", db_path, "--rematch", "--ignore-file", str(ignore)]) == 0
+    err = capsys.readouterr().err
+    assert "11 new" in err and "re-evaluated 1 images" in err and "1 ignored" in err and "expired" in err
+    ignored = {v["id"]: v["ignored"] for v in report_of(database, "demo/shop:1")["vulnerabilities"]}
+    assert ignored["CVE-2023-0002"] is True and ignored["GHSA-nocve"] is False
+    reason = database.execute("SELECT ignore_reason FROM findings WHERE ignored=1").fetchone()[0]
+    assert reason == "curl: not reachable"
+    assert {s["name"]: s["vulnerability_count"] for s in report_of(database, "demo/shop:1")["software"]}["curl"] == 0
+
+    assert cli.main(["rematch", "--db", db_path]) == 0  # without the file the finding is no longer ignored
+    assert not any(v["ignored"] for v in report_of(database, "demo/shop:1")["vulnerabilities"])
+    assert cli.main(["rematch", "--db", str(tmp_path / "missing.db")]) == 2
