@@ -1,0 +1,30 @@
+# make demo  - set up, build sample images, scan them, and open the findings in Datasette
+# make test  - set up and run the test suite
+# make bench - the committed benchmarks (need ../shared/corpus)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DEMO_FLAGS ?=
+
+.PHONY: install demo test bench clean
+
+$(BIN)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/stowaway demo --dir demo $(DEMO_FLAGS)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python tests/bench/bench_scan_files.py
+
+clean:
+	rm -rf demo build *.egg-info .pytest_cache
