@@ -29,17 +29,6 @@ def attribute(final_layer: int, key: Hashable, history: list[tuple[int, set]]) -
     return layer
 
 
-def visible_record(ctx, layers: list[list[dict]], path: str, kind: str | None = None) -> tuple[int, dict] | None:
-    """The record of the copy of `path` that the final image shows, with its layer."""
-    layer = ctx.fs.layer_of(path)
-    if layer is None or layer < 0 or layer >= len(layers):
-        return None
-    for r in layers[layer]:
-        if r.get("path") == path and (kind is None or r.get("kind") == kind):
-            return layer, r
-    return None
-
-
 def distro_qualifier(os_info) -> str:
     if os_info is None or not os_info.family:
         return ""
@@ -54,8 +43,8 @@ def purl(kind: str, namespace: str, name: str, version: str, qualifiers: dict[st
         return ""
 
 
-def warn_once(ctx, analyzer: str, path: str, warnings: Iterable[str], limit: int = 20) -> None:
-    """A database's parse problems as scan warnings: a few named, the rest counted."""
+def report_problems(ctx, analyzer: str, path: str, warnings: Iterable[str], limit: int = 20) -> None:
+    """The visible database's parse problems as scan warnings: a few named, the rest counted."""
     warnings = list(warnings)
     for w in warnings[:limit]:
         ctx.warn(f"{analyzer}: {path}: {w}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from stowaway.ingest.model import Package
 
 from ..base import Analyzer, register
-from ._ospkg import attribute, distro_qualifier, purl, warn_once
+from ._ospkg import attribute, distro_qualifier, purl, report_problems
 
 PATHS = frozenset({"/lib/apk/db/installed", "/usr/lib/apk/db/installed"})
 MAX_DB = 64 << 20
@@ -84,7 +84,7 @@ class Apk(Analyzer):
         if not visible:
             return
         final_layer, record = max(visible, key=lambda v: v[0])
-        warn_once(ctx, self.name, record["path"], record.get("warnings", ()))
+        report_problems(ctx, self.name, record["path"], record.get("warnings", ()))
         history = [(i, {(p["name"], p["version"]) for r in recs for p in r.get("packages", ())})
                    for i, recs in enumerate(layers) if recs]
         distro = distro_qualifier(ctx.os)

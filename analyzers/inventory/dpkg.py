@@ -11,7 +11,7 @@ import re
 from stowaway.ingest.model import Package
 
 from ..base import Analyzer, register
-from ._ospkg import attribute, distro_qualifier, purl, visible_record, warn_once
+from ._ospkg import attribute, distro_qualifier, purl, report_problems
 
 STATUS = "/var/lib/dpkg/status"
 STATUS_D = "/var/lib/dpkg/status.d/"
@@ -160,7 +160,7 @@ class Dpkg(Analyzer):
             history = [(i, {(p["name"], p["version"]) for r in recs if r.get("path") == path
                             for p in r.get("packages", ())})
                        for i, recs in enumerate(layers) if any(r.get("path") == path for r in recs)]
-            warn_once(ctx, self.name, path, record.get("warnings", ()))
+            report_problems(ctx, self.name, path, record.get("warnings", ()))
             for p in record["packages"]:
                 yield self._package(p, path, attribute(final_layer, (p["name"], p["version"]), history),
                                     namespace, distro, licenses_of, ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from stowaway.ingest.model import Package
 
 from ..base import Analyzer, register
-from ._ospkg import attribute, distro_qualifier, purl, warn_once
+from ._ospkg import attribute, distro_qualifier, purl, report_problems
 from .rpmdb import RpmDBError, read_packages
 
 DIRS = ("/var/lib/rpm/", "/usr/lib/sysimage/rpm/", "/usr/share/rpm/")
@@ -68,7 +68,7 @@ class Rpm(Analyzer):
             return
         # two databases left side by side (a backend conversion): the one written last is rpm's
         final_layer, record = max(visible, key=lambda v: (v[0], FORMAT_RANK.get(v[1].get("format"), 0)))
-        warn_once(ctx, self.name, record["path"], record.get("warnings", ()))
+        report_problems(ctx, self.name, record["path"], record.get("warnings", ()))
         # every copy of any rpm database counts for attribution: the backend may change between layers
         history = [(i, {_key(p) for r in recs for p in r.get("packages", ())}) for i, recs in enumerate(layers) if recs]
         distro = distro_qualifier(ctx.os)

@@ -12,7 +12,7 @@ import pytest
 from packageurl import PackageURL
 
 from conftest import CORPUS, SHARED, corpus, report_of
-from imagebuilder import ImageBuilder
+from imagebuilder import ImageBuilder, Symlink
 from ospkg_harness import inspect
 
 from stowaway.analyzers.inventory.dpkg import parse_status
@@ -137,7 +137,7 @@ def test_licences_from_machine_readable_copyright_files():
                     "usr/share/doc/nmap/copyright": dep5,
                     "usr/share/doc/bash/copyright": "This is Debian's prepackaged version of bash. GPL.\n",
                     "usr/share/doc/libfoo1/copyright": "Format: x\n\nFiles: *\nLicense: MIT\n"},
-                   {"usr/share/doc/libfoo-dev": __import__("imagebuilder").Symlink("libfoo1")}],
+                   {"usr/share/doc/libfoo-dev": Symlink("libfoo1")}],
                   names=("dpkg",)).by_name("deb")
     assert got["nmap"].licenses == ("GPL-2+", "BSD-3-clause")
     assert got["bash"].licenses == ()
