@@ -1,0 +1,1 @@
+"""Unsafe settings: SSH server, weak passwords, password policy, OS and container baselines."""

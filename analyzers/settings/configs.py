@@ -1,0 +1,67 @@
+"""Unsafe settings: reads the small configuration files the checks need, once per layer, and at image
+level evaluates the SSH, password-policy, OS-baseline and container-baseline checks of checks.toml.
+
+Only non-secret text is kept in the per-layer records: SSH host private keys and /etc/shadow are
+never read here (host keys are judged from their metadata; hashes are verified by `weak-passwords`).
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+
+from ..base import Analyzer, register
+from . import baseline, container, password_policy, ssh  # noqa: F401  (they register their evaluators)
+from .env import Env
+from .model import Result, baseline_of, catalog, run_checks, to_finding
+from .passwords import PASSWORD_CHECKS
+
+MAX_SIZE = 256 << 10
+EXACT = {
+    "/etc/passwd", "/etc/group", "/etc/login.defs", "/etc/security/pwquality.conf", "/etc/security/limits.conf",
+    "/etc/security/faillock.conf", "/etc/sysctl.conf", "/etc/profile", "/etc/bashrc", "/etc/bash.bashrc",
+}
+DIRECTORIES = {
+    "/etc/pam.d", "/etc/security/pwquality.conf.d", "/etc/security/limits.d", "/etc/sysctl.d", "/usr/lib/sysctl.d",
+    "/lib/sysctl.d", "/etc/profile.d", "/etc/ssh/sshd_config.d", "/etc/crypto-policies/back-ends",
+}
+SSH_PRIVATE = re.compile(r"(^ssh_host_.*_key$|^moduli$|_key$|\.pem$)")
+
+
+def wanted(path: str) -> bool:
+    if path in EXACT:
+        return True
+    directory, name = posixpath.split(path)
+    if directory == "/etc/ssh":
+        # sshd_config and whatever it may Include from /etc/ssh; never a private key
+        return not SSH_PRIVATE.search(name) and not name.endswith(".pub")
+    return directory in DIRECTORIES
+
+
+@register
+class SettingsFiles(Analyzer):
+    name = "settings-files"
+    version = 1
+    risk = "unsafe_settings"
+    order = 60  # after weak-passwords and the inventories: SSH defaults depend on the openssh version
+
+    def required(self, path, info):
+        return info.size <= MAX_SIZE and wanted(path)
+
+    def analyze(self, file):
+        return [{"path": file.path, "text": file.text()}]
+
+    def collect(self, ctx, layers):
+        files: dict[str, tuple[str, int]] = {}
+        for index, records in enumerate(layers):
+            for r in records:
+                if ctx.fs.visible(r["path"], index):
+                    files[r["path"]] = (r["text"], index)
+        base = baseline_of(ctx.os)
+        env = Env(ctx, files, base)
+        checks = [c for c in catalog().values() if c.id not in PASSWORD_CHECKS]
+        for c in checks:
+            if c.scope == "os" and not base:
+                what = f"OS family {ctx.os.family!r}" if ctx.os.family else "an unidentified OS"
+                yield to_finding(c, Result(c.id, "not_applicable", f"no OS configuration baseline for {what}",
+                                           target="os baseline"), None)
+        yield from run_checks(env, [c for c in checks if c.scope == "all" or base], base)
