@@ -1,6 +1,8 @@
 """Pure-Python readers of the three rpm database formats, chosen by content, not by file name."""
 from __future__ import annotations
 
+import struct
+
 from . import bdb, header, ndb, sqlite
 
 
@@ -15,7 +17,7 @@ def header_blobs(data: bytes) -> tuple[str, list[bytes], list[str]]:
         if probe(data):
             try:
                 blobs, problems = module.read(data)
-            except ValueError as exc:
+            except (ValueError, struct.error) as exc:
                 raise RpmDBError(str(exc)) from None
             return name, blobs, problems
     raise RpmDBError("not an rpm database (no Berkeley DB, ndb or SQLite signature)")
@@ -28,7 +30,7 @@ def read_packages(data: bytes, files: bool = True) -> tuple[str, list[dict], lis
     for number, blob in enumerate(blobs):
         try:
             tags = header.parse(blob, files=files)
-        except header.HeaderError as exc:
+        except (header.HeaderError, struct.error) as exc:
             problems.append(f"header {number + 1}: {exc}")
             continue
         p = header.package(tags)

@@ -83,6 +83,8 @@ def read(data: bytes) -> tuple[list[bytes], list[str]]:
 
 
 def _overflow(data: bytes, order: str, header: struct.Struct, at: int, page_size: int, pages: int) -> bytes:
+    if (at % page_size) + 12 > page_size:
+        raise BDBError("off-page item cut by the page end")
     first, total = struct.unpack_from(order + "II", data, at + 4)
     parts: list[bytes] = []
     got = 0

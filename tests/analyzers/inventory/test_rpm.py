@@ -232,3 +232,26 @@ def test_cached_layers_give_the_same_inventory(scan, tmp_path):
 def test_no_database_still_leaves_an_empty_ownership_set():
     got = inspect([{"etc/motd": "hi"}], names=("rpm",))
     assert got.packages == [] and got.ctx.owned_files == set()
+
+
+@pytest.mark.parametrize("fmt", ["bdb", "ndb", "sqlite"])
+def test_corrupted_databases_give_packages_or_one_clear_error(fmt):
+    import random
+
+    blobs = [rpm_header(f"pkg{i}", "1.0", str(i), files=[f"/opt/f{i}"], padding=(i * 911) % 7000) for i in range(30)]
+    base = {"bdb": lambda: bdb_file(blobs, inline_below=600), "ndb": lambda: ndb_file(blobs),
+            "sqlite": lambda: sqlite_file(blobs)}[fmt]()
+    rng = random.Random(fmt)
+    for _ in range(60):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 30)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(len(data))]
+        t0 = time.perf_counter()
+        try:
+            _, packages, _ = read_packages(bytes(data))
+            assert len(packages) <= 30
+        except RpmDBError:
+            pass
+        assert time.perf_counter() - t0 < 1.0
