@@ -193,4 +193,6 @@ def load(path: str) -> tuple[list[SecretRule], tuple[Allow, ...], list[str]]:
             severity="high", secret_group=int(raw.get("secretGroup") or 0),
             entropy=float(raw.get("entropy") or 0.0), path=rpath, allow=tuple(allows), origin=path,
             whole_body="private" in rid and "key" in rid))
+    # overlapping matches go to the earlier rule: catch-all rules must come after the specific ones
+    rules.sort(key=lambda r: r.id.startswith("generic"))
     return rules, tuple(global_allow), skipped

@@ -75,7 +75,7 @@ def mask(value: str, whole_body: bool = False, label: str = "") -> str:
     n = len(value)
     if n < 8:
         return "…"
-    head, tail = min(6, n // 5), min(4, n // 6)
+    head, tail = min(6, n // 5), min(4, n // 8)
     return f"{value[:head]}…{value[n - tail:]}"
 
 
