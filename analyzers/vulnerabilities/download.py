@@ -21,7 +21,7 @@ from stowaway.ingest.model import ScanError
 DEFAULT_BASE = "https://osv-vulnerabilities.storage.googleapis.com"
 DEFAULT_ECOSYSTEMS = ("Debian", "Ubuntu", "Alpine", "Red Hat", "SUSE", "openSUSE", "openEuler", "Rocky Linux",
                       "AlmaLinux", "Maven", "npm", "PyPI", "Go", "crates.io", "RubyGems", "NuGet", "Packagist")
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # an interrupted read loses at most this much of what had arrived
 
 
 class DownloadError(ScanError):
