@@ -185,11 +185,12 @@ def identify(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path: str, walk: 
     out = []
     own = [p for p in poms if p[1] == file_artifact] or (poms if len(poms) == 1 else [])
     for group, artifact, version in poms:
-        meta = {"source": "pom.properties"}
-        if (group, artifact, version) not in own:
-            meta["shaded_in"] = base  # another project's classes bundled into this archive
-        out.append(package("maven", f"{group}:{artifact}", version, path, licenses=licenses if not meta.get("shaded_in") else (),
-                           metadata=meta))
+        if (group, artifact, version) in own:
+            out.append(package("maven", f"{group}:{artifact}", version, path, licenses=licenses,
+                               metadata={"source": "pom.properties"}))
+        else:  # another project's classes bundled (shaded) into this archive; the manifest is not theirs
+            out.append(package("maven", f"{group}:{artifact}", version, path,
+                               metadata={"source": "pom.properties", "shaded_in": base}))
     if own:
         return out
     ident = from_manifest(manifest, file_artifact, file_version)
