@@ -110,12 +110,19 @@ SCHEMA: dict[str, dict[str, Check] | None] = {
     },
     "malware": {
         "rules": _str_list(scalar_ok=True),
+        "default_rules": _bool,
         "ioc_file": _str_list(scalar_ok=True),
-        "max_file_size": _int(1),
+        "max_file_size": _int(0),
+        "archive_depth": _int(0),
+        "archive_member_max": _int(0),
+        "archive_total_max": _int(0),
+        "timeout": _int(0),
     },
     "passwords": {
         "extra": _str_list(),
         "extra_file": _str,
+        "budget_seconds": _number(0.001),
+        "workers": _int(1),
     },
     "compliance": {
         "use_defaults": _bool,

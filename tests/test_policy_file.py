@@ -119,3 +119,15 @@ def test_the_doc_describes_exactly_the_settings_that_exist():
     assert set(documented) == set(SCHEMA)
     for section, keys in SCHEMA.items():
         assert documented[section] == set(keys or ()), section
+
+
+def test_every_analyzer_accepts_the_example(tmp_path, scan, monkeypatch):
+    monkeypatch.setenv("STOWAWAY_SECRET_KEY_FILE", str(tmp_path / "key"))
+    img = ImageBuilder()
+    img.layer({"etc/os-release": "ID=debian\nVERSION_ID=11\n", "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+               "etc/shadow": "root:*:19000:0:99999:7:::\n", "opt/app/readme.txt": "hello"})
+    img.write_oci_layout(tmp_path / "oci", ref="demo/all:1")
+    database, outcomes = scan(f"oci:{tmp_path / 'oci'}", policy=load(str(EXAMPLE)))
+    assert [o.status for o in outcomes] == ["done"], outcomes
+    errors = database.execute("SELECT value FROM scan_facts WHERE name = 'analyzer_errors'").fetchall()
+    assert errors == []
