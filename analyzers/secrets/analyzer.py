@@ -174,11 +174,14 @@ class SecretScanner:
         for name, value in sorted((runtime.get("Labels") or {}).items()):
             text = f"{name}={value}"
             out += self._text_hits("config:label", name, None, text.encode(), len(name) + 1)
+        # `ENV X=…` and `LABEL` instructions repeat the config in the history: the same secret, already reported
+        seen = {raw for *_, raw in out}
         layer = 0
         for h in spec.config.get("history") or []:
             empty = bool(h.get("empty_layer"))
             text = str(h.get("created_by") or "")
-            out += self._text_hits("config:history", text[:60], None if empty else layer, text.encode(), 0)
+            out += [x for x in self._text_hits("config:history", text[:60], None if empty else layer, text.encode(), 0)
+                    if x[-1] not in seen]
             layer += 0 if empty else 1
         return out
 
