@@ -383,11 +383,10 @@ class SoftwareCompliance(Analyzer):
             warned[0] += 1
 
         answered: set[str] = set()  # rules that matched a package
+        candidates = self._package_index()
         for pkg in ctx.packages:
-            for rule in self.rules:
-                if not rule.packages or rule.sha256 or not rule.matches_package(pkg.ecosystem, pkg.name):
-                    continue
-                if self._allowed(rule, pkg.name):
+            for rule in candidates(pkg.ecosystem, pkg.name):
+                if not rule.matches_package(pkg.ecosystem, pkg.name) or self._allowed(rule, pkg.name):
                     continue
                 if rule.versions is not None:
                     try:
@@ -409,6 +408,38 @@ class SoftwareCompliance(Analyzer):
             yield from self._hashes(ctx, layers)
         if warned[0] > MAX_WARNINGS:
             ctx.warn(f"{self.name}: {warned[0] - MAX_WARNINGS} more version warnings not shown")
+
+    def _package_index(self):
+        """A function (ecosystem, name) -> rules that may name it: exact names by dict, globs by regex.
+
+        An image holds thousands of packages; testing each against every rule's patterns was most of
+        this evaluator's time.
+        """
+        exact: dict[tuple[bool, str], list[Rule]] = {}
+        globbed: list[tuple[re.Pattern, re.Pattern, Rule]] = []
+        for rule in self.rules:
+            if rule.sha256 or not rule.packages:
+                continue  # in a hash rule, a package name only narrows the hash
+            for pattern in rule.packages:
+                if any(c in pattern for c in "*?["):
+                    globbed.append((re.compile(fnmatch.translate(pattern)),
+                                    re.compile(fnmatch.translate(_normal_name("pypi", pattern))), rule))
+                else:
+                    for pypi in (False, True):
+                        bucket = exact.setdefault((pypi, _normal_name("pypi" if pypi else "", pattern)), [])
+                        if rule not in bucket:
+                            bucket.append(rule)
+
+        def candidates(ecosystem: str, name: str) -> list[Rule]:
+            pypi = ecosystem == "pypi"
+            norm = _normal_name(ecosystem, name)
+            found = list(exact.get((pypi, norm), ()))
+            for plain, normalized, rule in globbed:
+                if (normalized if pypi else plain).match(norm) and rule not in found:
+                    found.append(rule)
+            return found
+
+        return candidates
 
     def _allowed(self, rule: Rule, name: str) -> bool:
         return rule.id.lower() in self.allow or name.lower() in self.allow
