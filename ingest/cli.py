@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="scan images into the database", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    p.add_argument("sources", nargs="*", metavar="SOURCE")
     _add_db(p)
     p.add_argument("--config", metavar="FILE", help="policy file (TOML); see README")
     p.add_argument("--risk", action="append", choices=RISK_TYPES, metavar="TYPE",
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approved-base", action="append", default=[], metavar="REF",
                    help="an image already in the database whose layers count as an approved base (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="analyze sources in N local worker processes (default: policy [scan] jobs, or 1)")
+    p.add_argument("--dask", metavar="ADDRESS", help="analyze on this Dask scheduler (default: policy [scan] dask)")
+    from .commands.sync import add_scan_scopes
+
+    add_scan_scopes(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a policy value, e.g. limits.max_ratio=500 (repeatable)")
     p.set_defaults(func=cmd_scan)
@@ -96,13 +102,12 @@ def load_policy(args) -> dict:
 
 def cmd_scan(args) -> int:
     from .db import connect
-    from .pipeline import Scanner
 
     policy = load_policy(args)
     database = connect(args.db)
-    scanner = Scanner(database, policy, risks=args.risk, analyzer_names=args.analyzer,
-                      progress=False if args.no_progress else None)
-    outcomes = scanner.run(args.sources)
+    from .tasks import manual_scan
+
+    outcomes = manual_scan(database, policy, args)  # one task: scopes, concurrency, limits, retries
     failed = 0
     for o in outcomes:
         if o.status == "failed":

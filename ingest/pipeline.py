@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import sys
 import time
 import traceback
@@ -84,6 +83,7 @@ class ImageResult:
     cache_keys: dict[str, tuple[int, str]] = field(default_factory=dict)  # reader name -> (version, fingerprint)
     analyzers: dict[str, int] = field(default_factory=dict)  # name -> version, as the scan row records it
     risks: list[str] | None = None
+    ran: tuple[float, float] = (0.0, 0.0)  # wall-clock start and end of the job that produced it, in its worker
 
 
 @dataclass
@@ -488,12 +488,9 @@ def database_path(database) -> str | None:
 
 def open_read_only(path: str | None):
     """A read-only handle on the database, or None when this worker cannot see the file."""
-    import sqlite_utils
-
     if not path or not os.path.exists(path):
         return None
-    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=60, check_same_thread=False)
-    return sqlite_utils.Database(conn)
+    return dbm.connect(quote(path), readonly=True)
 
 
 _WORKER_ANALYSES: dict[tuple, Analysis] = {}
@@ -509,7 +506,11 @@ def run_job(job: Job) -> list[ImageResult]:
                 _WORKER_ANALYSES.clear()
             analysis = _WORKER_ANALYSES[key] = Analysis(open_read_only(job.db_path), job.policy, job.risks,
                                                         job.analyzer_names, progress=False)
-        return list(analysis.source_results(job.source))
+        t0 = time.time()
+        results = list(analysis.source_results(job.source))
+        for r in results:
+            r.ran = (t0, time.time())
+        return results
     except Exception as exc:
         return [_failure(job.source, job.source, f"internal error: {exc.__class__.__name__}: {exc}",
                          traceback.format_exc())]

@@ -1,0 +1,360 @@
+"""Scan tasks: a set of sources to scan, with risk types, a concurrency, retries and per-registry limits.
+
+A task is a row in `tasks` with one `task_items` row per source; both are updated as work goes on, so
+`stowaway tasks` shows state, progress, counts and errors while it runs (WAL lets readers in).
+Sources are analyzed by an executor (this process, local worker processes or a Dask cluster) and
+written by this process alone.
+
+Rate limit: a third-party registry (or any registry with `images_per_hour` in the policy) gets at most
+that many images started per sliding hour, counted over every task. An image over the limit stays
+queued with `not_before` set to when a slot frees; a later run (`schedule run`, `schedule run-once`,
+`tasks run`) picks it up. A failed image is retried per the task's `retries`, after `retry_delay`
+seconds, and never holds up the others. Time comes from a clock object, so tests use a fake one.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import db as dbm
+from .model import RISK_TYPES, ScanError
+from .pipeline import Analysis, ImageResult, Job, LocalExecutor, ScanOutcome, Writer, database_path, job_results
+
+SCHEMA = [
+    """
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,              -- manual | scheduled | rescan
+    policy_id INTEGER,               -- scan_policies.id of a scheduled task
+    state TEXT NOT NULL,             -- queued | running | done | failed
+    risk_types TEXT,
+    concurrency INTEGER NOT NULL DEFAULT 1,
+    retries INTEGER NOT NULL DEFAULT 0,
+    retry_delay REAL NOT NULL DEFAULT 60,
+    executor TEXT,
+    total INTEGER DEFAULT 0,
+    done INTEGER DEFAULT 0,
+    failed INTEGER DEFAULT 0,
+    waiting INTEGER DEFAULT 0,
+    running INTEGER DEFAULT 0,
+    max_running INTEGER DEFAULT 0,
+    progress REAL DEFAULT 0,
+    layers_read INTEGER DEFAULT 0,
+    layers_cached INTEGER DEFAULT 0,
+    error TEXT,
+    created_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    next_run_at TEXT
+);
+CREATE TABLE task_items (
+    id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL REFERENCES tasks(id),
+    source TEXT NOT NULL,
+    registry TEXT,
+    state TEXT NOT NULL,             -- queued | running | done | failed
+    attempts INTEGER DEFAULT 0,
+    not_before REAL DEFAULT 0,       -- epoch seconds: rate limit or retry delay
+    started_ts REAL,
+    finished_ts REAL,
+    worker_started REAL,
+    worker_finished REAL,
+    images INTEGER,
+    scan_ids TEXT,
+    error TEXT
+);
+CREATE INDEX idx_task_items_task ON task_items(task_id, state);
+CREATE INDEX idx_task_items_registry ON task_items(registry, started_ts);
+""",
+]
+
+
+def ensure(database) -> None:
+    dbm.ensure_schema(database, "tasks", SCHEMA)
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+def iso(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else None
+
+
+def registry_of(source: str) -> str:
+    if source.startswith("registry:"):
+        return source[len("registry:"):].split("/", 1)[0]
+    return ""
+
+
+def hourly_limit(database, policy: dict, host: str) -> int | None:
+    """images_per_hour of a registry: the policy's [registries."HOST"] wins, else the synced registry's,
+    which applies to third-party registries only."""
+    if not host:
+        return None
+    conf = ((policy.get("registries") or {}).get(host) or {})
+    if conf.get("images_per_hour"):
+        return int(conf["images_per_hour"])
+    try:
+        row = database.execute("SELECT type, images_per_hour FROM registries WHERE host=?", [host]).fetchone()
+    except Exception:  # no registry tables yet: nothing synced, no limit recorded
+        return None
+    if row and row[0] == "third-party" and row[1]:
+        return int(row[1])
+    return None
+
+
+def create_task(database, sources: Iterable[str], kind: str = "manual", risks: Iterable[str] | None = None,
+                concurrency: int = 1, retries: int = 0, retry_delay: float = 60.0, policy_id: int | None = None,
+                executor: str = "", clock=None) -> int:
+    ensure(database)
+    clock = clock or SystemClock()
+    sources = list(dict.fromkeys(sources))  # once each, in the order given
+    risks = sorted(set(risks)) if risks else None
+    for r in risks or []:
+        if r not in RISK_TYPES:
+            raise ScanError(f"unknown risk type {r!r}; choose from {', '.join(RISK_TYPES)}")
+    now = clock.now()
+    with database.conn:
+        task_id = database.conn.execute(
+            "INSERT INTO tasks (kind, policy_id, state, risk_types, concurrency, retries, retry_delay, executor, total,"
+            " waiting, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [kind, policy_id, "queued", json.dumps(risks) if risks else None, max(1, int(concurrency)),
+             max(0, int(retries)), float(retry_delay), executor or "local", len(sources), len(sources),
+             iso(now)]).lastrowid
+        database.conn.executemany("INSERT INTO task_items (task_id, source, registry, state, not_before) VALUES"
+                                  " (?,?,?,'queued',0)", [(task_id, s, registry_of(s)) for s in sources])
+    return task_id
+
+
+@dataclass
+class TaskSummary:
+    task_id: int
+    state: str
+    outcomes: list[ScanOutcome] = field(default_factory=list)
+    waiting: int = 0
+    next_at: float | None = None
+    max_running: int = 0
+
+
+class TaskRunner:
+    """Runs tasks. `dask` (address or Client) sends analysis to a Dask cluster; otherwise concurrency 1
+    runs in this process and more runs in local worker processes."""
+
+    def __init__(self, database, policy: dict | None = None, clock=None, dask=None, analyzer_names=None,
+                 progress: bool | None = False, on_item=None):
+        ensure(database)
+        self.db = database
+        self.policy = policy or {}
+        self.clock = clock or SystemClock()
+        self.dask = dask
+        self.analyzer_names = tuple(analyzer_names) if analyzer_names else None
+        self.progress = progress
+        self.on_item = on_item or (lambda item_id, state, error: None)
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+    def _refresh(self, task_id: int, running: int, max_running: int, state: str | None = None, **extra) -> None:
+        counts = dict(self.db.execute("SELECT state, COUNT(*) FROM task_items WHERE task_id=? GROUP BY state",
+                                      [task_id]).fetchall())
+        total = sum(counts.values()) or 1
+        finished = counts.get("done", 0) + counts.get("failed", 0)
+        sets = {"done": counts.get("done", 0), "failed": counts.get("failed", 0), "waiting": counts.get("queued", 0),
+                "running": running, "progress": round(finished / total, 4), **extra}
+        if state:
+            sets["state"] = state
+        with self.db.conn:
+            self.db.conn.execute(f"UPDATE tasks SET {', '.join(f'{k}=?' for k in sets)},"
+                                 " max_running = MAX(max_running, ?) WHERE id=?",
+                                 list(sets.values()) + [max_running, task_id])
+
+    def _item_update(self, item_id: int, **values) -> None:
+        with self.db.conn:
+            self.db.conn.execute(f"UPDATE task_items SET {', '.join(f'{k}=?' for k in values)} WHERE id=?",
+                                 list(values.values()) + [item_id])
+
+    def _slot_free_at(self, host: str, limit: int, now: float) -> float | None:
+        """None when `host` may start another image now; else when the oldest start leaves the hour."""
+        starts = [r[0] for r in self.db.execute(
+            "SELECT started_ts FROM task_items WHERE registry=? AND started_ts IS NOT NULL AND started_ts > ?"
+            " ORDER BY started_ts", [host, now - 3600])]
+        if len(starts) < limit:
+            return None
+        return starts[len(starts) - limit] + 3600
+
+    # --- running ----------------------------------------------------------------------------------
+    def run(self, task_id: int, wait: float = 0.0) -> TaskSummary:
+        """Runs what is due now; waits (by the clock) up to `wait` seconds for deferred items to come due."""
+        row = self.db.execute("SELECT risk_types, concurrency, retries, retry_delay, state FROM tasks WHERE id=?",
+                              [task_id]).fetchone()
+        if row is None:
+            raise ScanError(f"no task {task_id}")
+        risks = json.loads(row[0]) if row[0] else None
+        concurrency, retries, retry_delay = max(1, row[1]), row[2], row[3]
+        summary = TaskSummary(task_id, row[4])
+        if row[4] in ("done", "failed"):
+            return summary
+        writer = Writer(self.db, self.policy, task_id)
+        inline = self.dask is None and concurrency == 1
+        analysis = Analysis(self.db, self.policy, risks, self.analyzer_names, self.progress) if inline else None
+        executor = None
+        if not inline:
+            if self.dask is not None:
+                from .dask_runner import DaskExecutor
+
+                executor = DaskExecutor(self.dask, slots=concurrency)
+            else:
+                executor = LocalExecutor(concurrency)
+        started_at = iso(self.clock.now())
+        with self.db.conn:
+            self.db.conn.execute("UPDATE tasks SET state='running', started_at=COALESCE(started_at, ?),"
+                                 " executor=? WHERE id=?", [started_at, "dask" if self.dask else "local", task_id])
+        # an earlier run that died left items 'running': they go back in the queue
+        with self.db.conn:
+            self.db.conn.execute("UPDATE task_items SET state='queued' WHERE task_id=? AND state='running'", [task_id])
+        running: dict = {}
+        max_running = 0
+        deadline = self.clock.now() + wait
+        try:
+            while True:
+                now = self.clock.now()
+                for item_id, source, host in self._due(task_id, now, concurrency - len(running)):
+                    limit = hourly_limit(self.db, self.policy, host)
+                    free_at = self._slot_free_at(host, limit, now) if limit else None
+                    if free_at is not None:
+                        self._item_update(item_id, not_before=free_at)
+                        continue
+                    self._item_update(item_id, state="running", started_ts=now, attempts=_attempts(self.db, item_id) + 1)
+                    job = Job(database_path(self.db), self.policy, tuple(risks) if risks else None,
+                              self.analyzer_names, source)
+                    if inline:
+                        t0 = time.time()
+                        outcomes = [writer.write(r) for r in analysis.source_results(source)]
+                        self._finish_item(item_id, outcomes, [], (t0, time.time()), retries, retry_delay, summary)
+                        max_running = max(max_running, 1)
+                        self._refresh(task_id, 0, max_running)
+                        continue
+                    running[executor.submit(job)] = (item_id, job)
+                    max_running = max(max_running, len(running))
+                    self._refresh(task_id, len(running), max_running)
+                if running:
+                    for fut in executor.wait(list(running)):
+                        item_id, job = running.pop(fut)
+                        results = job_results(fut, job)
+                        outcomes = [writer.write(r) for r in results]
+                        self._finish_item(item_id, outcomes, results, None, retries, retry_delay, summary)
+                    self._refresh(task_id, len(running), max_running)
+                    continue
+                if self._due(task_id, self.clock.now(), 1):
+                    continue
+                nxt = self.db.execute("SELECT MIN(not_before) FROM task_items WHERE task_id=? AND state='queued'",
+                                      [task_id]).fetchone()[0]
+                if nxt is None:
+                    break
+                if nxt <= deadline:
+                    self.clock.sleep(max(0.0, nxt - self.clock.now()))
+                    continue
+                summary.next_at = nxt
+                break
+        finally:
+            if executor is not None:
+                executor.close()
+        waiting = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state='queued'",
+                                  [task_id]).fetchone()[0]
+        failed = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state='failed'",
+                                 [task_id]).fetchone()[0]
+        total = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=?", [task_id]).fetchone()[0]
+        if waiting:
+            state = "queued"
+        else:
+            state = "failed" if failed and failed == total else "done"
+        self._refresh(task_id, 0, max_running, state=state,
+                      finished_at=iso(self.clock.now()) if not waiting else None, next_run_at=iso(summary.next_at),
+                      layers_read=writer.stats["layers_read"] + _task_value(self.db, task_id, "layers_read"),
+                      layers_cached=writer.stats["layers_cached"] + _task_value(self.db, task_id, "layers_cached"))
+        summary.state, summary.waiting, summary.max_running = state, waiting, max_running
+        return summary
+
+    def _due(self, task_id: int, now: float, n: int) -> list[tuple[int, str, str]]:
+        if n <= 0:
+            return []
+        return [tuple(r) for r in self.db.execute(
+            "SELECT id, source, registry FROM task_items WHERE task_id=? AND state='queued' AND not_before <= ?"
+            " ORDER BY not_before, id LIMIT ?", [task_id, now, n])]
+
+    def _finish_item(self, item_id: int, outcomes: list[ScanOutcome], results: list[ImageResult], ran,
+                     retries: int, retry_delay: float, summary: TaskSummary) -> None:
+        summary.outcomes.extend(outcomes)
+        errors = [o.error for o in outcomes if o.status == "failed"]
+        if ran is None and results:
+            ran = (min(r.ran[0] for r in results), max(r.ran[1] for r in results))
+        now = self.clock.now()
+        values = dict(finished_ts=now, images=len(outcomes), scan_ids=json.dumps([o.scan_id for o in outcomes]),
+                      error="; ".join(errors)[:2000] or None, worker_started=ran[0] if ran else None,
+                      worker_finished=ran[1] if ran else None)
+        if not errors:
+            self._item_update(item_id, state="done", **values)
+        elif _attempts(self.db, item_id) <= retries:
+            self._item_update(item_id, state="queued", not_before=now + retry_delay, **values)
+        else:
+            self._item_update(item_id, state="failed", **values)
+        self.on_item(item_id, "failed" if errors else "done", values["error"])
+
+
+def _attempts(database, item_id: int) -> int:
+    return database.execute("SELECT attempts FROM task_items WHERE id=?", [item_id]).fetchone()[0] or 0
+
+
+def _task_value(database, task_id: int, column: str) -> int:
+    return database.execute(f"SELECT COALESCE({column}, 0) FROM tasks WHERE id=?", [task_id]).fetchone()[0]
+
+
+def run_pending(database, policy: dict, clock=None, dask=None, wait: float = 0.0) -> list[TaskSummary]:
+    """Runs every unfinished task that has something due (deferred by a rate limit, or retries)."""
+    ensure(database)
+    runner = TaskRunner(database, policy, clock, dask)
+    now = runner.clock.now()
+    ids = [r[0] for r in database.execute(
+        "SELECT DISTINCT t.id FROM tasks t JOIN task_items i ON i.task_id = t.id WHERE t.state IN ('queued',"
+        " 'running') AND i.state IN ('queued', 'running') AND i.not_before <= ? ORDER BY t.id", [now])]
+    return [runner.run(task_id, wait=wait) for task_id in ids]
+
+
+# --- the `scan` command's scopes --------------------------------------------------------------------------
+
+def scan_sources(database, args) -> list[str]:
+    sources = list(getattr(args, "sources", None) or [])
+    if getattr(args, "all_synced", False):
+        from .sync import synced_references
+
+        sources += [f"registry:{ref}" for ref, _ in synced_references(
+            database, registry=getattr(args, "registry", None), latest_only=getattr(args, "latest_only", False),
+            types=getattr(args, "repo_type", None))]
+    if not sources:
+        raise ScanError("nothing to scan (usage: stowaway scan SOURCE... or stowaway scan --all-synced after `stowaway sync`)")
+    return sources
+
+
+def manual_scan(database, policy: dict, args) -> list[ScanOutcome]:
+    """`stowaway scan`: one task for the sources named and the scopes chosen; prints what was deferred."""
+    conf = policy.get("scan") or {}
+    sources = scan_sources(database, args)
+    dask = getattr(args, "dask", None) or conf.get("dask")
+    jobs = getattr(args, "jobs", None) or conf.get("jobs") or conf.get("concurrency") or 1
+    task_id = create_task(database, sources, "manual", getattr(args, "risk", None), jobs,
+                          retries=getattr(args, "retries", None) or conf.get("retries") or 0,
+                          retry_delay=float(conf.get("retry_delay", 30)), executor="dask" if dask else "local")
+    runner = TaskRunner(database, policy, dask=dask, analyzer_names=getattr(args, "analyzer", None),
+                        progress=False if getattr(args, "no_progress", False) else None)
+    summary = runner.run(task_id, wait=float(conf.get("max_wait", 300)))
+    if summary.waiting:
+        print(f"stowaway: task {task_id}: {summary.waiting} image(s) deferred by a per-registry hourly limit until"
+              f" {iso(summary.next_at)}; `stowaway schedule run-once` (or `stowaway tasks run {task_id}`) continues",
+              file=sys.stderr)
+    return summary.outcomes
