@@ -91,9 +91,6 @@ class LibCrypt:
         got = self.crypt(password, stored)
         return got is not None and hmac.compare_digest(got, stored)
 
-    def supports(self, stored: str) -> bool:
-        return self.crypt(b"probe", stored) is not None
-
     def gensalt(self, prefix: str, rounds: int = 0) -> str:
         """A fresh setting for a scheme ('$y$', '$6$', '$2b$', '' for descrypt; None would mean the default scheme)."""
         if self._gensalt is None:

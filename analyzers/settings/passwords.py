@@ -18,6 +18,7 @@ Policy:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -101,10 +102,6 @@ class Verifier:
             for acc, _, _ in todo:
                 acc["status"], acc["tried"], acc["reason"] = "unverified", 0, str(exc)
             return {"tried": 0, "seconds": 0.0, "exhausted": False, "error": str(exc)}
-        for acc, stored, _ in todo:
-            if not lib.supports(stored):
-                acc["status"], acc["tried"] = "unsupported", 0
-        todo = [t for t in todo if t[0].get("status") != "unsupported"]
         tasks = self._interleave(todo)
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(lambda _: self._work(lib, tasks, deadline), range(self.workers)))
@@ -115,7 +112,7 @@ class Verifier:
         exhausted = any(acc["status"] == "unverified" for acc, _, _ in todo)
         tried = sum(acc["tried"] for acc, _, _ in todo)
         for acc, _, key in todo:
-            if acc["status"] in ("weak", "not_found"):
+            if acc["status"] in ("weak", "not_found", "unsupported"):
                 self.memo[key] = (acc["status"], acc["tried"])
         return {"tried": tried, "seconds": round(time.monotonic() - t0, 3), "exhausted": exhausted}
 
@@ -144,10 +141,14 @@ class Verifier:
             acc, stored, word = task
             if acc["status"] != "pending":
                 continue
-            matched = lib.verify(word.encode("utf-8"), stored)
+            got = lib.crypt(word.encode("utf-8"), stored)
             with self.lock:
+                if got is None:
+                    # libcrypt refuses the setting itself: every candidate would be refused alike
+                    acc["status"] = "unsupported"
+                    continue
                 acc["tried"] += 1
-                if matched:
+                if hmac.compare_digest(got, stored):
                     acc["status"] = "weak"
 
 
