@@ -168,3 +168,12 @@ def test_full_scan_keeps_inventory_and_reports_archive_problems(tmp_path, scan):
          "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1")]
     assert sw[0]["vulnerability_count"] == 0
     assert any("/opt/lib/bad.jar: not a readable zip archive" in w for w in report["scan"]["warnings"])
+
+
+def test_an_archive_with_too_many_entries_is_not_opened(monkeypatch):
+    monkeypatch.setattr(java, "MAX_CENTRAL_DIRECTORY", 500)  # the real cap is ~200k entries
+    many = zip_bytes({f"com/example/C{i}.class": b"\xca\xfe" for i in range(50)})
+    few = zip_bytes({"META-INF/maven/a/few/pom.properties": pom("a", "few", "1")})
+    result = inspect([{"opt/many-1.0.jar": many, "opt/few.jar": few}], NAMES)
+    assert [p.name for p in result.packages] == ["a:few"]
+    assert any("/opt/many-1.0.jar: central directory of" in w for w in result.ctx.warnings)

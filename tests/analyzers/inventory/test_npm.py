@@ -26,3 +26,15 @@ def test_node_modules_and_app_package_json():
     assert got["@babel/core"].purl == "pkg:npm/%40babel/core@7.1.0"
     assert got["@babel/core"].licenses == ("MIT", "ISC")
     assert got["shop-web"].metadata == {"private": True}
+
+
+def test_huge_and_hostile_package_json_are_skipped(monkeypatch):
+    from stowaway.analyzers.inventory import npm
+
+    monkeypatch.setattr(npm, "MAX_SIZE", 5000)
+    layers = [{"a/node_modules/big/package.json": json.dumps({"name": "big", "version": "1.0.0", "x": "y" * 6000}),
+               "a/node_modules/deep/package.json": "[" * 2400 + "]" * 2400,  # deeper than json can recurse,
+               "a/node_modules/ok/package.json": json.dumps({"name": "ok", "version": "2.0.0"})}]
+    result = inspect(layers, NAMES)
+    assert [p.name for p in result.packages] == ["ok"]
+    assert any("big/package.json: 60" in w and "not parsed" in w for w in result.ctx.warnings)
