@@ -21,7 +21,7 @@ MAX_REASON = 500
 KINDS = {"sensitive_path_exclusion": "sensitive-path exclusion", "weak_password": "weak password"}
 # Where each setting lands in the scan policy (the secrets and weak-password analyzers read these).
 POLICY_KEYS = {"sensitive_path_exclusion": ("secrets", "exclude_paths"),
-               "weak_password": ("weak_passwords", "extra")}
+               "weak_password": ("passwords", "extra")}
 
 
 class ActionError(ValueError):
@@ -88,7 +88,7 @@ async def remove_setting(db, kind: str, value: str) -> None:
 
 
 def policy_overrides(conn) -> dict:
-    """The policy fragment the settings table stands for; merge it with ingest.policy.merge()."""
+    """The policy fragment the settings table stands for (lists to add with `with_overrides`)."""
     conn = getattr(conn, "conn", conn)
     have = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [schema.SETTINGS_TABLE]).fetchone()
     if not have:
@@ -98,6 +98,17 @@ def policy_overrides(conn) -> dict:
         if kind in POLICY_KEYS:
             section, key = POLICY_KEYS[kind]
             out.setdefault(section, {}).setdefault(key, []).append(value)
+    return out
+
+
+def with_overrides(policy: dict, overrides: dict) -> dict:
+    """The policy with the settings' lists added to its own (ingest.policy.merge would replace them)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (policy or {}).items()}
+    for section, values in overrides.items():
+        node = out.setdefault(section, {})
+        for key, items in values.items():
+            have = list(node.get(key) or [])
+            node[key] = have + [x for x in items if x not in have]
     return out
 
 
@@ -137,11 +148,10 @@ def rescan_source(image: dict) -> str:
 
 def _rescan(path: str, source: str, base_policy: dict):
     from stowaway.ingest.pipeline import Scanner
-    from stowaway.ingest.policy import merge
 
     database = dbm.connect(path)
     try:
-        policy = merge(base_policy, policy_overrides(database.conn))
+        policy = with_overrides(base_policy, policy_overrides(database.conn))
         return Scanner(database, policy, progress=False).run([source])
     finally:
         database.conn.close()

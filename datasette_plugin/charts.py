@@ -11,8 +11,8 @@ MAX_IMAGES = 40  # a bar per image stops being readable beyond this: the worst o
 
 
 def _layout(fig, title, **kw):
-    fig.update_layout(title=title, margin={"l": 60, "r": 20, "t": 50, "b": 120}, height=420,
-                      legend={"traceorder": "normal"}, **kw)
+    kw = {"height": 420, "margin": {"l": 60, "r": 20, "t": 50, "b": 120}, **kw}
+    fig.update_layout(title=title, legend={"traceorder": "normal"}, **kw)
     return fig
 
 
@@ -34,7 +34,7 @@ def top_packages(rows):
     fig = go.Figure([go.Bar(x=[r["n"] for r in rows][::-1], y=labels[::-1], orientation="h",
                             text=[f"{r['images']} image(s)" for r in rows][::-1], marker_color="#d32f2f")])
     return _layout(fig, "Top vulnerable packages (vulnerabilities across current scans)",
-                   height=max(300, 28 * len(rows) + 100))
+                   height=max(300, 28 * len(rows) + 100), margin={"l": 260, "r": 20, "t": 50, "b": 40})
 
 
 def trend(rows):

@@ -27,7 +27,7 @@ REPORTS = {
         "view": "unsafe_settings_view",
         "columns": ["image", "category", "check_id", "title", "severity", "result", "target", "evidence",
                     "description", "suggestion", "benchmark", "path", "layer_index", "ignored", "ignore_reason"],
-        "order": "image, result = 'pass', severity_rank, category, check_id, target",
+        "order": "image, result <> 'fail', severity_rank, category, check_id, target",
         "sheet": "Baseline",
     },
 }

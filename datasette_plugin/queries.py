@@ -110,7 +110,7 @@ async def image_report(db, image: dict) -> dict:
                                              " WHERE scan_id = :scan ORDER BY rank LIMIT 50", p)
     report["layer_stats"] = await rows(db, "SELECT * FROM layer_stats WHERE scan_id = :scan ORDER BY layer_index", p)
     report["settings"] = await rows(db, f"SELECT * FROM {await src(db, 'unsafe_settings_view')} WHERE scan_id = :scan"
-                                        " ORDER BY result = 'pass', severity_rank, category, check_id", p)
+                                        " ORDER BY result <> 'fail', severity_rank, category, check_id", p)
     report["secrets"] = await rows(db, f"SELECT * FROM {await src(db, 'secrets_view')} WHERE scan_id = :scan"
                                        " ORDER BY severity_rank, path, line", p)
     report["compliance"] = await rows(db, f"SELECT * FROM {await src(db, 'compliance_view')} WHERE scan_id = :scan"

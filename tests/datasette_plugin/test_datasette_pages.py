@@ -1,0 +1,303 @@
+"""The plugin through datasette.client: pages, facets, exports, renderers, and masking."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import urllib.parse
+
+import pytest
+
+from conftest import CORPUS, corpus
+from stowaway.datasette_plugin import schema
+from stowaway.ingest.model import SEVERITIES
+
+from plugin_fixtures import LOG4J, MASKED_SECRET, OPENSSL, RAW_ENV_SECRET, VULNS_V1, add_findings, \
+    datasette_for, db_name, demo_db, other_findings, vuln_finding  # noqa: F401 (demo_db is a fixture)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def get_all(ds, paths):
+    out = {}
+    for path in paths:
+        out[path] = await ds.client.get(path)
+    return out
+
+
+def pages_for(name, image_id, ref="demo/app:1.0"):
+    tables = [f"/{name}/{t}" for t in list(schema.SELECTS) + ["findings_view", "findings", "images", "scans"]]
+    return tables + [
+        "/-/stowaway", "/-/stowaway/images", "/-/stowaway/images?latest=1", "/-/stowaway/images?sort=size&q=demo",
+        f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{ref}",
+        "/-/stowaway/vulnerability/CVE-2021-44228", "/-/stowaway/vulnerability/GHSA-jfh8-c2jp-5v3q",
+        "/-/stowaway/dashboard", "/-/stowaway/settings", "/-/stowaway/plotly.min.js",
+        "/-/stowaway/export/vulnerabilities.csv", "/-/stowaway/export/baseline.xlsx",
+        f"/{name}/findings_view.sarif?image_id={image_id}&_size=max",
+        f"/{name}/packages_view.cyclonedx?image_id={image_id}&_size=max",
+    ]
+
+
+def test_every_page_answers_200(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+
+    async def go():
+        image_id = (await ds.get_database(name).execute("SELECT id FROM images WHERE reference = 'demo/app:1.0'")).first()[0]
+        return image_id, await get_all(ds, pages_for(name, image_id))
+
+    image_id, got = run(go())
+    bad = {p: r.status_code for p, r in got.items() if r.status_code not in (200, 302)}
+    assert not bad
+    assert got["/-/stowaway"].status_code == 302
+    report = got[f"/-/stowaway/image/{image_id}"].text
+    for section in ("basic", "vulnerabilities", "malicious", "software", "files", "settings", "secrets",
+                    "compliance", "base-image"):
+        assert f'id="{section}"' in report
+    assert "CVE-2021-44228" in report and "EICAR_Test_File" in report and "Set PermitRootLogin no." in report
+    assert MASKED_SECRET in report and "not approved" in report and "nmap" in report
+    # each section links into its faceted table, narrowed to this image
+    assert f"/{name}/vulnerabilities_view?image_id={image_id}" in report
+    assert f"/{name}/unsafe_settings_view?image_id={image_id}" in report
+    assert got["/-/stowaway/image/demo/app:1.0"].text == report.replace(f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}")
+    vuln = got["/-/stowaway/vulnerability/CVE-2021-44228"].text
+    assert "GHSA-jfh8-c2jp-5v3q" in vuln and "CVSS:3.1/AV:N" in vuln and "2021-12-10" in vuln
+    assert "demo/app:1.0" in vuln and "demo/app:2.0" in vuln and "Upgrade org.apache.logging.log4j:log4j-core" in vuln
+    assert "CVE-2021-44228" in got["/-/stowaway/vulnerability/GHSA-jfh8-c2jp-5v3q"].text
+    dashboard = got["/-/stowaway/dashboard"].text
+    assert "/-/stowaway/plotly.min.js" in dashboard and "cdn" not in dashboard.lower()
+    assert dashboard.count("Plotly.newPlot") == 3
+    assert got["/-/stowaway/plotly.min.js"].text.startswith("/**") or "plotly" in got["/-/stowaway/plotly.min.js"].text[:500]
+
+
+def test_raw_env_values_never_reach_a_page(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    got = run(get_all(ds, pages_for(name, 2) + [f"/{name}/images", f"/{name}/image_layers", f"/{name}/images/2"]))
+    leaks = [p for p, r in got.items() if RAW_ENV_SECRET in r.text and not p.endswith((".sarif?image_id=2&_size=max",))]
+    assert not leaks
+    assert "DB_PASSWORD=••••••" in got["/-/stowaway/image/2"].text
+    assert "APP_HOME=/opt/app" in got["/-/stowaway/image/2"].text  # harmless values stay readable
+
+
+def test_images_list_counts_and_latest_versions(demo_db):
+    ds = datasette_for(demo_db)
+    got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/images?latest=1"]))
+    rows = got["/-/stowaway/images"].text.split('class="sw-image-row"')[1:]
+    assert len(rows) == 3
+    first = rows[0]  # sorted worst first: demo/app:1.0 has the critical and the high
+    assert "demo/app" in first and "<td>1.0</td>" in first
+    assert '<span class="sw-sev sw-sev-critical">1</span>' in first and '<span class="sw-sev sw-sev-high">1</span>' in first
+    latest = got["/-/stowaway/images?latest=1"].text
+    # demo/app:2.0 is newer by created time although scanned first (lower id)
+    assert "<td>2.0</td>" in latest and "<td>1.0</td>" not in latest and "other/tool" in latest
+
+
+def facet(ds, path):
+    r = run(ds.client.get(path))
+    assert r.status_code == 200, r.text[:300]
+    return r.json()["facet_results"]
+
+
+def test_severity_facet_is_in_severity_order(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    for path in (f"/{name}/vulnerabilities_view.json", f"/{name}/findings.json?_facet_severity=severity",
+                 f"/{name}/findings_view.json"):
+        results = facet(ds, path)["severity"]["results"]
+        values = [r["value"] for r in results]
+        assert values == [s for s in SEVERITIES if s in values]
+        assert len(values) == 6
+    vulns = facet(ds, f"/{name}/vulnerabilities_view.json")["severity"]["results"]
+    assert [(r["value"], r["count"]) for r in vulns][:4] == [("critical", 2), ("high", 1), ("medium", 1), ("low", 3)]
+    # a selected value is a plain Datasette filter
+    query = urllib.parse.urlsplit(vulns[0]["toggle_url"]).query
+    selected = run(ds.client.get(f"/{name}/vulnerabilities_view.json?{query}&_shape=array")).json()
+    assert len(selected) == 2 and {r["severity"] for r in selected} == {"critical"}
+
+
+def test_cvss_fix_layer_and_kind_facets(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    results = facet(ds, f"/{name}/vulnerabilities_view.json?_facet_layer=layer_index")
+    cvss = {r["label"]: r["count"] for r in results["cvss_score"]["results"]}
+    assert cvss == {"critical (9.0-10.0)": 2, "high (7.0-8.9)": 1, "medium (4.0-6.9)": 1, "low (0.1-3.9)": 3,
+                    "not scored": 2}
+    fix = {r["label"]: r["count"] for r in results["fixed_version"]["results"]}
+    assert fix == {"fix available": 4, "no fix yet": 5}
+    layer = results["layer_index"]["results"]
+    assert layer[0]["label"].startswith("layer 1: COPY dir:app in /opt/app/")
+    # following the high CVSS bucket's link selects exactly the 7.0-8.9 rows
+    high = next(r for r in results["cvss_score"]["results"] if r["label"].startswith("high"))
+    query = urllib.parse.urlsplit(high["toggle_url"]).query
+    rows = run(ds.client.get(f"/{name}/vulnerabilities_view.json?{query}&_shape=array")).json()
+    assert [r["vulnerability_id"] for r in rows] == ["CVE-2022-0001"]
+    nofix = next(r for r in results["fixed_version"]["results"] if r["value"] == "no")
+    rows = run(ds.client.get(f"/{name}/vulnerabilities_view.json?{urllib.parse.urlsplit(nofix['toggle_url']).query}"
+                             "&_shape=array")).json()
+    assert len(rows) == 5 and all(not r["fixed_version"] for r in rows)
+    kinds = facet(ds, f"/{name}/findings_view.json")["kind"]["results"]
+    assert [r["value"] for r in kinds] == ["vulnerability", "malware", "secret", "unsafe_setting", "compliance",
+                                           "base_image"][:len(kinds)]
+    assert kinds[0]["label"] == "Vulnerabilities"
+    # the findings table has no command column: the layer facet joins image_layers for it
+    layer = facet(ds, f"/{name}/findings.json?_facet_layer=layer_index")["layer_index"]["results"]
+    assert any("COPY dir:app" in r["label"] for r in layer)
+    assert not any(RAW_ENV_SECRET in r["label"] for r in layer)
+
+
+def test_exports_parse_and_hold_the_rows(demo_db):
+    from openpyxl import load_workbook
+
+    ds = datasette_for(demo_db)
+    got = run(get_all(ds, ["/-/stowaway/export/vulnerabilities.csv", "/-/stowaway/export/vulnerabilities.csv?image=demo/app:2.0",
+                           "/-/stowaway/export/vulnerabilities.xlsx?severity=critical",
+                           "/-/stowaway/export/vulnerabilities.xlsx?cvss_score__gte=5&fixed_version__notblank=1",
+                           "/-/stowaway/export/baseline.csv?image=demo/app:1.0", "/-/stowaway/export/baseline.xlsx",
+                           "/-/stowaway/export/vulnerabilities.csv?no_such_column=1"]))
+    every = list(csv.DictReader(io.StringIO(got["/-/stowaway/export/vulnerabilities.csv"].text)))
+    assert len(every) == len(VULNS_V1) + 1
+    assert {r["image"] for r in every} == {"demo/app:1.0", "demo/app:2.0"}
+    assert [r["severity"] for r in every if r["image"] == "demo/app:1.0"] == \
+        ["critical", "high", "medium", "low", "low", "low", "negligible", "unknown"]
+    one = list(csv.DictReader(io.StringIO(got["/-/stowaway/export/vulnerabilities.csv?image=demo/app:2.0"].text)))
+    assert [(r["image"], r["vulnerability_id"], r["fixed_version"]) for r in one] == [("demo/app:2.0", "CVE-2021-44228", "2.15.0")]
+
+    def sheet(path):
+        wb = load_workbook(io.BytesIO(got[path].content), read_only=True)
+        rows = list(wb.active.iter_rows(values_only=True))
+        return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+    critical = sheet("/-/stowaway/export/vulnerabilities.xlsx?severity=critical")
+    assert sorted(r["image"] for r in critical) == ["demo/app:1.0", "demo/app:2.0"]
+    assert all(r["cvss_score"] == 10.0 and r["package"] == LOG4J.name for r in critical)
+    filtered = sheet("/-/stowaway/export/vulnerabilities.xlsx?cvss_score__gte=5&fixed_version__notblank=1")
+    assert sorted(r["vulnerability_id"] for r in filtered) == ["CVE-2021-44228", "CVE-2021-44228", "CVE-2023-0002"]
+    baseline = list(csv.DictReader(io.StringIO(got["/-/stowaway/export/baseline.csv?image=demo/app:1.0"].text)))
+    mine = [r for r in baseline if r["check_id"] in ("ssh.permit_root_login", "password_policy.max_days")]
+    assert [(r["check_id"], r["result"]) for r in mine] == [("ssh.permit_root_login", "fail"),
+                                                            ("password_policy.max_days", "pass")]
+    assert baseline[0]["result"] == "fail"  # failures first, whatever the settings analyzers added
+    assert mine[0]["suggestion"] == "Set PermitRootLogin no."
+    xlsx = {r["check_id"]: r for r in sheet("/-/stowaway/export/baseline.xlsx")}
+    assert xlsx["ssh.permit_root_login"]["description"] == "Root can log in over SSH."
+    assert got["/-/stowaway/export/vulnerabilities.csv?no_such_column=1"].status_code == 400
+
+
+def test_table_action_exports_the_filtered_rows(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    page = run(ds.client.get(f"/{name}/vulnerabilities_view?severity=critical&_facet=image")).text
+    assert "/-/stowaway/export/vulnerabilities.xlsx?severity=critical" in page
+    assert "_facet" not in page.split("/-/stowaway/export/vulnerabilities.xlsx?")[1].split('"')[0]
+
+
+def test_sarif_and_cyclonedx(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    got = run(get_all(ds, [f"/{name}/findings_view.sarif?image_id=2&_size=max",
+                           f"/{name}/vulnerabilities_view.sarif?severity=critical",
+                           f"/{name}/packages_view.cyclonedx?image_id=2&_size=max"]))
+    image_id = run(ds.get_database(name).execute("SELECT id FROM images WHERE reference = 'demo/app:1.0'")).first()[0]
+    assert image_id == 2
+    sarif = json.loads(got[f"/{name}/findings_view.sarif?image_id=2&_size=max"].text)
+    assert sarif["version"] == "2.1.0"
+    results = sarif["runs"][0]["results"]
+    by_rule = {r["ruleId"]: r for r in results}
+    assert by_rule["CVE-2021-44228"]["level"] == "error"
+    assert by_rule["CVE-2023-0002"]["level"] == "warning"
+    assert "password_policy.max_days" not in by_rule  # a passed check is not a result
+    assert by_rule["github-pat"]["message"]["text"].endswith(MASKED_SECRET)
+    assert by_rule["ssh.permit_root_login"]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "etc/ssh/sshd_config"
+    rules = {r["id"]: r for r in sarif["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules["CVE-2021-44228"]["properties"]["security-severity"] == "10.0"
+    critical = json.loads(got[f"/{name}/vulnerabilities_view.sarif?severity=critical"].text)["runs"][0]["results"]
+    assert len(critical) == 2 and {r["properties"]["image"] for r in critical} == {"demo/app:1.0", "demo/app:2.0"}
+
+    bom = json.loads(got[f"/{name}/packages_view.cyclonedx?image_id=2&_size=max"].text)
+    assert bom["bomFormat"] == "CycloneDX" and bom["metadata"]["component"]["name"] == "demo/app:1.0"
+    purls = {c.get("purl") for c in bom["components"]}
+    assert LOG4J.purl in purls and OPENSSL.purl in purls
+    vulns = {v["id"]: v for v in bom["vulnerabilities"]}
+    assert vulns["CVE-2021-44228"]["ratings"][0] == {"severity": "critical", "score": 10.0, "method": "CVSSv31",
+                                                     "vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"}
+    log4j_ref = next(c["bom-ref"] for c in bom["components"] if c.get("purl") == LOG4J.purl)
+    assert vulns["CVE-2021-44228"]["affects"] == [{"ref": log4j_ref}]
+    try:
+        from cyclonedx.schema import SchemaVersion
+        from cyclonedx.validation.json import JsonStrictValidator
+    except ImportError:
+        return
+    try:
+        errors = JsonStrictValidator(SchemaVersion.V1_5).validate_str(got[f"/{name}/packages_view.cyclonedx?image_id=2&_size=max"].text)
+    except Exception as exc:  # the validator's own optional dependencies (jsonschema) are missing
+        if "jsonschema" in str(exc) or "referencing" in str(exc):
+            return
+        raise
+    assert errors is None, errors
+
+
+def test_immutable_database_works_without_the_views(demo_db):
+    import sqlite3
+
+    from datasette.app import Datasette
+
+    # as a scanner that never loaded the plugin leaves it (in this process, connect() applies every
+    # schema part imported so far, the plugin's included)
+    with sqlite3.connect(demo_db) as conn:
+        for view in schema.SELECTS:
+            conn.execute(f"DROP VIEW IF EXISTS [{view}]")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_parts'").fetchone():
+            conn.execute("DELETE FROM schema_parts WHERE name = 'plugin_views'")
+    with sqlite3.connect(demo_db) as conn:  # immutable=1 readers ignore the WAL
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    ds = Datasette(immutables=[demo_db])
+    name = db_name(demo_db)
+    got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/image/2", "/-/stowaway/vulnerability/CVE-2021-44228",
+                           "/-/stowaway/dashboard", "/-/stowaway/export/vulnerabilities.csv"]))
+    assert {p: r.status_code for p, r in got.items()} == {p: 200 for p in got}
+    views = run(ds.get_database(name).view_names())
+    assert "vulnerabilities_view" not in views  # nothing was written
+    # section links fall back to the core findings_view, narrowed to the kind
+    assert f"/{name}/findings_view?image_id=2&amp;kind=vulnerability" in got["/-/stowaway/image/2"].text
+    assert len(list(csv.DictReader(io.StringIO(got["/-/stowaway/export/vulnerabilities.csv"].text)))) == 9
+
+
+def test_empty_sections_say_so(scan, tmp_path):
+    from imagebuilder import ImageBuilder
+
+    layout = tmp_path / "oci"
+    ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.0\n"}).write_oci_layout(layout, ref="bare:1")
+    database, outcomes = scan(f"oci:{layout}", analyzer_names=["os-release"])
+    database.conn.close()
+    ds = datasette_for(str(tmp_path / "scan.db"))
+    page = run(ds.client.get("/-/stowaway/image/bare:1")).text
+    assert page.count('class="sw-empty"') >= 6
+    assert "Not checked: no approved base image" in page
+
+
+@corpus
+def test_corpus_pages(scan, tmp_path):
+    """The public corpus, scanned by every installed analyzer, plus the hand-written findings."""
+    database, outcomes = scan(f"oci:{CORPUS / 'oci'}")
+    assert all(o.status == "done" for o in outcomes), [o.error for o in outcomes]
+    add_findings(database, "corpus/shop:1.0", [LOG4J], [vuln_finding(*VULNS_V1[-1])] + other_findings())
+    database.conn.close()
+    path = str(tmp_path / "scan.db")
+    ds = datasette_for(path)
+    name = db_name(path)
+    image_id = run(ds.get_database(name).execute("SELECT id FROM images WHERE reference = 'corpus/shop:1.0'")).first()[0]
+    got = run(get_all(ds, pages_for(name, image_id, "corpus/shop:1.0")))
+    bad = {p: r.status_code for p, r in got.items() if r.status_code not in (200, 302)}
+    assert not bad
+    report = got["/-/stowaway/image/corpus/shop:1.0"].text
+    assert "S3cr3tP4ss" not in report and "DB_PASSWORD=••••••" in report
+    assert not [p for p, r in got.items() if "S3cr3tP4ss" in r.text]
+    assert "CVE-2021-44228" in report and "/opt/shop/data/access.log" in report
+    results = facet(ds, f"/{name}/findings_view.json?_facet_severity=severity")["severity"]["results"]
+    values = [r["value"] for r in results]
+    assert values == [s for s in SEVERITIES if s in values] and "critical" in values
