@@ -31,6 +31,7 @@ class SecretRule:
     whole_body: bool = False  # private keys: nothing of the value is shown
     origin: str = "builtin"  # 'builtin' or the gitleaks file it came from
     config: bool = True  # also applied to image config strings (ENV, labels, history)
+    fold: bool = False  # case-insensitive by running a lowercase regex over lowercased bytes (far faster than (?i))
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,14 @@ BUILTIN: tuple[SecretRule, ...] = (
                _b(r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----[\s\S]{40,}?-----END[ A-Z0-9]{0,30}PRIVATE KEY"
                   r"(?: BLOCK)?-----"),
                (b"private key",), "high", whole_body=True),
+    # the look-behind comes after the leading 'A' so that the regex engine can skip to each 'A'
     SecretRule("aws-access-key-id", "AWS access key ID",
-               _b(r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Z0-9])"),
+               _b(r"(A(?<![A-Z0-9]A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16})(?![A-Z0-9])"),
                (b"akia", b"asia", b"abia", b"acca", b"a3t"), "critical",
                allow=(Allow(regexes=(_b(r"EXAMPLE$"),)),)),
     SecretRule("aws-secret-access-key", "AWS secret access key",
-               _b(r"(?i)aws[\w.-]{0,20}?(?:secret|sk)[\w.-]{0,20}" + _ASSIGN + r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
-               (b"aws",), "critical", entropy=3.5, allow=(Allow(regexes=(_b(r"EXAMPLEKEY$"),)),)),
+               _b(r"aws[\w.-]{0,20}?(?:secret|sk)[\w.-]{0,20}" + _ASSIGN + r"([a-z0-9/+=]{40})(?![a-z0-9/+=])"),
+               (b"aws",), "critical", entropy=3.5, allow=(Allow(regexes=(_b(r"EXAMPLEKEY$"),)),), fold=True),
     SecretRule("github-pat", "GitHub personal access token", _b(r"\b(ghp_[A-Za-z0-9]{36})\b"), (b"ghp_",), "critical"),
     SecretRule("github-fine-grained-pat", "GitHub fine-grained personal access token",
                _b(r"\b(github_pat_[A-Za-z0-9_]{82})\b"), (b"github_pat_",), "critical"),
@@ -178,13 +180,13 @@ BUILTIN: tuple[SecretRule, ...] = (
                _b(r"(?mi)^[ \t]*password[ \t]*[:=][ \t]*(\S+)"), (b"password",), "high",
                path=re.compile(r"(?:^|/)\.pypirc$"), allow=_NOT_PLACEHOLDER, config=False),
     SecretRule("password-in-url", "Password in URL",
-               _b(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^:/?#\s@'\"<>]{1,64}:([^@/?#\s'\"<>]{3,128})@[A-Za-z0-9.\[\]_-]+"),
+               _b(r"://[^:/?#\s@'\"<>]{1,64}:([^@/?#\s'\"<>]{3,128})@[A-Za-z0-9.\[\]_-]+"),
                (b"://",), "high", allow=_NOT_PLACEHOLDER),
     SecretRule("generic-secret", "Secret assigned in configuration",
-               _b(r"(?i)(?:password|passwd|pwd|secret|token|api[_.-]?key|access[_.-]?key|auth[_.-]?key|client[_.-]?secret"
+               _b(r"(?:password|passwd|pwd|secret|token|api[_.-]?key|access[_.-]?key|auth[_.-]?key|client[_.-]?secret"
                   r"|credentials?)[\w.-]{0,20}['\"]?\s*(?:=|:=|:|=>)\s*['\"]?([^\s'\"`;,<>{}()\[\]$%\\]{8,128})"),
                (b"pass", b"pwd", b"secret", b"token", b"key", b"credential"), "medium", entropy=3.0,
-               allow=_NOT_PLACEHOLDER, check=_looks_like_a_value),
+               allow=_NOT_PLACEHOLDER, check=_looks_like_a_value, fold=True),
 )
 
 
@@ -219,6 +221,7 @@ def find(rules: list[SecretRule], data: bytes, path: str, global_allow: dict | N
     """Every secret the given candidate rules find in `data`; overlapping hits go to the earlier rule."""
     hits: list[Hit] = []
     taken: list[tuple[int, int]] = []
+    lowered = None
     for rule in rules:
         if rule.path is not None and not rule.path.search(path):
             continue
@@ -226,15 +229,22 @@ def find(rules: list[SecretRule], data: bytes, path: str, global_allow: dict | N
             hits.append(Hit(rule, 0, len(data), data, 1))
             continue
         allows = rule.allow + ((global_allow or {}).get(rule.origin) or ())
-        for m in rule.regex.finditer(data):
+        subject = data
+        if rule.fold:
+            # bytes.lower() changes ASCII letters only, so offsets stay valid for the original
+            subject = lowered = data.lower() if lowered is None else lowered
+        for m in rule.regex.finditer(subject):
             secret, start, end = _secret_of(rule, m)
+            if rule.fold:
+                secret = data[start:end]
             if not secret or any(start < e and s < end for s, e in taken):
                 continue
             if rule.entropy and entropy(secret) < rule.entropy:
                 continue
             if rule.check is not None and not rule.check(secret):
                 continue
-            if allows and any(a.allows(secret, m.group(0), _line_bounds(data, m.start(), m.end()), path) for a in allows):
+            if allows and any(a.allows(secret, data[m.start():m.end()], _line_bounds(data, m.start(), m.end()), path)
+                              for a in allows):
                 continue
             line = data.count(b"\n", 0, m.start()) + 1
             hits.append(Hit(rule, start, end, secret, line))
