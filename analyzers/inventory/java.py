@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import re
 import struct
 import zipfile
+import zlib
 
 from ..base import Analyzer, register
 from ._app import collect_packages, package, warning
@@ -26,6 +28,9 @@ MAX_RATIO = 200  # a member inflating more than this (past 1 MB) is a bomb
 MAX_METADATA = 1 << 20  # MANIFEST.MF, pom.properties
 MAX_CENTRAL_DIRECTORY = 16 << 20  # about 200k entries: zipfile keeps one object per entry
 MAX_ARCHIVES = 2000  # nested archives opened per outer archive
+# what zipfile raises on damaged archives: its own errors and those of the decompressors below it
+READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+               RuntimeError, struct.error, zlib.error, lzma.LZMAError)
 
 # Where only a manifest or a file name speaks, the Maven group of well-known artifacts.
 # Longest prefix wins; an entry ending in '-' matches that prefix, any other only the exact name.
@@ -154,8 +159,12 @@ def _read_small(z: zipfile.ZipFile, info: zipfile.ZipInfo, walk: _Walk, where: s
     if info.file_size > MAX_METADATA:
         walk.warn(f"{where}!/{info.filename}: {info.file_size} bytes, larger than {MAX_METADATA}; ignored")
         return None
-    with z.open(info) as fh:
-        return fh.read(MAX_METADATA + 1).decode("utf-8", "replace")
+    try:
+        with z.open(info) as fh:
+            return fh.read(MAX_METADATA + 1).decode("utf-8", "replace")
+    except READ_ERRORS as exc:
+        walk.warn(f"{where}!/{info.filename}: unreadable ({exc.__class__.__name__}: {str(exc)[:120]})")
+        return None
 
 
 def identify(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path: str, walk: _Walk) -> list[dict]:
@@ -235,7 +244,7 @@ def scan_archive(data: bytes, path: str, depth: int, ancestors: tuple[bytes, ...
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
         infos = z.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error) as exc:
+    except READ_ERRORS as exc:
         walk.warn(f"{path}: not a readable zip archive ({exc.__class__.__name__}: {str(exc)[:120]})")
         return
     with z:
@@ -244,7 +253,7 @@ def scan_archive(data: bytes, path: str, depth: int, ancestors: tuple[bytes, ...
                 if path != walk.outer:
                     record["file"] = walk.outer  # the image file whose visibility decides
                 walk.records.append(record)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        except READ_ERRORS as exc:
             walk.warn(f"{path}: unreadable metadata ({exc.__class__.__name__}: {str(exc)[:120]})")
         for info in infos:
             if not info.filename.lower().endswith(SUFFIXES) or info.is_dir():
@@ -269,7 +278,7 @@ def scan_archive(data: bytes, path: str, depth: int, ancestors: tuple[bytes, ...
                 with z.open(info) as fh:
                     # zipfile stops at the declared size, so a lying header cannot inflate past it
                     inner_data = fh.read(info.file_size + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+            except READ_ERRORS as exc:
                 walk.warn(f"{inner}: unreadable ({exc.__class__.__name__}: {str(exc)[:120]})")
                 continue
             walk.inflated += len(inner_data)
@@ -284,7 +293,7 @@ def scan_archive(data: bytes, path: str, depth: int, ancestors: tuple[bytes, ...
 @register
 class JavaArchives(Analyzer):
     name = "java-archive"
-    version = 1
+    version = 2
     risk = "software"
     order = 20
 

@@ -177,3 +177,15 @@ def test_an_archive_with_too_many_entries_is_not_opened(monkeypatch):
     result = inspect([{"opt/many-1.0.jar": many, "opt/few.jar": few}], NAMES)
     assert [p.name for p in result.packages] == ["a:few"]
     assert any("/opt/many-1.0.jar: central directory of" in w for w in result.ctx.warnings)
+
+
+def test_damaged_members_cost_only_themselves():
+    jar = bytearray(zip_bytes({"META-INF/MANIFEST.MF": manifest(Implementation_Version="7.7") + "X: " + "q" * 300,
+                               "META-INF/maven/a/dmg/pom.properties": pom("a", "dmg", "1.0")}))
+    info = zipfile.ZipFile(__import__("io").BytesIO(bytes(jar))).getinfo("META-INF/MANIFEST.MF")
+    start = info.header_offset + 30 + len(info.filename)
+    jar[start] = 0xFF  # deflate block type 3 does not exist: zlib refuses the stream
+    result = inspect([{"opt/dmg-1.0.jar": bytes(jar)}], NAMES)
+    assert [(p.name, p.version) for p in result.packages] == [("a:dmg", "1.0")]
+    assert any("dmg-1.0.jar!/META-INF/MANIFEST.MF: unreadable (error" in w for w in result.ctx.warnings), \
+        result.ctx.warnings
