@@ -22,7 +22,7 @@ from stowaway.ingest.model import Finding
 
 from .base import Analyzer, register
 
-MAX_CANDIDATES = 5000
+CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 _CMD = re.compile(r"^(?:/bin/sh -c #\(nop\)\s+|\|\d+ )?(?:CMD|ENTRYPOINT)\b")
 
 
@@ -155,31 +155,43 @@ class BaseImage(Analyzer):
         """(reference, shared layers) of the stored image sharing the longest diff_id prefix, if any.
 
         Images that hold this image's whole chain and more are built on it, not under it, and the
-        image itself (same manifest) is not its own base.
+        image itself (same manifest) is not its own base. The prefix is narrowed one position at a
+        time through the image_layers index, so a database where thousands of images share a base
+        layer costs a query per shared layer, not one per image.
         """
         if ctx.db is None or not chain:
             return None
-        spec = ctx.spec
-        ids = [r[0] for r in ctx.db.execute(
-            "SELECT il.image_id FROM layers l JOIN image_layers il ON il.layer_id = l.id"
-            " JOIN images i ON i.id = il.image_id"
-            " WHERE l.diff_id = ? AND il.position = 0 AND i.manifest_digest != ? LIMIT ?",
-            [chain[0], spec.manifest_digest, MAX_CANDIDATES])]
-        best = None
-        for image_id in ids:
-            other = _chain_of(ctx.db, image_id)
-            shared = 0
-            for a, b in zip(chain, other):
-                if a != b:
-                    break
-                shared += 1
-            if shared == len(chain) and len(other) > len(chain):
-                continue
-            whole = shared == len(other)
-            key = (shared, whole, -len(other), image_id)
-            if best is None or key > best[0]:
-                best = (key, image_id)
-        if best is None:
+        db = ctx.db
+        ids = dict(db.execute(f"SELECT diff_id, id FROM layers WHERE diff_id IN ({','.join('?' * len(chain))})",
+                              chain).fetchall())
+        levels: list[set[int]] = []  # levels[k]: images whose first k+1 layers are this image's
+        current: set[int] | None = None
+        for position, diff_id in enumerate(chain):
+            layer_id = ids.get(diff_id)
+            if layer_id is None:
+                break
+            found = {r[0] for r in db.execute("SELECT image_id FROM image_layers WHERE layer_id = ? AND position = ?",
+                                              [layer_id, position])}
+            current = found if current is None else current & found
+            if not current:
+                break
+            levels.append(current)
+        if not levels:
             return None
-        reference = ctx.db.execute("SELECT reference FROM images WHERE id = ?", [best[1]]).fetchone()[0]
-        return reference, best[0][0]
+        info: dict[int, tuple[str, str, int]] = {}  # id -> (reference, manifest digest, layer count)
+        full = levels[-1] if len(levels) == len(chain) else set()  # images holding this whole chain
+        for shared in range(len(levels), 0, -1):
+            pool = [i for i in levels[shared - 1] if i not in info]
+            for start in range(0, len(pool), CHUNK):
+                part = pool[start:start + CHUNK]
+                info.update((r[0], (r[1], r[2], r[3])) for r in db.execute(
+                    "SELECT i.id, i.reference, i.manifest_digest,"
+                    " (SELECT COUNT(*) FROM image_layers il WHERE il.image_id = i.id)"
+                    f" FROM images i WHERE i.id IN ({','.join('?' * len(part))})", part))
+            eligible = [i for i in levels[shared - 1] if i in info and info[i][1] != ctx.spec.manifest_digest
+                        and not (i in full and info[i][2] > len(chain))]
+            if eligible:
+                # a true base (all of its layers shared) first, then the smallest, then the newest
+                best = max(eligible, key=lambda i: (info[i][2] == shared, -info[i][2], i))
+                return info[best][0], shared
+        return None

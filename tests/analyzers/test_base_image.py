@@ -227,3 +227,36 @@ def test_corpus_shop_approved_and_tools_not(tmp_path, scan):
         check("corpus/shop:1.0", "compliance,base_image")
     tools = check("corpus/tools:1.0", "base_image")
     assert (tools["base_image"]["approved"], tools["base_image"]["closest"]) == (False, None)
+
+
+def test_closest_among_thousands_of_images_sharing_a_base_layer(db):
+    import time
+
+    conn = db.conn
+
+    def layer(diff_id):
+        return conn.execute("INSERT INTO layers (diff_id) VALUES (?)", [diff_id]).lastrowid
+
+    def image(reference, layer_ids, digest=None):
+        image_id = conn.execute("INSERT INTO images (reference, manifest_digest, platform) VALUES (?, ?, '')",
+                                [reference, digest or f"sha256:{reference}"]).lastrowid
+        conn.executemany("INSERT INTO image_layers (image_id, position, layer_id) VALUES (?, ?, ?)",
+                         [(image_id, i, lid) for i, lid in enumerate(layer_ids)])
+
+    l0, l1, l2, l3 = (layer(f"sha256:{c * 64}") for c in "0123")
+    image("os/base:1", [l0])
+    for i in range(3000):  # siblings: the same OS layer, then their own
+        image(f"team/app{i}:1", [l0, layer(f"sha256:sib{i}")])
+    image("os/runtime:1", [l0, l1])
+    image("os/runtime-fat:1", [l0, l1, layer("sha256:fat")])  # shares as much, but is no true base
+    image("me/app:2", [l0, l1, l2, l3])  # built on the image being scanned: not its base
+    image("me/app:1", [l0, l1, l2], digest="sha256:me")  # the image itself, scanned before
+    conn.commit()
+    spec = ImageSpec("me/app:1", "test", "sha256:me", "sha256:c", {},
+                     [LayerDescriptor(i, "", f"sha256:{c * 64}") for i, c in enumerate("012")])
+    ctx = ImageContext(spec=spec, fs=None, policy={}, db=db)
+    t0 = time.perf_counter()
+    [f] = BaseImage({}).collect(ctx, [])
+    elapsed = time.perf_counter() - t0
+    assert (f.detail["closest"], f.detail["closest_shared_layers"]) == ("os/runtime:1", 2)
+    assert elapsed < 1.0, elapsed
