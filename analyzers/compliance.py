@@ -502,7 +502,7 @@ class SoftwareCompliance(Analyzer):
                 title = f"Forbidden executable: {path}"
                 if real != path:
                     detail["target"] = real
-                    if posixpath.basename(real) == "busybox":
+                    if _is_busybox(ctx.fs, real):
                         detail["applet"] = "busybox"
                         title = f"Forbidden executable: {path} (busybox {name} applet)"
                 yield Finding(kind="compliance", title=title, severity=rule.severity, path=path, layer_index=layer,
@@ -527,6 +527,20 @@ class SoftwareCompliance(Analyzer):
                                   rule=rule.id,
                                   detail={"name": name, "version": None, "rule": rule.id, "reason": rule.reason,
                                           "matched_by": "sha256", "sha256": rec["sha256"], "size": rec["size"]})
+
+
+BUSYBOX = ("/bin/busybox", "/usr/bin/busybox", "/sbin/busybox")
+
+
+def _is_busybox(fs, real: str) -> bool:
+    """A link to busybox: by name, or (official busybox images) a hard link to the file /bin/busybox links to."""
+    if posixpath.basename(real) == "busybox":
+        return True
+    for candidate in BUSYBOX:
+        info = fs.get(candidate)
+        if info is not None and info.type == HARDLINK and info.linkname == real:
+            return True
+    return False
 
 
 def _packaged(path: str, real: str, owned) -> bool:

@@ -11,7 +11,7 @@ from imagebuilder import WHITEOUT, File, ImageBuilder, Symlink
 
 from stowaway.analyzers.base import ImageContext
 from stowaway.analyzers.compliance import DEFAULT_RULES, SoftwareCompliance, VersionSpec, load_rules, make_rule, PolicyError
-from stowaway.ingest.model import DIR, REG, SYMLINK, ImageSpec, Package
+from stowaway.ingest.model import DIR, HARDLINK, REG, SYMLINK, ImageSpec, Package
 from stowaway.ingest.squash import Filesystem
 
 OS_RELEASE = "ID=debian\nVERSION_ID=11\nPRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\n"
@@ -165,6 +165,16 @@ def test_executables_by_name_path_and_busybox_applets():
                    "/srv/payloads/agent.bin": ("payloads", 1, "path")}
     nc = next(f for f in found if f.path == "/bin/nc")
     assert nc.detail["applet"] == "busybox" and nc.detail["target"] == "/bin/busybox"
+
+
+def test_busybox_hard_link_applets():
+    # the official busybox image stores the binary once (as /bin/[) and every applet as a hard link to it
+    layers = [[("/bin", DIR, 0o755), ("/bin/[", REG, 0o755), ("/bin/busybox", HARDLINK, 0o755, "/bin/["),
+               ("/bin/nc", HARDLINK, 0o755, "/bin/["), ("/bin/ls", HARDLINK, 0o755, "/bin/[")],
+              [("/usr/bin", DIR, 0o755), ("/usr/bin/socat", HARDLINK, 0o755, "/usr/bin/socat-1.7")]]
+    found, _ = run(ctx_of(layers))
+    got = {f.path: f.detail.get("applet") for f in found}
+    assert got == {"/bin/nc": "busybox", "/usr/bin/socat": None}
 
 
 def test_files_of_a_flagged_package_are_not_reported_again_but_a_stray_copy_is():
