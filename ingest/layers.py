@@ -151,6 +151,8 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         raise ScanError(f"{what}: not a tar archive ({exc})") from None
     try:
         for member in iter_members(tf):
+            if len(result.entries) >= limits.max_entries:
+                raise ScanError(f"{what}: more than {limits.max_entries} entries in one layer")
             name = _clean(member.name)
             if len(name) > MAX_NAME:
                 result.warn(f"entry name of {len(name)} characters skipped")

@@ -26,6 +26,7 @@ class Limits:
     ratio_floor: int = 64 << 20
     max_file_read: int = 256 << 20  # largest single file handed to analyzers
     max_json: int = 8 << 20  # manifests, configs, index.json
+    max_entries: int = 2_000_000  # tar entries in one layer: each costs memory in the file index
 
 
 class HashingReader(io.RawIOBase):

@@ -208,3 +208,10 @@ def test_nothing_is_written_outside_the_database(tmp_path, scan):
     assert set(os.listdir(tmp_path)) <= before
     assert os.listdir(work) == ["w.tar.gz"]
     assert not os.path.exists("/tmp/stowaway-escape") and not os.path.exists("/tmp/stowaway-escape-2")
+
+
+def test_too_many_entries_in_one_layer(tmp_path, scan):
+    img = ImageBuilder().layer({f"f{i}": "" for i in range(50)})
+    path = img.write_docker_archive(tmp_path / "many.tar", ref="many:1")
+    _, outcomes = scan_with_good(scan, tmp_path, f"docker-archive:{path}", policy={"limits": {"max_entries": 20}})
+    failed_with(outcomes, "more than 20 entries")
