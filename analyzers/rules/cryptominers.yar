@@ -72,8 +72,11 @@ rule Miner_Known_Pool_Domains
         $p8 = "f2pool.com" nocase ascii
         $p9 = "herominers.com" nocase ascii
         $p10 = "xmrpool.eu" nocase ascii
-        // a Monero primary or integrated address
-        $wallet = /\b4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}\b/ ascii
+        // a Monero address as a miner's user name (config key or command-line option); anchored on
+        // the key so that YARA has a literal to look for
+        $wallet1 = /"user"\s*:\s*"4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}/ ascii
+        $wallet2 = /--user[ =]4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}/ ascii
+        $wallet3 = /\s-u\s+4[0-9AB][1-9A-HJ-NP-Za-km-z]{93}/ ascii
     condition:
-        filesize < 5MB and any of ($p*) and $wallet
+        filesize < 5MB and any of ($p*) and any of ($wallet*)
 }
