@@ -38,8 +38,10 @@ MAX_RULES = 10000
 MAX_WARNINGS = 20
 
 # Written for this project: software that has no place in a production image, because it scans,
-# sniffs, relays, cracks or exploits. Names are binary package names across deb/rpm/apk (and PyPI
-# where the tool ships there) and the executables the tools install.
+# sniffs, relays, cracks or exploits. Names are binary package names across deb/rpm/apk, plus the
+# language ecosystems where the tool itself ships (`also`): 'hydra' or 'john' on npm are unrelated
+# libraries. Executables are what the tools install.
+OS_ECOSYSTEMS = ("deb", "rpm", "apk")
 DEFAULT_RULES: tuple[dict, ...] = (
     {"id": "default/nmap", "packages": ["nmap"], "executables": ["nmap"], "severity": "high",
      "reason": "network and port scanner (reconnaissance)"},
@@ -69,16 +71,16 @@ DEFAULT_RULES: tuple[dict, ...] = (
      "severity": "high", "reason": "John the Ripper password cracker"},
     {"id": "default/hashcat", "packages": ["hashcat"], "executables": ["hashcat", "hashcat.bin"], "severity": "high",
      "reason": "password hash cracker"},
-    {"id": "default/sqlmap", "packages": ["sqlmap"], "executables": ["sqlmap"], "severity": "high",
+    {"id": "default/sqlmap", "packages": ["sqlmap"], "also": ["pypi"], "executables": ["sqlmap"], "severity": "high",
      "reason": "automated SQL injection tool"},
     {"id": "default/nikto", "packages": ["nikto"], "executables": ["nikto", "nikto.pl"], "severity": "high",
      "reason": "web server vulnerability scanner"},
-    {"id": "default/metasploit", "packages": ["metasploit-framework", "metasploit*"],
+    {"id": "default/metasploit", "packages": ["metasploit-framework", "metasploit*"], "also": ["gem"],
      "executables": ["msfconsole", "msfvenom", "msfdb", "msfrpcd"], "severity": "critical",
      "reason": "Metasploit exploitation framework"},
     {"id": "default/exploitdb", "packages": ["exploitdb"], "executables": ["searchsploit"], "severity": "high",
      "reason": "exploit archive"},
-    {"id": "default/impacket", "packages": ["impacket", "python3-impacket", "impacket-scripts"],
+    {"id": "default/impacket", "packages": ["impacket", "python3-impacket", "impacket-scripts"], "also": ["pypi"],
      "executables": ["impacket-*", "secretsdump.py", "psexec.py", "wmiexec.py"], "severity": "high",
      "reason": "Windows protocol attack toolkit"},
     {"id": "default/tcpdump", "packages": ["tcpdump"], "executables": ["tcpdump"], "severity": "medium",
@@ -249,7 +251,8 @@ def make_rule(entry, number: int, origin: str = "policy") -> Rule:
         packages = tuple(p.lower() for p in _strings(entry, "package", "packages") + names)
         executables = tuple(e.lower() for e in _strings(entry, "executable", "executables") + names)
         paths = _strings(entry, "path", "paths")
-        ecosystems = tuple(ECOSYSTEM_ALIASES.get(e.lower(), e.lower()) for e in _strings(entry, "ecosystem", "ecosystems"))
+        ecosystems = tuple(ECOSYSTEM_ALIASES.get(e.lower(), e.lower())
+                           for e in _strings(entry, "ecosystem", "ecosystems"))
         hashes = []
         for h in _strings(entry, "sha256"):
             m = _SHA256.match(h.strip())
@@ -295,7 +298,8 @@ def load_rules(policy: dict) -> tuple[list[Rule], set[str], list[str]]:
     conf = policy.get("compliance") or {}
     problems: list[str] = []
     if not isinstance(conf, dict):
-        return [Rule(**_default_kwargs(r)) for r in DEFAULT_RULES], set(), ["compliance: must be a table; defaults used"]
+        defaults = [Rule(**_default_kwargs(r)) for r in DEFAULT_RULES]
+        return defaults, set(), ["compliance: must be a table; defaults used"]
     rules: list[Rule] = []
     if conf.get("use_defaults", True) is not False:
         rules += [Rule(**_default_kwargs(r)) for r in DEFAULT_RULES]
@@ -324,6 +328,7 @@ def load_rules(policy: dict) -> tuple[list[Rule], set[str], list[str]]:
 
 def _default_kwargs(r: dict) -> dict:
     return {"id": r["id"], "reason": r["reason"], "severity": r["severity"], "packages": tuple(r["packages"]),
+            "ecosystems": OS_ECOSYSTEMS + tuple(r.get("also", ())),
             "executables": tuple(r.get("executables", ())), "origin": "default"}
 
 

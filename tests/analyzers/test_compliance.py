@@ -51,6 +51,10 @@ def test_default_policy_covers_the_offensive_tools():
     for exe in ("/usr/bin/nc", "/usr/bin/ncat", "/usr/bin/msfconsole", "/usr/sbin/tcpdump", "/usr/bin/tshark"):
         assert any(r.matches_executable(exe) for r in rules), exe
     assert not any(r.matches_package("deb", "libc6") or r.matches_executable("/bin/ls") for r in rules)
+    # the tools' own ecosystems only: npm 'hydra' and 'john' are unrelated libraries
+    assert any(r.matches_package("pypi", "sqlmap") for r in rules)
+    assert any(r.matches_package("gem", "metasploit-framework") for r in rules)
+    assert not any(r.matches_package("npm", "hydra") or r.matches_package("npm", "john") for r in rules)
     assert len({r["id"] for r in DEFAULT_RULES}) == len(DEFAULT_RULES)
 
 
