@@ -131,3 +131,26 @@ def test_every_analyzer_accepts_the_example(tmp_path, scan, monkeypatch):
     assert [o.status for o in outcomes] == ["done"], outcomes
     errors = database.execute("SELECT value FROM scan_facts WHERE name = 'analyzer_errors'").fetchall()
     assert errors == []
+
+
+def test_policy_check_command(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "stowaway.ingest.cli", "policy", "check", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    r = run("--config", str(EXAMPLE), "--show", "--approved-base", "corp/base:1")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout)["base_images"]["approved"] == ["corp/base:1"]
+    r = run("--config", str(EXAMPLE), "--set", "limits.max_json=big", "--set", "limitz.x=1")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "stowaway: policy: error: limits.max_json: expected an integer, got a string",
+        "stowaway: policy: warning: unknown section [limitz] ignored (known: " + ", ".join(sorted(SCHEMA)) + ")"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[secrets\n")
+    r = run("--config", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith(f"stowaway: {bad}: invalid TOML")
