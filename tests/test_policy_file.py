@@ -37,11 +37,19 @@ def test_example_drives_a_scan(tmp_path, scan):
     assert rules == {("/usr/bin/gdb", "no-debuggers"), ("/usr/bin/socat", "default/socat")}
 
 
+def test_limits_are_the_stream_limits():
+    from dataclasses import fields
+
+    from stowaway.ingest.streams import Limits
+
+    assert set(SCHEMA["limits"]) == {f.name for f in fields(Limits)}
+    assert validate({"limits": {f.name: f.default for f in fields(Limits)}}) == []
+
+
 def test_unknown_sections_and_keys_are_warnings():
     problems = validate({"limits": {"max_ratio": 10, "max_raito": 5}, "secretz": {}})
     assert problems == [
-        "warning: limits.max_raito: unknown setting ignored (known: max_file_read, max_json, max_layer_bytes,"
-        " max_ratio, ratio_floor)",
+        "warning: limits.max_raito: unknown setting ignored (known: " + ", ".join(sorted(SCHEMA["limits"])) + ")",
         "warning: unknown section [secretz] ignored (known: " + ", ".join(sorted(SCHEMA)) + ")",
     ]
 
