@@ -89,6 +89,41 @@ def _forbid_rules(v):
     return "; ".join(problems) or None
 
 
+# [registries."HOST"]: per-registry options (ingest/sources/registry.py) and the scan rate limit (tasks.py)
+REGISTRY_KEYS: dict[str, Check] = {
+    "images_per_hour": _int(1),
+    "username": _str,
+    "password": _str,
+    "insecure": _bool,
+    "ca": _str,
+    "timeout": _number(0.001),
+    "retries": _int(0),
+    "backoff": _number(),
+    "max_manifest": _int(1),
+    "scheme": lambda v: None if v in ("http", "https") else f"expected 'http' or 'https', got {v!r}",
+}
+
+
+def _per_host(keys: dict[str, Check]):
+    """A table of tables keyed by registry host; returns every problem, warnings included."""
+    def check(section: str, body: dict) -> list[str]:
+        problems = []
+        for host, conf in body.items():
+            if not isinstance(conf, dict):
+                problems.append(f"error: {section}.{host}: expected a table, got {_kind(conf)}")
+                continue
+            for key, value in conf.items():
+                c = keys.get(key)
+                if c is None:
+                    problems.append(f"warning: {section}.{host}.{key}: unknown setting ignored"
+                                    f" (known: {', '.join(sorted(keys))})")
+                elif (problem := c(value)):
+                    problems.append(f"error: {section}.{host}.{key}: {problem}")
+        return problems
+    check.keys = keys  # type: ignore[attr-defined]
+    return check
+
+
 def _limits() -> dict[str, Check]:
     out = {}
     for f in dataclasses.fields(Limits):
@@ -96,10 +131,13 @@ def _limits() -> dict[str, Check]:
     return out
 
 
-# section -> key -> check. A section mapped to None takes any keys (free-form tables).
-SCHEMA: dict[str, dict[str, Check] | None] = {
+# section -> key -> check. A section mapped to None takes any keys (free-form tables); one mapped to
+# a function checks its whole body (tables keyed by host).
+SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "limits": _limits(),
-    "scan": {"jobs": _int(1), "dask": _str},
+    "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "retries": _int(0), "retry_delay": _number(),
+             "max_wait": _number()},
+    "registries": _per_host(REGISTRY_KEYS),
     "secrets": {
         "exclude_paths": _str_list(MAX_EXCLUDE_PATHS),
         "max_file_size": _int(1),
@@ -151,6 +189,9 @@ def validate(policy: dict) -> list[str]:
             problems.append(f"error: [{section}] must be a table, got {_kind(body)}")
             continue
         if keys is None:
+            continue
+        if callable(keys):
+            problems += keys(section, body)
             continue
         for key, value in body.items():
             check = keys.get(key)
