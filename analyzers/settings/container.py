@@ -77,6 +77,41 @@ def _history(env: Env) -> list[str]:
     return [str(h.get("created_by") or "") for h in env.ctx.spec.config.get("history") or []]
 
 
+def _layer_steps(env: Env) -> list[tuple[int | None, str]]:
+    """(layer index, command) of each history step; steps that made no layer have None."""
+    out, layer = [], 0
+    for h in env.ctx.spec.config.get("history") or []:
+        empty = bool(h.get("empty_layer"))
+        out.append((None if empty else layer, str(h.get("created_by") or "")))
+        layer += 0 if empty else 1
+    return out
+
+
+# a crypt(3) hash ('$6$salt$...', '$y$j9T$...'), a password piped to chpasswd, or a password option
+HISTORY_SECRETS = (
+    (re.compile(r"\$(?:1|2[abxy]|5|6|y|gy|7)\$[./0-9A-Za-z$]{8,}"), "a password hash"),
+    (re.compile(r"echo\s+['\"]?[^'\"|\s:]+:[^'\"|\s$]+['\"]?\s*\|\s*chpasswd(?!\s+-e)"), "a plain-text password for chpasswd"),
+    (re.compile(r"(?i)(?:--password[= ]|(?:PASSWORD|PASSWD|SECRET|TOKEN)=)[^\s$'\"]{4,}"), "a password or secret argument"),
+)
+
+
+@evaluator("container.secrets-in-history")
+def secrets_in_history(env: Env, check: Check) -> Iterable[Result]:
+    """Build commands stay in the image config's history: a hash or password written there ships with the image."""
+    found = False
+    for step, (layer, command) in enumerate(_layer_steps(env)):
+        if re.match(r"(?:/bin/sh -c #\(nop\)\s+)?ENV\b", command.strip()):
+            continue  # ENV is judged by container.secrets-in-env
+        kinds = [what for pattern, what in HISTORY_SECRETS if pattern.search(command)]
+        if kinds:
+            found = True
+            where = f"history step {step}" + (f" (layer {layer})" if layer is not None else "")
+            yield Result(check.id, "fail", f"{where}: the build command contains {', '.join(kinds)} (not shown)",
+                         layer_index=layer, target=CONFIG)
+    if not found:
+        yield Result(check.id, "pass", "no password, hash or secret in the build history", target=CONFIG)
+
+
 @evaluator("container.add-remote-url")
 def add_remote_url(env: Env, check: Check) -> Iterable[Result]:
     hits = [m.group(0)[:300] for line in _history(env) for m in [REMOTE_ADD.search(line)] if m]

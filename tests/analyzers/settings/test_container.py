@@ -128,3 +128,25 @@ def test_umask():
 def test_sshd_installed():
     assert verdict(image(files={"/usr/sbin/sshd": File(b"elf", mode=0o755)}), "container.sshd-installed") == "fail"
     assert verdict(image(), "container.sshd-installed") == "pass"
+
+
+def test_secrets_in_build_history_are_reported_by_step_and_layer_without_the_value():
+    history = [
+        {"created_by": "/bin/sh -c #(nop) ADD file:abc in /"},
+        {"created_by": "/bin/sh -c #(nop)  ENV DB_PASSWORD=S3cr3tP4ss", "empty_layer": True},
+        {"created_by": "/bin/sh -c echo 'admin:$6$Qx7rT2mV$7BwkzN0EvQCoy0l0WuN/wJSG' | chpasswd -e"},
+        {"created_by": "/bin/sh -c echo 'ops:Summer2024' | chpasswd"},
+        {"created_by": "RUN /bin/sh -c curl -u bob --password=hunter22 https://x # buildkit"},
+        {"created_by": "/bin/sh -c apt-get update && apt-get install -y curl"},
+    ]
+    env = image()
+    env.ctx.spec.config["history"] = history
+    found = results(env, "container.secrets-in-history")
+    assert [(f.status, f.layer_index) for f in found] == [("fail", 1), ("fail", 2), ("fail", 3)]
+    assert "history step 2 (layer 1): the build command contains a password hash" in found[0].detail["evidence"]
+    assert "plain-text password" in found[1].detail["evidence"]
+    text = repr([f.detail for f in found])
+    for secret in ("$6$Qx7rT2mV", "Summer2024", "hunter22", "S3cr3tP4ss"):
+        assert secret not in text
+    env = image(history=["/bin/sh -c useradd -m app", "/bin/sh -c #(nop)  ENV PASSWORD_FILE=/run/secrets/pw"])
+    assert verdict(env, "container.secrets-in-history") == "pass"
