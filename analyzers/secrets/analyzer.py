@@ -166,10 +166,10 @@ class SecretScanner:
         """(source, name, layer_index, hit, raw value) for secrets in ENV, labels and history."""
         out = []
         runtime = spec.config.get("config") or {}
-        for i, item in enumerate(runtime.get("Env") or []):
+        for item in runtime.get("Env") or []:
             if not isinstance(item, str):
                 continue
-            name, _, value = item.partition("=")
+            name = item.partition("=")[0]
             out += self._text_hits("config:env", name, None, item.encode(), len(name) + 1)
         for name, value in sorted((runtime.get("Labels") or {}).items()):
             text = f"{name}={value}"
