@@ -102,9 +102,10 @@ class Verifier:
             for acc, _, _ in todo:
                 acc["status"], acc["tried"], acc["reason"] = "unverified", 0, str(exc)
             return {"tried": 0, "seconds": 0.0, "exhausted": False, "error": str(exc)}
-        tasks = self._interleave(todo)
-        with ThreadPoolExecutor(self.workers) as pool:
-            list(pool.map(lambda _: self._work(lib, tasks, deadline), range(self.workers)))
+        if todo:
+            tasks = self._interleave(todo)
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(lambda _: self._work(lib, tasks, deadline), range(self.workers)))
         for acc, _, _ in todo:
             if acc["status"] == "pending":
                 acc["status"] = "not_found" if acc["tried"] == acc["candidates"] else "unverified"

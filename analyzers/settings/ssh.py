@@ -150,6 +150,9 @@ def _splice(env: Env, conf, outer_match: str, out: list, depth: int, active: set
                 if not pattern.startswith("/"):
                     pattern = posixpath.join("/etc/ssh", pattern)
                 targets = env.glob(pattern) if any(c in pattern for c in "*?[") else [env.read(pattern)]
+                if targets == [None] and env.fs.read_target(pattern):
+                    # a file outside the places the reader asks for: its settings are unknown, say so
+                    env.warn(f"sshd_config: {conf.path}:{n} includes {pattern}, which was not read")
                 for inc in targets:
                     if inc is not None:
                         _splice(env, inc, match, out, depth + 1, active)

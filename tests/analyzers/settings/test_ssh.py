@@ -96,6 +96,14 @@ def test_relative_include_and_include_loop():
     assert env.ctx.warnings == ["sshd_config: Include loop or depth beyond 16 at /etc/ssh/sshd_config"]
 
 
+def test_include_of_a_file_the_reader_never_asks_for_is_a_warning():
+    env = make_env({"/etc/ssh/sshd_config": "Include /opt/app/sshd.conf\nPermitRootLogin no\n",
+                    "/opt/app/sshd.conf": "PermitRootLogin yes\n"})
+    found = list(run_checks(env, [catalog()["ssh.permit-root-login"]], env.baseline))
+    assert [f.status for f in found] == ["pass"]
+    assert env.ctx.warnings == ["sshd_config: /etc/ssh/sshd_config:1 includes /opt/app/sshd.conf, which was not read"]
+
+
 def test_match_block_that_weakens_a_setting_fails():
     env = make_env({"/etc/ssh/sshd_config": "PermitRootLogin no\nMatch Address 10.0.0.0/8\n    PermitRootLogin yes\n"})
     f = results(env, "ssh.permit-root-login")[0]
