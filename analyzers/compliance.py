@@ -193,7 +193,6 @@ class Rule:
     executables: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     sha256: frozenset = frozenset()
-    origin: str = "policy"  # 'default' or 'policy'
 
     def matches_package(self, ecosystem: str, name: str) -> bool:
         if self.ecosystems and ecosystem not in self.ecosystems:
@@ -233,7 +232,7 @@ def _strings(entry: dict, *keys: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_rule(entry, number: int, origin: str = "policy") -> Rule:
+def make_rule(entry, number: int) -> Rule:
     """One `[[compliance.forbid]]` entry; a bare string forbids a package or executable of that name."""
     if isinstance(entry, str):
         entry = {"name": entry}
@@ -290,7 +289,7 @@ def make_rule(entry, number: int, origin: str = "policy") -> Rule:
         raise PolicyError(f"rule {number}: id must be a string")
     return Rule(id=ident, reason=reason or "forbidden by policy", severity=severity, packages=packages,
                 ecosystems=ecosystems, versions=versions, executables=executables, paths=paths,
-                sha256=frozenset(hashes), origin=origin)
+                sha256=frozenset(hashes))
 
 
 def load_rules(policy: dict) -> tuple[list[Rule], set[str], list[str]]:
@@ -329,7 +328,7 @@ def load_rules(policy: dict) -> tuple[list[Rule], set[str], list[str]]:
 def _default_kwargs(r: dict) -> dict:
     return {"id": r["id"], "reason": r["reason"], "severity": r["severity"], "packages": tuple(r["packages"]),
             "ecosystems": OS_ECOSYSTEMS + tuple(r.get("also", ())),
-            "executables": tuple(r.get("executables", ())), "origin": "default"}
+            "executables": tuple(r.get("executables", ()))}
 
 
 def _is_executable_candidate(path: str, info) -> bool:

@@ -1,5 +1,4 @@
 """The policy file: the example loads and validates, the schema catches bad values, the doc lists what exists."""
-import pathlib
 import re
 
 import pytest
