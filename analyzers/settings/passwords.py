@@ -30,7 +30,7 @@ from typing import Iterable
 from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, Fact, register
-from .crypt import CryptUnavailable, libcrypt, scheme_of
+from .crypt import MAX_PASSPHRASE, CryptUnavailable, libcrypt, scheme_of
 from .env import Env
 from .model import Check, Result, baseline_of, catalog, evaluator, run_checks
 
@@ -80,7 +80,9 @@ class Verifier:
         self.lock = threading.Lock()
 
     def candidates(self, name: str) -> list[str]:
-        return dedupe(derived(name) + self.words)
+        # what libcrypt cannot take as a passphrase would read as an unsupported hash
+        return [w for w in dedupe(derived(name) + self.words)
+                if "\0" not in w and len(w.encode("utf-8")) < MAX_PASSPHRASE]
 
     def run(self, accounts: list[dict], hashes: dict[str, str]) -> dict:
         """Fills each account's status and tried count; returns the statistics of this run."""

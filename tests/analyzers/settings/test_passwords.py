@@ -97,6 +97,13 @@ def test_without_the_policy_list_the_policy_password_is_not_found():
     assert record["accounts"][0]["status"] == "not_found"
 
 
+def test_candidates_libcrypt_cannot_take_are_dropped_not_fatal():
+    lib = libcrypt()
+    _, record = analyze(shadow([("ops", lib.crypt(b"pw", lib.gensalt("$1$")))]),
+                        policy={"passwords": {"extra": ["a\0b", "x" * 600, "pw"]}})
+    assert record["accounts"][0]["status"] == "weak"
+
+
 def test_extra_file_and_bad_policy(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("# ours\nCorp!2024\n")
