@@ -57,14 +57,41 @@ def _chain_of(db, image_id: int) -> list[str]:
                                      " WHERE il.image_id = ? ORDER BY il.position", [image_id])]
 
 
+def _aliases(ref: str) -> list[str]:
+    """Other spellings of a Docker Hub reference: 'debian' is 'debian:latest' is 'docker.io/library/debian:latest'."""
+    if ref.startswith("sha256:"):
+        return []
+    name = ref
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in name:
+        name += ":latest"
+    short = name
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        if short.startswith(prefix):
+            short = short[len(prefix):]
+            break
+    else:
+        first = short.split("/", 1)[0]
+        if "/" in short and ("." in first or ":" in first or first == "localhost"):
+            return [name] if name != ref else []  # another registry: only the implied tag
+    if short.startswith("library/"):
+        short = short[len("library/"):]
+    official = "/" not in short.split(":", 1)[0].split("@", 1)[0]
+    full = [f"{p}{'library/' if official else ''}{short}" for p in ("docker.io/", "index.docker.io/",
+                                                                     "registry-1.docker.io/")]
+    return [a for a in dict.fromkeys([name, short, *full]) if a != ref]
+
+
 def _images_named(db, ref: str) -> list[tuple[int, str, str]]:
     """(id, reference, manifest digest) of the stored images REF names: a reference or any digest."""
     sql = ("SELECT id, reference, manifest_digest FROM images WHERE reference = ? OR manifest_digest = ?"
            " OR config_digest = ? OR index_digest = ? ORDER BY id")
     rows = db.execute(sql, [ref, ref, ref, ref]).fetchall()
-    last = ref.rsplit("/", 1)[-1]
-    if not rows and ":" not in last and "@" not in ref:
-        rows = db.execute(sql, [ref + ":latest"] * 4).fetchall()  # 'debian' means 'debian:latest', as docker says
+    if not rows:
+        for alias in _aliases(ref):
+            rows = db.execute(sql, [alias] * 4).fetchall()
+            if rows:
+                break
     return [tuple(r) for r in rows]
 
 

@@ -169,6 +169,19 @@ def test_approved_by_digest_and_the_longest_approved_base_wins(tmp_path, scan):
     assert (got["approved"], got["matched"], got["own_layers"]) == (True, "corp/runtime:1", 0)
 
 
+def test_docker_hub_spellings_name_the_same_base(tmp_path, scan):
+    base = base_image()
+    base.write_oci_layout(tmp_path / "oci", ref="docker.io/library/alpine:3.19")
+    derived(base, "a").write_oci_layout(tmp_path / "oci", ref="corp/app:1", append=True)
+    database, outcomes = scan(f"oci:{tmp_path / 'oci'}", policy={"base_images": {"approved": ["alpine:3.19"]}},
+                              risks=["base_image"])
+    got = report_of(database, "corp/app:1")["base_image"]
+    assert (got["approved"], got["matched"]) == (True, "docker.io/library/alpine:3.19")
+    database, outcomes = scan(f"oci:{tmp_path / 'oci'}:corp/app:1", risks=["base_image"],
+                              policy={"base_images": {"approved": ["alpine"]}})  # alpine:latest: not scanned
+    assert report_of(database, "corp/app:1")["base_image"]["approved"] is False
+
+
 def test_base_later_in_the_same_run_is_a_warning_and_not_approved(tmp_path, scan):
     base = base_image()
     derived(base, "a").write_oci_layout(tmp_path / "oci", ref="corp/app:1")
