@@ -109,6 +109,16 @@ def test_file_modes_and_owners():
     assert verdict(build_env({"/etc/hostname": "x"}), "baseline.shadow-mode") == "not_applicable"
 
 
+@pytest.mark.parametrize("family,version,mode,gid,expected", [
+    ("debian", "11", 0o640, 42, "pass"), ("ubuntu", "22.04", 0o640, 42, "pass"),
+    ("centos", "7", 0o640, 42, "fail"), ("centos", "7", 0o000, 0, "pass"), ("openeuler", "22.03-LTS", 0o400, 0, "fail"),
+    ("hce", "2.0", 0o000, 0, "pass"), ("alpine", "3.19", 0o640, 42, "pass"),
+])
+def test_shadow_mode_follows_the_os_baseline(family, version, mode, gid, expected):
+    env = build_env({"/etc/group": GROUP, "/etc/shadow": File("root:*:1::::::\n", mode=mode, gid=gid)}, family, version)
+    assert verdict(env, "baseline.shadow-mode") == expected
+
+
 def test_core_dumps():
     assert verdict(image(files={"/etc/security/limits.conf": "# nothing\n"}), "container.core-dumps") == "fail"
     assert verdict(image(files={"/etc/security/limits.conf": "#\n", "/etc/security/limits.d/10-core.conf": "*  hard  core  0\n"}),

@@ -32,9 +32,17 @@ def test_login_defs_items(check_id):
 def test_login_defs_last_definition_wins_and_unset_fails():
     env = build_env({"/etc/login.defs": "PASS_MAX_DAYS 90\nPASS_MAX_DAYS 99999\n"})
     f = results(env, "password_policy.pass-max-days")[0]
-    assert f.status == "fail" and f.detail["evidence"] == "/etc/login.defs:2: PASS_MAX_DAYS 99999 (want between 1 and 90)"
+    assert f.status == "fail" and f.detail["evidence"] == "/etc/login.defs:2: PASS_MAX_DAYS 99999 (want between 1 and 365)"
     f = results(env, "password_policy.encrypt-method")[0]
     assert f.status == "fail" and "not set" in f.detail["evidence"]
+
+
+def test_euleros_asks_for_a_shorter_password_life_than_cis():
+    defs = {"/etc/login.defs": "PASS_MAX_DAYS 180\n"}
+    assert verdict(build_env(defs, "debian", "10"), "password_policy.pass-max-days") == "pass"
+    assert verdict(build_env(defs, "centos", "7"), "password_policy.pass-max-days") == "pass"
+    f = results(build_env(defs, "openeuler", "22.03-LTS"), "password_policy.pass-max-days")[0]
+    assert f.status == "fail" and f.detail["evidence"].endswith("(want between 1 and 90)")
 
 
 DEBIAN_CHECKS = ["password_policy.complexity-module", "password_policy.min-length", "password_policy.character-classes",
