@@ -118,7 +118,9 @@ def select(risks: Iterable[str] | None = None, names: Iterable[str] | None = Non
         missing = set(names) - set(registry)
         if missing:
             raise RegistryError(f"unknown analyzer(s): {', '.join(sorted(missing))}")
-        chosen = [registry[n] for n in names]
+        # analyzers of no risk type (OS identification, redaction of secrets in the image config)
+        # always run: without them a hand-picked set would store raw ENV values, or no OS
+        chosen = [registry[n] for n in names] + [c for c in registry.values() if c.risk == "" and c.name not in names]
     else:
         wanted = set(risks or RISK_TYPES)
         if wanted & {"vulnerabilities", "compliance", "unsafe_settings", "base_image"}:

@@ -51,3 +51,12 @@ def test_selection_by_risk_keeps_order_and_adds_inventory_when_needed():
     assert orders == sorted(orders)
     with_vulns = {c.risk for c in select(["vulnerabilities"])}
     assert "software" in with_vulns or not any(c.risk == "software" for c in base.load_all().values())
+
+
+def test_hand_picked_analyzers_keep_the_ones_every_scan_needs():
+    names = [c.name for c in select(names=["files"])]
+    assert names.count("files") == 1
+    always = [c.name for c in base.load_all().values() if c.risk == ""]
+    assert "os-release" in always and set(always) <= set(names)
+    with pytest.raises(RegistryError, match="unknown analyzer"):
+        select(names=["nope"])
