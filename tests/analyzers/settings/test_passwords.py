@@ -199,3 +199,17 @@ def test_scan_end_to_end_with_a_visible_and_a_replaced_shadow(scan, tmp_path):
     facts = dict(database.execute("SELECT name, value FROM scan_facts").fetchall())
     stats = json.loads(facts["weak_passwords"])["/etc/shadow"]
     assert stats["layer_index"] == 1 and stats["budget_seconds"] == 30.0
+
+
+def test_a_missing_libcrypt_is_one_clear_error():
+    from stowaway.analyzers.settings.crypt import CryptUnavailable, LibCrypt
+
+    with pytest.raises(CryptUnavailable, match="cannot load libcrypt"):
+        LibCrypt("/nonexistent/libcrypt.so.1")
+
+
+def test_garbage_shadow_lines_are_skipped_not_fatal():
+    lib = libcrypt()
+    text = "\x00\xff garbage\n::::\nnocolon\n" + shadow([("ok", lib.crypt(b"ok", lib.gensalt("$5$"))), ("odd", "$9$x"), ("cut", "$6$x")])
+    _, record = analyze(text)
+    assert {a["name"]: a["status"] for a in record["accounts"]} == {"ok": "weak", "odd": "unsupported", "cut": "not_found"}
