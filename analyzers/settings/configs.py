@@ -24,7 +24,9 @@ DIRECTORIES = {
     "/etc/pam.d", "/etc/security/pwquality.conf.d", "/etc/security/limits.d", "/etc/sysctl.d", "/usr/lib/sysctl.d",
     "/lib/sysctl.d", "/etc/profile.d", "/etc/ssh/sshd_config.d", "/etc/crypto-policies/back-ends",
 }
-SSH_PRIVATE = re.compile(r"(^ssh_host_.*_key$|^moduli$|_key$|\.pem$)")
+# sshd_config and what it usually includes; never a key (whatever its name, see analyze)
+SSH_CONFIG_NAME = re.compile(r"(^sshd?_config$|\.conf$|^sshd_config\.)")
+PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 def wanted(path: str) -> bool:
@@ -32,15 +34,14 @@ def wanted(path: str) -> bool:
         return True
     directory, name = posixpath.split(path)
     if directory == "/etc/ssh":
-        # sshd_config and whatever it may Include from /etc/ssh; never a private key
-        return not SSH_PRIVATE.search(name) and not name.endswith(".pub")
+        return bool(SSH_CONFIG_NAME.search(name))
     return directory in DIRECTORIES
 
 
 @register
 class SettingsFiles(Analyzer):
     name = "settings-files"
-    version = 1
+    version = 2
     risk = "unsafe_settings"
     order = 60  # after weak-passwords and the inventories: SSH defaults depend on the openssh version
 
@@ -48,7 +49,10 @@ class SettingsFiles(Analyzer):
         return info.size <= MAX_SIZE and wanted(path)
 
     def analyze(self, file):
-        return [{"path": file.path, "text": file.text()}]
+        text = file.text()
+        if PRIVATE_KEY.search(text):
+            return []  # a key where a configuration file was expected is a secret, not a setting
+        return [{"path": file.path, "text": text}]
 
     def collect(self, ctx, layers):
         files: dict[str, tuple[str, int]] = {}

@@ -184,7 +184,15 @@ def test_the_reader_never_asks_for_private_keys():
 
     assert wanted("/etc/ssh/sshd_config") and wanted("/etc/ssh/sshd_config.d/x.conf") and wanted("/etc/ssh/custom.conf")
     assert not wanted("/etc/ssh/ssh_host_rsa_key") and not wanted("/etc/ssh/ssh_host_rsa_key.pub")
-    assert not wanted("/etc/ssh/moduli") and not wanted("/etc/shadow")
+    assert not wanted("/etc/ssh/moduli") and not wanted("/etc/shadow") and not wanted("/etc/ssh/id_rsa")
+    from stowaway.analyzers.settings.configs import SettingsFiles
+    from stowaway.ingest.model import FileInfo, LayerFile
+
+    key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n"
+    assert SettingsFiles().analyze(LayerFile(FileInfo("/etc/ssh/backup.conf", "file", len(key)), key, 0)) == []
+    conf = b"PermitRootLogin no\n"
+    assert SettingsFiles().analyze(LayerFile(FileInfo("/etc/ssh/sshd_config", "file", len(conf)), conf, 0)) == [
+        {"path": "/etc/ssh/sshd_config", "text": "PermitRootLogin no\n"}]
 
 
 def test_no_server_is_not_applicable_and_binary_alone_uses_defaults():
@@ -196,9 +204,9 @@ def test_no_server_is_not_applicable_and_binary_alone_uses_defaults():
 
 
 def test_config_reached_through_a_symlink():
-    env = make_env({"/etc/ssh/sshd_config": Symlink("/etc/ssh/real_config"), "/etc/ssh/real_config": "PermitRootLogin yes\n"})
+    env = make_env({"/etc/ssh/sshd_config": Symlink("sshd_config.dist"), "/etc/ssh/sshd_config.dist": "PermitRootLogin yes\n"})
     f = results(env, "ssh.permit-root-login")[0]
-    assert f.status == "fail" and f.path == "/etc/ssh/real_config"
+    assert f.status == "fail" and f.path == "/etc/ssh/sshd_config.dist"
 
 
 def test_sshd_config_mode():
