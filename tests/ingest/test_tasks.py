@@ -1,0 +1,227 @@
+"""Scan tasks: per-registry hourly limits on a fake clock, concurrency bounds, retries, progress while
+running, scan again. Images come from a local HTTP registry (http.server) and OCI layouts."""
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from imagebuilder import ImageBuilder
+from registry_server import Misbehaving, serve_image
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+class FakeClock:
+    def __init__(self, t=T0):
+        self.t = t
+        self.slept = []
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+@pytest.fixture
+def server():
+    srv = Misbehaving()
+    yield srv
+    srv.stop()
+
+
+def image(n) -> ImageBuilder:
+    return ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", f"app/{n}": "x" * (10 + n)})
+
+
+def layouts(tmp_path, n):
+    out = []
+    for i in range(n):
+        image(100 + i).write_oci_layout(tmp_path / f"oci{i}", ref=f"local/app:{i}")
+        out.append(f"oci:{tmp_path / f'oci{i}'}")
+    return out
+
+
+def database(tmp_path):
+    from stowaway.ingest.db import connect
+
+    return connect(str(tmp_path / "t.db"))
+
+
+def third_party(db, host, per_hour):
+    from stowaway.ingest import sync
+
+    sync.ensure(db)
+    with db.conn:
+        db.conn.execute("INSERT INTO registries (host, type, images_per_hour) VALUES (?, 'third-party', ?)",
+                        [host, per_hour])
+
+
+POLICY = {"source_options": {"scheme": "http", "retries": 0}}
+
+
+def test_hourly_limit_defers_the_rest_to_later_hours(tmp_path, server):
+    from stowaway.ingest.tasks import TaskRunner, create_task, run_pending
+
+    for i in range(5):
+        serve_image(server, "vendor/app", str(i), image(i))
+    db = database(tmp_path)
+    third_party(db, server.host, 2)
+    clock = FakeClock()
+    remote = [f"registry:{server.host}/vendor/app:{i}" for i in range(5)]
+    local = layouts(tmp_path, 2)
+    task = create_task(db, remote + local, risks=["files"], clock=clock)
+    summary = TaskRunner(db, POLICY, clock).run(task)
+    assert summary.state == "queued" and summary.waiting == 3
+    # two from the limited registry, and both local layouts: the limit is per registry
+    assert sorted(o.reference for o in summary.outcomes) == sorted(
+        [f"{server.host}/vendor/app:0", f"{server.host}/vendor/app:1", "local/app:0", "local/app:1"])
+    assert summary.next_at == T0 + 3600
+    row = db.execute("SELECT state, done, waiting, next_run_at FROM tasks WHERE id=?", [task]).fetchone()
+    assert row == ("queued", 4, 3, "2026-01-01T01:00:00Z")
+
+    clock.t = T0 + 1800  # half an hour later nothing is due
+    assert run_pending(db, POLICY, clock) == []
+    clock.t = T0 + 3600
+    [s] = run_pending(db, POLICY, clock)
+    assert (len(s.outcomes), s.waiting, s.next_at) == (2, 1, T0 + 7200)
+    clock.t = T0 + 7200
+    [s] = run_pending(db, POLICY, clock)
+    assert (s.state, len(s.outcomes), s.waiting) == ("done", 1, 0)
+    starts = sorted(r[0] for r in db.execute("SELECT started_ts FROM task_items WHERE registry=?", [server.host]))
+    assert starts == [T0, T0, T0 + 3600, T0 + 3600, T0 + 7200]
+    assert all(b - a >= 3600 for a, b in zip(starts, starts[2:]))  # never three inside one hour
+    assert db.execute("SELECT COUNT(*) FROM scans WHERE status='done'").fetchone()[0] == 7
+
+
+def test_waiting_on_the_clock_finishes_in_one_run_and_the_policy_limit_applies_to_any_registry(tmp_path, server):
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    for i in range(3):
+        serve_image(server, "vendor/app", str(i), image(i))
+    db = database(tmp_path)
+    clock = FakeClock()
+    policy = {**POLICY, "registries": {server.host: {"images_per_hour": 1}}}
+    task = create_task(db, [f"registry:{server.host}/vendor/app:{i}" for i in range(3)], risks=["files"], clock=clock)
+    summary = TaskRunner(db, policy, clock).run(task, wait=3 * 3600)
+    assert (summary.state, len(summary.outcomes)) == ("done", 3)
+    assert clock.slept == [3600, 3600]  # slept on the fake clock, not the real one
+
+
+def test_concurrency_never_exceeds_the_setting(tmp_path):
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 6), risks=["files"], concurrency=2)
+    summary = TaskRunner(db, {}).run(task)
+    assert summary.state == "done" and len(summary.outcomes) == 6
+    assert summary.max_running == 2
+    intervals = db.execute("SELECT worker_started, worker_finished FROM task_items WHERE task_id=?", [task]).fetchall()
+    assert all(a and b and a <= b for a, b in intervals)
+    assert max_overlap(intervals) <= 2  # measured inside the workers
+    assert db.execute("SELECT max_running, progress FROM tasks WHERE id=?", [task]).fetchone() == (2, 1.0)
+
+
+def test_concurrency_bounds_a_bigger_dask_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 6), risks=["files"], concurrency=2, executor="dask")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None) as c, \
+            distributed.Client(c) as client:
+        summary = TaskRunner(db, {}, dask=client).run(task)
+    assert summary.state == "done" and summary.max_running == 2
+    intervals = db.execute("SELECT worker_started, worker_finished FROM task_items WHERE task_id=?", [task]).fetchall()
+    assert max_overlap(intervals) <= 2
+
+
+def max_overlap(intervals):
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda e: (e[0], e[1]))
+    best = cur = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_failures_are_retried_per_task_and_never_block_the_others(tmp_path, server):
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    serve_image(server, "vendor/flaky", "1", image(1))
+    serve_image(server, "vendor/good", "1", image(2))
+    good = server.routes["/v2/vendor/flaky/manifests/1"]
+    answers = iter([(500, {}, b"")])
+    server.routes["/v2/vendor/flaky/manifests/1"] = lambda req: next(answers, None) or good(req)
+    server.routes["/v2/vendor/broken/manifests/1"] = lambda req: (500, {}, b"")
+    db = database(tmp_path)
+    clock = FakeClock()
+    sources = [f"registry:{server.host}/vendor/{r}:1" for r in ("flaky", "broken", "good")]
+    task = create_task(db, sources, risks=["files"], retries=1, retry_delay=60, clock=clock)
+    summary = TaskRunner(db, POLICY, clock).run(task, wait=600)
+    items = {r[0].split("/")[-1]: r[1:] for r in db.execute(
+        "SELECT source, state, attempts, error FROM task_items WHERE task_id=?", [task])}
+    assert items["flaky:1"][:2] == ("done", 2)
+    assert items["good:1"][:2] == ("done", 1)
+    assert items["broken:1"][:2] == ("failed", 2) and "500" in items["broken:1"][2]
+    assert clock.slept == [60]
+    row = db.execute("SELECT state, done, failed, waiting FROM tasks WHERE id=?", [task]).fetchone()
+    assert row == ("done", 2, 1, 0)
+    assert summary.state == "done"
+
+
+def test_progress_is_visible_to_another_connection_while_the_task_runs(tmp_path):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 3), risks=["files"])
+    reader = connect(str(tmp_path / "t.db"))
+    seen = []
+
+    def look(item_id, state, error):
+        seen.append(reader.execute("SELECT state, done, progress FROM tasks WHERE id=?", [task]).fetchone())
+
+    TaskRunner(db, {}, on_item=look).run(task)
+    assert [s[0] for s in seen] == ["running"] * 3
+    assert [s[1] for s in seen] == [0, 1, 2]  # counted after each item is recorded
+    assert reader.execute("SELECT state, progress FROM tasks WHERE id=?", [task]).fetchone() == ("done", 1.0)
+
+
+def test_cli_scan_creates_a_task_and_rescan_scans_one_image_again(tmp_path):
+    a, b = image(1), image(2)
+    a.write_oci_layout(tmp_path / "oci", ref="demo/a:1")
+    b.write_oci_layout(tmp_path / "oci", ref="demo/b:1", append=True)
+    db = str(tmp_path / "cli.db")
+    cli = [sys.executable, "-m", "stowaway.ingest.cli"]
+    r = subprocess.run(cli + ["scan", f"oci:{tmp_path / 'oci'}", "--db", db, "--jobs", "2", "--no-progress",
+                              "--risk", "files"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(cli + ["rescan", "demo/b:1", "--db", db, "--risk", "files"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "rescanned demo/b:1" in r.stderr and "0 layers read, 1 cached" in r.stderr
+    r = subprocess.run(cli + ["tasks", "--db", db, "--json"], capture_output=True, text=True, timeout=60)
+    tasks = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(t["kind"], t["state"], t["total"], t["done"]) for t in tasks] == [("rescan", "done", 1, 1),
+                                                                             ("manual", "done", 1, 1)]
+    r = subprocess.run(cli + ["tasks", "show", str(tasks[0]["id"]), "--db", db, "--json"], capture_output=True,
+                       text=True, timeout=60)
+    assert json.loads(r.stdout)["source"] == f"oci:{tmp_path / 'oci'}:demo/b:1"
+    r = subprocess.run(cli + ["rescan", "nope:1", "--db", db], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no such image" in r.stderr
+
+
+def test_an_interrupted_task_puts_its_running_items_back(tmp_path):
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 2), risks=["files"])
+    with db.conn:  # as a killed run leaves it
+        db.conn.execute("UPDATE tasks SET state='running' WHERE id=?", [task])
+        db.conn.execute("UPDATE task_items SET state='running', attempts=1 WHERE task_id=?", [task])
+    summary = TaskRunner(db, {}).run(task)
+    assert summary.state == "done" and len(summary.outcomes) == 2
