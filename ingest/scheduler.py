@@ -77,6 +77,15 @@ def in_window(ts: float, start: str | None, end: str | None) -> bool:
     return a <= now < b if a <= b else (now >= a or now < b)
 
 
+def window_day(ts: float, start: str, end: str) -> int:
+    """The UTC day a window occurrence began on (a window crossing midnight began the day before)."""
+    day = int(ts // 86400)
+    t = time.gmtime(ts)
+    if _minutes(start) > _minutes(end) and t.tm_hour * 60 + t.tm_min < _minutes(end):
+        day -= 1
+    return day
+
+
 @dataclass
 class Policy:
     id: int
@@ -95,9 +104,16 @@ class Policy:
     last_run_at: float | None
 
     def due(self, now: float) -> bool:
-        if self.last_run_at is not None and now - self.last_run_at < self.every_days * 86400 - 60:
+        if not in_window(now, self.window_start, self.window_end):
             return False
-        return in_window(now, self.window_start, self.window_end)
+        if self.last_run_at is None:
+            return True
+        if self.window_start:
+            # with a window, "every N days" counts windows: a run at 03:00 and one at 02:00 two days on are due
+            days = window_day(now, self.window_start, self.window_end) - \
+                window_day(self.last_run_at, self.window_start, self.window_end)
+            return days >= max(1, round(self.every_days))
+        return now - self.last_run_at >= self.every_days * 86400 - 60
 
 
 COLUMNS = ["id", "name", "every_days", "window_start", "window_end", "updated_within_days", "repository_types",
