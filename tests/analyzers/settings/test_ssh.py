@@ -212,3 +212,11 @@ def test_config_reached_through_a_symlink():
 def test_sshd_config_mode():
     assert verdict(make_env({"/etc/ssh/sshd_config": File(HARDENED, mode=0o644)}), "ssh.sshd-config-mode") == "fail"
     assert verdict(make_env({"/etc/ssh/sshd_config": File(HARDENED, mode=0o600)}), "ssh.sshd-config-mode") == "pass"
+
+
+def test_keyword_equals_value_and_case():
+    env = make_env({"/etc/ssh/sshd_config": "permitrootlogin=YES\nX11FORWARDING = no\nMaxAuthTries=\"3\"\n"})
+    f = results(env, "ssh.permit-root-login")[0]
+    assert f.status == "fail" and "PermitRootLogin YES" in f.detail["evidence"]
+    assert verdict(env, "ssh.x11-forwarding") == "pass"
+    assert verdict(env, "ssh.max-auth-tries") == "pass"
