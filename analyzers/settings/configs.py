@@ -11,7 +11,7 @@ import re
 
 from ..base import Analyzer, register
 from . import baseline, container, password_policy, ssh  # noqa: F401  (they register their evaluators)
-from .env import Env
+from .env import Env, visible_records
 from .model import Result, baseline_of, catalog, run_checks, to_finding
 from .passwords import PASSWORD_CHECKS
 
@@ -55,11 +55,7 @@ class SettingsFiles(Analyzer):
         return [{"path": file.path, "text": text}]
 
     def collect(self, ctx, layers):
-        files: dict[str, tuple[str, int]] = {}
-        for index, records in enumerate(layers):
-            for r in records:
-                if ctx.fs.visible(r["path"], index):
-                    files[r["path"]] = (r["text"], index)
+        files = {path: (r["text"], layer) for path, (r, layer) in visible_records(ctx, layers).items()}
         base = baseline_of(ctx.os)
         env = Env(ctx, files, base)
         checks = [c for c in catalog().values() if c.id not in PASSWORD_CHECKS]

@@ -12,6 +12,16 @@ from fnmatch import fnmatchcase
 from functools import cached_property
 
 
+def visible_records(ctx, layers: list[list[dict]]) -> dict[str, tuple[dict, int]]:
+    """path -> (record, layer) of the per-layer records whose file is the copy the final image shows."""
+    out = {}
+    for index, records in enumerate(layers):
+        for r in records:
+            if ctx.fs.visible(r["path"], index):
+                out[r["path"]] = (r, index)
+    return out
+
+
 @dataclass(frozen=True)
 class ConfigText:
     path: str

@@ -31,7 +31,7 @@ from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, Fact, register
 from .crypt import MAX_PASSPHRASE, CryptUnavailable, libcrypt, scheme_of
-from .env import Env
+from .env import Env, visible_records
 from .model import Check, Result, baseline_of, catalog, evaluator, run_checks
 
 FILES = ("/etc/shadow", "/etc/passwd")
@@ -226,11 +226,7 @@ class WeakPasswords(Analyzer):
                  "budget_seconds": self.verifier.budget, "candidates": len(self.words)}]
 
     def collect(self, ctx, layers):
-        visible = {}
-        for index, records in enumerate(layers):
-            for r in records:
-                if ctx.fs.visible(r["path"], index):
-                    visible[r["path"]] = (r, index)
+        visible = visible_records(ctx, layers)
         env = Env(ctx, {}, baseline_of(ctx.os))
         env.password_files = visible  # type: ignore[attr-defined]
         if visible:
