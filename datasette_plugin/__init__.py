@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datasette import hookimpl
 
-from . import actions, config, facets, renderers, routes, schema
+from . import actions, config, facets, freshness, renderers, routes
 
 
 @hookimpl
@@ -17,16 +17,16 @@ def get_metadata(datasette, key, database, table):
 
 @hookimpl
 def startup(datasette):
-    async def create_views():
+    async def refresh_reports():
         for name in config.stowaway_databases(datasette):
-            db = datasette.get_database(name)
-            if db.is_mutable:
-                try:
-                    await db.execute_write_fn(schema.ensure, block=True)
-                except Exception:  # a read-only file: the pages fall back to the views' SELECTs
-                    pass
+            await freshness.refresh(datasette, name)
 
-    return create_views
+    return refresh_reports
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    return freshness.asgi_wrapper(datasette)
 
 
 @hookimpl

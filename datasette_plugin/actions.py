@@ -127,6 +127,9 @@ async def ignore_finding(db, finding_id: int, ignored: bool, reason: str) -> Non
                                [int(ignored), reason if ignored else None, finding_id])
         if cur.rowcount == 0:
             raise ActionError(f"no finding {finding_id}")
+        if schema.has_tables(conn):  # an update in place: the refresh check cannot see it, so redo the image now
+            schema.refresh(conn)
+            schema.rebuild(conn, {conn.execute("SELECT image_id FROM findings WHERE id = ?", [finding_id]).fetchone()[0]})
 
     await db.execute_write_fn(write, block=True)
 

@@ -38,14 +38,18 @@ def top_packages(rows):
 
 
 def trend(rows):
-    days = sorted({r["day"] for r in rows if r["day"]})
+    scans = sorted({(r["scan_id"], r["finished_at"], r["reference"]) for r in rows})
+    x = [f"{finished} · scan {scan_id}" for scan_id, finished, _ in scans]
     fig = go.Figure()
     for sev in SEVERITIES:
-        counts = {r["day"]: r["n"] for r in rows if r["severity"] == sev}
+        counts = {r["scan_id"]: r["n"] for r in rows if r["severity"] == sev}
         if counts:
-            fig.add_trace(go.Scatter(name=sev, x=days, y=[counts.get(d, 0) for d in days], mode="lines+markers",
-                                     stackgroup="one", line={"color": COLORS[sev]}))
-    return _layout(fig, "Vulnerabilities found by the scans of each day")
+            fig.add_trace(go.Scatter(name=sev, x=x, y=[counts.get(s[0], 0) for s in scans], mode="lines+markers",
+                                     stackgroup="one", line={"color": COLORS[sev]},
+                                     text=[s[2] for s in scans], hovertemplate="%{text}: %{y}"))
+    # one category per scan: scans of one minute would otherwise pile up on a time axis
+    fig.update_xaxes(type="category", showticklabels=len(scans) <= 30)
+    return _layout(fig, f"Failing findings recorded by each of the last {len(scans)} scans")
 
 
 def dashboard(data) -> list[dict]:

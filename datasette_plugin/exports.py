@@ -11,7 +11,7 @@ import io
 
 from datasette.filters import Filters
 
-from . import schema
+from . import queries, schema
 from .masking import mask_command
 
 REPORTS = {
@@ -58,8 +58,7 @@ def _query(report: str, view_sql: str, view_columns: list[str], pairs: list[tupl
 
 async def fetch(db, report: str, pairs, image_id=None) -> tuple[list[str], list[tuple]]:
     spec = REPORTS[report]
-    names = set(await db.table_names()) | set(await db.view_names())
-    view_sql = schema.source(names, spec["view"])
+    view_sql = schema.source(await queries.tables(db), spec["view"])
     view_columns = [d[0] for d in (await db.execute(f"SELECT * FROM {view_sql} LIMIT 0")).description]
     sql, params = _query(report, view_sql, view_columns, pairs, image_id)
 

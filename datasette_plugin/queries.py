@@ -6,11 +6,11 @@ import json
 
 from stowaway.ingest.model import SEVERITIES
 
-from . import schema
+from . import freshness, schema
 from .masking import mask_command, mask_env
 
 IMAGE_SORTS = {
-    "worst": "critical DESC, high DESC, vulnerabilities DESC, reference",
+    "worst": "critical DESC, high DESC, vulnerabilities DESC",
     "reference": "reference", "size": "size DESC", "created": "created DESC", "last_scan": "last_scan DESC",
     "vulnerabilities": "vulnerabilities DESC", "secrets": "secrets DESC", "malicious_files": "malicious_files DESC",
     "unsafe_settings": "unsafe_settings DESC", "packages": "packages DESC",
@@ -23,7 +23,11 @@ async def rows(db, sql, params=None, limit_ms=None):
 
 
 async def tables(db) -> set[str]:
-    return set(await db.table_names()) | set(await db.view_names())
+    """Tables and views to read; the report tables only while they are up to date."""
+    names = set(await db.table_names()) | set(await db.view_names())
+    if not freshness.is_fresh(db.ds, db.name):
+        names -= set(schema.SELECTS)
+    return names
 
 
 async def src(db, view: str) -> str:
@@ -41,7 +45,7 @@ async def images(db, latest_only=False, q="", sort="worst", page=1, page_size=10
     source = await src(db, "image_overview")
     total = (await db.execute(f"SELECT COUNT(*) FROM {source}{clause}", params)).rows[0][0]
     params.update(limit=page_size, offset=(page - 1) * page_size)
-    items = await rows(db, f"SELECT * FROM {source}{clause} ORDER BY {IMAGE_SORTS.get(sort, IMAGE_SORTS['worst'])}"
+    items = await rows(db, f"SELECT * FROM {source}{clause} ORDER BY {IMAGE_SORTS.get(sort, IMAGE_SORTS['worst'])}, reference, id"
                            " LIMIT :limit OFFSET :offset", params)
     return total, items
 
@@ -158,10 +162,9 @@ async def dashboard(db) -> dict:
     top_packages = await rows(db, f"SELECT package, ecosystem, COUNT(*) AS n, COUNT(DISTINCT image_id) AS images"
                                   f" FROM {vulns} WHERE ignored = 0 AND package IS NOT NULL"
                                   " GROUP BY package, ecosystem ORDER BY n DESC LIMIT 20")
-    trend = await rows(db, "SELECT substr(s.finished_at, 1, 10) AS day, f.severity, f.severity_rank,"
-                           " COUNT(*) AS n FROM scans s JOIN findings f ON f.scan_id = s.id"
-                           " WHERE s.status = 'done' AND f.kind = 'vulnerability' GROUP BY day, f.severity"
-                           " ORDER BY day")
-    scans_per_day = await rows(db, "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS scans FROM scans"
-                                   " WHERE status = 'done' GROUP BY day ORDER BY day")
-    return {"per_image": per_image, "top_packages": top_packages, "trend": trend, "scans_per_day": scans_per_day}
+    # the last 200 finished scans, each a point: how many failing findings it recorded, per severity
+    trend = await rows(db, "SELECT s.id AS scan_id, s.finished_at, s.reference, f.severity, COUNT(f.id) AS n"
+                           " FROM (SELECT id, finished_at, reference FROM scans WHERE status = 'done'"
+                           " ORDER BY id DESC LIMIT 200) s JOIN findings f ON f.scan_id = s.id"
+                           " WHERE f.status = 'fail' GROUP BY s.id, f.severity ORDER BY s.id")
+    return {"per_image": per_image, "top_packages": top_packages, "trend": trend}

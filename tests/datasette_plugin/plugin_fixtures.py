@@ -171,3 +171,25 @@ async def post_form(ds, page: str, action: str, data: dict, actor: dict | None =
         cookies["ds_csrftoken"] = got.cookies.get("ds_csrftoken")
         data = {**data, "csrftoken": match.group(1)}
     return await ds.client.post(action, data=data, cookies=cookies)
+
+
+_CORPUS_DB: dict[str, str] = {}
+
+
+def corpus_db_path(tmp_path_factory) -> str:
+    """The public corpus scanned once per test session by every installed analyzer, plus CVE-2021-44228
+    on log4j and one finding of each other kind in corpus/shop:1.0 (no advisory feed is imported here).
+    Read-only for its users: tests that write copy it."""
+    if "path" not in _CORPUS_DB:
+        from conftest import CORPUS
+        from stowaway.ingest.db import connect
+        from stowaway.ingest.pipeline import Scanner
+
+        path = str(tmp_path_factory.mktemp("corpus") / "corpus.db")
+        database = connect(path)
+        outcomes = Scanner(database, {}, progress=False).run([f"oci:{CORPUS / 'oci'}"])
+        assert all(o.status == "done" for o in outcomes), [o.error for o in outcomes]
+        add_findings(database, "corpus/shop:1.0", [LOG4J], [vuln_finding(*VULNS_V1[-1])] + other_findings())
+        database.conn.close()
+        _CORPUS_DB["path"] = path
+    return _CORPUS_DB["path"]

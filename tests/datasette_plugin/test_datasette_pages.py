@@ -14,7 +14,7 @@ from stowaway.datasette_plugin import schema
 from stowaway.ingest.model import SEVERITIES
 
 from plugin_fixtures import LOG4J, MASKED_SECRET, OPENSSL, RAW_ENV_SECRET, VULNS_V1, add_findings, \
-    datasette_for, db_name, demo_db, other_findings, vuln_finding  # noqa: F401 (demo_db is a fixture)
+    corpus_db_path, datasette_for, db_name, demo_db, other_findings, vuln_finding  # noqa: F401 (demo_db is a fixture)
 
 
 def run(coro):
@@ -248,8 +248,9 @@ def test_immutable_database_works_without_the_views(demo_db):
     # as a scanner that never loaded the plugin leaves it (in this process, connect() applies every
     # schema part imported so far, the plugin's included)
     with sqlite3.connect(demo_db) as conn:
-        for view in schema.SELECTS:
-            conn.execute(f"DROP VIEW IF EXISTS [{view}]")
+        for name, kind in conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall():
+            if name in schema.SELECTS or name == schema.STATE_TABLE:
+                conn.execute(f"DROP {kind.upper()} [{name}]")
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_parts'").fetchone():
             conn.execute("DELETE FROM schema_parts WHERE name = 'plugin_views'")
     with sqlite3.connect(demo_db) as conn:  # immutable=1 readers ignore the WAL
@@ -260,8 +261,8 @@ def test_immutable_database_works_without_the_views(demo_db):
     got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/image/2", "/-/stowaway/vulnerability/CVE-2021-44228",
                            "/-/stowaway/dashboard", "/-/stowaway/export/vulnerabilities.csv"]))
     assert {p: r.status_code for p, r in got.items()} == {p: 200 for p in got}
-    views = run(ds.get_database(name).view_names())
-    assert "vulnerabilities_view" not in views  # nothing was written
+    names = run(ds.get_database(name).view_names()) + run(ds.get_database(name).table_names())
+    assert "vulnerabilities_view" not in names  # nothing was written
     # section links fall back to the core findings_view, narrowed to the kind
     assert f"/{name}/findings_view?image_id=2&amp;kind=vulnerability" in got["/-/stowaway/image/2"].text
     assert len(list(csv.DictReader(io.StringIO(got["/-/stowaway/export/vulnerabilities.csv"].text)))) == 9
@@ -281,13 +282,9 @@ def test_empty_sections_say_so(scan, tmp_path):
 
 
 @corpus
-def test_corpus_pages(scan, tmp_path):
+def test_corpus_pages(tmp_path_factory):
     """The public corpus, scanned by every installed analyzer, plus the hand-written findings."""
-    database, outcomes = scan(f"oci:{CORPUS / 'oci'}")
-    assert all(o.status == "done" for o in outcomes), [o.error for o in outcomes]
-    add_findings(database, "corpus/shop:1.0", [LOG4J], [vuln_finding(*VULNS_V1[-1])] + other_findings())
-    database.conn.close()
-    path = str(tmp_path / "scan.db")
+    path = corpus_db_path(tmp_path_factory)
     ds = datasette_for(path)
     name = db_name(path)
     image_id = run(ds.get_database(name).execute("SELECT id FROM images WHERE reference = 'corpus/shop:1.0'")).first()[0]
@@ -301,3 +298,30 @@ def test_corpus_pages(scan, tmp_path):
     results = facet(ds, f"/{name}/findings_view.json?_facet_severity=severity")["severity"]["results"]
     values = [r["value"] for r in results]
     assert values == [s for s in SEVERITIES if s in values] and "critical" in values
+
+
+def test_report_tables_follow_the_database(demo_db):
+    """Rows deleted or added behind Datasette's back (a rematch, a scan) show on the next request."""
+    from stowaway.ingest.db import connect
+
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+
+    def vulns():
+        rows = run(ds.client.get(f"/{name}/vulnerabilities_view.json?image=demo/app:1.0&_shape=array&_size=max")).json()
+        return sorted(r["vulnerability_id"] for r in rows)
+
+    assert "CVE-2021-44228" in vulns()
+    database = connect(demo_db)
+    with database.conn:  # as a rematch does: the image's vulnerability findings replaced
+        database.conn.execute("DELETE FROM vulnerability_details WHERE finding_id IN (SELECT id FROM findings"
+                              " WHERE image_id = 2 AND kind = 'vulnerability')")
+        database.conn.execute("DELETE FROM findings WHERE image_id = 2 AND kind = 'vulnerability'")
+    assert vulns() == []
+    assert '<td>1.0</td>' in run(ds.client.get("/-/stowaway/images?sort=vulnerabilities")).text.split(
+        'class="sw-image-row"')[2]  # demo/app:1.0 is no longer the worst
+    add_findings(database, "demo/app:1.0", [], [vuln_finding("CVE-2099-0001", "high", 8.1, "", OPENSSL)])
+    database.conn.close()
+    assert vulns() == ["CVE-2099-0001"]
+    overview = run(ds.client.get(f"/{name}/image_overview.json?reference=demo/app:1.0&_shape=array")).json()[0]
+    assert (overview["vulnerabilities"], overview["critical"], overview["high"]) == (1, 0, 1)

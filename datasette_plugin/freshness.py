@@ -1,0 +1,56 @@
+"""Keeps the report tables current: before a request reads a Stowaway database, rebuild the rows
+that new scans, rematches or deletions made stale (schema.refresh), when Datasette may write.
+
+The check is a read (a few primary-key aggregates), so a request during a long scan does not wait
+for the scan's write lock; only a stale database pays for the rebuild, once.
+"""
+from __future__ import annotations
+
+from . import config, schema
+
+SKIP = ("/-/static", "/-/stowaway/plotly.min.js", "/favicon.ico")
+
+
+def fresh_map(datasette) -> dict[str, bool]:
+    return datasette.__dict__.setdefault("_stowaway_fresh", {})
+
+
+def is_fresh(datasette, name: str) -> bool:
+    return fresh_map(datasette).get(name, False)
+
+
+async def refresh(datasette, name: str) -> bool:
+    db = datasette.get_database(name)
+    fresh = await db.execute_fn(schema.is_fresh)
+    if not fresh and db.is_mutable:
+        try:
+            await db.execute_write_fn(schema.refresh, block=True)
+            fresh = True
+        except Exception:  # a read-only file, or a scan holding the lock: read the SELECTs instead
+            fresh = False
+    fresh_map(datasette)[name] = fresh
+    return fresh
+
+
+def databases_for(datasette, path: str) -> list[str]:
+    if path.startswith(SKIP):
+        return []
+    names = config.stowaway_databases(datasette)
+    if path.startswith("/-/stowaway"):
+        return names
+    first = path.split("/")[1] if path.count("/") >= 1 else ""
+    first = first.split(".")[0]
+    return [first] if first in names else []
+
+
+def asgi_wrapper(datasette):
+    def wrap(app):
+        async def refreshed(scope, receive, send):
+            if scope.get("type") == "http":
+                for name in databases_for(datasette, scope.get("path", "")):
+                    await refresh(datasette, name)
+            await app(scope, receive, send)
+
+        return refreshed
+
+    return wrap

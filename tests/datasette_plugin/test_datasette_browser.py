@@ -1,0 +1,110 @@
+"""The UI once in real headless Chromium: image list -> an image's report -> its vulnerabilities.
+
+Needs Debian's chromium and chromium-driver (`apt-get install -y chromium chromium-driver`) and
+selenium; skipped without them. Screenshots land in the test's tmp dir (kept by pytest as artifacts).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import CORPUS
+from plugin_fixtures import corpus_db_path, demo_db  # noqa: F401 (demo_db is a fixture)
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                       reason="needs Debian's chromium and chromium-driver"),
+]
+selenium = pytest.importorskip("selenium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(request, tmp_path, tmp_path_factory):
+    """`stowaway serve` on the corpus database when the corpus is present, else on the demo images."""
+    if (CORPUS / "expected.json").exists():
+        path, target = corpus_db_path(tmp_path_factory), ("corpus/shop", "1.0")
+    else:
+        path, target = request.getfixturevalue("demo_db"), ("demo/app", "1.0")
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "stowaway"), "serve", path,
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/-/stowaway/images", timeout=5).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.3)
+    yield base, target
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1800"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def test_image_list_to_vulnerabilities(served, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, (repository, tag) = served
+    browser.get(base + "/-/stowaway/images")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.sw-image-row")
+    row = next(r for r in rows if r.find_element(By.CSS_SELECTOR, "a.sw-image-link").text == repository
+               and tag in [td.text for td in r.find_elements(By.TAG_NAME, "td")])
+    browser.save_screenshot(str(tmp_path / "images.png"))
+    row.find_element(By.CSS_SELECTOR, "a.sw-image-link").click()
+
+    section = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.ID, "vulnerabilities")))
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"{repository}:{tag}"
+    assert section.find_element(By.TAG_NAME, "h2").text.startswith("Vulnerabilities")
+    assert "CVE-2021-44228" in section.text and "critical" in section.text
+    browser.execute_script("arguments[0].scrollIntoView()", section)
+    browser.save_screenshot(str(tmp_path / "report.png"))
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+    # the vulnerability's own page, one click away
+    section.find_element(By.LINK_TEXT, "CVE-2021-44228").click()
+    WebDriverWait(browser, 30).until(EC.title_is("CVE-2021-44228"))
+    assert "GHSA-jfh8-c2jp-5v3q" in browser.find_element(By.CSS_SELECTOR, ".sw-facts").text
+
+    # the dashboard draws with the plotly.js the server bundles (there is no network to fetch one)
+    browser.get(base + "/-/stowaway/dashboard")
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".sw-plot .main-svg")) >= 2)
+    browser.save_screenshot(str(tmp_path / "dashboard.png"))
