@@ -6,6 +6,7 @@ can only be streamed once (layers are analyzed as they pass, images matched at t
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -243,11 +244,14 @@ def _random_access(tree: Tree, text: str, transport: str, ref: str, limits: Limi
         yield spec
 
 
-def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits):
-    """One front-to-back pass over a compressed archive: small JSON kept, layers handed on as they pass."""
+def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits, fileobj=None):
+    """One front-to-back pass over a compressed archive: small JSON kept, layers handed on as they pass.
+
+    `fileobj`, when given, is read instead of `location`: any forward-only stream of the archive
+    (the Docker engine's `save` output)."""
     files: dict[str, bytes] = {}
     layer_keys: set[str] = set()
-    with open(location, "rb", buffering=CHUNK) as raw:
+    with (open(location, "rb", buffering=CHUNK) if fileobj is None else contextlib.nullcontext(fileobj)) as raw:
         stream, _ = open_outer(raw, limits, text)
         try:
             tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")
