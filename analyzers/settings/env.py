@@ -51,6 +51,8 @@ class Env:
         self.ctx = ctx
         self.files = files  # real path -> (text, layer of the visible copy)
         self.baseline = baseline
+        self.password_files: dict[str, tuple[dict, int]] = {}  # weak-passwords records of the visible copies
+        self.memo: dict[str, object] = {}  # parsed configurations shared by the checks of one image
 
     # --- image --------------------------------------------------------------------------------
     @property

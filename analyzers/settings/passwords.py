@@ -228,7 +228,7 @@ class WeakPasswords(Analyzer):
     def collect(self, ctx, layers):
         visible = visible_records(ctx, layers)
         env = Env(ctx, {}, baseline_of(ctx.os))
-        env.password_files = visible  # type: ignore[attr-defined]
+        env.password_files = visible
         if visible:
             yield Fact("weak_passwords", {
                 path: {k: r[k] for k in ("tried", "weak", "seconds", "exhausted", "budget_seconds", "candidates", "error")}
@@ -239,7 +239,7 @@ class WeakPasswords(Analyzer):
 
 def effective_accounts(env: Env) -> list[tuple[dict, str, int]]:
     """(account, file, layer): /etc/passwd's own password field overrides /etc/shadow, as pam_unix reads them."""
-    files = getattr(env, "password_files", {})
+    files = env.password_files
     out: dict[str, tuple[dict, str, int]] = {}
     for path in ("/etc/shadow", "/etc/passwd"):
         if path in files:

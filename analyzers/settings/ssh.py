@@ -160,13 +160,10 @@ def _splice(env: Env, conf, outer_match: str, out: list, depth: int, active: set
         out.append(Directive(keyword, value, conf.path, n, conf.layer, match))
 
 
-_CACHE_ATTR = "_sshd_config"
-
-
 def sshd_config(env: Env) -> SshdConfig | None:
-    if not hasattr(env, _CACHE_ATTR):
-        setattr(env, _CACHE_ATTR, parse(env))
-    return getattr(env, _CACHE_ATTR)
+    if "sshd_config" not in env.memo:
+        env.memo["sshd_config"] = parse(env)
+    return env.memo["sshd_config"]
 
 
 def _seconds(text: str) -> str:
