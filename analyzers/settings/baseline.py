@@ -83,3 +83,20 @@ def duplicate_names(env: Env, check: Check) -> Iterable[Result]:
     yield Result(check.id, "fail" if problems else "pass",
                  "; ".join(problems[:10]) if problems else f"{conf.path}: user names and UIDs are unique",
                  path=conf.path, layer_index=conf.layer, target=conf.path)
+
+
+@evaluator("baseline.su-restricted")
+def su_restricted(env: Env, check: Check) -> Iterable[Result]:
+    from .password_policy import parse_pam
+
+    conf = env.read("/etc/pam.d/su")
+    if conf is None:
+        yield Result(check.id, "not_applicable", "no /etc/pam.d/su in the image", target="/etc/pam.d/su")
+        return
+    wheel = next((l for l in parse_pam(env, conf, "auth") if l.module == "pam_wheel.so"), None)
+    if wheel is None:
+        yield Result(check.id, "fail", f"{conf.path}: no active pam_wheel.so auth line: any user may su to root",
+                     path=conf.path, layer_index=conf.layer, target=conf.path)
+    else:
+        yield Result(check.id, "pass", wheel.evidence(), path=wheel.path, line=wheel.line, layer_index=wheel.layer,
+                     target=wheel.path)

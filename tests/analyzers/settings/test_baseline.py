@@ -52,6 +52,26 @@ def test_root_gid_legacy_entries_and_duplicates():
     assert f.status == "fail" and "UID 1000 of b" in f.detail["evidence"] and "user name a repeats" in f.detail["evidence"]
 
 
+def test_cron_modes():
+    from imagebuilder import Dir, File
+
+    assert verdict(build_env({"/etc/crontab": File("x", mode=0o644)}), "baseline.crontab-mode") == "fail"
+    assert verdict(build_env({"/etc/crontab": File("x", mode=0o600)}), "baseline.crontab-mode") == "pass"
+    assert verdict(build_env({"/etc/cron.d": Dir(0o755)}), "baseline.cron-d-mode") == "fail"
+    assert verdict(build_env({"/etc/cron.d": Dir(0o700)}), "baseline.cron-d-mode") == "pass"
+    assert verdict(build_env({"/etc/hostname": "x"}), "baseline.crontab-mode") == "not_applicable"
+
+
+def test_su_restricted_to_wheel():
+    commented = "auth       sufficient pam_rootok.so\n# auth       required   pam_wheel.so use_uid\n"
+    f = results(build_env({"/etc/pam.d/su": commented}), "baseline.su-restricted")[0]
+    assert f.status == "fail" and f.path == "/etc/pam.d/su"
+    active = "auth       sufficient pam_rootok.so\nauth       required   pam_wheel.so use_uid\n"
+    f = results(build_env({"/etc/pam.d/su": active}, "centos", "7"), "baseline.su-restricted")[0]
+    assert f.status == "pass" and f.detail["line"] == 2
+    assert verdict(build_env({"/etc/hostname": "x"}), "baseline.su-restricted") == "not_applicable"
+
+
 def test_benchmark_follows_the_os_baseline():
     for family, version, name in [("centos", "7", "CIS CentOS Linux 7"), ("openeuler", "22.03-LTS", "EulerOS 2.0"),
                                   ("ubuntu", "22.04", "CIS Ubuntu Linux 16.04"), ("debian", "12", "CIS Debian Linux 10")]:
