@@ -24,9 +24,61 @@ LISTED = 25
 CONFIG = "image config"
 
 
-def _listing(items: list[str]) -> str:
+SAMPLE = 200  # entries kept per kind of interesting file; counts stay exact
+
+
+class Sample:
+    """How many entries matched, and the first SAMPLE of them (an image may hold millions)."""
+
+    def __init__(self):
+        self.count = 0
+        self.items: list[tuple] = []
+
+    def add(self, info, layer) -> None:
+        self.count += 1
+        if len(self.items) < SAMPLE:
+            self.items.append((info, layer))
+
+
+class FileFacts:
+    """One pass over the final filesystem's metadata for every check that needs modes and owners."""
+
+    def __init__(self, env: Env):
+        from .ssh import HOST_KEY
+
+        self.special, self.unexpected = Sample(), Sample()
+        self.writable_files, self.writable_dirs = Sample(), Sample()
+        self.unowned, self.host_keys = Sample(), Sample()
+        uids = {a.uid for a in env.accounts}
+        gids = set(env.groups.values()) | {a.gid for a in env.accounts}
+        for info, layer in env.fs.walk():
+            if info.path.startswith(PSEUDO_DIRS):
+                continue
+            if uids and (info.uid not in uids or info.gid not in gids):
+                self.unowned.add(info, layer)
+            if info.is_file:
+                if info.mode & 0o6000:
+                    self.special.add(info, layer)
+                    if not info.path.startswith(SYSTEM_DIRS):
+                        self.unexpected.add(info, layer)
+                if info.mode & 0o002:
+                    self.writable_files.add(info, layer)
+                if HOST_KEY.match(info.path):
+                    self.host_keys.add(info, layer)
+            elif info.type == DIR and info.mode & 0o002 and not info.mode & 0o1000:
+                self.writable_dirs.add(info, layer)
+
+
+def file_facts(env: Env) -> FileFacts:
+    if "file_facts" not in env.memo:
+        env.memo["file_facts"] = FileFacts(env)
+    return env.memo["file_facts"]
+
+
+def _listing(items: list[str], count: int | None = None) -> str:
+    count = len(items) if count is None else count
     shown = ", ".join(items[:LISTED])
-    return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
+    return shown + (f" and {count - min(len(items), LISTED)} more" if count > min(len(items), LISTED) else "")
 
 
 @evaluator("container.non-root-user")
@@ -135,62 +187,62 @@ def update_alone(env: Env, check: Check) -> Iterable[Result]:
                      target=CONFIG)
 
 
-def _special(env: Env):
-    for info, layer in env.entries:
-        if info.is_file and info.mode & 0o6000:
-            yield info, layer
-
-
 @evaluator("container.setuid-setgid")
 def setuid_setgid(env: Env, check: Check) -> Iterable[Result]:
-    found = list(_special(env))
-    if not found:
+    found = file_facts(env).special
+    if not found.count:
         yield Result(check.id, "pass", "no setuid or setgid file", target="/")
         return
-    info, layer = found[0]
-    yield Result(check.id, "fail", f"{len(found)} setuid/setgid files: "
-                 + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found]),
+    info, layer = found.items[0]
+    yield Result(check.id, "fail", f"{found.count} setuid/setgid files: "
+                 + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found.items], found.count),
                  path=info.path, layer_index=layer, target="/")
 
 
 @evaluator("container.setuid-unexpected")
 def setuid_unexpected(env: Env, check: Check) -> Iterable[Result]:
     """A setuid/setgid file outside the system directories is no distribution's doing: often a planted shell."""
-    found = [(i, l) for i, l in _special(env) if not i.path.startswith(SYSTEM_DIRS)]
-    for info, layer in found:
+    found = file_facts(env).unexpected
+    for info, layer in found.items[:LISTED]:
         owner = "root" if info.uid == 0 else f"uid {info.uid}"
         kind = "setuid" if info.mode & 0o4000 else "setgid"
         yield Result(check.id, "fail", f"{info.path}: {kind} {owner}, mode {info.mode & 0o7777:04o}, outside the system"
                      " directories", path=info.path, layer_index=layer, target=info.path)
-    if not found:
+    if found.count > LISTED:
+        yield _more(check, found, "setuid/setgid files outside the system directories")
+    if not found.count:
         yield Result(check.id, "pass", "every setuid/setgid file is in a system directory", target="/")
+
+
+def _more(check: Check, found: Sample, what: str) -> Result:
+    """The entries past the ones reported one by one, as one result."""
+    info, layer = found.items[LISTED]
+    return Result(check.id, "fail", f"{found.count - LISTED} more {what}: "
+                  + _listing([i.path for i, _ in found.items[LISTED:]], found.count - LISTED),
+                  path=info.path, layer_index=layer, target="/")
 
 
 @evaluator("container.world-writable-files")
 def world_writable_files(env: Env, check: Check) -> Iterable[Result]:
-    found = [(i, l) for i, l in env.entries
-             if i.is_file and i.mode & 0o002 and not i.path.startswith(PSEUDO_DIRS)]
-    for info, layer in found[:LISTED]:
+    found = file_facts(env).writable_files
+    for info, layer in found.items[:LISTED]:
         yield Result(check.id, "fail", f"{info.path}: world-writable, mode {info.mode & 0o7777:04o}", path=info.path,
                      layer_index=layer, target=info.path)
-    if len(found) > LISTED:
-        info, layer = found[LISTED]
-        yield Result(check.id, "fail", f"{len(found) - LISTED} more world-writable files: "
-                     + _listing([i.path for i, _ in found[LISTED:]]), path=info.path, layer_index=layer, target="/")
-    if not found:
+    if found.count > LISTED:
+        yield _more(check, found, "world-writable files")
+    if not found.count:
         yield Result(check.id, "pass", "no world-writable regular file", target="/")
 
 
 @evaluator("container.world-writable-dirs")
 def world_writable_dirs(env: Env, check: Check) -> Iterable[Result]:
-    found = [(i, l) for i, l in env.entries
-             if i.type == DIR and i.mode & 0o002 and not i.mode & 0o1000 and not i.path.startswith(PSEUDO_DIRS)]
-    if not found:
+    found = file_facts(env).writable_dirs
+    if not found.count:
         yield Result(check.id, "pass", "every world-writable directory has the sticky bit", target="/")
         return
-    info, layer = found[0]
-    yield Result(check.id, "fail", f"{len(found)} world-writable directories without the sticky bit: "
-                 + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found]),
+    info, layer = found.items[0]
+    yield Result(check.id, "fail", f"{found.count} world-writable directories without the sticky bit: "
+                 + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found.items], found.count),
                  path=info.path, layer_index=layer, target="/")
 
 
@@ -199,17 +251,14 @@ def unowned_files(env: Env, check: Check) -> Iterable[Result]:
     if not env.accounts:
         yield Result(check.id, "not_applicable", "no /etc/passwd in the image", target="/")
         return
-    uids = {a.uid for a in env.accounts}
-    gids = set(env.groups.values()) | {a.gid for a in env.accounts}
-    found = [(i, l) for i, l in env.entries if (i.uid not in uids or i.gid not in gids)
-             and not i.path.startswith(PSEUDO_DIRS)]
-    if not found:
+    found = file_facts(env).unowned
+    if not found.count:
         yield Result(check.id, "pass", "every file belongs to a known user and group", target="/")
         return
-    info, layer = found[0]
-    yield Result(check.id, "fail", f"{len(found)} files or directories owned by no known user or group: "
-                 + _listing([f"{i.path} ({i.uid}:{i.gid})" for i, _ in found]), path=info.path, layer_index=layer,
-                 target="/")
+    info, layer = found.items[0]
+    yield Result(check.id, "fail", f"{found.count} files or directories owned by no known user or group: "
+                 + _listing([f"{i.path} ({i.uid}:{i.gid})" for i, _ in found.items], found.count),
+                 path=info.path, layer_index=layer, target="/")
 
 
 @evaluator("container.duplicate-uid0")

@@ -92,11 +92,6 @@ class Env:
                 out.append(self.read(path))
         return [c for c in out if c is not None]
 
-    @cached_property
-    def entries(self):
-        """Every visible entry with its layer, walked once per image (modes and owners, no content)."""
-        return list(self.fs.walk())
-
     def layer_of(self, path: str) -> int | None:
         real = self.fs.resolve(path)
         return self.fs.layer_of(real) if real else None

@@ -282,7 +282,9 @@ HOST_KEY = re.compile(r"^/etc/ssh/ssh_host_[a-z0-9]+_key$")
 @evaluator("ssh.host-private-keys")
 def host_private_keys(env: Env, check: Check) -> Iterable[Result]:
     """Host keys baked into an image are shared by every container made from it: one stolen, all spoofable."""
-    keys = [(info, layer) for info, layer in env.entries if info.is_file and HOST_KEY.match(info.path)]
+    from .container import file_facts
+
+    keys = file_facts(env).host_keys.items
     if not keys:
         if sshd_config(env) is None:
             yield _no_server(check)

@@ -80,6 +80,19 @@ def test_many_world_writable_files_are_summarized():
     assert len(found) == 26 and "5 more world-writable files" in found[-1].detail["evidence"]
 
 
+def test_counts_stay_exact_past_the_kept_sample():
+    from stowaway.analyzers.settings.container import SAMPLE
+
+    n = SAMPLE + 50
+    env = image(files={f"/data/f{i:04}": File("x", mode=0o4777, uid=4242) for i in range(n)})
+    files = results(env, "container.world-writable-files")
+    assert files[-1].detail["evidence"].startswith(f"{n - 25} more world-writable files: /data/f0025")
+    assert files[-1].detail["evidence"].endswith(f"and {n - 50} more")
+    assert results(env, "container.setuid-setgid")[0].detail["evidence"].startswith(f"{n} setuid/setgid files")
+    assert results(env, "container.unowned-files")[0].detail["evidence"].startswith(f"{n} files or directories")
+    assert len(results(env, "container.setuid-unexpected")) == 26
+
+
 def test_unowned_files():
     env = image(files={"/opt/app/x": File("x", uid=501, gid=20)})
     f = results(env, "container.unowned-files")[0]
