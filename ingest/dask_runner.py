@@ -13,7 +13,7 @@ from .model import ScanError
 class DaskExecutor:
     """`address` is a scheduler address ('tcp://host:8786') or an existing distributed.Client."""
 
-    def __init__(self, address, slots: int | None = None):
+    def __init__(self, address, slots: int | None = None, timeout: float = 30):
         try:
             from distributed import Client
         except ImportError:
@@ -22,7 +22,7 @@ class DaskExecutor:
             self.client, self.owned = address, False
         else:
             try:
-                self.client, self.owned = Client(address, timeout=30, set_as_default=False), True
+                self.client, self.owned = Client(address, timeout=timeout, set_as_default=False), True
             except (OSError, TimeoutError) as exc:
                 raise ScanError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self._slots = slots
@@ -44,7 +44,8 @@ class DaskExecutor:
         from distributed import wait
 
         try:
-            done, _ = wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+            with self.client.as_current():  # wait() looks for a default client; ours is not one
+                done, _ = wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             return set()
         return done

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -498,7 +499,9 @@ _WORKER_ANALYSES: dict[tuple, Analysis] = {}
 
 def run_job(job: Job) -> list[ImageResult]:
     """Runs in a worker process (local or Dask): analysis only, results go back to the writer."""
-    key = (job.db_path, json.dumps(job.policy, sort_keys=True, default=str), job.risks, job.analyzer_names)
+    # per thread: a Dask worker runs several jobs at once in threads, and analyzers keep per-scan state
+    key = (threading.get_ident(), job.db_path, json.dumps(job.policy, sort_keys=True, default=str), job.risks,
+           job.analyzer_names)
     try:
         analysis = _WORKER_ANALYSES.get(key)
         if analysis is None:

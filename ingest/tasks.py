@@ -208,7 +208,8 @@ class TaskRunner:
             if self.dask is not None:
                 from .dask_runner import DaskExecutor
 
-                executor = DaskExecutor(self.dask, slots=concurrency)
+                executor = DaskExecutor(self.dask, slots=concurrency,
+                                        timeout=float((self.policy.get("scan") or {}).get("dask_timeout", 30)))
             else:
                 executor = LocalExecutor(concurrency)
         started_at = iso(self.clock.now())

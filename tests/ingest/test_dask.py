@@ -82,3 +82,29 @@ def test_a_failing_source_fails_alone_in_workers(tmp_path):
     assert [s for s, _ in by_status] == ["done", "done", "failed"]
     failed = database.execute("SELECT error FROM scans WHERE status = 'failed'").fetchone()[0]
     assert "broken.tar" in failed
+
+
+def test_cli_scan_on_a_dask_scheduler_address(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    distributed = pytest.importorskip("distributed")
+    sources = images(tmp_path, 2)
+    db = str(tmp_path / "cli.db")
+    policy = tmp_path / "policy.toml"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        policy.write_text(f'[scan]\ndask = "{cluster.scheduler_address}"\n')
+        r = subprocess.run([sys.executable, "-m", "stowaway.ingest.cli", "scan", *sources, "--db", db, "--config",
+                            str(policy), "--risk", "files", "--no-progress"], capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+        assert "run_job" in cluster.scheduler.task_prefixes  # the analysis ran on the cluster
+    assert r.stderr.count("scanned demo/app:") == 2
+    r = subprocess.run([sys.executable, "-m", "stowaway.ingest.cli", "tasks", "--db", db, "--json"],
+                       capture_output=True, text=True, timeout=60)
+    task = json.loads(r.stdout.splitlines()[0])
+    assert (task["executor"], task["state"], task["done"]) == ("dask", "done", 2)
+    r = subprocess.run([sys.executable, "-m", "stowaway.ingest.cli", "scan", sources[0], "--db", db, "--dask",
+                        "tcp://127.0.0.1:1", "--set", "scan.dask_timeout=2", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "cannot reach the Dask scheduler" in r.stderr
