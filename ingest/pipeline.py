@@ -179,7 +179,10 @@ class Analysis:
         claimed: set[str] = set()  # diff_ids of layers read in this pass and handed to an earlier image
         produced = False
         try:
-            events = open_source(source, self.limits, **(self.policy.get("source_options") or {}))
+            options = dict(self.policy.get("source_options") or {})
+            if self.policy.get("registries"):  # per-host settings: [registries."HOST"] ca, insecure, ...
+                options.setdefault("registries", self.policy["registries"])
+            events = open_source(source, self.limits, **options)
             for ev in _progress(events, self.progress, source):
                 if isinstance(ev, LayerBlob):
                     pending[ev.key] = self._offer(ev, source)
@@ -602,7 +605,19 @@ def split_reference(ref: str) -> tuple[str, str]:
 
 def _policy_record(policy: dict) -> dict:
     """The policy in force, as recorded with the scan (credentials never among it)."""
-    return {k: v for k, v in policy.items() if k not in ("source_options", "credentials")}
+    return _without_secrets({k: v for k, v in policy.items() if k not in ("source_options", "credentials")})
+
+
+_SECRET_KEYS = ("password", "token", "auth", "secret", "credential")
+
+
+def _without_secrets(value):
+    if isinstance(value, dict):
+        return {k: _without_secrets(v) for k, v in value.items()
+                if not any(s in str(k).lower() for s in _SECRET_KEYS)}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
 
 
 def finding_fingerprint(f: Finding, pkg: Package | None) -> str:

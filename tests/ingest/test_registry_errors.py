@@ -152,6 +152,22 @@ def test_bearer_token_challenge_flow(tmp_path, server):
     assert out[0].status == "failed" and "token service" in out[0].error and "401" in out[0].error
 
 
+def test_per_host_policy_settings_and_credentials_are_used_but_never_stored(tmp_path, server):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    serve_image(server, "team/app", "1", image())
+    good = server.routes["/v2/team/app/manifests/1"]
+    server.routes["/v2/team/app/manifests/1"] = lambda req: good(req) if req.headers.get("Authorization") == \
+        "Basic dTpwYXNzLWluLXBvbGljeQ==" else (401, {"WWW-Authenticate": 'Basic realm="r"'}, b"")
+    database = connect(str(tmp_path / "p.db"))
+    policy = {"registries": {server.host: {"scheme": "http", "username": "u", "password": "pass-in-policy"}}}
+    out = Scanner(database, policy, progress=False, risks=["files"]).run([f"registry:{server.host}/team/app:1"])
+    assert out[0].status == "done", out
+    recorded = database.execute("SELECT policy FROM scans").fetchone()[0]
+    assert server.host in recorded and "pass-in-policy" not in "\n".join(database.conn.iterdump())
+
+
 def test_unparseable_references_fail_clearly(tmp_path):
     _, out = scan_all(tmp_path, ["registry:noslash", "registry:host.example/UPPER:1"])
     assert [o.status for o in out] == ["failed", "failed"]
