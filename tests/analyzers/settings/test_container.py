@@ -122,6 +122,16 @@ def test_file_modes_and_owners():
     assert verdict(build_env({"/etc/hostname": "x"}), "baseline.shadow-mode") == "not_applicable"
 
 
+@pytest.mark.parametrize("check_id,path,bad,good", [
+    ("baseline.group-mode", "/etc/group", File(GROUP, mode=0o664), File(GROUP, mode=0o644)),
+    ("baseline.shadow-backup-mode", "/etc/shadow-", File("x", mode=0o644, gid=42), File("x", mode=0o640, gid=42)),
+    ("baseline.gshadow-mode", "/etc/gshadow", File("x", mode=0o640, gid=1000), File("x", mode=0o600)),
+])
+def test_more_file_modes(check_id, path, bad, good):
+    assert verdict(image(files={path: bad}), check_id) == "fail"
+    assert verdict(image(files={path: good}), check_id) == "pass"
+
+
 @pytest.mark.parametrize("family,version,mode,gid,expected", [
     ("debian", "11", 0o640, 42, "pass"), ("ubuntu", "22.04", 0o640, 42, "pass"),
     ("centos", "7", 0o640, 42, "fail"), ("centos", "7", 0o000, 0, "pass"), ("openeuler", "22.03-LTS", 0o400, 0, "fail"),
