@@ -190,6 +190,8 @@ def test_scan_end_to_end_with_a_visible_and_a_replaced_shadow(scan, tmp_path):
     weak_rows = [u for u in report["unsafe_settings"] if u["category"] == "weak_password"]
     # only the final /etc/shadow counts: 'old' was replaced by layer 1, whose 'new' uses its user name
     assert [(u["target"], u["result"], u["layer_index"]) for u in weak_rows] == [("new", "fail", 1)]
+    empty = [u for u in report["unsafe_settings"] if u["check_id"] == "baseline.empty-passwords"]
+    assert [(u["result"], u["layer_index"]) for u in empty] == [("pass", 1)]
     # no hash anywhere: not in the report, not in the cached per-layer records
     from stowaway.ingest.pipeline import unpack
 
