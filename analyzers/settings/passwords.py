@@ -23,6 +23,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Iterable
@@ -69,6 +70,14 @@ def dedupe(items: Iterable[str]) -> list[str]:
     return out
 
 
+# Final verdicts of this process, by a digest of (candidate lists, account, hash): the same account
+# in another layer, image or scan of one process (a batch, a worker, a test run) is not verified
+# again. Memory only, bounded, and it holds no hash.
+_VERDICTS: OrderedDict[str, tuple[str, int]] = OrderedDict()
+_VERDICTS_MAX = 4096
+_VERDICTS_LOCK = threading.Lock()
+
+
 class Verifier:
     """Verifies accounts' hashes against candidates within a deadline, round-robin across accounts."""
 
@@ -76,8 +85,11 @@ class Verifier:
         self.words = words
         self.budget = budget
         self.workers = max(1, workers)
-        self.memo: dict[str, tuple[str, int]] = {}  # digest of (name, hash) -> final verdict; memory only
+        self.scope = hashlib.sha256("\n".join(words).encode()).hexdigest()
         self.lock = threading.Lock()
+
+    def _key(self, name: str, stored: str) -> str:
+        return hashlib.sha256(f"{self.scope}\0{name}\0{stored}".encode()).hexdigest()
 
     def candidates(self, name: str) -> list[str]:
         # what libcrypt cannot take as a passphrase would read as an unsupported hash
@@ -93,9 +105,11 @@ class Verifier:
             stored = hashes.get(acc["name"])
             if stored is None:
                 continue
-            key = hashlib.sha256(f"{acc['name']}\0{stored}".encode()).hexdigest()
-            if key in self.memo:
-                acc["status"], acc["tried"] = self.memo[key]
+            key = self._key(acc["name"], stored)
+            with _VERDICTS_LOCK:
+                known = _VERDICTS.get(key)
+            if known:
+                acc["status"], acc["tried"] = known
                 continue
             todo.append((acc, stored, key))
         try:
@@ -114,9 +128,12 @@ class Verifier:
             del acc["candidates"]
         exhausted = any(acc["status"] == "unverified" for acc, _, _ in todo)
         tried = sum(acc["tried"] for acc, _, _ in todo)
-        for acc, _, key in todo:
-            if acc["status"] in ("weak", "not_found", "unsupported"):
-                self.memo[key] = (acc["status"], acc["tried"])
+        with _VERDICTS_LOCK:
+            for acc, _, key in todo:
+                if acc["status"] in ("weak", "not_found", "unsupported"):
+                    _VERDICTS[key] = (acc["status"], acc["tried"])
+            while len(_VERDICTS) > _VERDICTS_MAX:
+                _VERDICTS.popitem(last=False)
         return {"tried": tried, "seconds": round(time.monotonic() - t0, 3), "exhausted": exhausted}
 
     def _interleave(self, todo):

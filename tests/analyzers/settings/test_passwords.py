@@ -137,12 +137,17 @@ def test_budget_stops_slow_schemes_and_counts_what_was_tried():
     assert all(a["tried"] >= 1 for a in accounts)
 
 
-def test_the_same_hash_in_another_layer_is_not_verified_twice():
+def test_the_same_hash_in_another_layer_or_scan_is_not_verified_twice():
     lib = libcrypt()
     text = shadow([("deploy", lib.crypt(b"k7#Vq9!zR2mW", lib.gensalt("$6$")))])
     analyzer, first = analyze(text)
     again = analyzer.analyze(LayerFile(FileInfo("/etc/shadow", "file", len(text), 0o640), text.encode(), 1))[0]
     assert first["accounts"] == again["accounts"] and again["seconds"] < first["seconds"]
+    _, other_scan = analyze(text)  # a new analyzer, as a later scan of the process builds
+    assert other_scan["accounts"] == first["accounts"] and other_scan["seconds"] < first["seconds"]
+    # another candidate list may judge the same hash otherwise: it is verified again
+    _, other_list = analyze(text, policy={"passwords": {"extra": ["k7#Vq9!zR2mW"]}})
+    assert other_list["accounts"][0]["status"] == "weak"
 
 
 def test_unsupported_scheme_and_legacy_passwd_hashes():
