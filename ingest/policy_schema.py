@@ -135,8 +135,8 @@ def _limits() -> dict[str, Check]:
 # a function checks its whole body (tables keyed by host).
 SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "limits": _limits(),
-    "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "retries": _int(0), "retry_delay": _number(),
-             "max_wait": _number()},
+    "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "dask_timeout": _number(0.001),
+             "retries": _int(0), "retry_delay": _number(), "max_wait": _number()},
     "registries": _per_host(REGISTRY_KEYS),
     "secrets": {
         "exclude_paths": _str_list(MAX_EXCLUDE_PATHS),
