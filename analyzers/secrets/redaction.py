@@ -7,6 +7,7 @@ replaces each secret value it finds in the config by its masked form.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from ..base import Analyzer, register
@@ -32,9 +33,22 @@ class ConfigRedaction(Analyzer):
         return ()
 
 
+# crypt(3) hashes ('echo admin:$6$salt$hash | chpasswd -e' in a RUN line): crackable offline, so
+# they are credentials too, though no secret rule reports them (the settings baseline does)
+CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]|5|6|y|gy|7|sha1|md5)\$[./A-Za-z0-9$,=]{8,}")
+
+
+def _mask_hash(m: re.Match) -> str:
+    text = m.group(0)
+    return text[: text.index("$", 1) + 1] + "…[hash masked]"
+
+
 def redact(spec, scanner: SecretScanner) -> int:
     """Replaces every secret found in spec.config (and the layer commands copied from it); returns how many."""
     found = {raw: scanner.masked(hit) for _s, _n, _l, hit, raw in scanner.config_hits(spec) if raw}
+    for h in spec.config.get("history") or []:
+        for m in CRYPT_HASH.finditer(h.get("created_by", "") if isinstance(h, dict) else ""):
+            found.setdefault(m.group(0), _mask_hash(m))
     if not found:
         return 0
     # longest first, so a secret that contains another is replaced whole
