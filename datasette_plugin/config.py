@@ -70,11 +70,11 @@ TABLES = {
         "title": "Base image",
         "facets": ["verdict", "image"],
     },
-    "findings_view": {
+    "findings_report": {
         "title": "All findings",
-        "description": "Every finding of every kind in each image's current scan.",
+        "description": "Every finding of every kind in each image's current scan, worst first.",
         "sort": "severity_rank",
-        "facets": [{"kind": "kind"}, SEVERITY_FACET, "image"],
+        "facets": [{"kind": "kind"}, SEVERITY_FACET, "status", "image"],
     },
     "findings": {"sort": "severity_rank", "facets": [{"kind": "kind"}, SEVERITY_FACET], "label_column": "title"},
     "images": {"label_column": "reference", "facets": ["os_family", "repository"]},

@@ -156,9 +156,13 @@ async def vulnerability(db, vuln_id: str) -> dict | None:
 
 async def dashboard(db) -> dict:
     vulns = await src(db, "vulnerabilities_view")
-    per_image = await rows(db, "SELECT i.reference AS image, f.severity, f.severity_rank, COUNT(*) AS n"
-                               " FROM findings f JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
-                               " WHERE f.ignored = 0 AND f.status = 'fail' GROUP BY f.image_id, f.severity")
+    overview = await src(db, "image_overview")
+    per_image = await rows(db, "SELECT reference AS image, failing_critical AS critical, failing_high AS high,"
+                               " failing_medium AS medium, failing_low AS low, failing_negligible AS negligible,"
+                               f" failing_unknown AS unknown FROM {overview}"
+                               " ORDER BY failing_critical DESC, failing_high DESC, failing_medium DESC,"
+                               " failing_low DESC, reference LIMIT 40")
+    images_total = (await db.execute("SELECT COUNT(*) FROM images")).rows[0][0]
     top_packages = await rows(db, f"SELECT package, ecosystem, COUNT(*) AS n, COUNT(DISTINCT image_id) AS images"
                                   f" FROM {vulns} WHERE ignored = 0 AND package IS NOT NULL"
                                   " GROUP BY package, ecosystem ORDER BY n DESC LIMIT 20")
@@ -167,4 +171,4 @@ async def dashboard(db) -> dict:
                            " FROM (SELECT id, finished_at, reference FROM scans WHERE status = 'done'"
                            " ORDER BY id DESC LIMIT 200) s JOIN findings f ON f.scan_id = s.id"
                            " WHERE f.status = 'fail' GROUP BY s.id, f.severity ORDER BY s.id")
-    return {"per_image": per_image, "top_packages": top_packages, "trend": trend}
+    return {"per_image": per_image, "images_total": images_total, "top_packages": top_packages, "trend": trend}

@@ -130,6 +130,7 @@ SELECT f.package_id, f.severity, v.vulnerability_id, v.aliases, v.cvss_score, v.
        v.description, v.solution
 FROM findings f JOIN vulnerability_details v ON v.finding_id = f.id
 WHERE f.kind = 'vulnerability' AND f.package_id IN (SELECT value FROM json_each(:ids))
+  AND f.scan_id IN (SELECT DISTINCT scan_id FROM packages WHERE id IN (SELECT value FROM json_each(:ids)))
 ORDER BY v.vulnerability_id
 """
 

@@ -48,6 +48,8 @@ def _urls(datasette, name: str, many: bool, table_names: set[str]):
             kind = {v: k for k, v in schema.VIEW_OF_KIND.items()}.get(view)
             if view == "packages_view":
                 view = "packages"
+            elif view == "findings_report":
+                view = "findings_view"
             elif kind:
                 view, args = "findings_view", {**args, "kind": kind}
         query = urllib.parse.urlencode({k: v for k, v in args.items() if v not in (None, "")})

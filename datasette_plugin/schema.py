@@ -104,6 +104,14 @@ JOIN compliance_details d ON d.finding_id = f.id
 {LAYER_JOIN}
 WHERE f.kind = 'compliance'
 """,
+    "findings_report": f"""
+SELECT f.id, f.kind, f.severity, f.severity_rank, f.title, f.rule, f.status, f.path, f.layer_index,
+       il.created_by AS layer_created_by, f.visible, f.ignored, f.ignore_reason, i.reference AS image, f.image_id,
+       f.scan_id, p.name AS package, p.version AS package_version, p.ecosystem
+FROM findings f {CURRENT}
+LEFT JOIN packages p ON p.id = f.package_id
+{LAYER_JOIN}
+""",
     "packages_view": """
 SELECT p.id, i.reference AS image, p.image_id, p.ecosystem, p.name, p.version, p.vulnerability_count, p.path,
        p.layer_index, il.created_by AS layer_created_by, p.purl, p.licenses, p.os_owned, p.scan_id
@@ -146,7 +154,11 @@ INDEXED = {
     "compliance_view": ["image_id", "severity_rank", "name", "rule", "image", "scan_id"],
     "packages_view": ["image_id", "vulnerability_count", "ecosystem", "name", "image", "scan_id"],
     "base_image_view": ["image_id", "verdict", "image", "scan_id"],
+    "findings_report": ["image_id", "kind", "severity_rank", "severity", "status", "rule", "image", "scan_id"],
 }
+# the layer facet groups by position and command together
+LAYER_INDEXED = ["vulnerabilities_view", "secrets_view", "malware_view", "unsafe_settings_view", "compliance_view",
+                 "packages_view", "findings_report"]
 LATEST_UPDATE = """
 UPDATE image_overview SET latest_version = (id = (
     SELECT o.id FROM image_overview o
@@ -154,8 +166,12 @@ UPDATE image_overview SET latest_version = (id = (
     ORDER BY o.created DESC, o.id DESC LIMIT 1))
 """
 
+# the tables step 2 made (steps are never edited: later tables come in later steps)
+STEP2 = ["image_overview", "vulnerabilities_view", "unsafe_settings_view", "secrets_view", "malware_view",
+         "compliance_view", "packages_view", "base_image_view"]
+
 PLUGIN_VIEWS = [
-    "\n".join(f"CREATE VIEW IF NOT EXISTS [{name}] AS {sql};" for name, sql in SELECTS.items())
+    "\n".join(f"CREATE VIEW IF NOT EXISTS [{name}] AS {SELECTS[name]};" for name in STEP2)
     # the 'latest versions only' filter and the repository facet group by these
     + "\nCREATE INDEX IF NOT EXISTS idx_images_repository ON images(repository, created);"
     + f"""
@@ -168,12 +184,23 @@ CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (
     UNIQUE (kind, value)
 );""",
     # step 2: the views become tables (empty until refresh() fills them)
-    "\n".join(f"DROP VIEW IF EXISTS [{name}]; CREATE TABLE [{name}] AS SELECT * FROM ({sql}) WHERE 0;"
-              for name, sql in MATERIALIZE.items())
+    "\n".join(f"DROP VIEW IF EXISTS [{name}]; CREATE TABLE [{name}] AS SELECT * FROM ({MATERIALIZE[name]}) WHERE 0;"
+              for name in STEP2)
     + "\n".join(f"CREATE INDEX [idx_{name}_{col}] ON [{name}]([{col}]);"
-                 for name, cols in INDEXED.items() for col in cols)
+                 for name in STEP2 for col in INDEXED[name])
     + f"\nCREATE UNIQUE INDEX idx_image_overview_id ON image_overview(id);"
     + f"\nCREATE TABLE {STATE_TABLE} (name TEXT PRIMARY KEY, value TEXT);",
+    # step 3: every image's findings of every kind in one table; layer facet indexes
+    f"CREATE TABLE findings_report AS SELECT * FROM ({SELECTS['findings_report']}) WHERE 0;\n"
+    # image_overview gained the per-severity counts of failing findings after step 2 was first applied
+    + f"DROP TABLE image_overview; CREATE TABLE image_overview AS SELECT * FROM ({MATERIALIZE['image_overview']})"
+      " WHERE 0;\nCREATE UNIQUE INDEX idx_image_overview_id ON image_overview(id);\n"
+    + "\n".join(f"CREATE INDEX [idx_image_overview_{col}] ON image_overview([{col}]);"
+                 for col in INDEXED["image_overview"]) + "\n"
+    + "\n".join(f"CREATE INDEX [idx_findings_report_{col}] ON findings_report([{col}]);"
+                 for col in INDEXED["findings_report"])
+    + "\n".join(f"CREATE INDEX [idx_{name}_layer] ON [{name}](layer_index, layer_created_by);" for name in LAYER_INDEXED)
+    + f"\nDELETE FROM {STATE_TABLE};",  # rebuild everything once
 ]
 
 
@@ -211,7 +238,10 @@ def has_tables(conn) -> bool:
 
 
 def is_fresh(conn) -> bool:
-    return has_tables(conn) and stored_state(conn) == current_state(conn)
+    if not has_tables(conn):
+        return False
+    version = conn.execute("SELECT version FROM schema_parts WHERE name = 'plugin_views'").fetchone()
+    return bool(version) and version[0] == len(PLUGIN_VIEWS) and stored_state(conn) == current_state(conn)
 
 
 def _stale_images(conn, old: dict, new: dict) -> set[int] | None:
@@ -225,7 +255,7 @@ def _stale_images(conn, old: dict, new: dict) -> set[int] | None:
     added_packages = conn.execute("SELECT COUNT(*) FROM packages WHERE id > ?", [old["max_package"]]).fetchone()[0]
     if new["findings"] != old["findings"] + added_findings:  # some were deleted: whose?
         for name in MATERIALIZE:
-            if name not in ("image_overview", "packages_view"):
+            if name not in ("image_overview", "packages_view", "findings_report"):
                 ids |= {r[0] for r in conn.execute(
                     f"SELECT DISTINCT image_id FROM [{name}] t WHERE NOT EXISTS"
                     " (SELECT 1 FROM findings f WHERE f.id = t.id)")}

@@ -22,6 +22,9 @@ def add(sub):
     p.add_argument("--open", action="store_true", help="open Datasette in a web browser")
     p.add_argument("--root", action="store_true",
                    help="print a link that signs you in as root (root may scan again and edit settings)")
+    p.add_argument("--suggest-facets", action="store_true",
+                   help="let Datasette suggest facets (off by default: it queries every column of a table on every"
+                        " page view, seconds on a large database; the configured facets and each column's menu remain)")
     p.add_argument("-m", "--metadata", metavar="FILE",
                    help="Datasette metadata (JSON/YAML) overriding the plugin's defaults")
     p.set_defaults(func=run)
@@ -29,6 +32,8 @@ def add(sub):
 
 def datasette_args(args) -> list[str]:
     argv = ["serve", args.db, "--host", args.host, "--port", str(args.port)]
+    if not args.suggest_facets:
+        argv += ["--setting", "suggest_facets", "off"]
     if args.metadata:
         argv += ["--metadata", args.metadata]
     if args.root:
