@@ -608,21 +608,23 @@ def _policy_record(policy: dict) -> dict:
     return _without_secrets({k: v for k, v in policy.items() if k not in ("source_options", "credentials")})
 
 
-_SECRET_KEYS = ("password", "token", "auth", "secret", "credential")
+# credential settings (registry logins) by their exact names: "secrets" is a section of rules, not one
+_SECRET_KEYS = {"password", "passwd", "token", "auth", "access_token", "identitytoken", "registrytoken"}
 
 
 def _without_secrets(value):
     if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()
-                if not any(s in str(k).lower() for s in _SECRET_KEYS)}
+        return {k: _without_secrets(v) for k, v in value.items() if str(k).lower() not in _SECRET_KEYS}
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]
     return value
 
 
 def finding_fingerprint(f: Finding, pkg: Package | None) -> str:
+    """Identifies a finding across scans of an image (new / fixed / unchanged): not its status or layer."""
     ident = f.detail.get("vulnerability_id") or f.detail.get("check_id") or f.detail.get("fingerprint") or ""
-    parts = [f.kind, f.rule, f.path, pkg.ecosystem if pkg else "", pkg.name if pkg else "", str(ident), f.title]
+    target = str(f.detail.get("target") or "")  # one check, many accounts or files
+    parts = [f.kind, f.rule, f.path, pkg.ecosystem if pkg else "", pkg.name if pkg else "", str(ident), target, f.title]
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
 
 
