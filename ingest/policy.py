@@ -59,4 +59,7 @@ def load(path: str | None = None, overrides: list[str] | None = None, approved_b
     if approved_bases:
         approved = policy.setdefault("base_images", {}).setdefault("approved", [])
         approved.extend(r for r in approved_bases if r not in approved)
+    from .policy_schema import enforce
+
+    enforce(policy)  # wrong types are one error naming them all; unknown keys are warnings
     return policy

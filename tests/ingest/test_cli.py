@@ -52,6 +52,9 @@ def test_failures_exit_non_zero_with_one_line(tmp_path):
     assert r.returncode == 2 and "usage" in r.stderr
     r = run("scan", "oci:/tmp", "--db", db, "--set", "novalue")
     assert r.returncode == 2 and "KEY=VALUE" in r.stderr
+    r = run("scan", "oci:/tmp", "--db", db, "--set", "limits.max_ratio=lots")
+    assert r.returncode == 2 and r.stderr.startswith("stowaway: policy: ") and "max_ratio" in r.stderr
+    assert r.stderr.strip().count("\n") == 0
 
 
 def test_help_lists_commands_and_sources():
