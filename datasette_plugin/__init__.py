@@ -45,8 +45,8 @@ def register_output_renderer(datasette):
 
 
 @hookimpl
-def render_cell(value, column):
-    return renderers.render_cell(value, column)
+def render_cell(value, column, database, datasette):
+    return renderers.render_cell(value, column) if config.is_stowaway(datasette, database) else None
 
 
 @hookimpl

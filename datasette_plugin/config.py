@@ -28,6 +28,12 @@ TABLES = {
         "sort_desc": "critical",
         "facets": ["latest_version", "repository", "os", "base_image"],
         "label_column": "reference",
+        "columns": {
+            "critical": "critical vulnerabilities (not ignored)", "high": "high vulnerabilities (not ignored)",
+            "unsafe_settings": "failed baseline, SSH, password checks", "secrets": "sensitive information found",
+            "latest_version": "1 for the newest image of its repository, by created time",
+            "failing_critical": "failing findings of every kind rated critical",
+        },
     },
     "vulnerabilities_view": {
         "title": "Vulnerabilities",
@@ -35,6 +41,9 @@ TABLES = {
         "sort": "severity_rank",
         "facets": [SEVERITY_FACET, {"fix": "fixed_version"}, {"cvss": "cvss_score"}, "image", "package"],
         "label_column": "vulnerability_id",
+        "columns": {"fixed_version": "empty when no fixed version is known yet",
+                    "layer_created_by": "the build step that added the vulnerable file",
+                    "ignored": "1 when someone ignored it (see ignore_reason)"},
     },
     "unsafe_settings_view": {
         "title": "Unsafe settings",
@@ -85,6 +94,7 @@ TABLES = {
     "layer_analyses": {"hidden": True},
     "schema_parts": {"hidden": True},
     "stowaway_settings": {"hidden": True},
+    "stowaway_refresh": {"hidden": True},
 }
 
 
