@@ -7,6 +7,7 @@ name, a release ('' for language ecosystems) and the package name as that ecosys
 """
 from __future__ import annotations
 
+import functools
 import re
 
 # OSV base ecosystem -> version scheme (versions.SCHEMES); an ecosystem missing here is not matched
@@ -116,6 +117,7 @@ def image_release(family: str, version: str) -> tuple[str, str] | None:
     return eco, release
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def package_target(pkg_ecosystem: str, name: str, version: str, source_name: str, source_version: str,
                    os_key: tuple[str, str] | None) -> tuple[str, str, str, str] | None:
     """(ecosystem, release, name, version) a package is matched as, or None when nothing covers it.

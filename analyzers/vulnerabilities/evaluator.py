@@ -57,6 +57,7 @@ class Evaluation:
         self.matcher = matcher
         self.ignores = ignores or ignore_rules.IgnoreRules([])
         self.warnings: Counter = Counter()
+        self._cores: dict[tuple, list] = {}
 
     def evaluate(self, packages: Iterable[Package], os_family: str, os_version: str,
                  image: str = "") -> list[Finding]:
@@ -86,8 +87,15 @@ class Evaluation:
         return out
 
     def _findings(self, pkg: Package, target, matches: list[Match], image: str) -> Iterable[Finding]:
-        ecosystem, _, _, version = target
-        scheme = SCHEME_OF[ecosystem]
+        # what a finding says about a (package, version) is the same in every image that has it
+        cores = self._cores.get(target)
+        if cores is None:
+            cores = self._cores[target] = [(vid, self._core(target, vid, group))
+                                           for vid, group in self._group(matches).items()]
+        for vid, core in cores:
+            yield self._finding(pkg, target[0], vid, core, image)
+
+    def _group(self, matches: list[Match]) -> dict[str, list[Match]]:
         groups: dict[str, list[Match]] = {}
         multi: list[tuple[tuple, Match]] = []
         for m in matches:
@@ -105,10 +113,10 @@ class Evaluation:
                     groups[c].append(m)
             else:
                 groups.setdefault(m.candidate.advisory_id, []).append(m)
-        for vid, group in groups.items():
-            yield self._finding(pkg, ecosystem, scheme, version, vid, group, image)
+        return groups
 
-    def _finding(self, pkg, ecosystem, scheme, version, vid, group: list[Match], image) -> Finding:
+    def _core(self, target, vid: str, group: list[Match]) -> dict:
+        ecosystem, _, _, version = target
         advs = [self.matcher.advisory(m.candidate.advisory_id) for m in group]
         order = sorted(range(len(advs)), key=lambda i: (not advs[i].id.startswith(_PREFERRED_PREFIX), advs[i].id))
         names = set()
@@ -125,36 +133,38 @@ class Evaluation:
             severity = scored.severity or "unknown"
         else:
             severity = vendor or next((advs[i].severity for i in order if advs[i].severity), None) or "unknown"
-        fixed = _best_fixed(scheme, group)
-        published = min((a.published for a in advs if a.published), default=None)
+        fixed = _best_fixed(SCHEME_OF[ecosystem], group)
         text = next((advs[i].summary for i in order if advs[i].summary), "") or \
             next((advs[i].details for i in order if advs[i].details), "")
         kev = any(self.matcher.kev(c) for c in cves)
         epss_values = [e for e in (self.matcher.epss(c) for c in cves) if e is not None]
         epss = max(epss_values) if epss_values else None
+        return {
+            "severity": severity, "aliases": sorted(names), "fixed_version": fixed,
+            "cvss_score": scored.cvss_score if scored else None, "cvss_vector": scored.cvss_vector if scored else None,
+            "published": min((a.published for a in advs if a.published), default=None),
+            "description": text[:DESCRIPTION_MAX],
+            "matched_by": [{"record": m.candidate.advisory_id, "ecosystem": m.candidate.raw_ecosystem,
+                            "package": m.candidate.raw_name, "version": version, "range": m.hit.why,
+                            "source": a.source_file} for m, a in zip(group, advs)],
+            "kev": int(kev), "epss": epss, "urgency": _urgency(severity, kev, epss, fixed),
+        }
+
+    def _finding(self, pkg, ecosystem: str, vid: str, core: dict, image: str) -> Finding:
+        fixed = core["fixed_version"]
         target_name = pkg.source_name if ecosystem in OS_ECOSYSTEMS and pkg.source_name else pkg.name
         solution = f"upgrade {target_name} to {fixed} or later" if fixed else "no fix available"
         if ecosystem in OS_ECOSYSTEMS and fixed and target_name != pkg.name:
             solution += f" (source package of {pkg.name})"
-        matched_by = [{"record": m.candidate.advisory_id, "ecosystem": m.candidate.raw_ecosystem,
-                       "package": m.candidate.raw_name, "version": version, "range": m.hit.why,
-                       "source": self.matcher.advisory(m.candidate.advisory_id).source_file}
-                      for m in group]
-        aliases = sorted(names)
-        detail = {
-            "vulnerability_id": vid, "aliases": aliases, "package_name": pkg.name, "ecosystem": pkg.ecosystem,
-            "installed_version": pkg.version, "fixed_version": fixed,
-            "cvss_score": scored.cvss_score if scored else None, "cvss_vector": scored.cvss_vector if scored else None,
-            "published": published, "solution": solution, "description": text[:DESCRIPTION_MAX],
-            "matched_by": matched_by, "kev": int(kev), "epss": epss,
-            "urgency": _urgency(severity, kev, epss, fixed),
-        }
-        reason = self.ignores.match([vid, *aliases], pkg.name, pkg.version, pkg.purl, image, pkg.path)
-        if reason:
-            detail["ignore_reason"] = reason
-        title = f"{vid} in {pkg.name} {pkg.version}"
-        return Finding(kind="vulnerability", title=title, severity=severity, path=pkg.path,
-                       layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail=detail)
+        detail = {"vulnerability_id": vid, "package_name": pkg.name, "ecosystem": pkg.ecosystem,
+                  "installed_version": pkg.version, "solution": solution, **core}
+        severity = detail.pop("severity")
+        if self.ignores:
+            reason = self.ignores.match([vid, *core["aliases"]], pkg.name, pkg.version, pkg.purl, image, pkg.path)
+            if reason:
+                detail["ignore_reason"] = reason
+        return Finding(kind="vulnerability", title=f"{vid} in {pkg.name} {pkg.version}", severity=severity,
+                       path=pkg.path, layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail=detail)
 
 
 def policy_ignore_file(policy: dict) -> str | None:

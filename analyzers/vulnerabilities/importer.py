@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from collections import Counter
@@ -137,10 +138,17 @@ def record_severity(severities, database_specific) -> tuple[str | None, float | 
 
 # --- records -----------------------------------------------------------------------------------------
 
+_ISO_Z = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6})\d*)?Z")
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once: json.dumps(**kw) rebuilds it
+
+
 def normalize_time(value) -> str:
     """OSV times in one sortable form: '2022-03-25T20:56:18Z' and '…18.5Z' compare correctly as text."""
     if not isinstance(value, str) or not value:
         return ""
+    m = _ISO_Z.fullmatch(value)
+    if m:  # the common UTC form, without a datetime round trip
+        return f"{m.group(1)}.{(m.group(2) or '').ljust(6, '0')}Z"
     try:
         t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -213,16 +221,16 @@ def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
         es = a.get("ecosystem_specific") if isinstance(a.get("ecosystem_specific"), dict) else {}
         a_level = a_level or vendor_level(es.get("severity")) or vendor_level(es.get("urgency"))
         affected_rows.append((rid, eco, release, normalize_name(eco, raw_name.strip()), raw_eco, raw_name,
-                              json.dumps(ranges, separators=(",", ":")) if ranges else None,
-                              json.dumps(versions, separators=(",", ":")) if versions else None, a_level))
+                              _JSON.encode(ranges) if ranges else None,
+                              _JSON.encode(versions) if versions else None, a_level))
     if not affected_rows and not withdrawn and rec.get("affected"):
         raise BadRecord("no affected package that a matcher can use")
     details = rec.get("details") if isinstance(rec.get("details"), str) else None
     summary = rec.get("summary") if isinstance(rec.get("summary"), str) else None
     advisory = (rid, normalize_time(rec.get("modified")), normalize_time(rec.get("published")) or None, withdrawn,
-                summary, details, json.dumps(aliases) if aliases else None, json.dumps(upstream) if upstream else None,
-                json.dumps(cves) if cves else None,
-                json.dumps(rec.get("severity")) if isinstance(rec.get("severity"), list) and rec["severity"] else None,
+                summary, details, _JSON.encode(aliases) if aliases else None, _JSON.encode(upstream) if upstream else None,
+                _JSON.encode(cves) if cves else None,
+                _JSON.encode(rec["severity"]) if isinstance(rec.get("severity"), list) and rec["severity"] else None,
                 vendor, level, score, vector, source_file, source_kind)
     alias_rows = [(x, rid) for x in {*aliases, *upstream, *cves} if x != rid]
     return advisory, affected_rows, alias_rows

@@ -39,13 +39,21 @@ def _sorted_events(scheme: str, events: list[dict]) -> list[tuple]:
     return out
 
 
-def in_range(scheme: str, installed, events: list[dict]) -> RangeHit | None:
+def in_range(scheme: str, installed, events: list[dict], cache: dict | None = None) -> RangeHit | None:
     """OSV's evaluation: walk the sorted events; introduced opens, fixed/limit close at the version,
-    last_affected closes after it. `installed` is already parsed; raises InvalidVersion for events."""
+    last_affected closes after it. `installed` is already parsed; raises InvalidVersion for events.
+    `cache` keeps each range's parsed, sorted events for the next installed version."""
+    if cache is None:
+        ordered = _sorted_events(scheme, events)
+    else:
+        entry = cache.get(id(events))
+        if entry is None or entry[0] is not events:
+            entry = cache[id(events)] = (events, _sorted_events(scheme, events))
+        ordered = entry[1]
     vulnerable = False
     fixed = None
     introduced = None
-    for key, _, kind, value in _sorted_events(scheme, events):
+    for key, _, kind, value in ordered:
         at = key[1] if key[0] else None
         if kind == "introduced":
             if at is None or installed >= at:
@@ -68,13 +76,13 @@ def in_range(scheme: str, installed, events: list[dict]) -> RangeHit | None:
 
 
 def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: list[str] | None,
-                warnings: Counter | None = None, record: str = "") -> RangeHit | None:
+                warnings: Counter | None = None, record: str = "", cache: dict | None = None) -> RangeHit | None:
     """The first way this `affected` entry covers `version`, or None. Raises InvalidVersion when the
     installed version itself cannot be read (the caller counts it once per package)."""
     installed = parse(scheme, version)
     for r in ranges or ():
         try:
-            hit = in_range(scheme, installed, r["events"])
+            hit = in_range(scheme, installed, r["events"], cache)
         except InvalidVersion as exc:
             if warnings is not None:
                 warnings[f"advisory range skipped: {exc}"] += 1
@@ -133,6 +141,7 @@ class Matcher:
         self._candidates: dict[tuple, list[Candidate]] = {}
         self._answers: dict[tuple, list[Match]] = {}
         self._advisories: dict[str, Advisory] = {}
+        self._events: dict[int, tuple] = {}
         self._kev: dict[str, bool] = {}
         self._epss: dict[str, float | None] = {}
         self._has_kev = self._count("kev") > 0
@@ -192,7 +201,7 @@ class Matcher:
                               " not matched"] += 1
                 cands = []
             for c in cands:
-                hit = affected_by(scheme, version, c.ranges, c.versions, self.warnings, c.advisory_id)
+                hit = affected_by(scheme, version, c.ranges, c.versions, self.warnings, c.advisory_id, self._events)
                 if hit:
                     got.append(Match(c, hit))
         self._answers[key] = got

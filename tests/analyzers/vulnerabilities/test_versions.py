@@ -119,3 +119,29 @@ def test_rpmvercmp_segments():
 def test_invalid_versions_raise(scheme, text):
     with pytest.raises(InvalidVersion):
         parse(scheme, text)
+
+
+def test_dpkg_key_orders_as_python_debian_does():
+    """The dpkg scheme is a native sort key (for speed); python-debian is the reference it must agree with."""
+    import random
+
+    from debian.debian_support import Version
+
+    rnd = random.Random(1)
+
+    def gen():
+        epoch = f"{rnd.randint(0, 2)}:" if rnd.random() < 0.2 else ""
+        upstream = str(rnd.randint(0, 9)) + "".join(rnd.choice("0123456789.~+abzZ") for _ in range(rnd.randint(0, 6)))
+        revision = "-" + "".join(rnd.choice("0123456789.~+abz") for _ in range(rnd.randint(1, 5))) if rnd.random() < 0.7 else ""
+        return epoch + upstream + revision
+
+    checked = 0
+    for _ in range(20000):
+        a, b = gen(), gen()
+        try:
+            want = (Version(a) > Version(b)) - (Version(a) < Version(b))
+        except ValueError:
+            continue
+        assert compare("dpkg", a, b) == want, (a, b)
+        checked += 1
+    assert checked > 15000

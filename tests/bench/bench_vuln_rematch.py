@@ -1,0 +1,122 @@
+"""Re-evaluation benchmark: N stored images (default 1,000) of ~200 packages each, re-matched from the
+database alone (`stowaway rematch`). Target: <= 10 s.
+
+    .venv/bin/python tests/bench/bench_vuln_rematch.py [--images 1000] [--packages 200] [--advisories 30000]
+
+Images are generated the way real fleets look: a few base distributions (Debian 11/12, Ubuntu 22.04,
+Alpine 3.18) whose OS packages most images share at one of a few versions, plus application packages
+(Maven, npm, PyPI) drawn from a larger pool. Advisories cover part of both, with fixed, unfixed and
+multi-interval ranges, so that matching does real version comparisons.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+DISTROS = [("debian", "11", "deb", "Debian:11"), ("debian", "12", "deb", "Debian:12"),
+           ("ubuntu", "22.04", "deb", "Ubuntu:22.04:LTS"), ("alpine", "3.18", "apk", "Alpine:v3.18")]
+APPS = [("maven", "Maven", "org.bench{}:lib{}"), ("npm", "npm", "bench-js-{}-{}"), ("pypi", "PyPI", "bench-py-{}-{}")]
+
+
+def os_version(distro, a, b):
+    fam = distro[0]
+    if fam == "debian":
+        return f"{a}.{b}-1+deb{distro[1]}u{b % 3}"
+    if fam == "ubuntu":
+        return f"{a}.{b}-0ubuntu0.{b % 3}"
+    return f"{a}.{b}.0-r{b % 3}"
+
+
+def advisories(n: int, rnd: random.Random):
+    for i in range(n):
+        if i % 2:
+            d = DISTROS[i % len(DISTROS)]
+            name = f"src{rnd.randrange(600)}"
+            # most OS advisories were fixed long before the installed versions; a few stay unfixed
+            a, b = (1 if i % 5 == 0 else 0), rnd.randint(0, 9)
+            events = [{"introduced": "0"}] + ([{"fixed": os_version(d, a, b)}] if i % 50 else [])
+            yield {"id": f"OS-{i}", "modified": "2024-01-01T00:00:00Z", "aliases": [f"CVE-2024-{i}"],
+                   "affected": [{"package": {"ecosystem": d[3], "name": name},
+                                 "ranges": [{"type": "ECOSYSTEM", "events": events}]}]}
+        else:
+            kind, eco, pattern = APPS[i % len(APPS)]
+            name = pattern.format(rnd.randrange(40), rnd.randrange(100))
+            a, b = rnd.randint(1, 4), rnd.randint(0, 20)
+            yield {"id": f"APP-{i}", "modified": "2024-01-01T00:00:00Z", "aliases": [f"CVE-2023-{i}"],
+                   "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+                   "affected": [{"package": {"ecosystem": eco, "name": name},
+                                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": f"{a}.0.0"}, {"fixed": f"{a}.{b}.0"}]},
+                                            {"type": "ECOSYSTEM", "events": [{"introduced": f"{a + 1}.0.0"}, {"fixed": f"{a + 1}.{b}.1"}]}]}]}
+
+
+def populate(database, images: int, per_image: int, rnd: random.Random, distinct: bool = False) -> int:
+    conn = database.conn
+    total = 0
+    # application dependencies come from a shared universe (a fleet reuses its libraries at a few versions);
+    # --distinct-app-versions draws every one at random instead, the worst case for the answer cache
+    pool = [(APPS[k % 3][0], APPS[k % 3][2].format(rnd.randrange(40), rnd.randrange(100)),
+             f"{rnd.randint(1, 4)}.{rnd.randint(0, 20)}.{rnd.randint(0, 3)}") for k in range(8000)]
+    with conn:
+        for n in range(images):
+            d = DISTROS[n % len(DISTROS)]
+            image_id = conn.execute("INSERT INTO images (reference, manifest_digest, platform, os_family, os_version)"
+                                    " VALUES (?, ?, '', ?, ?)", [f"bench/app{n}:1", f"sha256:{n:064x}", d[0], d[1]]).lastrowid
+            scan_id = conn.execute("INSERT INTO scans (image_id, reference, status) VALUES (?, ?, 'done')",
+                                   [image_id, f"bench/app{n}:1"]).lastrowid
+            rows = []
+            n_os = int(per_image * 0.7)
+            for k in rnd.sample(range(600), n_os):
+                ver = os_version(d, 1 + k % 3, (k + n // 200) % 10)  # fleets drift slowly between versions
+                rows.append((scan_id, image_id, d[2], f"lib{k}", ver, f"src{k}", ver, "/var/lib/dpkg/status", 0))
+            for _ in range(per_image - n_os):
+                if distinct:
+                    kind, _eco, pattern = APPS[rnd.randrange(len(APPS))]
+                    name = pattern.format(rnd.randrange(40), rnd.randrange(100))
+                    ver = f"{rnd.randint(1, 4)}.{rnd.randint(0, 20)}.{rnd.randint(0, 3)}"
+                else:
+                    kind, name, ver = pool[rnd.randrange(len(pool))]
+                rows.append((scan_id, image_id, kind, name, ver, "", "", f"/app/{name}", 2))
+            conn.executemany("INSERT INTO packages (scan_id, image_id, ecosystem, name, version, source_name,"
+                             " source_version, path, layer_index) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            total += len(rows)
+    return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--packages", type=int, default=200)
+    ap.add_argument("--advisories", type=int, default=30000)
+    ap.add_argument("--distinct-app-versions", action="store_true",
+                    help="every application package at a random version (worst case) instead of a shared pool")
+    args = ap.parse_args(argv)
+
+    from stowaway.analyzers.vulnerabilities.importer import import_records
+    from stowaway.analyzers.vulnerabilities.rematch import rematch
+    from stowaway.ingest.db import connect
+
+    work = tempfile.mkdtemp(prefix="bench-vuln-rematch-")
+    try:
+        rnd = random.Random(7)
+        database = connect(os.path.join(work, "bench.db"))
+        imported = import_records(database, advisories(args.advisories, rnd))
+        packages = populate(database, args.images, args.packages, rnd, args.distinct_app_versions)
+        print(f"setup: {imported.inserted:,} advisories, {args.images:,} images, {packages:,} packages", file=sys.stderr)
+        for label in ("first rematch", "second rematch (replaces the first's findings)"):
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = rematch(database)
+            took, cpu = time.perf_counter() - t0, time.process_time() - c0
+            print(f"{label}: {result.images:,} images, {result.packages:,} packages, {result.findings:,} findings"
+                  f" in {took:.1f}s wall ({cpu:.1f}s CPU); target <= 10 s")
+    finally:
+        shutil.rmtree(work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
