@@ -126,7 +126,7 @@ def create_task(database, sources: Iterable[str], kind: str = "manual", risks: I
         task_id = database.conn.execute(
             "INSERT INTO tasks (kind, policy_id, state, risk_types, concurrency, retries, retry_delay, executor, total,"
             " waiting, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [kind, policy_id, "queued", json.dumps(risks) if risks else None, max(1, int(concurrency)),
+            [kind, policy_id, "queued", json.dumps(risks) if risks else None, max(0, int(concurrency or 0)),
              max(0, int(retries)), float(retry_delay), executor or "local", len(sources), len(sources),
              iso(now)]).lastrowid
         database.conn.executemany("INSERT INTO task_items (task_id, source, registry, state, not_before) VALUES"
@@ -196,11 +196,13 @@ class TaskRunner:
         if row is None:
             raise ScanError(f"no task {task_id}")
         risks = json.loads(row[0]) if row[0] else None
-        concurrency, retries, retry_delay = max(1, row[1]), row[2], row[3]
+        concurrency, retries, retry_delay = row[1] or 0, row[2], row[3]  # 0: as many as the executor has
         summary = TaskSummary(task_id, row[4])
         if row[4] in ("done", "failed"):
             return summary
         writer = Writer(self.db, self.policy, task_id)
+        if self.dask is None:
+            concurrency = max(1, concurrency)
         inline = self.dask is None and concurrency == 1
         analysis = Analysis(self.db, self.policy, risks, self.analyzer_names, self.progress) if inline else None
         executor = None
@@ -208,8 +210,9 @@ class TaskRunner:
             if self.dask is not None:
                 from .dask_runner import DaskExecutor
 
-                executor = DaskExecutor(self.dask, slots=concurrency,
+                executor = DaskExecutor(self.dask, slots=concurrency or None,
                                         timeout=float((self.policy.get("scan") or {}).get("dask_timeout", 30)))
+                concurrency = executor.slots
             else:
                 executor = LocalExecutor(concurrency)
         started_at = iso(self.clock.now())
@@ -347,7 +350,8 @@ def manual_scan(database, policy: dict, args) -> list[ScanOutcome]:
     conf = policy.get("scan") or {}
     sources = scan_sources(database, args)
     dask = getattr(args, "dask", None) or conf.get("dask")
-    jobs = getattr(args, "jobs", None) or conf.get("jobs") or conf.get("concurrency") or 1
+    # with Dask and no number given, as many at once as the cluster has threads (0)
+    jobs = getattr(args, "jobs", None) or conf.get("jobs") or conf.get("concurrency") or (0 if dask else 1)
     task_id = create_task(database, sources, "manual", getattr(args, "risk", None), jobs,
                           retries=getattr(args, "retries", None) or conf.get("retries") or 0,
                           retry_delay=float(conf.get("retry_delay", 30)), executor="dask" if dask else "local")
