@@ -172,3 +172,30 @@ def test_unparseable_references_fail_clearly(tmp_path):
     _, out = scan_all(tmp_path, ["registry:noslash", "registry:host.example/UPPER:1"])
     assert [o.status for o in out] == ["failed", "failed"]
     assert "expected HOST/REPOSITORY" in out[0].error and "invalid repository name" in out[1].error
+
+
+def test_credentials_order_and_credential_helpers_are_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+    import base64
+
+    from stowaway.ingest.sources.registry import credentials_for
+
+    conf = tmp_path / "docker"
+    conf.mkdir()
+    (conf / "config.json").write_text(json.dumps({
+        "auths": {"https://reg.example.com": {"auth": base64.b64encode(b"cfg-user:cfg-pass").decode()}},
+        "credHelpers": {"helper.example.com": "ecr-login"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(conf))
+    for var in ("STOWAWAY_REGISTRY_USER", "STOWAWAY_REGISTRY_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    assert credentials_for("reg.example.com", {}) == ("cfg-user", "cfg-pass")
+    with caplog.at_level("WARNING", logger="stowaway.registry"):
+        assert credentials_for("helper.example.com", {}) is None
+    assert "credential helpers are not supported" in caplog.text
+    monkeypatch.setenv("STOWAWAY_REGISTRY_USER", "env-user")
+    monkeypatch.setenv("STOWAWAY_REGISTRY_PASSWORD", "env-pass")
+    assert credentials_for("reg.example.com", {}) == ("env-user", "env-pass")
+    monkeypatch.setenv("STOWAWAY_REGISTRY_REG_EXAMPLE_COM_USER", "host-user")
+    monkeypatch.setenv("STOWAWAY_REGISTRY_REG_EXAMPLE_COM_PASSWORD", "host-pass")
+    assert credentials_for("reg.example.com", {}) == ("host-user", "host-pass")
+    assert credentials_for("reg.example.com", {"registries": {"reg.example.com": {"username": "cli", "password": "p"}}}) \
+        == ("cli", "p")
