@@ -166,5 +166,7 @@ def base_image(db, scan_id):
     if not rows:
         return {"approved": None, "matched": None}
     r = rows[0]
-    return {"approved": None if r["approved"] is None else bool(r["approved"]), "matched": r["matched"],
+    detail = _rows(db, "SELECT * FROM base_image_details WHERE finding_id = ?", [r["id"]])[0]
+    extra = {k: v for k, v in detail.items() if k not in ("finding_id", "approved") and v is not None}
+    return {**extra, "approved": None if r["approved"] is None else bool(r["approved"]), "matched": r["matched"],
             "own_layers": r["own_layers"], "closest": r["closest"], "guessed_boundary": r["guessed_boundary"]}
