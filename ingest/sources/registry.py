@@ -77,6 +77,9 @@ def parse_reference(text: str) -> Reference:
         rest, tag = rest[:colon], rest[colon + 1:]
     if not re.match(r"^[a-z0-9]+(?:[._\-/][a-z0-9]+)*$", rest):
         raise ScanError(f"registry:{text}: invalid repository name {rest!r}")
+    if host in ("docker.io", "index.docker.io"):  # Docker Hub's API host, and its implicit library/ namespace
+        host = "registry-1.docker.io"
+        rest = rest if "/" in rest else f"library/{rest}"
     return Reference(host, rest, tag or ("" if digest else "latest"), digest)
 
 

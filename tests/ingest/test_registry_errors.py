@@ -199,3 +199,17 @@ def test_credentials_order_and_credential_helpers_are_skipped_with_a_warning(tmp
     assert credentials_for("reg.example.com", {}) == ("host-user", "host-pass")
     assert credentials_for("reg.example.com", {"registries": {"reg.example.com": {"username": "cli", "password": "p"}}}) \
         == ("cli", "p")
+
+
+def test_reference_parsing():
+    from stowaway.ingest.sources.registry import Reference, parse_reference
+
+    assert parse_reference("127.0.0.1:5000/a/b:1.0") == Reference("127.0.0.1:5000", "a/b", "1.0", "")
+    assert parse_reference("reg.example.com/app") == Reference("reg.example.com", "app", "latest", "")
+    d = "sha256:" + "a" * 64
+    assert parse_reference(f"localhost/app@{d}") == Reference("localhost", "app", "", d)
+    assert str(parse_reference(f"localhost/app@{d}")) == f"localhost/app@{d}"
+    assert parse_reference("docker.io/alpine:3.19") == Reference("registry-1.docker.io", "library/alpine", "3.19", "")
+    for bad in ("app:1", "reg.example.com/", f"reg.example.com/app@sha256:xyz"):
+        with pytest.raises(Exception):
+            parse_reference(bad)
