@@ -98,11 +98,13 @@ class Registry:
             opts["username"], opts["password"] = self.auth
         return opts
 
-    def push(self, source: str, dest: str, all_platforms: bool = False) -> None:
-        """skopeo copy SOURCE (oci:DIR:REF) docker://HOST/DEST."""
+    def push(self, source: str, dest: str, all_platforms: bool = False, manifest_format: str = "") -> None:
+        """skopeo copy SOURCE (oci:DIR:REF) docker://HOST/DEST; manifest_format 'v2s2' for Docker's media types."""
         args = [SKOPEO, "copy", "--quiet", "--dest-tls-verify=false", "--insecure-policy"]
         if all_platforms:
             args.append("--all")
+        if manifest_format:
+            args += ["--format", manifest_format]
         if self.auth:
             args += ["--dest-creds", f"{self.auth[0]}:{self.auth[1]}"]
         subprocess.run(args + [source, f"docker://{self.host}/{dest}"], check=True, capture_output=True, timeout=300)

@@ -271,3 +271,23 @@ def test_corpus_through_the_registry_passes_check_report(registry, tmp_path):
     configs = {r[0].rsplit(":", 1)[1] for r in database.execute("SELECT config_digest FROM images")}
     layer_gets = [g for g in registry.blob_gets()[gets:] if g.rsplit(":", 1)[1] not in configs]
     assert layer_gets == []
+
+
+def test_docker_v2_manifest_and_manifest_list_media_types(registry, tmp_path):
+    img = app_image()
+    img.write_oci_layout(tmp_path / "one", ref="x")
+    registry.push(f"oci:{tmp_path / 'one'}:x", "demo/v2:1", manifest_format="v2s2")
+    amd = ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "arch": "amd64"})
+    arm = ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "arch": "arm64"})
+    ImageBuilder().write_oci_layout(tmp_path / "multi", ref="m", platforms={"linux/amd64": amd, "linux/arm64": arm})
+    registry.push(f"oci:{tmp_path / 'multi'}:m", "demo/v2list:1", all_platforms=True, manifest_format="v2s2")
+    sources = [f"registry:{registry.host}/demo/v2:1", f"registry:{registry.host}/demo/v2list:1"]
+    database, out = scan(tmp_path / "r.db", sources, registry.options())
+    assert all(o.status == "done" for o in out), out
+    rows = dict(database.execute("SELECT reference || ' ' || platform, media_type FROM images").fetchall())
+    assert rows[f"{registry.host}/demo/v2:1 linux/amd64"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert file_view(database, f"{registry.host}/demo/v2:1") == file_view(
+        scan(tmp_path / "l.db", [f"oci:{tmp_path / 'one'}"], {})[0], "x")
+    index = database.execute("SELECT DISTINCT index_digest FROM images WHERE reference LIKE '%v2list%'").fetchall()
+    assert len(index) == 1 and index[0][0].startswith("sha256:")
+    assert sorted(k.split()[1] for k in rows if "v2list" in k) == ["linux/amd64", "linux/arm64"]
