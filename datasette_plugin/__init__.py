@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datasette import hookimpl
 
-from . import actions, config, facets, freshness, renderers, routes
+from . import actions, compat, config, facets, freshness, renderers, routes
 
 
 @hookimpl
@@ -18,6 +18,7 @@ def get_metadata(datasette, key, database, table):
 @hookimpl
 def startup(datasette):
     async def refresh_reports():
+        await compat.apply_table_defaults(datasette)
         for name in config.stowaway_databases(datasette):
             await freshness.refresh(datasette, name)
 
@@ -52,6 +53,16 @@ def render_cell(value, column, database, datasette):
 @hookimpl
 def permission_allowed(datasette, actor, action, resource):
     return actions.permission_allowed(datasette, actor, action)
+
+
+@hookimpl
+def register_actions(datasette):  # Datasette 1.0
+    return compat.registered_actions()
+
+
+@hookimpl
+def permission_resources_sql(datasette, actor, action):  # Datasette 1.0
+    return compat.permission_sql(datasette, actor, action)
 
 
 @hookimpl

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from datasette.utils import actor_matches_allow
-
 from stowaway.ingest import db as dbm
 
-from . import config, schema
+from . import compat, config, schema
 
 MAX_EXCLUSIONS = 20
 MAX_REASON = 500
@@ -31,12 +29,11 @@ class ActionError(ValueError):
 def permission_allowed(datasette, actor, action):
     if action != config.WRITE_PERMISSION:
         return None
-    allow = config.plugin_config(datasette)["write"]
-    return True if actor and actor_matches_allow(actor, allow) else None
+    return True if compat.allowed(datasette, actor) else None
 
 
 async def can_write(datasette, actor) -> bool:
-    return await datasette.permission_allowed(actor, config.WRITE_PERMISSION, default=False)
+    return await compat.can_write(datasette, actor)
 
 
 # --- settings ------------------------------------------------------------------------------------
