@@ -12,6 +12,8 @@ the release): the vendor knows which fixes it backported, upstream ranges do not
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from typing import Iterable
 
@@ -25,6 +27,7 @@ from .matchers import Matcher, Match
 from .versions import InvalidVersion, parse
 
 DESCRIPTION_MAX = 1000
+_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
 # records of these namespaces carry the CVSS vectors users expect, prefer them when records disagree
 _PREFERRED_PREFIX = ("GHSA-", "CVE-")
 
@@ -90,10 +93,13 @@ class Evaluation:
         # what a finding says about a (package, version) is the same in every image that has it
         cores = self._cores.get(target)
         if cores is None:
-            cores = self._cores[target] = [(vid, self._core(target, vid, group))
-                                           for vid, group in self._group(matches).items()]
-        for vid, core in cores:
-            yield self._finding(pkg, target[0], vid, core, image)
+            cores = []
+            for vid, group in self._group(matches).items():
+                core = self._core(target, vid, group)
+                cores.append((vid, core, hashlib.sha1(_JSON.encode(core).encode()).hexdigest()))
+            self._cores[target] = cores
+        for vid, core, core_hash in cores:
+            yield self._finding(pkg, target[0], vid, core, core_hash, image)
 
     def _group(self, matches: list[Match]) -> dict[str, list[Match]]:
         groups: dict[str, list[Match]] = {}
@@ -150,7 +156,7 @@ class Evaluation:
             "kev": int(kev), "epss": epss, "urgency": _urgency(severity, kev, epss, fixed),
         }
 
-    def _finding(self, pkg, ecosystem: str, vid: str, core: dict, image: str) -> Finding:
+    def _finding(self, pkg, ecosystem: str, vid: str, core: dict, core_hash: str, image: str) -> Finding:
         fixed = core["fixed_version"]
         target_name = pkg.source_name if ecosystem in OS_ECOSYSTEMS and pkg.source_name else pkg.name
         solution = f"upgrade {target_name} to {fixed} or later" if fixed else "no fix available"
@@ -159,10 +165,15 @@ class Evaluation:
         detail = {"vulnerability_id": vid, "package_name": pkg.name, "ecosystem": pkg.ecosystem,
                   "installed_version": pkg.version, "solution": solution, **core}
         severity = detail.pop("severity")
+        reason = None
         if self.ignores:
             reason = self.ignores.match([vid, *core["aliases"]], pkg.name, pkg.version, pkg.purl, image, pkg.path)
             if reason:
                 detail["ignore_reason"] = reason
+        # what the finding says, in one value: a rematch rewrites only the findings whose content changed
+        own = "\x1f".join((core_hash, vid, pkg.name, pkg.version, pkg.ecosystem, pkg.path, str(pkg.layer_index),
+                            solution, reason or ""))
+        detail["content_hash"] = hashlib.sha1(own.encode()).hexdigest()
         return Finding(kind="vulnerability", title=f"{vid} in {pkg.name} {pkg.version}", severity=severity,
                        path=pkg.path, layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail=detail)
 

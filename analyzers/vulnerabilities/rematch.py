@@ -24,6 +24,9 @@ from .matchers import Matcher
 @dataclass
 class RematchResult:
     images: int = 0
+    changed_images: int = 0
+    inserted: int = 0
+    deleted: int = 0
     packages: int = 0
     findings: int = 0
     ignored: int = 0
@@ -32,14 +35,15 @@ class RematchResult:
 
     def summary(self) -> str:
         text = (f"re-evaluated {self.images} images ({self.packages} packages): {self.findings} vulnerability"
-                f" findings, {self.ignored} ignored, in {self.seconds:.1f}s")
+                f" findings, {self.ignored} ignored; {self.changed_images} images changed ({self.inserted} findings"
+                f" written, {self.deleted} removed) in {self.seconds:.1f}s")
         if self.warnings:
             text += "; warnings: " + ", ".join(f"{n} × {w}" for w, n in self.warnings.most_common(5))
         return text
 
 
 def _scans(conn, references: list[str] | None):
-    sql = ("SELECT s.id, s.image_id, i.reference, i.os_family, i.os_version FROM latest_scans s"
+    sql = ("SELECT s.id, s.image_id, i.reference, i.os_family, i.os_version, s.feed_version FROM latest_scans s"
            " JOIN images i ON i.id = s.image_id")
     if references:
         marks = ",".join("?" * len(references))
@@ -63,33 +67,101 @@ class StoredPackage(NamedTuple):
     key: tuple  # Package.key, computed once: the evaluator and the writer look it up often
 
 
-def _packages(conn, scan_id: int) -> tuple[list[StoredPackage], dict]:
-    pkgs, ids = [], {}
-    for pid, eco, name, version, src, srcver, path, layer, purl, owned in conn.execute(
-            "SELECT id, ecosystem, name, version, source_name, source_version, path, layer_index, purl, os_owned"
-            " FROM packages WHERE scan_id = ?", [scan_id]):
+def _packages(conn, scan_id: int) -> tuple[list[StoredPackage], dict, dict]:
+    pkgs, ids, counts = [], {}, {}
+    for pid, eco, name, version, src, srcver, path, layer, purl, owned, count in conn.execute(
+            "SELECT id, ecosystem, name, version, source_name, source_version, path, layer_index, purl, os_owned,"
+            " vulnerability_count FROM packages WHERE scan_id = ?", [scan_id]):
+        counts[pid] = count or 0
         version, path = version or "", path or ""
         p = StoredPackage(eco, name, version, path, layer, src or "", srcver or "", purl or "", bool(owned),
                           (eco, name, version, path))
         pkgs.append(p)
         ids.setdefault(p.key, pid)
-    return pkgs, ids
+    return pkgs, ids, counts
 
 
-DETAIL_COLUMNS = ("finding_id", "vulnerability_id", "aliases", "package_name", "ecosystem", "installed_version",
-                  "fixed_version", "cvss_score", "cvss_vector", "published", "solution", "description", "matched_by",
-                  "kev", "epss", "urgency", "ignore_reason")
+# the columns every finding of one (package, version, vulnerability) shares, then its own
+CORE_COLUMNS = ("aliases", "fixed_version", "cvss_score", "cvss_vector", "published", "description", "matched_by",
+                "kev", "epss", "urgency")
+OWN_COLUMNS = ("vulnerability_id", "package_name", "ecosystem", "installed_version", "solution", "ignore_reason",
+               "content_hash")
+DETAIL_COLUMNS = ("finding_id",) + OWN_COLUMNS + CORE_COLUMNS
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
-def _cell(value, encoded: dict):
-    if not isinstance(value, (list, dict)):
-        return value
-    # aliases and matched_by lists are shared by every finding of the same (package, version, vulnerability)
-    got = encoded.get(id(value))
-    if got is None or got[0] is not value:
-        got = encoded[id(value)] = (value, _JSON.encode(value))
+def _cell(value):
+    return _JSON.encode(value) if isinstance(value, (list, dict)) else value
+
+
+def _core_cells(detail: dict, encoded: dict) -> tuple:
+    # keyed by the shared matched_by list: encoded once, however many images carry the package
+    shared = detail["matched_by"]
+    got = encoded.get(id(shared))
+    if got is None or got[0] is not shared:
+        got = encoded[id(shared)] = (shared, tuple(_cell(detail.get(c)) for c in CORE_COLUMNS))
     return got[1]
+
+
+def _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql, encoded,
+           fingerprint_of, result) -> bool:
+    """Brings one scan's stored vulnerability findings to `findings`, in one transaction, touching only what
+    changed (a finding is kept when its fingerprint and content digest are the same). True if anything did."""
+    stored: dict[str, list] = {}
+    for fid, fp, digest in conn.execute(
+            "SELECT f.id, f.fingerprint, d.content_hash FROM findings f LEFT JOIN vulnerability_details d"
+            " ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'vulnerability'", [scan_id]):
+        stored.setdefault(f"{fp}\x1f{digest}", []).append(fid)
+    by_key = {p.key: p for p in pkgs}
+    counts: Counter = Counter()
+    fresh = []
+    for f in findings:
+        reason = f.detail.get("ignore_reason")
+        pid = ids.get(f.package)
+        if reason is None and pid is not None:
+            counts[pid] += 1
+        elif reason is not None:
+            result.ignored += 1
+        fp = fingerprint_of(f, by_key.get(f.package))
+        same = stored.get(f"{fp}\x1f{f.detail['content_hash']}")
+        if same:
+            same.pop()
+            continue
+        fresh.append((f, fp, pid, reason))
+    gone = [fid for fids in stored.values() for fid in fids]
+    recount = [(n, pid) for pid, n in counts.items() if old_counts.get(pid, 0) != n]
+    recount += [(0, pid) for pid, n in old_counts.items() if n and pid not in counts]
+    if not fresh and not gone and not recount and old_feed == feed:
+        return False
+    with conn:
+        conn.execute("UPDATE scans SET feed_version = ? WHERE id = ?", [feed, scan_id])  # takes the write lock
+        for i in range(0, len(gone), 500):
+            chunk = gone[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM vulnerability_details WHERE finding_id IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM findings WHERE id IN ({marks})", chunk)
+        if fresh:
+            # ids handed out here so both tables go in with executemany; safe: this transaction holds the lock
+            next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
+            rows, details = [], []
+            for fid, (f, fp, pid, reason) in enumerate(fresh, next_id):
+                rows.append((fid, scan_id, image_id, f.kind, f.severity,
+                             dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status,
+                             f.path, f.layer_index, int(bool(f.visible)), pid, fp, int(reason is not None), reason))
+                d = f.detail
+                details.append((fid, d["vulnerability_id"], d["package_name"], d["ecosystem"], d["installed_version"],
+                                d["solution"], reason, d["content_hash"]) + _core_cells(d, encoded))
+            conn.executemany("INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
+                             " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
+                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany(detail_sql, details)
+        conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recount)
+        conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
+                     " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
+                                                  "removed": len(gone)})])
+    result.inserted += len(fresh)
+    result.deleted += len(gone)
+    return True
 
 
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,
@@ -115,14 +187,14 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     inventories = []
     keys = set()
     # read every inventory first so the advisory lookups can be batched by name
-    for scan_id, image_id, reference, family, version in scans:
-        pkgs, ids = _packages(conn, scan_id)
+    for scan_id, image_id, reference, family, version, old_feed in scans:
+        pkgs, ids, counts = _packages(conn, scan_id)
         os_key = image_release(family or "", version or "")
         for p in pkgs:
             t = package_target(p.ecosystem, p.name, p.version, p.source_name, p.source_version, os_key)
             if t:
                 keys.add(t[:3])
-        inventories.append((scan_id, image_id, reference, family or "", version or "", pkgs, ids))
+        inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, pkgs, ids, counts))
     matcher.prefetch(keys)
     have = {r[1] for r in conn.execute("PRAGMA table_info(vulnerability_details)")}
     for column in DETAIL_COLUMNS:
@@ -130,47 +202,17 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
             conn.execute(f"ALTER TABLE vulnerability_details ADD COLUMN [{column}]")
     detail_sql = (f"INSERT INTO vulnerability_details ({', '.join(DETAIL_COLUMNS)})"
                   f" VALUES ({', '.join('?' * len(DETAIL_COLUMNS))})")
-    # one commit per image; checkpointing the WAL every ~20 of them would cost more than the matching
     encoded: dict = {}
+    # one commit per image; checkpointing the WAL every ~20 of them would cost more than the matching
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
     try:
-        for scan_id, image_id, reference, family, version, pkgs, ids in inventories:
+        for scan_id, image_id, reference, family, version, old_feed, pkgs, ids, old_counts in inventories:
             findings = evaluation.evaluate(pkgs, family, version, reference)
-            counts: Counter = Counter()
-            with conn:
-                conn.execute("DELETE FROM vulnerability_details WHERE finding_id IN"
-                             " (SELECT id FROM findings WHERE scan_id = ? AND kind = 'vulnerability')", [scan_id])
-                conn.execute("DELETE FROM findings WHERE scan_id = ? AND kind = 'vulnerability'", [scan_id])
-                # ids handed out here so both tables go in with executemany; safe: the DELETE above took the write lock
-                next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
-                rows, details = [], []
-                by_key = {p.key: p for p in pkgs}
-                for fid, f in enumerate(findings, next_id):
-                    reason = f.detail.get("ignore_reason")
-                    pid = ids.get(f.package)
-                    if reason is None:
-                        counts[pid] += 1
-                    else:
-                        result.ignored += 1
-                    rows.append((fid, scan_id, image_id, f.kind, f.severity,
-                                 dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status, f.path,
-                                 f.layer_index, int(bool(f.visible)), pid, finding_fingerprint(f, by_key.get(f.package)),
-                                 int(reason is not None), reason))
-                    d = f.detail
-                    details.append((fid,) + tuple(_cell(d.get(c), encoded) for c in DETAIL_COLUMNS[1:]))
-                conn.executemany("INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
-                                 " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
-                                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                conn.executemany(detail_sql, details)
-                conn.execute("UPDATE packages SET vulnerability_count = 0 WHERE scan_id = ? AND vulnerability_count != 0",
-                             [scan_id])
-                conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?",
-                                 [(n, pid) for pid, n in counts.items() if pid is not None])
-                conn.execute("UPDATE scans SET feed_version = ? WHERE id = ?", [feed, scan_id])
-                conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
-                             " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings)})])
+            changed = _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql,
+                             encoded, finding_fingerprint, result)
             result.images += 1
+            result.changed_images += changed
             result.packages += len(pkgs)
             result.findings += len(findings)
             if bar:

@@ -126,7 +126,12 @@ JOIN images i ON i.id = p.image_id;
 CREATE INDEX idx_findings_package ON findings(package_id);
 """
 
-STEPS = [STEP1, STEP2]
+# a digest of what a finding says, so that a rematch rewrites only the findings whose content changed
+STEP3 = """
+ALTER TABLE vulnerability_details ADD COLUMN content_hash TEXT;
+"""
+
+STEPS = [STEP1, STEP2, STEP3]
 dbm.register_schema("advisories", STEPS)
 
 

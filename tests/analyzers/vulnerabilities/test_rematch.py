@@ -76,3 +76,32 @@ def test_rematch_cli_with_a_plain_ignore_file(tmp_path, scan, capsys):
     assert cli.main(["rematch", "--db", db_path]) == 0  # without the file the finding is no longer ignored
     assert not any(v["ignored"] for v in report_of(database, "demo/shop:1")["vulnerabilities"])
     assert cli.main(["rematch", "--db", str(tmp_path / "missing.db")]) == 2
+
+
+def test_rematch_rewrites_only_what_changed(tmp_path, scan):
+    shop_image().write_oci_layout(tmp_path / "oci", ref="demo/shop:1")
+    import_records(connect_db(tmp_path), ADVISORIES)
+    database, _ = scan(f"oci:{tmp_path / 'oci'}")  # findings written by the scan itself
+    ids_before = dict(database.execute("SELECT d.vulnerability_id, f.id FROM findings f JOIN vulnerability_details d"
+                                       " ON d.finding_id = f.id"))
+    first = rematch(database)
+    assert (first.inserted, first.deleted) == (0, 0)  # the scan and the rematch agree on every finding
+    # a new fixed version for lodash: that finding alone is rewritten, the others keep their rows
+    import_records(database, [osv("GHSA-llll", "npm", "lodash", [{"introduced": "0"}, {"fixed": "4.17.20"}],
+                                  aliases=["CVE-2021-23337"], modified="2025-01-01T00:00:00Z")])
+    second = rematch(database)
+    assert (second.inserted, second.deleted, second.changed_images) == (1, 1, 1)
+    ids_after = dict(database.execute("SELECT d.vulnerability_id, f.id FROM findings f JOIN vulnerability_details d"
+                                      " ON d.finding_id = f.id"))
+    assert ids_after.keys() == ids_before.keys()
+    assert {k for k in ids_after if ids_after[k] != ids_before[k]} == {"CVE-2021-23337"}
+    fixed = [v["fixed_version"] for v in report_of(database, "demo/shop:1")["vulnerabilities"] if v["id"] == "CVE-2021-23337"]
+    assert fixed == ["4.17.20"]
+    third = rematch(database)
+    assert (third.inserted, third.deleted, third.changed_images) == (0, 0, 0)
+
+
+def connect_db(tmp_path):
+    from stowaway.ingest.db import connect
+
+    return connect(str(tmp_path / "scan.db"))
