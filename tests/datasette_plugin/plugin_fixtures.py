@@ -186,19 +186,32 @@ _CORPUS_DB: dict[str, str] = {}
 
 
 def corpus_db_path(tmp_path_factory) -> str:
-    """The public corpus scanned once per test session by every installed analyzer, plus CVE-2021-44228
-    on log4j and one finding of each other kind in corpus/shop:1.0 (no advisory feed is imported here).
-    Read-only for its users: tests that write copy it."""
+    """The public corpus scanned once per test session by every installed analyzer, after importing
+    ../shared/feeds/osv with `stowaway db import` (so vulnerabilities come from the real matcher).
+    CVE-2021-44228 on log4j is written by hand only if the matcher did not find it. Read-only for
+    its users: tests that write copy it."""
     if "path" not in _CORPUS_DB:
-        from conftest import CORPUS
+        import os
+        import subprocess
+        import sys
+
+        from conftest import CORPUS, SHARED
         from stowaway.ingest.db import connect
         from stowaway.ingest.pipeline import Scanner
 
         path = str(tmp_path_factory.mktemp("corpus") / "corpus.db")
+        feed = SHARED / "feeds" / "osv"
+        if feed.exists():
+            subprocess.run([os.path.join(os.path.dirname(sys.executable), "stowaway"), "db", "import", str(feed),
+                            "--db", path], check=True, capture_output=True, timeout=300)
         database = connect(path)
         outcomes = Scanner(database, {}, progress=False).run([f"oci:{CORPUS / 'oci'}"])
         assert all(o.status == "done" for o in outcomes), [o.error for o in outcomes]
-        add_findings(database, "corpus/shop:1.0", [LOG4J], [vuln_finding(*VULNS_V1[-1])] + other_findings())
+        found = database.execute("SELECT 1 FROM vulnerability_details d JOIN findings f ON f.id = d.finding_id"
+                                 " JOIN images i ON i.last_scan_id = f.scan_id WHERE i.reference = 'corpus/shop:1.0'"
+                                 " AND d.vulnerability_id = 'CVE-2021-44228'").fetchone()
+        if not found:
+            add_findings(database, "corpus/shop:1.0", [LOG4J], [vuln_finding(*VULNS_V1[-1])])
         database.conn.close()
         _CORPUS_DB["path"] = path
     return _CORPUS_DB["path"]
