@@ -1,6 +1,6 @@
 """Imports advisories into the store: OSV records (files, directories, an ecosystem's all.zip, the
-osv.dev API's {"vulns": [...]} answers), the Debian security tracker JSON, CISA's KEV catalogue and
-FIRST's EPSS scores.
+osv.dev API's {"vulns": [...]} answers), the Debian security tracker JSON, Alpine's secdb, CISA's KEV
+catalogue and FIRST's EPSS scores.
 
 Idempotent: a record replaces the stored one only when its `modified` time is newer. Fast: records
 are parsed one at a time (an all.zip is streamed member by member) and written with executemany,
@@ -293,6 +293,37 @@ def debian_tracker_records(doc: dict, modified: str, result: ImportResult) -> It
             yield rec
 
 
+# --- Alpine secdb ------------------------------------------------------------------------------------
+
+def is_alpine_secdb(doc) -> bool:
+    return isinstance(doc, dict) and isinstance(doc.get("packages"), (list, dict)) and "distroversion" in doc
+
+
+def alpine_secdb_records(doc: dict, modified: str, result: ImportResult) -> Iterator[dict]:
+    """secdb's {packages: [{pkg: {name, secfixes: {fixed version: [CVE, ...]}}}]} of one release as one
+    OSV-shaped record per (release, CVE); '0' lists CVEs that never affected the package."""
+    release = str(doc.get("distroversion") or "")
+    by_id: dict[str, dict] = {}
+    for entry in doc["packages"] if isinstance(doc["packages"], list) else ():  # an empty release writes {}
+        pkg = entry.get("pkg") if isinstance(entry, dict) else None
+        if not isinstance(pkg, dict) or not isinstance(pkg.get("name"), str) or not isinstance(pkg.get("secfixes"), dict):
+            result.warn("alpine secdb: malformed package entry", release)
+            continue
+        for fixed, ids in pkg["secfixes"].items():
+            if str(fixed) == "0" or not isinstance(ids, list):
+                continue
+            for text in ids:
+                for cve in str(text).split():
+                    if not cve.startswith("CVE-"):
+                        continue
+                    rid = f"ALPINE-SECDB-{release}-{cve}"
+                    rec = by_id.setdefault(rid, {"id": rid, "modified": modified, "aliases": [cve], "affected": []})
+                    rec["affected"].append({"package": {"ecosystem": f"Alpine:{release}", "name": pkg["name"]},
+                                            "ranges": [{"type": "ECOSYSTEM",
+                                                        "events": [{"introduced": "0"}, {"fixed": str(fixed)}]}]})
+    yield from by_id.values()
+
+
 # --- sources -------------------------------------------------------------------------------------------
 
 def _records_of(doc) -> Iterator:
@@ -327,6 +358,8 @@ class Importer:
         self.now = dbm.now()
         self._t0 = time.perf_counter()
         self._batch: dict[str, tuple] = {}
+        # what the store holds already, so an unchanged record is recognized before it is parsed
+        self._stored: dict[str, str] = dict(self.conn.execute("SELECT id, modified FROM advisories"))
         with self.conn:
             self.result.import_id = self.conn.execute(
                 "INSERT INTO advisory_imports (source, kind, started_at) VALUES (?,?,?)",
@@ -335,6 +368,11 @@ class Importer:
     # records ---------------------------------------------------------------------------------------
     def add_record(self, rec, source_file: str, source_kind: str = "osv") -> None:
         self.result.records += 1
+        if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+            old = self._stored.get(rec["id"].strip())
+            if old is not None and old >= normalize_time(rec.get("modified")):
+                self.result.unchanged += 1
+                return
         try:
             parsed = parse_record(rec, source_file, source_kind, self.result)
         except BadRecord as exc:
@@ -376,6 +414,7 @@ class Importer:
         if not changed:
             return
         replaced = [p[0][0] for p in changed if p[0][0] in existing]
+        self._stored.update((p[0][0], p[0][1]) for p in changed)
         with conn:
             for i in range(0, len(replaced), 500):
                 chunk = replaced[i:i + 500]
@@ -434,10 +473,15 @@ class Importer:
         if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list) and "catalogVersion" in doc:
             self._add_kev(doc)
             return
+        # snapshots without per-record times: a newer file is a newer snapshot
+        modified = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).isoformat()
         if is_debian_tracker(doc):
-            modified = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).isoformat()
             for rec in debian_tracker_records(doc, modified, self.result):
                 self.add_record(rec, name, "debian-tracker")
+            return
+        if is_alpine_secdb(doc):
+            for rec in alpine_secdb_records(doc, modified, self.result):
+                self.add_record(rec, name, "alpine-secdb")
             return
         for rec in _records_of(doc):
             self.add_record(rec, name)

@@ -184,3 +184,26 @@ def test_shared_os_advisory_samples(db):
     assert {"22.04", "pro:14.04"} <= rels and not any("LTS" in r for r in rels)
     assert ("ALPINE-CVE-2025-26519", "Alpine", "3.18", "musl") in rows
     assert result.inserted >= 20
+
+
+def test_alpine_secdb_becomes_per_release_records(db, tmp_path):
+    path = _write(tmp_path / "v3.15-main.json", {
+        "distroversion": "v3.15", "reponame": "main", "packages": [
+            {"pkg": {"name": "zlib", "secfixes": {"1.2.12-r0": ["CVE-2018-25032"], "1.2.12-r2": ["CVE-2022-37434"],
+                                                  "0": ["CVE-2000-0001"]}}},
+            {"pkg": {"name": "ansible", "secfixes": {"2.8.0-r0": {}}}},
+            {"pkg": "broken"}]})
+    result = import_paths(db, [str(path)])
+    rows = sorted(db.execute("SELECT advisory_id, ecosystem, release, name, ranges FROM advisory_affected"))
+    assert [r[:4] for r in rows] == [("ALPINE-SECDB-v3.15-CVE-2018-25032", "Alpine", "3.15", "zlib"),
+                                     ("ALPINE-SECDB-v3.15-CVE-2022-37434", "Alpine", "3.15", "zlib")]
+    assert json.loads(rows[1][4])[0]["events"] == [{"introduced": "0"}, {"fixed": "1.2.12-r2"}]
+    assert result.warnings["alpine secdb: malformed package entry"] == 1
+
+
+@feeds
+def test_shared_alpine_secdb_samples(db):
+    result = import_paths(db, [str(FEEDS / "os-advisories" / "alpine" / "secdb")])
+    assert result.skipped == 0 and result.inserted > 10
+    rels = {r[0] for r in db.execute("SELECT DISTINCT release FROM advisory_affected")}
+    assert rels == {"3.10", "3.12", "3.15"}  # the edge sample lists no package
