@@ -135,7 +135,7 @@ async def vulnerability(db, vuln_id: str) -> dict | None:
                                   " FROM json_each(CASE WHEN json_valid(v.aliases) THEN v.aliases ELSE '[]' END) j"
                                   " WHERE j.value = :id)" + order, {"id": vuln_id, "like": f'%"{vuln_id}"%'})
     if not affected:
-        return None
+        return await _advisory(db, vuln_id)
     first = affected[0]
     best = lambda key: next((a[key] for a in affected if a.get(key) not in (None, "")), None)  # noqa: E731
     aliases = []
@@ -143,15 +143,38 @@ async def vulnerability(db, vuln_id: str) -> dict | None:
         for alias in _loads(a.get("aliases"), []):
             if alias not in aliases and alias != first["vulnerability_id"]:
                 aliases.append(alias)
-    details = await rows(db, "SELECT description FROM vulnerability_details WHERE finding_id = ?", [first["id"]])
+    details = (await rows(db, "SELECT * FROM vulnerability_details WHERE finding_id = ?", [first["id"]]) or [{}])[0]
     return {
         "id": first["vulnerability_id"], "aliases": aliases, "severity": first["severity"],
         "cvss_score": best("cvss_score"), "cvss_vector": best("cvss_vector"), "published": best("published"),
-        "solution": best("solution"), "title": best("title"),
-        "description": details[0]["description"] if details and details[0]["description"] else None,
+        "solution": best("solution"), "title": best("title"), "description": details.get("description"),
+        # columns the vulnerability analyzers add when their feeds are imported
+        "extra": {k: details[k] for k in EXTRA_DETAILS if details.get(k) not in (None, "")},
         "affected": affected,
         "images": sorted({a["image"] for a in affected}),
     }
+
+
+EXTRA_DETAILS = {"epss": "EPSS probability", "kev": "In CISA's known exploited list", "urgency": "Urgency"}
+
+
+async def _advisory(db, vuln_id: str) -> dict | None:
+    """A known advisory that affects no stored image: still worth a page (links from aliases land here)."""
+    if "advisories" not in await db.table_names():
+        return None
+    try:
+        got = await rows(db, "SELECT * FROM advisories WHERE id = :id OR id IN"
+                             " (SELECT advisory_id FROM advisory_aliases WHERE alias = :id) LIMIT 1", {"id": vuln_id})
+    except Exception:  # another shape of the advisory store than the one this reads
+        return None
+    if not got:
+        return None
+    a = got[0]
+    aliases = [x for x in _loads(a.get("aliases"), []) if x != vuln_id]
+    return {"id": vuln_id if vuln_id != a["id"] and vuln_id.startswith("CVE-") else a["id"], "aliases": aliases,
+            "severity": a.get("severity") or "unknown", "cvss_score": a.get("cvss_score"),
+            "cvss_vector": a.get("cvss_vector"), "published": a.get("published"), "solution": None,
+            "title": a.get("summary"), "description": a.get("details"), "extra": {}, "affected": [], "images": []}
 
 
 async def dashboard(db) -> dict:

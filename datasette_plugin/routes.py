@@ -115,7 +115,8 @@ async def vulnerability_page(datasette, request):
     vuln = await queries.vulnerability(db, vuln_id)
     if vuln is None:
         raise NotFound(f"{vuln_id}: no image in {name} is affected")
-    return await _render(datasette, request, "stowaway_vulnerability.html", {"v": vuln}, name, db)
+    return await _render(datasette, request, "stowaway_vulnerability.html",
+                         {"v": vuln, "extra_labels": queries.EXTRA_DETAILS}, name, db)
 
 
 async def dashboard_page(datasette, request):

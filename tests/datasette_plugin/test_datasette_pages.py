@@ -84,6 +84,13 @@ def test_raw_env_values_never_reach_a_page(demo_db):
     assert "APP_HOME=/opt/app" in got["/-/stowaway/image/2"].text  # harmless values stay readable
 
 
+def test_images_list_pages(demo_db):
+    ds = datasette_for(demo_db, metadata={"plugins": {"stowaway": {"images_page_size": 2}}})
+    first, second = run(get_all(ds, ["/-/stowaway/images?sort=reference", "/-/stowaway/images?sort=reference&page=2"])).values()
+    assert first.text.count('class="sw-image-row"') == 2 and "Page 1 of 2" in first.text
+    assert second.text.count('class="sw-image-row"') == 1 and "other/tool" in second.text
+
+
 def test_images_list_counts_and_latest_versions(demo_db):
     ds = datasette_for(demo_db)
     got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/images?latest=1"]))
@@ -301,6 +308,13 @@ def test_corpus_pages(tmp_path_factory):
     results = facet(ds, f"/{name}/findings_report.json")["severity"]["results"]
     values = [r["value"] for r in results]
     assert values == [s for s in SEVERITIES if s in values] and "critical" in values
+    # an imported advisory that no stored image has still gets its page; an unknown id does not
+    unmatched = run(ds.get_database(name).execute(
+        "SELECT id FROM advisories WHERE id NOT IN (SELECT vulnerability_id FROM vulnerability_details) LIMIT 1")).first()
+    if unmatched:
+        page = run(ds.client.get(f"/-/stowaway/vulnerability/{unmatched[0]}"))
+        assert page.status_code == 200 and "No stored image is affected" in page.text
+    assert run(ds.client.get("/-/stowaway/vulnerability/CVE-1999-99999")).status_code == 404
 
 
 def test_report_tables_follow_the_database(demo_db):
