@@ -22,7 +22,7 @@ from stowaway.ingest.model import Finding, Package
 from ..base import Analyzer, Fact, register
 from . import ignores as ignore_rules
 from . import store
-from .ecosystems import OS_ECOSYSTEMS, SCHEME_OF, image_release, package_target
+from .ecosystems import OS_ECOSYSTEMS, OS_PACKAGE_TYPES, SCHEME_OF, image_release, package_target
 from .matchers import Matcher, Match
 from .versions import InvalidVersion, parse
 
@@ -67,26 +67,30 @@ class Evaluation:
         os_key = image_release(os_family, os_version)
         out: list[Finding] = []
         seen = set()
-        uncovered_os = 0
+        uncovered_os = matched_os = 0
         for pkg in packages:
             if pkg.key in seen:
                 continue
             seen.add(pkg.key)
-            if pkg.os_owned and (pkg.ecosystem or "").lower() not in ("deb", "rpm", "apk"):
+            is_os = (pkg.ecosystem or "").lower() in OS_PACKAGE_TYPES
+            if pkg.os_owned and not is_os:
                 # a jar or wheel shipped inside an OS package carries the vendor's backports; its
                 # vulnerabilities are the vendor's advisories for that OS package, not upstream's ranges
                 continue
             target = package_target(pkg.ecosystem, pkg.name, pkg.version, pkg.source_name, pkg.source_version, os_key)
             if target is None:
-                if (pkg.ecosystem or "").lower() in ("deb", "rpm", "apk"):
-                    uncovered_os += 1
+                uncovered_os += is_os
                 continue
+            matched_os += is_os
             matches = self.matcher.match(*target)
             if matches:
                 out.extend(self._findings(pkg, target, matches, image))
         if uncovered_os:
             what = f"{os_family} {os_version}".strip() or "an unidentified distribution"
             self.warnings[f"{uncovered_os} OS packages not matched: no vendor advisories are keyed for {what}"] += 1
+        elif matched_os and not self.matcher.covers(*os_key):
+            self.warnings[f"no {os_key[0]}:{os_key[1]} advisories in the store: OS packages not matched;"
+                          " import that distribution's feed"] += 1
         return out
 
     def _findings(self, pkg: Package, target, matches: list[Match], image: str) -> Iterable[Finding]:

@@ -153,6 +153,16 @@ class Matcher:
         except Exception:
             return 0
 
+    def covers(self, ecosystem: str, release: str) -> bool:
+        """Whether the store holds any advisory for this ecosystem and release."""
+        key = ("covers", ecosystem, release)
+        got = self._candidates.get(key)
+        if got is None:
+            got = self._candidates[key] = self.conn.execute(
+                "SELECT 1 FROM advisory_affected WHERE ecosystem = ? AND release = ? LIMIT 1",
+                [ecosystem, release]).fetchone() is not None
+        return got
+
     def candidates(self, ecosystem: str, release: str, name: str) -> list[Candidate]:
         key = (ecosystem, release, name)
         got = self._candidates.get(key)

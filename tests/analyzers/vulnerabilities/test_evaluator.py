@@ -190,3 +190,15 @@ def test_kev_and_epss_raise_the_urgency(db, tmp_path):
     after = {f.detail["vulnerability_id"]: (f.detail["urgency"], f.detail["kev"], f.detail["epss"])
              for f in Evaluation(Matcher(db.conn)).evaluate([pkg], "", "")}
     assert after == {"CVE-2021-44228": ("immediate", 1, None), "CVE-2021-45046": ("high", 0, 0.5)}
+
+
+def test_a_distribution_without_imported_advisories_is_a_warning(db):
+    import_records(db, [osv("GHSA-v", "PyPI", "foo", [{"introduced": "0"}, {"fixed": "2.0"}])])
+    ev = Evaluation(Matcher(db.conn))
+    pkgs = [Package("deb", "libssl1.1", "1.1.1n-0+deb11u3", "/var/lib/dpkg/status", 0, source_name="openssl")]
+    assert ev.evaluate(iter(pkgs), "debian", "11") == []
+    assert list(ev.warnings) == ["no Debian:11 advisories in the store: OS packages not matched;"
+                                 " import that distribution's feed"]
+    import_records(db, [osv("DSA-9", "Debian:11", "zlib", [{"introduced": "0"}])])
+    ev = Evaluation(Matcher(db.conn))
+    assert ev.evaluate(pkgs, "debian", "11") == [] and not ev.warnings
