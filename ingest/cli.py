@@ -209,4 +209,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module, not __main__: command modules register with stowaway.ingest.cli
+    from stowaway.ingest.cli import main as _main
+
+    sys.exit(_main())
