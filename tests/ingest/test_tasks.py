@@ -225,3 +225,25 @@ def test_an_interrupted_task_puts_its_running_items_back(tmp_path):
         db.conn.execute("UPDATE task_items SET state='running', attempts=1 WHERE task_id=?", [task])
     summary = TaskRunner(db, {}).run(task)
     assert summary.state == "done" and len(summary.outcomes) == 2
+
+
+def test_cli_scan_over_the_hourly_limit_says_what_it_deferred(tmp_path, server):
+    for i in range(3):
+        serve_image(server, "vendor/app", str(i), image(i))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[registries."{server.host}"]\nscheme = "http"\nimages_per_hour = 2\n')
+    db = str(tmp_path / "cli.db")
+    cli = [sys.executable, "-m", "stowaway.ingest.cli"]
+    r = subprocess.run(cli + ["scan", *[f"registry:{server.host}/vendor/app:{i}" for i in range(3)], "--db", db,
+                              "--config", str(policy), "--risk", "files", "--no-progress"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("scanned ") == 2
+    assert "1 image(s) deferred by a per-registry hourly limit until" in r.stderr
+    r = subprocess.run(cli + ["tasks", "--db", db, "--json"], capture_output=True, text=True, timeout=60)
+    task = json.loads(r.stdout.splitlines()[0])
+    assert (task["state"], task["done"], task["waiting"]) == ("queued", 2, 1) and task["next_run_at"]
+    # run-once an instant later: nothing is due yet, so nothing more is scanned
+    r = subprocess.run(cli + ["schedule", "run-once", "--db", db, "--config", str(policy)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == ""
