@@ -190,7 +190,7 @@ def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
         raise BadRecord("record is not an object")
     rid = rec.get("id")
     if not isinstance(rid, str) or not rid.strip():
-        raise BadRecord("record without an id")
+        raise BadRecord("not an OSV record (no id)")
     rid = rid.strip()
     aliases = _strings(rec.get("aliases"))
     upstream = _strings(rec.get("upstream"))
@@ -460,9 +460,10 @@ class Importer:
             return
         with open(path, "rb") as fh:
             data = fh.read()
-        self._add_document(path, data, os.path.getmtime(path))
+        self._add_document(path, data, lambda: os.path.getmtime(path))
 
-    def _add_document(self, name: str, data: bytes, mtime: float) -> None:
+    def _add_document(self, name: str, data: bytes, mtime) -> None:
+        """`mtime()` gives the file's time, asked only for snapshot formats that carry no record times."""
         try:
             doc = _load(name, data)
         except Exception as exc:  # json, yaml and decoding errors alike
@@ -474,12 +475,13 @@ class Importer:
             self._add_kev(doc)
             return
         # snapshots without per-record times: a newer file is a newer snapshot
-        modified = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).isoformat()
         if is_debian_tracker(doc):
+            modified = dt.datetime.fromtimestamp(mtime(), dt.timezone.utc).isoformat()
             for rec in debian_tracker_records(doc, modified, self.result):
                 self.add_record(rec, name, "debian-tracker")
             return
         if is_alpine_secdb(doc):
+            modified = dt.datetime.fromtimestamp(mtime(), dt.timezone.utc).isoformat()
             for rec in alpine_secdb_records(doc, modified, self.result):
                 self.add_record(rec, name, "alpine-secdb")
             return
@@ -504,7 +506,8 @@ class Importer:
                 except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as exc:
                     self.result.warn("unreadable zip member", f"{path}!/{info.filename}: {exc}")
                     continue
-                self._add_document(f"{path}!/{info.filename}", data, time.mktime(info.date_time + (0, 0, -1)))
+                self._add_document(f"{path}!/{info.filename}", data,
+                                   lambda info=info: time.mktime(info.date_time + (0, 0, -1)))
 
     # enrichment ------------------------------------------------------------------------------------
     def _add_kev(self, doc: dict) -> None:

@@ -73,7 +73,7 @@ def test_bad_records_are_skipped_and_counted(db, tmp_path):
     assert result.inserted == 1 and result.records == 8
     assert result.skipped == 7
     w = result.warnings
-    assert w["unreadable file"] == 1 and w["record without an id"] == 1 and w["record is not an object"] == 1
+    assert w["unreadable file"] == 1 and w["not an OSV record (no id)"] == 1 and w["record is not an object"] == 1
     assert w["unsupported ecosystem Hackage2000"] == 1
     assert w["range with malformed events"] == 1
     assert db.execute("SELECT id FROM advisories").fetchall() == [("GHSA-ok",)]
