@@ -608,13 +608,19 @@ def _policy_record(policy: dict) -> dict:
     return _without_secrets({k: v for k, v in policy.items() if k not in ("source_options", "credentials")})
 
 
-# credential settings (registry logins) by their exact names: "secrets" is a section of rules, not one
-_SECRET_KEYS = {"password", "passwd", "token", "auth", "access_token", "identitytoken", "registrytoken"}
+# credential settings (registry logins) by name: "password", "api_token", ...; the [secrets] section of
+# rules is not one of them
+_SECRET_WORDS = ("password", "passwd", "token", "auth", "secret", "credential", "credentials")
+
+
+def _is_secret_key(key) -> bool:
+    k = str(key).lower().replace("-", "_")
+    return k in _SECRET_WORDS or any(k.endswith("_" + w) for w in _SECRET_WORDS)
 
 
 def _without_secrets(value):
     if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items() if str(k).lower() not in _SECRET_KEYS}
+        return {k: _without_secrets(v) for k, v in value.items() if not _is_secret_key(k)}
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]
     return value
