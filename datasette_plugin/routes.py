@@ -12,7 +12,7 @@ from pathlib import Path
 from datasette import Forbidden
 from datasette.utils.asgi import NotFound, Response
 
-from stowaway.ingest.model import KINDS, SEVERITIES
+from stowaway.ingest.model import SEVERITIES
 
 from . import actions, charts, config, exports, queries, schema
 from .facets import KIND_LABELS
@@ -283,5 +283,3 @@ ROUTES = [
     (r"^/-/stowaway/export/(?P<report>vulnerabilities|baseline)\.(?P<fmt>csv|xlsx)$", export),
     (r"^/-/stowaway/plotly\.min\.js$", plotly_js),
 ]
-
-__all__ = ["ROUTES", "KINDS"]

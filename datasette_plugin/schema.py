@@ -188,7 +188,7 @@ CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (
               for name in STEP2)
     + "\n".join(f"CREATE INDEX [idx_{name}_{col}] ON [{name}]([{col}]);"
                  for name in STEP2 for col in INDEXED[name])
-    + f"\nCREATE UNIQUE INDEX idx_image_overview_id ON image_overview(id);"
+    + "\nCREATE UNIQUE INDEX idx_image_overview_id ON image_overview(id);"
     + f"\nCREATE TABLE {STATE_TABLE} (name TEXT PRIMARY KEY, value TEXT);",
     # step 3: every image's findings of every kind in one table; layer facet indexes
     f"CREATE TABLE findings_report AS SELECT * FROM ({SELECTS['findings_report']}) WHERE 0;\n"

@@ -7,14 +7,12 @@ import io
 import json
 import urllib.parse
 
-import pytest
-
-from conftest import CORPUS, corpus
+from conftest import corpus
 from stowaway.datasette_plugin import schema
 from stowaway.ingest.model import SEVERITIES
 
 from plugin_fixtures import LOG4J, MASKED_SECRET, OPENSSL, RAW_ENV_SECRET, VULNS_V1, add_findings, \
-    corpus_db_path, datasette_for, db_name, demo_db, other_findings, vuln_finding  # noqa: F401 (demo_db is a fixture)
+    corpus_db_path, datasette_for, db_name, demo_db, vuln_finding  # noqa: F401 (demo_db is a fixture)
 
 
 def run(coro):
