@@ -264,6 +264,8 @@ def test_corpus_through_the_registry_passes_check_report(registry, tmp_path):
 
     via_registry = check(database, f"{registry.host}/corpus/shop:1.0")
     assert via_registry == check(archive, "corpus/shop:1.0")
+    saved, _ = scan(tmp_path / "s.db", [f"docker-archive:{CORPUS / 'shop-1.0.docker.tar.gz'}"], {})
+    assert via_registry == check(saved, "corpus/shop:1.0")  # and as on the docker save archive
     assert via_registry[0] == 0, via_registry[1]
     gets = len(registry.blob_gets())
     _, again = scan(tmp_path / "c.db", sources, registry.options())
