@@ -133,26 +133,16 @@ async def ignore_finding(db, finding_id: int, ignored: bool, reason: str) -> Non
 
 # --- scan again ----------------------------------------------------------------------------------
 
-def rescan_source(image: dict) -> str:
-    """The recorded source, narrowed to this image when the source holds several."""
-    from stowaway.ingest.sources import parse_source
-
-    source = image.get("source") or ""
-    if not source:
-        raise ActionError("this image has no recorded source to scan again")
-    transport, location, ref = parse_source(source)
-    if transport in ("oci", "oci-archive", "docker-archive") and not ref and image["reference"] != source:
-        return f"{transport}:{location}:{image['reference']}"
-    return source
-
-
-def _rescan(path: str, source: str, base_policy: dict):
-    from stowaway.ingest.pipeline import Scanner
+def _rescan(path: str, digest: str, base_policy: dict):
+    """A rescan task (the `stowaway rescan` command's), run here: the tasks table records it."""
+    from stowaway.ingest.commands.rescan import rescan_sources
+    from stowaway.ingest.tasks import TaskRunner, create_task
 
     database = dbm.connect(path)
     try:
         policy = with_overrides(base_policy, policy_overrides(database.conn))
-        return Scanner(database, policy, progress=False).run([source])
+        task_id = create_task(database, rescan_sources(database, digest), "rescan")
+        return TaskRunner(database, policy).run(task_id).outcomes
     finally:
         database.conn.close()
 
@@ -160,22 +150,28 @@ def _rescan(path: str, source: str, base_policy: dict):
 async def rescan(datasette, db, image: dict, wait_seconds: float):
     """Scans the image again in a worker thread; returns its outcomes, or None while it still runs."""
     if db.is_memory or not db.path or not db.is_mutable:
-        raise ActionError("this database is read-only: scan again with `stowaway scan`")
-    try:
-        source = rescan_source(image)
-    except ActionError:
-        raise
-    except Exception as exc:  # the source is gone or unreadable: one clear line
-        raise ActionError(f"cannot scan again: {exc}") from None
+        raise ActionError("this database is read-only: scan again with `stowaway rescan`")
+    if not image.get("source"):
+        raise ActionError("this image has no recorded source to scan again")
     policy = {}
-    if image.get("last_scan_id"):
+    policy_file = config.plugin_config(datasette).get("policy_file")
+    if policy_file:  # the operator's policy (credentials included), rather than what the last scan recorded
+        from stowaway.ingest.policy import load
+
+        try:
+            policy = load(policy_file)
+        except Exception as exc:
+            raise ActionError(f"cannot scan again: {exc}") from None
+    elif image.get("last_scan_id"):
         row = (await db.execute("SELECT policy FROM scans WHERE id = ?", [image["last_scan_id"]])).first()
         try:
             policy = json.loads(row[0]) if row and row[0] else {}
         except ValueError:
             policy = {}
-    task = asyncio.get_running_loop().run_in_executor(None, _rescan, db.path, source, policy)
+    task = asyncio.get_running_loop().run_in_executor(None, _rescan, db.path, image["manifest_digest"], policy)
     try:
         return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds)
     except asyncio.TimeoutError:
         return None
+    except Exception as exc:  # the source is gone or unreadable: one clear line
+        raise ActionError(f"cannot scan again: {exc}") from None

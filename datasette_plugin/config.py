@@ -8,9 +8,14 @@ datasette-cluster-map's settings. Plugin settings live under `plugins.stowaway` 
     {"plugins": {"stowaway": {"write": {"id": ["alice", "root"]}, "images_page_size": 100}}}
 
 `write` is a Datasette allow block for the `stowaway-write` permission (default: the root actor).
+`policy_file` is the policy (TOML) "Scan again" uses (default: $STOWAWAY_POLICY, which `stowaway
+serve --config FILE` sets); without one, the policy the image's last scan recorded (which leaves out
+credentials, so a private registry needs the file).
+`rescan_wait_seconds` (default 60) is how long the page waits for the rescan before it answers.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 
 PLUGIN = "stowaway"
@@ -99,7 +104,8 @@ TABLES = {
 
 
 def plugin_config(datasette) -> dict:
-    return {**DEFAULTS, **(datasette.plugin_config(PLUGIN) or {})}
+    defaults = {**DEFAULTS, "policy_file": os.environ.get("STOWAWAY_POLICY") or None}
+    return {**defaults, **(datasette.plugin_config(PLUGIN) or {})}
 
 
 def is_stowaway(datasette, name: str) -> bool:

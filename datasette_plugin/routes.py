@@ -235,7 +235,7 @@ async def rescan_action(datasette, request):
         datasette.add_message(request, str(exc), datasette.ERROR)
         return _back(datasette, request, form, fallback)
     if outcomes is None:
-        datasette.add_message(request, "The scan is still running; its row in the scans table shows how it ends.",
+        datasette.add_message(request, "The rescan task is still running; the tasks table shows how it goes.",
                               datasette.WARNING)
     else:
         for o in outcomes:

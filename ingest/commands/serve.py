@@ -25,6 +25,8 @@ def add(sub):
     p.add_argument("--suggest-facets", action="store_true",
                    help="let Datasette suggest facets (off by default: it queries every column of a table on every"
                         " page view, seconds on a large database; the configured facets and each column's menu remain)")
+    p.add_argument("--config", metavar="FILE",
+                   help="policy file (TOML) that 'Scan again' uses (default: the policy the image's last scan recorded)")
     p.add_argument("-m", "--metadata", metavar="FILE",
                    help="Datasette metadata (JSON/YAML) overriding the plugin's defaults")
     p.set_defaults(func=run)
@@ -36,6 +38,7 @@ def datasette_args(args) -> list[str]:
         argv += ["--setting", "suggest_facets", "off"]
     if args.metadata:
         argv += ["--metadata", args.metadata]
+
     if args.root:
         argv.append("--root")
     if args.open:
@@ -56,5 +59,9 @@ def run(args) -> int:
         schema.ensure(database.conn)
     finally:
         database.conn.close()
+    if args.config:
+        if not os.path.exists(args.config):
+            raise ScanError(f"{args.config}: no such policy file")
+        os.environ["STOWAWAY_POLICY"] = os.path.abspath(args.config)  # the plugin's default policy_file
     cli.main(datasette_args(args), prog_name="stowaway serve", standalone_mode=False)
     return 0

@@ -139,6 +139,26 @@ def test_scan_again_runs_the_pipeline_with_the_settings(demo_db):
     assert source.endswith(":demo/app:1.0")  # only this image of the layout was scanned again
     assert "/opt/app/*" in json.loads(policy)["secrets"]["exclude_paths"]
     assert one(demo_db, "SELECT COUNT(*) FROM scans") == (scans + 1,)
+    assert one(demo_db, "SELECT t.kind, t.state, i.source FROM tasks t JOIN task_items i ON i.task_id = t.id"
+                        " ORDER BY t.id DESC LIMIT 1") == ("rescan", "done", source)
     # the report now shows the new scan, which holds only what the installed analyzers found
     report = run(ds.client.get(f"/-/stowaway/image/{image_id}")).text
     assert f"scan {after}," in report
+
+
+def test_scan_again_uses_the_configured_policy_file(demo_db, tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[secrets]\nexclude_paths = ["/srv/from-the-file/*"]\n')
+    ds = datasette_for(demo_db, metadata={"plugins": {"stowaway": {"policy_file": str(policy)}}})
+    image_id = one(demo_db, "SELECT id FROM images WHERE reference = 'demo/app:1.0'")[0]
+    got = run(post_form(ds, f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}/rescan", {}, actor=ROOT))
+    assert got.status_code == 302
+    recorded = json.loads(one(demo_db, "SELECT s.policy FROM images i JOIN scans s ON s.id = i.last_scan_id"
+                                       " WHERE i.id = ?", [image_id])[0])
+    assert recorded["secrets"]["exclude_paths"] == ["/srv/from-the-file/*"]
+    policy.unlink()
+    missing = run(post_form(ds, f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}/rescan", {},
+                            actor=ROOT))
+    assert missing.status_code == 302  # back to the report, with the reason as a message
+    page = run(ds.client.get(missing.headers["location"], cookies=missing.cookies)).text
+    assert "cannot scan again" in page and "policy.toml" in page
