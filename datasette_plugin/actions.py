@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 
 from stowaway.ingest import db as dbm
 
@@ -24,6 +25,15 @@ POLICY_KEYS = {"sensitive_path_exclusion": ("secrets", "exclude_paths"),
 
 class ActionError(ValueError):
     """A refused action: its message is shown to the user, with a 400."""
+
+
+async def _write(db, fn):
+    try:
+        return await db.execute_write_fn(fn, block=True)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):  # a scan holds the write lock for its whole transaction
+            raise ActionError("the database is busy (a scan is writing to it): try again in a moment") from None
+        raise
 
 
 def permission_allowed(datasette, actor, action):
@@ -73,7 +83,7 @@ async def add_setting(db, kind: str, value: str, actor) -> None:
             conn.execute(f"INSERT OR IGNORE INTO {schema.SETTINGS_TABLE} (kind, value, created_at, actor)"
                          " VALUES (?, ?, ?, ?)", [kind, value, dbm.now(), (actor or {}).get("id")])
 
-    await db.execute_write_fn(write, block=True)
+    await _write(db, write)
 
 
 async def remove_setting(db, kind: str, value: str) -> None:
@@ -81,7 +91,7 @@ async def remove_setting(db, kind: str, value: str) -> None:
         with conn:
             conn.execute(f"DELETE FROM {schema.SETTINGS_TABLE} WHERE kind = ? AND value = ?", [kind, value])
 
-    await db.execute_write_fn(write, block=True)
+    await _write(db, write)
 
 
 def policy_overrides(conn) -> dict:
@@ -128,7 +138,7 @@ async def ignore_finding(db, finding_id: int, ignored: bool, reason: str) -> Non
             schema.refresh(conn)
             schema.rebuild(conn, {conn.execute("SELECT image_id FROM findings WHERE id = ?", [finding_id]).fetchone()[0]})
 
-    await db.execute_write_fn(write, block=True)
+    await _write(db, write)
 
 
 # --- scan again ----------------------------------------------------------------------------------

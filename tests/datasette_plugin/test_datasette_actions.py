@@ -162,3 +162,19 @@ def test_scan_again_uses_the_configured_policy_file(demo_db, tmp_path):
     assert missing.status_code == 302  # back to the report, with the reason as a message
     page = run(ds.client.get(missing.headers["location"], cookies=missing.cookies)).text
     assert "cannot scan again" in page and "policy.toml" in page
+
+
+def test_a_write_during_a_scan_gets_a_clear_refusal(demo_db):
+    ds = datasette_for(demo_db)
+    fid = finding_id(demo_db)
+    run(ds.client.get("/-/stowaway/images"))  # refresh the report tables first: that is a write too
+    scan = sqlite3.connect(demo_db, isolation_level=None)
+    scan.execute("BEGIN IMMEDIATE")  # as a scan's transaction holds the write lock
+    try:
+        got = run(post_form(ds, "/-/stowaway/image/2", f"/-/stowaway/finding/{fid}/ignore",
+                            {"ignored": "1", "reason": "accepted"}, actor=ROOT))
+    finally:
+        scan.execute("ROLLBACK")
+        scan.close()
+    assert got.status_code == 400 and "database is busy" in got.text
+    assert one(demo_db, "SELECT ignored FROM findings WHERE id = ?", [fid]) == (0,)
