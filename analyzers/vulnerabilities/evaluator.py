@@ -32,6 +32,15 @@ _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
 _PREFERRED_PREFIX = ("GHSA-", "CVE-")
 
 
+def match_target(pkg, os_key) -> tuple | None:
+    """(ecosystem, release, name, version) a package is matched as, or None."""
+    if pkg.os_owned and (pkg.ecosystem or "").lower() not in OS_PACKAGE_TYPES:
+        # a jar or wheel shipped inside an OS package carries the vendor's backports; its
+        # vulnerabilities are the vendor's advisories for that OS package, not upstream's ranges
+        return None
+    return package_target(pkg.ecosystem, pkg.name, pkg.version, pkg.source_name, pkg.source_version, os_key)
+
+
 def _urgency(severity: str, kev: bool, epss: float | None, fixed: str | None) -> str:
     """Repair urgency: exploited in the wild first (CISA KEV), then likely exploitation (EPSS), then severity."""
     if kev:
@@ -65,32 +74,37 @@ class Evaluation:
     def evaluate(self, packages: Iterable[Package], os_family: str, os_version: str,
                  image: str = "") -> list[Finding]:
         os_key = image_release(os_family, os_version)
-        out: list[Finding] = []
+        items = []
         seen = set()
         uncovered_os = matched_os = 0
         for pkg in packages:
             if pkg.key in seen:
                 continue
             seen.add(pkg.key)
-            is_os = (pkg.ecosystem or "").lower() in OS_PACKAGE_TYPES
-            if pkg.os_owned and not is_os:
-                # a jar or wheel shipped inside an OS package carries the vendor's backports; its
-                # vulnerabilities are the vendor's advisories for that OS package, not upstream's ranges
-                continue
-            target = package_target(pkg.ecosystem, pkg.name, pkg.version, pkg.source_name, pkg.source_version, os_key)
+            target = match_target(pkg, os_key)
             if target is None:
-                uncovered_os += is_os
+                uncovered_os += (pkg.ecosystem or "").lower() in OS_PACKAGE_TYPES and not pkg.os_owned
                 continue
-            matched_os += is_os
+            matched_os += target[0] in OS_ECOSYSTEMS
+            items.append((pkg, target))
+        return self.evaluate_targets(items, os_family, os_version, image, uncovered_os, matched_os)
+
+    def evaluate_targets(self, items, os_family: str, os_version: str, image: str = "", uncovered_os: int = 0,
+                         matched_os: int = 0) -> list[Finding]:
+        """Findings of (package, match target) pairs; the counts only word the warnings."""
+        out: list[Finding] = []
+        for pkg, target in items:
             matches = self.matcher.match(*target)
             if matches:
                 out.extend(self._findings(pkg, target, matches, image))
         if uncovered_os:
             what = f"{os_family} {os_version}".strip() or "an unidentified distribution"
             self.warnings[f"{uncovered_os} OS packages not matched: no vendor advisories are keyed for {what}"] += 1
-        elif matched_os and not self.matcher.covers(*os_key):
-            self.warnings[f"no {os_key[0]}:{os_key[1]} advisories in the store: OS packages not matched;"
-                          " import that distribution's feed"] += 1
+        elif matched_os:
+            os_key = image_release(os_family, os_version)
+            if not self.matcher.covers(*os_key):
+                self.warnings[f"no {os_key[0]}:{os_key[1]} advisories in the store: OS packages not matched;"
+                              " import that distribution's feed"] += 1
         return out
 
     def _findings(self, pkg: Package, target, matches: list[Match], image: str) -> Iterable[Finding]:

@@ -176,6 +176,10 @@ class Matcher:
             self._candidates[key] = got
         return got
 
+    def has_candidates(self, key: tuple) -> bool:
+        got = self._candidates.get(key)
+        return bool(got) if got is not None else bool(self.candidates(*key))
+
     def prefetch(self, keys) -> None:
         """Loads the candidates of many (ecosystem, release, name) keys in a few queries (rematch)."""
         wanted = [k for k in set(keys) if k not in self._candidates]

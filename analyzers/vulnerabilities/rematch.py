@@ -16,7 +16,7 @@ from stowaway.ingest import db as dbm
 
 from . import ignores as ignore_rules
 from . import store
-from .ecosystems import image_release, package_target
+from .ecosystems import OS_PACKAGE_TYPES, image_release, package_target
 from .evaluator import Evaluation
 from .matchers import Matcher
 
@@ -67,18 +67,35 @@ class StoredPackage(NamedTuple):
     key: tuple  # Package.key, computed once: the evaluator and the writer look it up often
 
 
-def _packages(conn, scan_id: int) -> tuple[list[StoredPackage], dict, dict]:
-    pkgs, ids, counts = [], {}, {}
-    for pid, eco, name, version, src, srcver, path, layer, purl, owned, count in conn.execute(
-            "SELECT id, ecosystem, name, version, source_name, source_version, path, layer_index, purl, os_owned,"
-            " vulnerability_count FROM packages WHERE scan_id = ?", [scan_id]):
-        counts[pid] = count or 0
-        version, path = version or "", path or ""
-        p = StoredPackage(eco, name, version, path, layer, src or "", srcver or "", purl or "", bool(owned),
-                          (eco, name, version, path))
-        pkgs.append(p)
-        ids.setdefault(p.key, pid)
-    return pkgs, ids, counts
+def _inventory(conn, scan_id: int, os_key, keys: set) -> tuple[list, dict, int, int, int]:
+    """The rows of one scan's packages that can match anything, with their match targets; the stored
+    non-zero counts; and how many OS packages could and could not be keyed (for the warnings)."""
+    rows, counts = [], {}
+    seen = set()
+    uncovered_os = matched_os = 0
+    stored = conn.execute(
+        "SELECT id, ecosystem, name, coalesce(version, ''), coalesce(path, ''), layer_index,"
+        " coalesce(source_name, ''), coalesce(source_version, ''), coalesce(purl, ''), os_owned,"
+        " vulnerability_count FROM packages WHERE scan_id = ?", [scan_id]).fetchall()
+    for row in stored:
+        pid, eco, name, version, path = row[:5]
+        if row[10]:
+            counts[pid] = row[10]
+        key = (eco, name, version, path)
+        if key in seen:
+            continue
+        seen.add(key)
+        is_os = (eco or "").lower() in OS_PACKAGE_TYPES
+        if row[9] and not is_os:
+            continue  # left to the vendor's advisories (see evaluator.match_target)
+        target = package_target(eco, name, version, row[6], row[7], os_key)
+        if target is None:
+            uncovered_os += is_os
+            continue
+        matched_os += is_os
+        keys.add(target[:3])
+        rows.append((row, key, target))
+    return rows, counts, uncovered_os, matched_os, len(stored)
 
 
 # the columns every finding of one (package, version, vulnerability) shares, then its own
@@ -188,13 +205,11 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     keys = set()
     # read every inventory first so the advisory lookups can be batched by name
     for scan_id, image_id, reference, family, version, old_feed in scans:
-        pkgs, ids, counts = _packages(conn, scan_id)
         os_key = image_release(family or "", version or "")
-        for p in pkgs:
-            t = package_target(p.ecosystem, p.name, p.version, p.source_name, p.source_version, os_key)
-            if t:
-                keys.add(t[:3])
-        inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, pkgs, ids, counts))
+        rows, counts, uncovered_os, matched_os, total = _inventory(conn, scan_id, os_key, keys)
+        result.packages += total
+        inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
+                            uncovered_os, matched_os))
     matcher.prefetch(keys)
     have = {r[1] for r in conn.execute("PRAGMA table_info(vulnerability_details)")}
     for column in DETAIL_COLUMNS:
@@ -207,13 +222,19 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
     try:
-        for scan_id, image_id, reference, family, version, old_feed, pkgs, ids, old_counts in inventories:
-            findings = evaluation.evaluate(pkgs, family, version, reference)
-            changed = _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql,
-                             encoded, finding_fingerprint, result)
+        for scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os \
+                in inventories:
+            # only packages that some advisory names become objects: most of an inventory matches nothing
+            items, ids = [], {}
+            for row, key, target in rows:
+                if matcher.has_candidates(target[:3]):
+                    items.append((StoredPackage(*row[1:10], key=key), target))
+                    ids[key] = row[0]
+            findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
+            changed = _write(conn, scan_id, image_id, [p for p, _ in items], ids, old_counts, findings, feed,
+                             old_feed, detail_sql, encoded, finding_fingerprint, result)
             result.images += 1
             result.changed_images += changed
-            result.packages += len(pkgs)
             result.findings += len(findings)
             if bar:
                 bar.update(1)
