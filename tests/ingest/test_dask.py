@@ -108,3 +108,20 @@ def test_cli_scan_on_a_dask_scheduler_address(tmp_path):
     r = subprocess.run([sys.executable, "-m", "stowaway.ingest.cli", "scan", sources[0], "--db", db, "--dask",
                         "tcp://127.0.0.1:1", "--set", "scan.dask_timeout=2", "--no-progress"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "cannot reach the Dask scheduler" in r.stderr
+
+
+def test_a_worker_that_cannot_see_the_database_reads_everything_and_the_writer_still_stores_it(tmp_path):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Job, Writer, run_job
+
+    sources = images(tmp_path, 2)
+    seq, _ = scan_with(tmp_path, "seq", sources)
+    database = connect(str(tmp_path / "remote.db"))
+    writer = Writer(database, {})
+    for source in sources:
+        results = run_job(Job(str(tmp_path / "elsewhere" / "not-here.db"), {}, None, None, source))
+        assert [r.layers_read for r in results] == [2]  # no cache to consult: both layers read
+        assert writer.write(results[0]).status == "done"
+    got, want = contents(database), contents(seq)
+    for key in ("images", "layers", "packages", "findings", "file_stats", "largest", "layer_stats"):
+        assert got[key] == want[key], key
