@@ -11,6 +11,18 @@ from . import config, schema
 SKIP = ("/-/static", "/-/stowaway/plotly.min.js", "/favicon.ico")
 
 
+LOCK_WAIT_MS = 250  # a scan may hold the write lock for minutes: read the SELECTs meanwhile
+
+
+def _refresh_or_give_up(conn) -> bool:
+    before = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")
+    try:
+        return schema.refresh(conn)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {before}")
+
+
 def fresh_map(datasette) -> dict[str, bool]:
     return datasette.__dict__.setdefault("_stowaway_fresh", {})
 
@@ -24,7 +36,7 @@ async def refresh(datasette, name: str) -> bool:
     fresh = await db.execute_fn(schema.is_fresh)
     if not fresh and db.is_mutable:
         try:
-            await db.execute_write_fn(schema.refresh, block=True)
+            await db.execute_write_fn(_refresh_or_give_up, block=True)
             fresh = True
         except Exception:  # a read-only file, or a scan holding the lock: read the SELECTs instead
             fresh = False
