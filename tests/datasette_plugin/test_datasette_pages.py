@@ -365,3 +365,32 @@ def test_pages_do_not_wait_for_a_scan_holding_the_lock(demo_db):
         scan.close()
     assert page.status_code == 200 and "CVE-2099-0002" in page.text
     assert seconds < 2, seconds
+
+
+def test_facets_are_suggested_where_their_columns_are(demo_db):
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    got = run(ds.client.get(f"/{name}/vulnerabilities_view.json?_extra=suggested_facets")).json()
+    suggested = {(s["name"], s.get("type")) for s in got["suggested_facets"]}
+    assert ("layer_index", "layer") in suggested  # not configured by default, so offered
+    assert ("severity", "severity") not in suggested  # configured already
+    kinds = run(ds.client.get(f"/{name}/findings.json?_extra=suggested_facets")).json()["suggested_facets"]
+    assert ("kind", "kind") not in {(s["name"], s.get("type")) for s in kinds}  # the findings table configures it
+    assert ("layer_index", "layer") in {(s["name"], s.get("type")) for s in kinds}
+
+
+def test_two_databases_each_get_their_pages(demo_db, tmp_path):
+    import shutil
+
+    from datasette.app import Datasette
+
+    other = str(tmp_path / "other.db")
+    shutil.copy(demo_db, other)
+    with __import__("sqlite3").connect(other) as conn:
+        conn.execute("UPDATE images SET reference = 'elsewhere/app:9', repository = 'elsewhere/app' WHERE id = 3")
+    ds = Datasette(files=[demo_db, other])
+    first = run(ds.client.get("/-/stowaway/images")).text
+    second = run(ds.client.get("/-/stowaway/images?db=other")).text
+    assert "elsewhere/app" not in first and "elsewhere/app" in second
+    assert "/-/stowaway/image/3?db=other" in second  # links keep the database
+    assert run(ds.client.get("/-/stowaway/images?db=nope")).status_code == 404
