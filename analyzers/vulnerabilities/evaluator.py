@@ -1,6 +1,6 @@
 """Vulnerability findings from an image's inventory: an image-level evaluator that never reads a layer.
 
-The same `evaluate()` serves a scan (packages from `ctx.packages`) and a rematch (packages from the
+The same `Evaluation` serves a scan (packages from `ctx.packages`) and a rematch (packages from the
 `packages` table), so a feed update re-evaluates stored images with exactly the scan's rules.
 
 One finding per (package, vulnerability): a GHSA and a PYSEC record of the same CVE, or a DSA and the

@@ -105,3 +105,16 @@ def connect_db(tmp_path):
     from stowaway.ingest.db import connect
 
     return connect(str(tmp_path / "scan.db"))
+
+
+def test_db_status_and_bad_paths(tmp_path, capsys):
+    db_path = str(tmp_path / "v.db")
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps(ADVISORIES))
+    assert cli.main(["db", "import", str(feed), "--db", db_path]) == 0
+    capsys.readouterr()
+    assert cli.main(["db", "status", "--db", db_path]) == 0
+    out = capsys.readouterr().out
+    assert "Debian:11" in out and "PyPI" in out and "11 records, 11 new" in out
+    assert cli.main(["db", "import", str(tmp_path / "nope"), "--db", db_path]) == 2
+    assert capsys.readouterr().err.strip() == f"stowaway: {tmp_path / 'nope'}: no such file or directory"
