@@ -207,3 +207,22 @@ def test_shared_alpine_secdb_samples(db):
     assert result.skipped == 0 and result.inserted > 10
     rels = {r[0] for r in db.execute("SELECT DISTINCT release FROM advisory_affected")}
     assert rels == {"3.10", "3.12", "3.15"}  # the edge sample lists no package
+
+
+def test_import_while_findings_are_being_read(tmp_path):
+    """WAL and short batch transactions: a reader mid-query neither blocks an import nor sees half of it."""
+    import sqlite3
+
+    from stowaway.ingest.db import connect
+
+    path = str(tmp_path / "live.db")
+    writer = connect(path)
+    import_records(writer, [osv("GHSA-0", "npm", "a", [{"introduced": "0"}])])
+    reader = sqlite3.connect(path, timeout=0.1)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM advisories").fetchone()[0] == 1
+    result = import_records(writer, [osv(f"GHSA-{i}", "npm", "a", [{"introduced": "0"}]) for i in range(1, 5001)])
+    assert result.inserted == 5000
+    assert reader.execute("SELECT COUNT(*) FROM advisories").fetchone()[0] == 1  # its snapshot
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT COUNT(*) FROM advisories").fetchone()[0] == 5001
