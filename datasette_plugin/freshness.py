@@ -6,6 +6,8 @@ for the scan's write lock; only a stale database pays for the rebuild, once.
 """
 from __future__ import annotations
 
+import inspect
+
 from . import config, schema
 
 SKIP = ("/-/static", "/-/stowaway/plotly.min.js", "/favicon.ico")
@@ -23,6 +25,17 @@ def _refresh_or_give_up(conn) -> bool:
         conn.execute(f"PRAGMA busy_timeout = {before}")
 
 
+def _own_transaction() -> dict:
+    """Datasette 1.0 opens BEGIN IMMEDIATE around a write function (waiting out a scan's lock) unless
+    told not to; refresh() keeps its own transactions. 0.65 has no such argument."""
+    from datasette.database import Database
+
+    return {"transaction": False} if "transaction" in inspect.signature(Database.execute_write_fn).parameters else {}
+
+
+OWN_TRANSACTION = _own_transaction()
+
+
 def fresh_map(datasette) -> dict[str, bool]:
     return datasette.__dict__.setdefault("_stowaway_fresh", {})
 
@@ -36,7 +49,7 @@ async def refresh(datasette, name: str) -> bool:
     fresh = await db.execute_fn(schema.is_fresh)
     if not fresh and db.is_mutable:
         try:
-            await db.execute_write_fn(_refresh_or_give_up, block=True)
+            await db.execute_write_fn(_refresh_or_give_up, block=True, **OWN_TRANSACTION)
             fresh = True
         except Exception:  # a read-only file, or a scan holding the lock: read the SELECTs instead
             fresh = False
