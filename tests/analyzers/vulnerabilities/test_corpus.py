@@ -82,11 +82,12 @@ def _inventories_app_packages() -> bool:
 
 @corpus
 @pytest.mark.skipif(not _inventories_app_packages(), reason="Java, npm and Python inventory analyzers not present")
-def test_shop_scan_passes_check_report(tmp_path):
+@pytest.mark.parametrize("source", [f"docker-archive:{CORPUS / 'shop-1.0.docker.tar.gz'}", f"oci:{CORPUS / 'oci'}:{SHOP}"],
+                         ids=["docker-archive", "oci-layout"])
+def test_shop_scan_passes_check_report(tmp_path, source):
     db = str(tmp_path / "shop.db")
     assert cli.main(["db", "import", str(FEED), "--db", db]) == 0
-    assert cli.main(["scan", f"docker-archive:{CORPUS / 'shop-1.0.docker.tar.gz'}", "--db", db, "--no-progress",
-                     "--risk", "vulnerabilities"]) == 0
+    assert cli.main(["scan", source, "--db", db, "--no-progress", "--risk", "vulnerabilities"]) == 0
     report = report_of(connect(db), SHOP)
     code, out = _check(report, tmp_path)
     assert code == 0, out
