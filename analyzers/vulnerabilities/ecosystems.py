@@ -29,6 +29,7 @@ APP_ECOSYSTEM = {
     "packagist": "Packagist", "nuget": "NuGet", "pub": "Pub", "hex": "Hex",
 }
 OS_PACKAGE_TYPES = {"deb": "dpkg", "rpm": "rpm", "apk": "apk"}
+_GO_RELEASE = re.compile(r"^go(\d+)\.(\d+)(?:\.(\d+))?(?:(rc|beta)(\d+))?$")
 
 # images.os_family -> OSV base ecosystem of the vendor data that is authoritative for it
 DISTRO_ECOSYSTEM = {
@@ -138,6 +139,8 @@ def package_target(pkg_ecosystem: str, name: str, version: str, source_name: str
     if not osv:
         return None
     if osv == "Go":
-        version = version[2:] if version.startswith("go") and name == "stdlib" else version
+        m = _GO_RELEASE.match(version) if name == "stdlib" else None
+        if m:  # 'go1.21rc2' as the Go vulnerability database writes it: '1.21.0-rc.2'
+            version = f"{m.group(1)}.{m.group(2)}.{m.group(3) or 0}" + (f"-{m.group(4)}.{m.group(5)}" if m.group(4) else "")
         version = version[1:] if version.startswith("v") else version
     return osv, "", normalize_name(osv, name), version

@@ -117,4 +117,7 @@ def test_package_targets():
     assert package_target("pypi", "Jinja2", "2.10", "", "", deb) == ("PyPI", "", "jinja2", "2.10")
     assert package_target("maven", "Org.Foo:Bar", "1.0", "", "", deb) == ("Maven", "", "org.foo:bar", "1.0")
     assert package_target("go", "stdlib", "go1.20.3", "", "", deb) == ("Go", "", "stdlib", "1.20.3")
+    assert package_target("go", "stdlib", "go1.21rc2", "", "", deb)[3] == "1.21.0-rc.2"
+    assert package_target("go", "stdlib", "go1.22", "", "", deb)[3] == "1.22.0"
+    assert package_target("go", "golang.org/x/net", "v0.17.0", "", "", deb) == ("Go", "", "golang.org/x/net", "0.17.0")
     assert package_target("unknown-eco", "x", "1", "", "", deb) is None
