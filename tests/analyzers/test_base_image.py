@@ -245,7 +245,6 @@ def test_corpus_shop_approved_and_tools_not(tmp_path, scan):
 
 
 def test_closest_among_thousands_of_images_sharing_a_base_layer(db):
-
     conn = db.conn
 
     def layer(diff_id):

@@ -129,7 +129,6 @@ def test_use_defaults_false_replaces_and_allow_exempts():
 
 
 def test_a_large_inventory_is_matched_by_index_not_rule_by_rule():
-
     packages = [deb(f"lib{i}-dev", "1.0-1") for i in range(20000)]
     packages += [deb("nmap", "7.80"), deb("metasploit-framework", "6.0"), deb("ettercap-graphical", "0.8"),
                  Package("pypi", "sqlmap", "1.5", "/usr/lib/python3/dist-packages/sqlmap.dist-info", 2)]
