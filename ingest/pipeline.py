@@ -192,6 +192,7 @@ class Analysis:
                 elif isinstance(ev, ImageSpec):
                     produced = True
                     yield self.image_result(ev, pending, claimed)
+                    self._release(ev, pending)
         except ScanError as exc:
             produced = True
             yield _failure(source, source, str(exc), analyzers=self.versions, risks=self.risks)
@@ -201,6 +202,15 @@ class Analysis:
                            traceback.format_exc(), analyzers=self.versions, risks=self.risks)
         if not produced:
             yield _failure(source, source, f"{source}: no image found", analyzers=self.versions, risks=self.risks)
+
+    def _release(self, spec: ImageSpec, pending: dict) -> None:
+        """Layers the writer has stored since (in-process scans) no longer need their results in memory:
+        a layout of many images would otherwise hold every layer's file index until its last image."""
+        for d in spec.layers:
+            if isinstance(pending.get(d.key), LayerResult):
+                row = self._layer_row(d.diff_id)
+                if row and row[1]:
+                    pending[d.key] = _Cached(d.diff_id, row[0])
 
     # --- one image -------------------------------------------------------------------------------
     def image_result(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult:
