@@ -162,6 +162,21 @@ async def export(datasette, request):
                     headers={"content-disposition": f'attachment; filename="{stem}.{fmt}"'})
 
 
+async def sbom(datasette, request):
+    """The image's full SBOM, as `stowaway sbom` writes it (ingest/sbom.py), for a download link."""
+    from stowaway.ingest import sbom as sbom_export
+
+    name, db = _database(datasette, request)
+    image = await queries.find_image(db, request.url_vars["ref"])
+    if image is None or image["last_scan_id"] is None:
+        raise NotFound("no such image, or no finished scan of it")
+    fmt = request.url_vars["fmt"]
+    body = await db.execute_fn(lambda conn: sbom_export.export(conn, image["manifest_digest"], fmt, image["platform"]))
+    ctype = "application/vnd.cyclonedx+json" if fmt == "cyclonedx" else "application/spdx+json"
+    filename = f"{(image['reference'] or 'image').replace('/', '_').replace(':', '_')}.{fmt}.json"
+    return Response(body, content_type=ctype, headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+
 async def settings_page(datasette, request):
     name, db = _database(datasette, request)
     can_write = await actions.can_write(datasette, request.actor)
@@ -275,6 +290,7 @@ ROUTES = [
     (r"^/-/stowaway/?$", index),
     (r"^/-/stowaway/images$", images_page),
     (r"^/-/stowaway/image/(?P<ref>.+)/rescan$", rescan_action),
+    (r"^/-/stowaway/image/(?P<ref>.+)/sbom\.(?P<fmt>cyclonedx|spdx)\.json$", sbom),
     (r"^/-/stowaway/image/(?P<ref>.+)$", image_page),
     (r"^/-/stowaway/finding/(?P<finding_id>\d+)/ignore$", ignore_action),
     (r"^/-/stowaway/vulnerability/(?P<vuln_id>[^/]+)$", vulnerability_page),

@@ -37,6 +37,7 @@ def pages_for(name, image_id, ref="demo/app:1.0"):
         "/-/stowaway/export/vulnerabilities.csv", "/-/stowaway/export/baseline.xlsx",
         f"/{name}/findings_report.sarif?image_id={image_id}&_size=max",
         f"/{name}/packages_view.cyclonedx?image_id={image_id}&_size=max",
+        f"/-/stowaway/image/{image_id}/sbom.cyclonedx.json", f"/-/stowaway/image/{image_id}/sbom.spdx.json",
     ]
 
 
@@ -62,6 +63,10 @@ def test_every_page_answers_200(demo_db):
     assert f"/{name}/vulnerabilities_view?image_id={image_id}" in report
     assert f"/{name}/unsafe_settings_view?image_id={image_id}" in report
     assert got["/-/stowaway/image/demo/app:1.0"].text == report.replace(f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}")
+    sbom = json.loads(got[f"/-/stowaway/image/{image_id}/sbom.cyclonedx.json"].text)
+    assert LOG4J.purl in {c.get("purl") for c in sbom["components"]}
+    spdx = json.loads(got[f"/-/stowaway/image/{image_id}/sbom.spdx.json"].text)
+    assert spdx["spdxVersion"] == "SPDX-2.3" and any(p["name"] == LOG4J.name for p in spdx["packages"])
     vuln = got["/-/stowaway/vulnerability/CVE-2021-44228"].text
     assert "GHSA-jfh8-c2jp-5v3q" in vuln and "CVSS:3.1/AV:N" in vuln and "2021-12-10" in vuln
     assert "demo/app:1.0" in vuln and "demo/app:2.0" in vuln and "Upgrade org.apache.logging.log4j:log4j-core" in vuln
