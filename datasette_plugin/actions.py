@@ -12,6 +12,7 @@ import json
 import sqlite3
 
 from stowaway.ingest import db as dbm
+from stowaway.ingest.policy import SETTINGS_POLICY_KEYS as POLICY_KEYS, add_lists, database_settings
 
 from . import compat, config, schema
 
@@ -19,8 +20,6 @@ MAX_EXCLUSIONS = 20
 MAX_REASON = 500
 KINDS = {"sensitive_path_exclusion": "sensitive-path exclusion", "weak_password": "weak password"}
 # Where each setting lands in the scan policy (the secrets and weak-password analyzers read these).
-POLICY_KEYS = {"sensitive_path_exclusion": ("secrets", "exclude_paths"),
-               "weak_password": ("passwords", "extra")}
 
 
 class ActionError(ValueError):
@@ -96,27 +95,12 @@ async def remove_setting(db, kind: str, value: str) -> None:
 
 def policy_overrides(conn) -> dict:
     """The policy fragment the settings table stands for (lists to add with `with_overrides`)."""
-    conn = getattr(conn, "conn", conn)
-    have = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [schema.SETTINGS_TABLE]).fetchone()
-    if not have:
-        return {}
-    out: dict = {}
-    for kind, value in conn.execute(f"SELECT kind, value FROM {schema.SETTINGS_TABLE} ORDER BY id"):
-        if kind in POLICY_KEYS:
-            section, key = POLICY_KEYS[kind]
-            out.setdefault(section, {}).setdefault(key, []).append(value)
-    return out
+    return database_settings(conn)
 
 
 def with_overrides(policy: dict, overrides: dict) -> dict:
     """The policy with the settings' lists added to its own (ingest.policy.merge would replace them)."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (policy or {}).items()}
-    for section, values in overrides.items():
-        node = out.setdefault(section, {})
-        for key, items in values.items():
-            have = list(node.get(key) or [])
-            node[key] = have + [x for x in items if x not in have]
-    return out
+    return add_lists(policy, overrides)
 
 
 # --- findings ------------------------------------------------------------------------------------

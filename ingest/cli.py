@@ -93,18 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def load_policy(args) -> dict:
-    from .policy import load
+def load_policy(args, database=None) -> dict:
+    """The policy file with --set overrides and approved bases, plus the settings edited in Datasette
+    (exclusions, weak passwords) stored in `database`."""
+    from .policy import load, with_database_settings
 
-    return load(getattr(args, "config", None), overrides=getattr(args, "set", []),
-                approved_bases=getattr(args, "approved_base", []))
+    policy = load(getattr(args, "config", None), overrides=getattr(args, "set", []),
+                  approved_bases=getattr(args, "approved_base", []))
+    return with_database_settings(policy, database) if database is not None else policy
 
 
 def cmd_scan(args) -> int:
     from .db import connect
 
-    policy = load_policy(args)
     database = connect(args.db)
+    policy = load_policy(args, database)
     from .tasks import manual_scan
 
     outcomes = manual_scan(database, policy, args)  # one task: scopes, concurrency, limits, retries

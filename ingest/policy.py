@@ -69,3 +69,43 @@ def load(path: str | None = None, overrides: list[str] | None = None, approved_b
 
         enforce(policy)
     return policy
+
+
+# Settings edited in the Datasette UI (sensitive-path exclusions, custom weak passwords) live in the
+# database, in this table; every scan of that database adds them to the policy's own lists.
+SETTINGS_TABLE = "stowaway_settings"
+SETTINGS_POLICY_KEYS = {"sensitive_path_exclusion": ("secrets", "exclude_paths"),
+                        "weak_password": ("passwords", "extra")}
+
+
+def database_settings(conn) -> dict:
+    """The policy fragment the settings table stands for (lists, to add with `add_lists`)."""
+    conn = getattr(conn, "conn", conn)
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [SETTINGS_TABLE]).fetchone():
+        return {}
+    out: dict = {}
+    for kind, value in conn.execute(f"SELECT kind, value FROM {SETTINGS_TABLE} ORDER BY id"):
+        if kind in SETTINGS_POLICY_KEYS:
+            section, key = SETTINGS_POLICY_KEYS[kind]
+            out.setdefault(section, {}).setdefault(key, []).append(value)
+    return out
+
+
+def add_lists(policy: dict, fragment: dict) -> dict:
+    """The policy with the fragment's lists appended to its own (merge() would replace them)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (policy or {}).items()}
+    for section, values in fragment.items():
+        node = out.setdefault(section, {})
+        for key, items in values.items():
+            have = list(node.get(key) or [])
+            node[key] = have + [x for x in items if x not in have]
+    return out
+
+
+def with_database_settings(policy: dict, database) -> dict:
+    merged = add_lists(policy, database_settings(database))
+    if merged != policy:
+        from .policy_schema import enforce
+
+        enforce(merged)  # e.g. file and UI exclusions together over the limit of 20
+    return merged

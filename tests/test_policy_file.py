@@ -171,3 +171,37 @@ def test_policy_check_command(tmp_path):
     bad.write_text("[secrets\n")
     r = run("--config", str(bad))
     assert r.returncode == 2 and r.stderr.startswith(f"stowaway: {bad}: invalid TOML")
+
+
+def test_settings_edited_in_datasette_reach_every_scan_of_that_database(tmp_path):
+    """Exclusions and weak passwords stored in the database are added to the file's lists; 21 is refused."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from imagebuilder import ImageBuilder
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.policy import SETTINGS_TABLE, with_database_settings
+    from stowaway.ingest.model import ScanError
+
+    db = str(tmp_path / "s.db")
+    database = connect(db)
+    database.conn.execute(f"CREATE TABLE {SETTINGS_TABLE} (id INTEGER PRIMARY KEY, kind TEXT, value TEXT,"
+                          " created_at TEXT, actor TEXT, UNIQUE (kind, value))")
+    database.conn.execute(f"INSERT INTO {SETTINGS_TABLE} (kind, value) VALUES ('sensitive_path_exclusion', '/opt/app/*')")
+    database.conn.execute(f"INSERT INTO {SETTINGS_TABLE} (kind, value) VALUES ('weak_password', 'Sh0p2024!')")
+    database.conn.commit()
+    merged = with_database_settings({"secrets": {"exclude_paths": ["/srv/*"]}}, database)
+    assert merged["secrets"]["exclude_paths"] == ["/srv/*", "/opt/app/*"]
+    assert merged["passwords"]["extra"] == ["Sh0p2024!"]
+    with pytest.raises(ScanError, match="exclude_paths"):
+        with_database_settings({"secrets": {"exclude_paths": [f"/x{i}/*" for i in range(20)]}}, database)
+    # and the CLI scan honours them: the planted token under /opt/app is not reported
+    img = ImageBuilder().layer({"opt/app/.env": "GITHUB_TOKEN=ghp_" + "Ab1Cd2Ef3G" * 3 + "h4I5j6\n",
+                                "srv/.env": "GITHUB_TOKEN=ghp_" + "Zy9Xw8Vu7T" * 3 + "s6R5q4\n"})
+    path = img.write_docker_archive(tmp_path / "x.tar", ref="settings:1")
+    r = subprocess.run([sys.executable, "-m", "stowaway.ingest.cli", "scan", f"docker-archive:{path}", "--db", db,
+                        "--risk", "secrets", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    paths = {row[0] for row in database.conn.execute("SELECT path FROM findings WHERE kind = 'secret'")}
+    assert paths == {"/srv/.env"}

@@ -45,7 +45,7 @@ def cmd_rescan(args) -> int:
     from stowaway.ingest.tasks import TaskRunner, create_task
 
     database = connect(args.db)
-    policy = load_policy(args)
+    policy = load_policy(args, database)
     task_id = create_task(database, rescan_sources(database, args.ref), "rescan", args.risk)
     summary = TaskRunner(database, policy).run(task_id)
     failed = 0

@@ -71,7 +71,7 @@ def cmd_schedule(args) -> int:
         return 0
     from stowaway.ingest.cli import load_policy
 
-    policy = load_policy(args)
+    policy = load_policy(args, database)
     dask = args.dask or (policy.get("scan") or {}).get("dask")
     if action == "run-once":
         summaries = scheduler.run_once(database, policy, dask=dask)
