@@ -68,6 +68,7 @@ def populate(database, images: int, per_image: int, rnd: random.Random, distinct
                                     " VALUES (?, ?, '', ?, ?)", [f"bench/app{n}:1", f"sha256:{n:064x}", d[0], d[1]]).lastrowid
             scan_id = conn.execute("INSERT INTO scans (image_id, reference, status) VALUES (?, ?, 'done')",
                                    [image_id, f"bench/app{n}:1"]).lastrowid
+            conn.execute("UPDATE images SET last_scan_id = ? WHERE id = ?", [scan_id, image_id])  # as the pipeline does
             rows = []
             n_os = int(per_image * 0.7)
             for k in rnd.sample(range(600), n_os):

@@ -50,6 +50,7 @@ def test_expected_app_packages_in_a_stored_scan_match_exactly_as_listed(tmp_path
                                 " VALUES (?, 'sha256:0', '', 'debian', '11')", [SHOP]).lastrowid
         scan_id = conn.execute("INSERT INTO scans (image_id, reference, status) VALUES (?, ?, 'done')",
                                [image_id, SHOP]).lastrowid
+        conn.execute("UPDATE images SET last_scan_id = ? WHERE id = ?", [scan_id, image_id])  # as the pipeline does
         pkgs = exp["app_packages"] + [{"ecosystem": "maven", "name": "org.apache.logging.log4j:log4j-core",
                                        "version": "2.17.1", "path": "/srv/other/log4j-core-2.17.1.jar"}]
         conn.executemany("INSERT INTO packages (scan_id, image_id, ecosystem, name, version, path, layer_index)"
