@@ -11,6 +11,8 @@ the final image shows counts, with the layer that wrote that copy.
 """
 from __future__ import annotations
 
+import json
+
 import re
 from typing import Iterator
 
@@ -56,6 +58,16 @@ def package(ecosystem: str, name: str, version: str, path: str, *, file: str | N
 
 def warning(file: str, message: str) -> dict:
     return {"warning": message, "file": file}
+
+
+def read_json(file, max_size: int, warn_invalid: bool = True):
+    """(document, warning records) of a JSON manifest; the document is None when it was not parsed."""
+    if len(file.data) > max_size:
+        return None, [warning(file.path, f"{file.path}: {len(file.data)} bytes, larger than {max_size}; not parsed")]
+    try:
+        return json.loads(file.data), []
+    except (ValueError, RecursionError) as exc:
+        return None, [warning(file.path, f"{file.path}: not JSON ({str(exc)[:100]})")] if warn_invalid else []
 
 
 def collect_packages(ctx, layers: list[list[dict]], analyzer: str) -> Iterator[Package]:

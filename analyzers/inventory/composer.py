@@ -1,10 +1,8 @@
 """PHP packages installed by Composer: `vendor/composer/installed.json` (Composer 1 list or 2 object)."""
 from __future__ import annotations
 
-import json
-
 from ..base import Analyzer, register
-from ._app import collect_packages, package, warning
+from ._app import collect_packages, package, read_json
 
 MAX_SIZE = 32 << 20
 
@@ -20,12 +18,9 @@ class ComposerPackages(Analyzer):
         return path.endswith("/vendor/composer/installed.json")
 
     def analyze(self, file):
-        if len(file.data) > MAX_SIZE:
-            return [warning(file.path, f"{file.path}: {len(file.data)} bytes, larger than {MAX_SIZE}; not parsed")]
-        try:
-            doc = json.loads(file.data)
-        except (ValueError, RecursionError) as exc:
-            return [warning(file.path, f"{file.path}: not JSON ({str(exc)[:100]})")]
+        doc, problems = read_json(file, MAX_SIZE)
+        if doc is None:
+            return problems
         entries = doc.get("packages") if isinstance(doc, dict) else doc
         out = []
         for e in entries if isinstance(entries, list) else ():

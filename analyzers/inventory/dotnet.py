@@ -1,10 +1,8 @@
 """.NET dependencies from an application's `*.deps.json` (the runtime's own record of what it loads)."""
 from __future__ import annotations
 
-import json
-
 from ..base import Analyzer, register
-from ._app import collect_packages, package, warning
+from ._app import collect_packages, package, read_json
 
 MAX_SIZE = 32 << 20
 
@@ -20,12 +18,9 @@ class DotnetDeps(Analyzer):
         return path.endswith(".deps.json")
 
     def analyze(self, file):
-        if len(file.data) > MAX_SIZE:
-            return [warning(file.path, f"{file.path}: {len(file.data)} bytes, larger than {MAX_SIZE}; not parsed")]
-        try:
-            doc = json.loads(file.data)
-        except (ValueError, RecursionError) as exc:
-            return [warning(file.path, f"{file.path}: not JSON ({str(exc)[:100]})")]
+        doc, problems = read_json(file, MAX_SIZE)
+        if doc is None:
+            return problems
         libraries = doc.get("libraries") if isinstance(doc, dict) else None
         out = []
         for key, lib in (libraries or {}).items() if isinstance(libraries, dict) else ():

@@ -5,10 +5,8 @@ or is larger than any real one would be is skipped (the large one with a warning
 """
 from __future__ import annotations
 
-import json
-
 from ..base import Analyzer, register
-from ._app import collect_packages, package, warning
+from ._app import collect_packages, package, read_json
 
 MAX_SIZE = 8 << 20
 
@@ -39,14 +37,10 @@ class NpmPackages(Analyzer):
         return path.endswith("/package.json")
 
     def analyze(self, file):
-        if len(file.data) > MAX_SIZE:
-            return [warning(file.path, f"{file.path}: {len(file.data)} bytes, larger than {MAX_SIZE}; not parsed")]
-        try:
-            doc = json.loads(file.data)
-        except (ValueError, RecursionError):
-            return []  # templates and test fixtures are often not JSON at all
+        # templates and test fixtures are often not JSON at all: no warning for those
+        doc, problems = read_json(file, MAX_SIZE, warn_invalid=False)
         if not isinstance(doc, dict):
-            return []
+            return problems
         name, version = doc.get("name"), doc.get("version")
         if not isinstance(name, str) or not isinstance(version, str) or not name.strip() or not version.strip():
             return []
