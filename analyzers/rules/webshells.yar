@@ -11,11 +11,19 @@ rule Webshell_PHP_Eval_Request
     strings:
         $php = "<?" ascii
         $sink = /\b(eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|create_function)\s*\(\s*(@\s*)?((base64_decode|gzinflate|gzuncompress|str_rot13|stripslashes|urldecode|hex2bin)\s*\(\s*)*\$_(POST|GET|REQUEST|COOKIE|SERVER|FILES)\s*\[/ nocase ascii
-        $backtick = /`\s*\$_(POST|GET|REQUEST|COOKIE)\s*\[[^\]]{1,40}\]\s*`/ ascii
-        $varfunc = /\$_(POST|GET|REQUEST|COOKIE)\s*\[[^\]]{1,40}\]\s*\(\s*\$_(POST|GET|REQUEST|COOKIE)\s*\[/ ascii
+        // one string per superglobal: with the alternation right after `$_`, YARA only has a short atom
+        // to search for, and these two strings alone cost a fifth of the whole pack's scan time
+        $backtick_post = /`\s*\$_POST\s*\[[^\]]{1,40}\]\s*`/ ascii
+        $backtick_get = /`\s*\$_GET\s*\[[^\]]{1,40}\]\s*`/ ascii
+        $backtick_request = /`\s*\$_REQUEST\s*\[[^\]]{1,40}\]\s*`/ ascii
+        $backtick_cookie = /`\s*\$_COOKIE\s*\[[^\]]{1,40}\]\s*`/ ascii
+        $varfunc_post = /\$_POST\s*\[[^\]]{1,40}\]\s*\(\s*\$_(POST|GET|REQUEST|COOKIE)\s*\[/ ascii
+        $varfunc_get = /\$_GET\s*\[[^\]]{1,40}\]\s*\(\s*\$_(POST|GET|REQUEST|COOKIE)\s*\[/ ascii
+        $varfunc_request = /\$_REQUEST\s*\[[^\]]{1,40}\]\s*\(\s*\$_(POST|GET|REQUEST|COOKIE)\s*\[/ ascii
+        $varfunc_cookie = /\$_COOKIE\s*\[[^\]]{1,40}\]\s*\(\s*\$_(POST|GET|REQUEST|COOKIE)\s*\[/ ascii
         $preg_e = /preg_replace\s*\(\s*['"][^'"]{0,40}\/e['"]\s*,\s*\$_(POST|GET|REQUEST|COOKIE)/ nocase ascii
     condition:
-        $php and any of ($sink, $backtick, $varfunc, $preg_e)
+        $php and any of ($sink, $backtick_*, $varfunc_*, $preg_e)
 }
 
 rule Webshell_JSP_Exec_Request
