@@ -11,9 +11,10 @@ never compared by some looser rule.
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ecosystems import SCHEME_OF
 from .versions import InvalidVersion, parse
@@ -25,6 +26,9 @@ _KIND_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2, "limit": 3}
 class RangeHit:
     fixed: str | None  # the first fixed version above the installed one, None when unfixed
     why: str  # the range (or 'listed in versions') that matched, as text
+
+
+_LISTED = RangeHit(None, "listed in versions")
 
 
 def _sorted_events(scheme: str, events: list[dict]) -> list[tuple]:
@@ -39,54 +43,67 @@ def _sorted_events(scheme: str, events: list[dict]) -> list[tuple]:
     return out
 
 
-def in_range(scheme: str, installed, events: list[dict], cache: dict | None = None) -> RangeHit | None:
-    """OSV's evaluation: walk the sorted events; introduced opens, fixed/limit close at the version,
-    last_affected closes after it. `installed` is already parsed; raises InvalidVersion for events.
-    `cache` keeps each range's parsed, sorted events for the next installed version."""
-    if cache is None:
-        ordered = _sorted_events(scheme, events)
-    else:
-        entry = cache.get(id(events))
-        if entry is None or entry[0] is not events:
-            entry = cache[id(events)] = (events, _sorted_events(scheme, events))
-        ordered = entry[1]
-    vulnerable = False
-    fixed = None
-    introduced = None
-    for key, _, kind, value in ordered:
-        at = key[1] if key[0] else None
-        if kind == "introduced":
-            if at is None or installed >= at:
-                vulnerable, fixed, introduced = True, None, value
-        elif kind in ("fixed", "limit"):
-            if installed >= at:
-                vulnerable = False
-            elif vulnerable and fixed is None and kind == "fixed":
-                fixed = value
-        elif kind == "last_affected":
-            if installed > at:
-                vulnerable = False
-    if not vulnerable:
-        return None
+def compile_range(scheme: str, events: list[dict]) -> tuple:
+    """A range's events parsed and sorted once, as (bound or None, kind order, text) triples, with its
+    last_affected values for the text of a hit. Raises InvalidVersion (or TypeError) as the walk would."""
+    ordered = tuple((key[1] if key[0] else None, order, value) for key, order, _kind, value in
+                    _sorted_events(scheme, events))
+    return ordered, tuple(e["last_affected"] for e in events if "last_affected" in e)
+
+
+@functools.lru_cache(maxsize=65536)
+def _hit(introduced: str, fixed: str | None, last: tuple) -> RangeHit:
+    # the same few (introduced, fixed) texts recur for every installed version a range covers
     closing = f"fixed {fixed}" if fixed else "no fixed version above it"
-    last = [e["last_affected"] for e in events if "last_affected" in e]
     if last and not fixed:
         closing = "last_affected " + ", ".join(last)
     return RangeHit(fixed, f"introduced {introduced}, {closing}")
 
 
-def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: list[str] | None,
-                warnings: Counter | None = None, record: str = "", cache: dict | None = None) -> RangeHit | None:
-    """The first way this `affected` entry covers `version`, or None. Raises InvalidVersion when the
-    installed version itself cannot be read (the caller counts it once per package)."""
-    installed = parse(scheme, version)
+def _walk(installed, compiled: tuple) -> RangeHit | None:
+    """OSV's evaluation: walk the sorted events; introduced opens, fixed/limit close at the version,
+    last_affected closes after it. May raise TypeError when a scheme's objects do not compare."""
+    ordered, last = compiled
+    vulnerable = False
+    fixed = introduced = None
+    for at, kind, value in ordered:
+        if kind == 0:  # introduced
+            if at is None or installed >= at:
+                vulnerable, fixed, introduced = True, None, value
+        elif kind == 2:  # last_affected
+            if installed > at:
+                vulnerable = False
+        elif installed >= at:  # fixed, limit
+            vulnerable = False
+        elif vulnerable and fixed is None and kind == 1:
+            fixed = value
+    if not vulnerable:
+        return None
+    return _hit(introduced, fixed, last)
+
+
+def compile_ranges(scheme: str, ranges: list[dict] | None, record: str = "") -> tuple:
+    """Each range compiled, or the warning its use is counted under (a range that cannot be read)."""
+    out = []
     for r in ranges or ():
         try:
-            hit = in_range(scheme, installed, r["events"], cache)
+            out.append(compile_range(scheme, r["events"]))
         except InvalidVersion as exc:
+            out.append(f"advisory range skipped: {exc}")
+        except TypeError:
+            out.append(f"advisory range skipped: incomparable versions in {record}")
+    return tuple(out)
+
+
+def _affected(installed, version: str, compiled: tuple, versions, warnings: Counter | None,
+              record: str) -> RangeHit | None:
+    for rule in compiled:
+        if rule.__class__ is str:
             if warnings is not None:
-                warnings[f"advisory range skipped: {exc}"] += 1
+                warnings[rule] += 1
             continue
+        try:
+            hit = _walk(installed, rule)
         except TypeError:
             # two parsed objects that do not compare: a scheme bug, never a guess
             if warnings is not None:
@@ -95,8 +112,16 @@ def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: 
         if hit:
             return hit
     if versions and version in versions:
-        return RangeHit(None, "listed in versions")
+        return _LISTED
     return None
+
+
+def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: list[str] | None,
+                warnings: Counter | None = None, record: str = "") -> RangeHit | None:
+    """The first way this `affected` entry covers `version`, or None. Raises InvalidVersion when the
+    installed version itself cannot be read (the caller counts it once per package)."""
+    installed = parse(scheme, version)
+    return _affected(installed, version, compile_ranges(scheme, ranges, record), versions, warnings, record)
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class Candidate:
     ranges: list | None
     versions: frozenset | None
     severity: str | None
+    compiled: tuple = field(default=(), compare=False)  # compile_ranges(ranges): parsed and sorted once, however many versions ask
 
 
 @dataclass(frozen=True)
@@ -132,6 +158,13 @@ class Advisory:
     source_kind: str
 
 
+def _candidate(ecosystem, aid, raw_eco, raw_name, ranges, versions, severity) -> Candidate:
+    ranges = json.loads(ranges) if ranges else None
+    scheme = SCHEME_OF.get(ecosystem)
+    return Candidate(aid, raw_eco, raw_name, ranges, frozenset(json.loads(versions)) if versions else None, severity,
+                     compile_ranges(scheme, ranges, aid) if scheme else ())
+
+
 class Matcher:
     """Looks packages up in the advisory store. One instance per scan or per rematch run."""
 
@@ -141,7 +174,6 @@ class Matcher:
         self._candidates: dict[tuple, list[Candidate]] = {}
         self._answers: dict[tuple, list[Match]] = {}
         self._advisories: dict[str, Advisory] = {}
-        self._events: dict[int, tuple] = {}
         self._kev: dict[str, bool] = {}
         self._epss: dict[str, float | None] = {}
         self._has_kev = self._count("kev") > 0
@@ -171,8 +203,7 @@ class Matcher:
             for aid, raw_eco, raw_name, ranges, versions, sev in self.conn.execute(
                     "SELECT advisory_id, raw_ecosystem, raw_name, ranges, versions, severity FROM advisory_affected"
                     " WHERE ecosystem = ? AND release = ? AND name = ?", key):
-                got.append(Candidate(aid, raw_eco, raw_name, json.loads(ranges) if ranges else None,
-                                     frozenset(json.loads(versions)) if versions else None, sev))
+                got.append(_candidate(ecosystem, aid, raw_eco, raw_name, ranges, versions, sev))
             self._candidates[key] = got
         return got
 
@@ -196,8 +227,7 @@ class Matcher:
                         f" FROM advisory_affected WHERE ecosystem = ? AND release = ? AND name IN ({','.join('?' * len(chunk))})",
                         [eco, rel, *chunk]):
                     self._candidates[(eco, rel, name)].append(
-                        Candidate(aid, raw_eco, raw_name, json.loads(ranges) if ranges else None,
-                                  frozenset(json.loads(versions)) if versions else None, sev))
+                        _candidate(eco, aid, raw_eco, raw_name, ranges, versions, sev))
 
     def match(self, ecosystem: str, release: str, name: str, version: str) -> list[Match]:
         key = (ecosystem, release, name, version)
@@ -209,13 +239,13 @@ class Matcher:
         if cands:
             scheme = SCHEME_OF[ecosystem]
             try:
-                parse(scheme, version)
+                installed = parse(scheme, version)
             except InvalidVersion:
                 self.warnings[f"{ecosystem} package {name}: version {version!r} is not a valid {scheme} version;"
                               " not matched"] += 1
                 cands = []
             for c in cands:
-                hit = affected_by(scheme, version, c.ranges, c.versions, self.warnings, c.advisory_id, self._events)
+                hit = _affected(installed, version, c.compiled, c.versions, self.warnings, c.advisory_id)
                 if hit:
                     got.append(Match(c, hit))
         self._answers[key] = got
