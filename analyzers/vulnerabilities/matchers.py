@@ -82,8 +82,9 @@ def _walk(installed, compiled: tuple) -> RangeHit | None:
     return _hit(introduced, fixed, last)
 
 
-def compile_ranges(scheme: str, ranges: list[dict] | None, record: str = "") -> tuple:
-    """Each range compiled, or the warning its use is counted under (a range that cannot be read)."""
+def compile_ranges(scheme: str, ranges: list[dict] | None) -> tuple:
+    """Each range compiled, or what its use is counted as: the warning of a range that cannot be read,
+    None for one whose versions do not compare (worded with the record that uses it)."""
     out = []
     for r in ranges or ():
         try:
@@ -91,7 +92,7 @@ def compile_ranges(scheme: str, ranges: list[dict] | None, record: str = "") -> 
         except InvalidVersion as exc:
             out.append(f"advisory range skipped: {exc}")
         except TypeError:
-            out.append(f"advisory range skipped: incomparable versions in {record}")
+            out.append(None)
     return tuple(out)
 
 
@@ -103,6 +104,8 @@ def _affected(installed, version: str, compiled: tuple, versions, warnings: Coun
                 warnings[rule] += 1
             continue
         try:
+            if rule is None:
+                raise TypeError
             hit = _walk(installed, rule)
         except TypeError:
             # two parsed objects that do not compare: a scheme bug, never a guess
@@ -121,7 +124,7 @@ def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: 
     """The first way this `affected` entry covers `version`, or None. Raises InvalidVersion when the
     installed version itself cannot be read (the caller counts it once per package)."""
     installed = parse(scheme, version)
-    return _affected(installed, version, compile_ranges(scheme, ranges, record), versions, warnings, record)
+    return _affected(installed, version, compile_ranges(scheme, ranges), versions, warnings, record)
 
 
 @dataclass(frozen=True)
@@ -158,13 +161,6 @@ class Advisory:
     source_kind: str
 
 
-def _candidate(ecosystem, aid, raw_eco, raw_name, ranges, versions, severity) -> Candidate:
-    ranges = json.loads(ranges) if ranges else None
-    scheme = SCHEME_OF.get(ecosystem)
-    return Candidate(aid, raw_eco, raw_name, ranges, frozenset(json.loads(versions)) if versions else None, severity,
-                     compile_ranges(scheme, ranges, aid) if scheme else ())
-
-
 class Matcher:
     """Looks packages up in the advisory store. One instance per scan or per rematch run."""
 
@@ -174,6 +170,8 @@ class Matcher:
         self._candidates: dict[tuple, list[Candidate]] = {}
         self._answers: dict[tuple, list[Match]] = {}
         self._advisories: dict[str, Advisory] = {}
+        self._ranges: dict[tuple, tuple] = {}
+        self._versions: dict[str, frozenset] = {}
         self._kev: dict[str, bool] = {}
         self._epss: dict[str, float | None] = {}
         self._has_kev = self._count("kev") > 0
@@ -203,9 +201,22 @@ class Matcher:
             for aid, raw_eco, raw_name, ranges, versions, sev in self.conn.execute(
                     "SELECT advisory_id, raw_ecosystem, raw_name, ranges, versions, severity FROM advisory_affected"
                     " WHERE ecosystem = ? AND release = ? AND name = ?", key):
-                got.append(_candidate(ecosystem, aid, raw_eco, raw_name, ranges, versions, sev))
+                got.append(self._candidate(ecosystem, aid, raw_eco, raw_name, ranges, versions, sev))
             self._candidates[key] = got
         return got
+
+    def _candidate(self, ecosystem, aid, raw_eco, raw_name, ranges, versions, severity) -> Candidate:
+        # advisories repeat the same ranges (a distribution's fixed version, a library's release line):
+        # each text is read and compiled once
+        scheme = SCHEME_OF.get(ecosystem)
+        parsed = self._ranges.get((scheme, ranges))
+        if parsed is None:
+            loaded = json.loads(ranges) if ranges else None
+            parsed = self._ranges[(scheme, ranges)] = (loaded, compile_ranges(scheme, loaded) if scheme else ())
+        listed = self._versions.get(versions)
+        if listed is None and versions:
+            listed = self._versions[versions] = frozenset(json.loads(versions))
+        return Candidate(aid, raw_eco, raw_name, parsed[0], listed, severity, parsed[1])
 
     def has_candidates(self, key: tuple) -> bool:
         got = self._candidates.get(key)
@@ -227,7 +238,7 @@ class Matcher:
                         f" FROM advisory_affected WHERE ecosystem = ? AND release = ? AND name IN ({','.join('?' * len(chunk))})",
                         [eco, rel, *chunk]):
                     self._candidates[(eco, rel, name)].append(
-                        _candidate(eco, aid, raw_eco, raw_name, ranges, versions, sev))
+                        self._candidate(eco, aid, raw_eco, raw_name, ranges, versions, sev))
 
     def match(self, ecosystem: str, release: str, name: str, version: str) -> list[Match]:
         key = (ecosystem, release, name, version)
