@@ -186,7 +186,7 @@ def test_settings_edited_in_datasette_reach_every_scan_of_that_database(tmp_path
 
     db = str(tmp_path / "s.db")
     database = connect(db)
-    database.conn.execute(f"CREATE TABLE {SETTINGS_TABLE} (id INTEGER PRIMARY KEY, kind TEXT, value TEXT,"
+    database.conn.execute(f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (id INTEGER PRIMARY KEY, kind TEXT, value TEXT,"
                           " created_at TEXT, actor TEXT, UNIQUE (kind, value))")
     database.conn.execute(f"INSERT INTO {SETTINGS_TABLE} (kind, value) VALUES ('sensitive_path_exclusion', '/opt/app/*')")
     database.conn.execute(f"INSERT INTO {SETTINGS_TABLE} (kind, value) VALUES ('weak_password', 'Sh0p2024!')")
