@@ -265,7 +265,12 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
                 is_tar = len(head) >= 262 and head[257:262] == b"ustar"
                 if compression_of(head) != "none" or is_tar or name.endswith("layer.tar"):
                     layer_keys.add(name)
-                    yield LayerBlob(key=name, size=member.size, stream=peek)
+                    # an uncompressed blob named by its digest (docker save of Docker 25+) names its diff_id:
+                    # a layer the database already holds is then passed over instead of analyzed again
+                    known = ""
+                    if compression_of(head) == "none" and name.startswith("blobs/sha256/"):
+                        known = "sha256:" + name.rsplit("/", 1)[1]
+                    yield LayerBlob(key=name, size=member.size, stream=peek, digest=known, diff_id=known)
                 elif head.lstrip()[:1] in (b"{", b"[") and member.size <= limits.max_json:
                     files[name] = peek.read()
                 # anything else (VERSION, legacy json) is not needed

@@ -117,3 +117,18 @@ def test_shared_layers_are_read_once(tmp_path, scan):
     # and a rescan reads nothing at all
     _, again = scan(f"oci:{tmp_path / 'oci'}")
     assert all(o.layers_read == 0 for o in again)
+
+
+def test_streamed_oci_style_archive_skips_layers_the_database_holds(tmp_path, scan):
+    """docker save of Docker 25+ names plain layer blobs by digest: a gzipped save can skip cached layers."""
+    base = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n", "lib/x.so": File(b"x" * 4000)})
+    app = ImageBuilder(layers=list(base.layers), created_by=list(base.created_by)).layer({"app/main": "m"})
+    first = base.write_docker_archive(tmp_path / "base.tar.gz", ref="base:1", layout="oci", compress_with="gzip")
+    second = app.write_docker_archive(tmp_path / "app.tar.gz", ref="app:1", layout="oci", compress_with="gzip")
+    database, outcomes = scan(f"docker-archive:{first}", f"docker-archive:{second}")
+    assert [(o.layers_read, o.layers_cached) for o in outcomes] == [(1, 0), (1, 1)]
+    # a legacy save cannot tell its diff_ids before reading: everything is read again
+    legacy = app.write_docker_archive(tmp_path / "legacy.tar.gz", ref="app:2", compress_with="gzip")
+    _, again = scan(f"docker-archive:{legacy}")
+    assert (again[0].layers_read + again[0].layers_cached) == 2
+    assert report_of(database, "app:1")["files"]["total_files"] == 3
