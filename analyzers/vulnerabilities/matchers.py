@@ -161,6 +161,16 @@ class Advisory:
     source_kind: str
 
 
+_ADVISORY_SQL = ("SELECT id, aliases, upstream, cves, summary, details, published, modified, severity, cvss_score,"
+                 " cvss_vector, database_severity, source_file, source_kind FROM advisories")
+
+
+def _advisory(row) -> Advisory:
+    aliases = tuple(json.loads(row[1]) if row[1] else ()) + tuple(json.loads(row[2]) if row[2] else ())
+    return Advisory(row[0], aliases, tuple(json.loads(row[3]) if row[3] else ()), row[4] or "", row[5] or "",
+                    row[6], row[7] or "", row[8], row[9], row[10], row[11], row[12] or "", row[13] or "")
+
+
 class Matcher:
     """Looks packages up in the advisory store. One instance per scan or per rematch run."""
 
@@ -170,6 +180,7 @@ class Matcher:
         self._candidates: dict[tuple, list[Candidate]] = {}
         self._answers: dict[tuple, list[Match]] = {}
         self._advisories: dict[str, Advisory] = {}
+        self._pending: set[str] = set()  # matched records not loaded yet
         self._ranges: dict[tuple, tuple] = {}
         self._versions: dict[str, frozenset] = {}
         self._kev: dict[str, bool] = {}
@@ -259,19 +270,25 @@ class Matcher:
                 hit = _affected(installed, version, c.compiled, c.versions, self.warnings, c.advisory_id)
                 if hit:
                     got.append(Match(c, hit))
+                    if c.advisory_id not in self._advisories:
+                        self._pending.add(c.advisory_id)
         self._answers[key] = got
         return got
 
     def advisory(self, aid: str) -> Advisory:
         adv = self._advisories.get(aid)
         if adv is None:
-            row = self.conn.execute(
-                "SELECT id, aliases, upstream, cves, summary, details, published, modified, severity, cvss_score,"
-                " cvss_vector, database_severity, source_file, source_kind FROM advisories WHERE id = ?", [aid]).fetchone()
-            aliases = tuple(json.loads(row[1]) if row[1] else ()) + tuple(json.loads(row[2]) if row[2] else ())
-            adv = Advisory(row[0], aliases, tuple(json.loads(row[3]) if row[3] else ()), row[4] or "", row[5] or "",
-                           row[6], row[7] or "", row[8], row[9], row[10], row[11], row[12] or "", row[13] or "")
-            self._advisories[aid] = adv
+            # every record matched since the last load comes in the same query: the findings ask for them next
+            wanted = sorted(self._pending - self._advisories.keys())
+            self._pending.clear()
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                for row in self.conn.execute(_ADVISORY_SQL + f" WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                    self._advisories[row[0]] = _advisory(row)
+            adv = self._advisories.get(aid)
+        if adv is None:
+            row = self.conn.execute(_ADVISORY_SQL + " WHERE id = ?", [aid]).fetchone()
+            adv = self._advisories[aid] = _advisory(row)
         return adv
 
     def kev(self, cve: str) -> bool:
