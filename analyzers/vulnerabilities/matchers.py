@@ -279,7 +279,7 @@ class Matcher:
         adv = self._advisories.get(aid)
         if adv is None:
             # every record matched since the last load comes in the same query: the findings ask for them next
-            wanted = sorted(self._pending - self._advisories.keys())
+            wanted = sorted(a for a in self._pending if a not in self._advisories)  # (a set minus dict keys walks every key)
             self._pending.clear()
             for i in range(0, len(wanted), 500):
                 chunk = wanted[i:i + 500]
