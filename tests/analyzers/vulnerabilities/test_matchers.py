@@ -89,3 +89,22 @@ def test_matcher_counts_invalid_installed_versions(db):
     assert m.match("Alpine", "3.18", "musl", "garbage") == []
     assert len(m.warnings) == 1 and "'garbage' is not a valid apk version" in next(iter(m.warnings))
     assert m.match("Alpine", "3.18", "musl", "1.2.4-r2")[0].hit.fixed == "1.2.4-r3"
+
+
+def test_records_sharing_a_range_text_match_alike_and_load_together(db):
+    events = [{"introduced": "0"}, {"fixed": "1.1.1n-0+deb11u4"}]
+    import_records(db, [osv("DSA-1", "Debian:11", "openssl", events, aliases=["CVE-2022-1"]),
+                        osv("DEBIAN-CVE-2022-2", "Debian:11", "openssl", events),
+                        osv("DSA-3", "Debian:11", "zlib", events)])
+    m = Matcher(db.conn)
+    m.prefetch([("Debian", "11", "openssl"), ("Debian", "11", "zlib")])
+    hits = m.match("Debian", "11", "openssl", "1.1.1n-0+deb11u3")
+    assert sorted(x.candidate.advisory_id for x in hits) == ["DEBIAN-CVE-2022-2", "DSA-1"]
+    assert {x.hit.fixed for x in hits} == {"1.1.1n-0+deb11u4"}
+    assert m.match("Debian", "11", "openssl", "1.1.1n-0+deb11u4") == []
+    # the first record asked for brings every matched one: the second is answered without the store
+    assert m.advisory("DSA-1").cves == ("CVE-2022-1",)
+    m.conn = None
+    assert m.advisory("DEBIAN-CVE-2022-2").id == "DEBIAN-CVE-2022-2"
+    with pytest.raises(AttributeError):
+        m.advisory("DSA-3")  # never matched, so never loaded
