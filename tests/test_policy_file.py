@@ -175,7 +175,6 @@ def test_policy_check_command(tmp_path):
 
 def test_settings_edited_in_datasette_reach_every_scan_of_that_database(tmp_path):
     """Exclusions and weak passwords stored in the database are added to the file's lists; 21 is refused."""
-    import sqlite3
     import subprocess
     import sys
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import json
 import os
 import posixpath
 import tarfile

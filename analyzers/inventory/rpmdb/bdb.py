@@ -10,7 +10,6 @@ cannot loop.
 from __future__ import annotations
 
 import struct
-from typing import Iterator
 
 HASH_MAGIC = 0x061561
 HASH_META, HASH_UNSORTED, HASH, OVERFLOW = 8, 2, 13, 7
