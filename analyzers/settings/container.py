@@ -189,14 +189,17 @@ def update_alone(env: Env, check: Check) -> Iterable[Result]:
 
 @evaluator("container.setuid-setgid")
 def setuid_setgid(env: Env, check: Check) -> Iterable[Result]:
-    found = file_facts(env).special
+    yield _summary(check, file_facts(env).special, "no setuid or setgid file", "setuid/setgid files")
+
+
+def _summary(check: Check, found: Sample, passed: str, what: str) -> Result:
+    """One result for the whole image: pass, or how many files and which (path and mode), first one as evidence."""
     if not found.count:
-        yield Result(check.id, "pass", "no setuid or setgid file", target="/")
-        return
+        return Result(check.id, "pass", passed, target="/")
     info, layer = found.items[0]
-    yield Result(check.id, "fail", f"{found.count} setuid/setgid files: "
-                 + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found.items], found.count),
-                 path=info.path, layer_index=layer, target="/")
+    return Result(check.id, "fail", f"{found.count} {what}: "
+                  + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found.items], found.count),
+                  path=info.path, layer_index=layer, target="/")
 
 
 @evaluator("container.setuid-unexpected")
@@ -236,14 +239,8 @@ def world_writable_files(env: Env, check: Check) -> Iterable[Result]:
 
 @evaluator("container.world-writable-dirs")
 def world_writable_dirs(env: Env, check: Check) -> Iterable[Result]:
-    found = file_facts(env).writable_dirs
-    if not found.count:
-        yield Result(check.id, "pass", "every world-writable directory has the sticky bit", target="/")
-        return
-    info, layer = found.items[0]
-    yield Result(check.id, "fail", f"{found.count} world-writable directories without the sticky bit: "
-                 + _listing([f"{i.path} ({i.mode & 0o7777:04o})" for i, _ in found.items], found.count),
-                 path=info.path, layer_index=layer, target="/")
+    yield _summary(check, file_facts(env).writable_dirs, "every world-writable directory has the sticky bit",
+                   "world-writable directories without the sticky bit")
 
 
 @evaluator("container.unowned-files")
