@@ -20,7 +20,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from stowaway.ingest.model import FileInfo, Finding, LayerFile, OSInfo, Package, RISK_TYPES
+from stowaway.ingest.model import RISK_TYPES, FileInfo, Finding, LayerFile, OSInfo, Package
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 
 from stowaway.ingest.layers import WHITEOUT
-from stowaway.ingest.model import HARDLINK, REG, SYMLINK, DIR
+from stowaway.ingest.model import DIR, HARDLINK, REG, SYMLINK
 
 from .base import Analyzer, Fact, register
 

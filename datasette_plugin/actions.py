@@ -12,7 +12,8 @@ import json
 import sqlite3
 
 from stowaway.ingest import db as dbm
-from stowaway.ingest.policy import SETTINGS_POLICY_KEYS as POLICY_KEYS, add_lists, database_settings  # noqa: F401 (routes read POLICY_KEYS)
+from stowaway.ingest.policy import SETTINGS_POLICY_KEYS as POLICY_KEYS  # noqa: F401 (routes read POLICY_KEYS)
+from stowaway.ingest.policy import add_lists, database_settings
 
 from . import compat, config, schema
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+
 import tomllib
 
 from .model import ScanError

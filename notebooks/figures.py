@@ -57,8 +57,7 @@ def secrets_by_type(secrets: pd.DataFrame) -> go.Figure:
     title = "Secrets by type"
     if secrets.empty:
         return _empty(title)
-    counts = secrets.assign(state=secrets["visible"].map({1: "in the final image", 0: "deleted by a later layer",
-                                                          True: "in the final image", False: "deleted by a later layer"}))
+    counts = secrets.assign(state=secrets["visible"].map({1: "in the final image", 0: "deleted by a later layer"}))
     counts = counts.groupby(["rule_id", "state"]).size().reset_index(name="secrets")
     return px.bar(counts, x="secrets", y="rule_id", color="state", orientation="h", title=title)
 

@@ -5,7 +5,6 @@ import os
 import pathlib
 
 import pytest
-
 from imagebuilder import ImageBuilder
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

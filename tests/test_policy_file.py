@@ -2,7 +2,6 @@
 import re
 
 import pytest
-
 from conftest import ROOT, report_of
 from imagebuilder import File, ImageBuilder
 
@@ -179,9 +178,10 @@ def test_settings_edited_in_datasette_reach_every_scan_of_that_database(tmp_path
     import sys
 
     from imagebuilder import ImageBuilder
+
     from stowaway.ingest.db import connect
-    from stowaway.ingest.policy import SETTINGS_TABLE, with_database_settings
     from stowaway.ingest.model import ScanError
+    from stowaway.ingest.policy import SETTINGS_TABLE, with_database_settings
 
     db = str(tmp_path / "s.db")
     database = connect(db)

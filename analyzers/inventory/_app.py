@@ -12,7 +12,6 @@ the final image shows counts, with the layer that wrote that copy.
 from __future__ import annotations
 
 import json
-
 import re
 from typing import Iterator
 

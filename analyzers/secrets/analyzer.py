@@ -22,7 +22,7 @@ from stowaway.ingest.model import HARDLINK, REG, Finding, ScanError
 from .._userdirs import data_dir
 from ..base import Analyzer, Fact, register
 from . import gitleaks
-from .rules import BUILTIN, Catalogue, Hit, SecretRule, _PLACEHOLDER, _private_key_label, find, mask
+from .rules import _PLACEHOLDER, BUILTIN, Catalogue, Hit, SecretRule, _private_key_label, find, mask
 
 DEFAULT_EXCLUDES = (
     "/usr/*", "/lib/*", "/lib32/*", "/bin/*", "/sbin/*", "/var/lib/*", "/var/log/*",

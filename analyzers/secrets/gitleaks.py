@@ -9,6 +9,7 @@ reported by id and skipped; the rest of the file loads.
 from __future__ import annotations
 
 import re
+
 import tomllib
 
 from stowaway.ingest.model import ScanError

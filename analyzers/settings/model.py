@@ -9,10 +9,11 @@ the category modules register with `@evaluator(check_id)`.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable, Iterable, Iterator
+
+import tomllib
 
 from stowaway.ingest.model import Finding
 

@@ -23,7 +23,7 @@ from ..base import Analyzer, Fact, register
 from . import ignores as ignore_rules
 from . import store
 from .ecosystems import OS_ECOSYSTEMS, OS_PACKAGE_TYPES, SCHEME_OF, image_release, package_target
-from .matchers import Matcher, Match
+from .matchers import Match, Matcher
 from .versions import InvalidVersion, parse
 
 DESCRIPTION_MAX = 1000

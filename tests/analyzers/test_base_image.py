@@ -5,7 +5,6 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
-
 from conftest import CORPUS, corpus, report_of
 from imagebuilder import File, ImageBuilder
 

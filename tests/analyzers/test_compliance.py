@@ -5,12 +5,18 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CORPUS, corpus, report_of
 from imagebuilder import WHITEOUT, File, ImageBuilder, Symlink
 
 from stowaway.analyzers.base import ImageContext
-from stowaway.analyzers.compliance import DEFAULT_RULES, SoftwareCompliance, VersionSpec, load_rules, make_rule, PolicyError
+from stowaway.analyzers.compliance import (
+    DEFAULT_RULES,
+    PolicyError,
+    SoftwareCompliance,
+    VersionSpec,
+    load_rules,
+    make_rule,
+)
 from stowaway.ingest.model import DIR, HARDLINK, REG, SYMLINK, ImageSpec, Package
 from stowaway.ingest.squash import Filesystem
 

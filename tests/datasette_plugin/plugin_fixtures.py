@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 
 import pytest
-
 from imagebuilder import ImageBuilder
 
 from stowaway.analyzers.base import ImageContext
@@ -196,6 +195,7 @@ def corpus_db_path(tmp_path_factory) -> str:
         import sys
 
         from conftest import CORPUS, SHARED
+
         from stowaway.ingest.db import connect
         from stowaway.ingest.pipeline import Scanner
 

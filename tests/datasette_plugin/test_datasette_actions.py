@@ -6,6 +6,7 @@ import json
 import sqlite3
 
 from plugin_fixtures import ROOT, datasette_for, demo_db, post_form  # noqa: F401 (demo_db is a fixture)
+
 from stowaway.datasette_plugin import actions
 
 

@@ -14,7 +14,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import CORPUS
 from plugin_fixtures import corpus_db_path, demo_db  # noqa: F401 (demo_db is a fixture)
 

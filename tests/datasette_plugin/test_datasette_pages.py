@@ -8,11 +8,22 @@ import json
 import urllib.parse
 
 from conftest import corpus
+from plugin_fixtures import (
+    LOG4J,
+    MASKED_SECRET,
+    OPENSSL,
+    RAW_ENV_SECRET,
+    VULNS_V1,
+    add_findings,
+    corpus_db_path,  # noqa: F401 (a fixture)
+    datasette_for,
+    db_name,
+    demo_db,  # noqa: F401 (a fixture)
+    vuln_finding,
+)
+
 from stowaway.datasette_plugin import schema
 from stowaway.ingest.model import SEVERITIES
-
-from plugin_fixtures import LOG4J, MASKED_SECRET, OPENSSL, RAW_ENV_SECRET, VULNS_V1, add_findings, \
-    corpus_db_path, datasette_for, db_name, demo_db, vuln_finding  # noqa: F401 (demo_db is a fixture)
 
 
 def run(coro):

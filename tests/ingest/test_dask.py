@@ -1,7 +1,6 @@
 """Local worker processes and a Dask cluster analyze; the one writer stores: same database either way."""
 import pytest
-
-from imagebuilder import File, ImageBuilder, Symlink, WHITEOUT
+from imagebuilder import WHITEOUT, File, ImageBuilder, Symlink
 
 
 def images(tmp_path, n=3):

@@ -2,6 +2,7 @@
 import sqlite3
 
 from imagebuilder import ImageBuilder
+
 from stowaway.ingest import db as dbm
 
 

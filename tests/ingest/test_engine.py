@@ -8,7 +8,6 @@ import tempfile
 import time
 
 import pytest
-
 from imagebuilder import File, ImageBuilder, Symlink
 
 DOCKERD = shutil.which("dockerd")

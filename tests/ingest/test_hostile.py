@@ -1,13 +1,10 @@
 """Hostile and broken images: each gets one clear error or a recorded warning, the batch goes on,
 and nothing is written anywhere but the database."""
-import gzip
 import io
-import json
 import os
 import tarfile
 
 import pytest
-
 from conftest import report_of
 from imagebuilder import Device, File, Hardlink, ImageBuilder, Symlink, layer_tar
 
@@ -100,7 +97,7 @@ def test_corrupt_gzip_layer_fails_that_image(tmp_path, scan):
     data[20:40] = b"\xff" * 20
     layer.write_bytes(bytes(data))
     _, outcomes = scan_with_good(scan, tmp_path, f"oci:{tmp_path / 'oci'}")
-    o = failed_with(outcomes, "corrupt")
+    failed_with(outcomes, "corrupt")
 
 
 def test_corrupt_outer_gzip_fails_that_source(tmp_path, scan):

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CORPUS, corpus, report_of
 from imagebuilder import File, ImageBuilder, Symlink
 from registry_server import Registry, needs_registry, registry  # noqa: F401  (fixture)

@@ -5,7 +5,6 @@ import json
 import time
 
 import pytest
-
 from imagebuilder import ImageBuilder
 from registry_server import Misbehaving, serve_image
 
@@ -76,7 +75,7 @@ def test_a_bad_answer_fails_that_image_only(tmp_path, server, how, expected):
     rows = database.execute("SELECT reference, status, error FROM scans ORDER BY id").fetchall()
     assert [r[1] for r in rows] == ["failed", "done"] and expected in rows[0][2]
     if how == 429:
-        assert server.hits.count(f"GET /v2/demo/bad/manifests/1") == 2  # retried once, then gave up
+        assert server.hits.count("GET /v2/demo/bad/manifests/1") == 2  # retried once, then gave up
 
 
 def test_a_layer_whose_content_does_not_match_its_digest_is_refused(tmp_path, server):
@@ -217,6 +216,6 @@ def test_reference_parsing():
     assert parse_reference(f"localhost/app@{d}") == Reference("localhost", "app", "", d)
     assert str(parse_reference(f"localhost/app@{d}")) == f"localhost/app@{d}"
     assert parse_reference("docker.io/alpine:3.19") == Reference("registry-1.docker.io", "library/alpine", "3.19", "")
-    for bad in ("app:1", "reg.example.com/", f"reg.example.com/app@sha256:xyz"):
+    for bad in ("app:1", "reg.example.com/", "reg.example.com/app@sha256:xyz"):
         with pytest.raises(Exception):
             parse_reference(bad)

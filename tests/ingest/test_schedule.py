@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from imagebuilder import ImageBuilder
 from registry_server import Misbehaving, serve_image
 

@@ -1,10 +1,8 @@
 """Every layout a user hands us gives the same image: docker save (legacy and OCI-style; plain, gzip,
 zstd), OCI layout (directory and tar; gzip, zstd and plain layers), and multi-platform indexes."""
 import pytest
-
 from conftest import report_of
 from imagebuilder import WHITEOUT, File, Hardlink, ImageBuilder, Symlink
-
 
 OS_RELEASE = 'ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n'
 

@@ -3,10 +3,8 @@ running, scan again. Images come from a local HTTP registry (http.server) and OC
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
-
 from imagebuilder import ImageBuilder
 from registry_server import Misbehaving, serve_image
 

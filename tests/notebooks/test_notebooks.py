@@ -1,5 +1,4 @@
 """Every notebook runs headless, top to bottom, on a small database it builds itself (nbclient)."""
-import os
 import pathlib
 
 import nbformat

@@ -1,8 +1,8 @@
 """The notebook helpers, tested without a browser or a kernel: widgets by .value and .click()."""
 import pytest
-
 from conftest import CORPUS
-from imagebuilder import File, ImageBuilder
+from imagebuilder import ImageBuilder
+
 from stowaway.ingest import demo
 from stowaway.notebooks import ScanPanel, data, figures
 

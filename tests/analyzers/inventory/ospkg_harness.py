@@ -8,7 +8,6 @@ import zlib
 
 from inventory_harness import Inspected, inspect  # noqa: F401  (the tests import them from here)
 
-
 # --- rpm headers ---------------------------------------------------------------------------------
 STRING, INT32, BIN, STRING_ARRAY, I18NSTRING = 6, 4, 7, 8, 9
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SHARED, report_of
 from imagebuilder import ImageBuilder
 from ospkg_harness import inspect

@@ -9,11 +9,10 @@ import sys
 import time
 
 import pytest
-from packageurl import PackageURL
-
 from conftest import CORPUS, SHARED, corpus, report_of
 from imagebuilder import ImageBuilder, Symlink
 from ospkg_harness import inspect
+from packageurl import PackageURL
 
 from stowaway.analyzers.inventory.dpkg import parse_status
 

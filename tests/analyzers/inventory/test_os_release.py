@@ -3,9 +3,8 @@ families without a sample, and the final-image rules (symlinks, later layers, de
 from __future__ import annotations
 
 import pytest
-
 from conftest import SHARED, report_of
-from imagebuilder import ImageBuilder, Symlink, WHITEOUT
+from imagebuilder import WHITEOUT, ImageBuilder, Symlink
 from ospkg_harness import inspect
 
 from stowaway.analyzers.inventory.os_release import from_release_line, identify, normalize, parse_os_release

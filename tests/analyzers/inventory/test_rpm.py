@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from conftest import SHARED, report_of
 from imagebuilder import ImageBuilder
 from ospkg_harness import bdb_file, inspect, ndb_file, rpm_header, sqlite_file

@@ -1,11 +1,10 @@
 """gitleaks-format rule files: Go-regex translation, allowlists, path rules, reporting of what cannot be
 imported, and the real gitleaks catalogue from ../shared."""
 import re
-import tomllib
 import warnings
 
 import pytest
-
+import tomllib
 from conftest import SHARED
 
 from stowaway.analyzers.secrets import gitleaks

@@ -6,7 +6,6 @@ import random
 
 import pytest
 import zstandard
-
 from conftest import report_of
 from imagebuilder import WHITEOUT, File, ImageBuilder
 

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import zstandard
-
 from conftest import CORPUS, corpus, report_of
 
 pytestmark = corpus

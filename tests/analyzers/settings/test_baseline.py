@@ -1,7 +1,6 @@
 import pytest
-from settings_fixtures import build_env, results, verdict
-
 from imagebuilder import ImageBuilder
+from settings_fixtures import build_env, results, verdict
 
 from stowaway.analyzers.settings.model import catalog
 from stowaway.ingest.report import build

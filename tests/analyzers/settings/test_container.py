@@ -1,7 +1,6 @@
 import pytest
-from settings_fixtures import build_env, results, verdict
-
 from imagebuilder import Dir, File
+from settings_fixtures import build_env, results, verdict
 
 PASSWD = "root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\n"
 GROUP = "root:x:0:\nshadow:x:42:\napp:x:1000:\n"

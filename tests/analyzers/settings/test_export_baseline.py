@@ -1,7 +1,6 @@
 import csv
 import io
 
-
 from imagebuilder import File, ImageBuilder
 
 from stowaway.ingest.cli import main

@@ -1,8 +1,16 @@
 import pytest
 
 from stowaway.analyzers.settings import configs  # noqa: F401  registers the evaluators
-from stowaway.analyzers.settings.model import (CATEGORIES, CatalogError, Result, baseline_of, catalog, evaluator_of,
-                                               load_catalog, to_finding)
+from stowaway.analyzers.settings.model import (
+    CATEGORIES,
+    CatalogError,
+    Result,
+    baseline_of,
+    catalog,
+    evaluator_of,
+    load_catalog,
+    to_finding,
+)
 from stowaway.ingest.model import OSInfo
 
 

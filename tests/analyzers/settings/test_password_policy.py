@@ -1,7 +1,6 @@
 import pytest
-from settings_fixtures import build_env, results, verdict
-
 from imagebuilder import Symlink
+from settings_fixtures import build_env, results, verdict
 
 LOGIN_DEFS_WEAK = "PASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t3\nENCRYPT_METHOD MD5\n"
 LOGIN_DEFS_GOOD = "# comment\nPASS_MAX_DAYS   90\nPASS_MIN_DAYS 7\nPASS_WARN_AGE 14\nENCRYPT_METHOD SHA512\n"

@@ -3,13 +3,11 @@ import shutil
 import subprocess
 
 import pytest
-
-from settings_fixtures import build_env, results
 from imagebuilder import File, ImageBuilder
+from settings_fixtures import build_env, results
 
 from stowaway.analyzers.settings.crypt import libcrypt, scheme_of
-from stowaway.analyzers.settings.passwords import (Verifier, WeakPasswords, builtin_list, derived,
-                                                   parse_accounts)
+from stowaway.analyzers.settings.passwords import Verifier, WeakPasswords, builtin_list, derived, parse_accounts
 from stowaway.ingest.model import FileInfo, LayerFile, ScanError
 
 

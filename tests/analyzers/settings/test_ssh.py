@@ -1,7 +1,7 @@
 import pytest
-from settings_fixtures import build_env as make_env, results, verdict
-
 from imagebuilder import File, Symlink
+from settings_fixtures import build_env as make_env
+from settings_fixtures import results, verdict
 
 from stowaway.analyzers.settings import ssh
 from stowaway.analyzers.settings.model import catalog, run_checks

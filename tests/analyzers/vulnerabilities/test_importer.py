@@ -5,8 +5,14 @@ import pytest
 from conftest import SHARED
 from osv_fixtures import CRITICAL, HIGH, osv
 
-from stowaway.analyzers.vulnerabilities.importer import (cvss_of, debian_tracker_records, import_paths,
-                                                         import_records, normalize_time, ImportResult)
+from stowaway.analyzers.vulnerabilities.importer import (
+    ImportResult,
+    cvss_of,
+    debian_tracker_records,
+    import_paths,
+    import_records,
+    normalize_time,
+)
 
 FEEDS = SHARED / "feeds"
 feeds = pytest.mark.skipif(not (FEEDS / "osv").is_dir(), reason="../shared/feeds not present")
