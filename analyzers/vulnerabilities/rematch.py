@@ -183,7 +183,7 @@ def _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_f
 
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,
             progress: bool = False) -> RematchResult:
-    from stowaway.ingest.pipeline import finding_fingerprint
+    from stowaway.ingest.findings import finding_fingerprint
 
     conn = database.conn if hasattr(database, "conn") else database
     store.ensure(conn)

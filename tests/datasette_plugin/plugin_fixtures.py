@@ -10,8 +10,8 @@ import pytest
 from imagebuilder import ImageBuilder
 
 from stowaway.analyzers.base import ImageContext
+from stowaway.ingest.findings import write_results
 from stowaway.ingest.model import Finding, Package
-from stowaway.ingest.pipeline import write_results
 
 DPKG_STATUS = """Package: openssl
 Status: install ok installed

@@ -1,6 +1,6 @@
 """Finding fingerprints tell findings apart across scans; the same finding keeps its fingerprint."""
+from stowaway.ingest.findings import finding_fingerprint
 from stowaway.ingest.model import Finding, Package
-from stowaway.ingest.pipeline import finding_fingerprint
 
 
 def weak(account, status="fail"):
