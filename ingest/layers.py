@@ -56,8 +56,13 @@ class ForwardReader:
         self.raw = raw
         self.pos = 0
         self.mode = "rb"
+        self.header_budget: int | None = None  # bytes an extended tar header may still read
 
     def read(self, n: int = -1) -> bytes:
+        if self.header_budget is not None:
+            if n is None or n < 0 or n > self.header_budget:
+                raise TarHeaderTooLarge()
+            self.header_budget -= n
         data = self.raw.read(n) if n is not None and n >= 0 else self.raw.read()
         self.pos += len(data)
         return data
@@ -78,6 +83,34 @@ class ForwardReader:
                 raise EOFError("unexpected end of data")
             self.pos += len(chunk)
         return self.pos
+
+
+class TarHeaderTooLarge(Exception):
+    """An entry's extended headers (PAX, GNU long name, sparse map) read past their cap."""
+
+
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE_SPARSE, tarfile.XHDTYPE,
+             tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
+class CappedTarInfo(tarfile.TarInfo):
+    """tarfile reads an extended header whole, at the size its header claims: a PAX header that
+    says 1 GiB is 1 GiB of memory, from a few MB of gzip. Every extended header of one entry
+    (including chained GNU long names and sparse extension blocks) shares one read budget."""
+
+    max_header = 1 << 20
+
+    def _proc_member(self, tarfile_):
+        fileobj = tarfile_.fileobj
+        if self.type not in _EXTENDED or not isinstance(fileobj, ForwardReader) or fileobj.header_budget is not None:
+            return super()._proc_member(tarfile_)
+        if self.size > self.max_header:
+            raise TarHeaderTooLarge()
+        fileobj.header_budget = self.max_header
+        try:
+            return super()._proc_member(tarfile_)
+        finally:
+            fileobj.header_budget = None
 
 
 def iter_members(tf: tarfile.TarFile):
@@ -146,7 +179,11 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
     kept: OrderedDict[str, bytes] = OrderedDict()  # recent contents, for hard links to read files
     kept_bytes = 0
     try:
-        tf = tarfile.open(fileobj=ForwardReader(tar_stream), mode="r:", errorlevel=1)
+        capped = type("CappedTarInfo", (CappedTarInfo,), {"max_header": limits.max_tar_header})
+        tf = tarfile.open(fileobj=ForwardReader(tar_stream), mode="r:", errorlevel=1, tarinfo=capped)
+    except TarHeaderTooLarge:
+        raise ScanError(f"{what}: a tar extended header is larger than {limits.max_tar_header} bytes"
+                        " (limits.max_tar_header)") from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ScanError(f"{what}: not a tar archive ({exc})") from None
     try:
@@ -228,6 +265,11 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 result.seconds[a.name] += time.perf_counter() - t0
     except ScanError:
         raise
+    except TarHeaderTooLarge:
+        raise ScanError(f"{what}: a tar extended header is larger than {limits.max_tar_header} bytes"
+                        " (limits.max_tar_header)") from None
+    except RecursionError:
+        raise ScanError(f"{what}: tar extended headers nested too deeply") from None
     except (tarfile.TarError, EOFError) as exc:
         raise ScanError(f"{what}: truncated or corrupt tar ({exc})") from None
     except OSError as exc:

@@ -27,6 +27,7 @@ class Limits:
     max_file_read: int = 256 << 20  # largest single file handed to analyzers
     max_json: int = 8 << 20  # manifests, configs, index.json
     max_entries: int = 2_000_000  # tar entries in one layer: each costs memory in the file index
+    max_tar_header: int = 1 << 20  # PAX, GNU long-name and sparse extension headers of one tar entry
 
 
 class HashingReader(io.RawIOBase):

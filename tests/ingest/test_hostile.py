@@ -212,3 +212,39 @@ def test_too_many_entries_in_one_layer(tmp_path, scan):
     path = img.write_docker_archive(tmp_path / "many.tar", ref="many:1")
     _, outcomes = scan_with_good(scan, tmp_path, f"docker-archive:{path}", policy={"limits": {"max_entries": 20}})
     failed_with(outcomes, "more than 20 entries")
+
+
+def pax_layer(header_bytes: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("etc/motd")
+        ti.pax_headers = {"comment": "x" * header_bytes}
+        ti.size = 2
+        tf.addfile(ti, io.BytesIO(b"hi"))
+    return buf.getvalue()
+
+
+def test_a_huge_pax_header_is_refused_before_it_is_read(tmp_path, scan):
+    img = ImageBuilder().raw_layer(pax_layer(3 << 20))
+    img.write_oci_layout(tmp_path / "oci", ref="pax:1", layer_compression="gzip")
+    _, outcomes = scan_with_good(scan, tmp_path, f"oci:{tmp_path / 'oci'}")
+    failed_with(outcomes, "tar extended header is larger than 1048576 bytes")
+    # a header under the cap is read as tarfile reads it
+    ok = ImageBuilder().raw_layer(pax_layer(1000)).write_docker_archive(tmp_path / "ok.tar", ref="pax:2")
+    database, outcomes = scan(f"docker-archive:{ok}")
+    assert outcomes[0].status == "done"
+
+
+def test_chained_gnu_long_names_share_one_header_budget(tmp_path, scan):
+    # a GNU long-name header followed by more long-name headers: each is under the cap alone
+    block = io.BytesIO()
+    with tarfile.open(fileobj=block, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        ti = tarfile.TarInfo("d/" + "n" * 600_000)
+        ti.size = 1
+        tf.addfile(ti, io.BytesIO(b"x"))
+    one = block.getvalue()[:-1024]  # without the end-of-archive blocks
+    longname, rest = one[:512 + ((600_002 + 511) // 512) * 512], one[512 + ((600_002 + 511) // 512) * 512:]
+    img = ImageBuilder().raw_layer(longname * 3 + rest + b"\0" * 1024)
+    path = img.write_docker_archive(tmp_path / "gnu.tar", ref="gnu:1")
+    _, outcomes = scan_with_good(scan, tmp_path, f"docker-archive:{path}")
+    failed_with(outcomes, "tar extended header is larger than")
