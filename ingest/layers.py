@@ -274,4 +274,15 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         raise ScanError(f"{what}: truncated or corrupt tar ({exc})") from None
     except OSError as exc:
         raise ScanError(f"{what}: read error ({exc})") from None
+    _refuse_windows(result, what)
     return result
+
+
+WINDOWS_ROOTS = {"Files", "Hives", "UtilityVM"}
+
+
+def _refuse_windows(result: LayerResult, what: str) -> None:
+    """A Windows container layer keeps its filesystem under Files/ and its registry under Hives/."""
+    roots = {e[0].split("/", 2)[1] for e in result.entries if e[0] != "/"}
+    if roots and roots <= WINDOWS_ROOTS and roots & {"Files", "Hives"}:
+        raise ScanError(f"Windows images are not supported: {what} holds a Windows filesystem (Files/, Hives/)")

@@ -208,4 +208,6 @@ def read_json_bytes(data: bytes, what: str):
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ScanError(f"{what}: invalid JSON ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        raise ScanError(f"{what}: invalid JSON ({str(exc)[:120]})") from None
+    except RecursionError:
+        raise ScanError(f"{what}: JSON nested too deeply") from None

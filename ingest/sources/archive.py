@@ -16,7 +16,7 @@ from typing import Iterator
 from ..layers import ForwardReader, iter_members
 from ..model import ImageSpec, LayerDescriptor, ScanError
 from ..streams import CHUNK, Limits, PeekReader, compression_of, open_outer, read_json_bytes
-from . import LayerBlob, SourceFailure
+from . import LayerBlob, SourceFailure, shapes
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -63,6 +63,8 @@ class Tree:
 
     def size(self, name: str) -> int:
         name = posixpath.normpath(name)
+        if not self.exists(name):
+            raise ScanError(f"{self.location}: blob {name} is missing")
         if self.dir:
             return os.path.getsize(self._safe(name))
         return self.members[name].size
@@ -112,12 +114,14 @@ class Layout:
         if not isinstance(manifest, list):
             raise ScanError(f"{self.label}: manifest.json is not a list")
         for n, entry in enumerate(manifest):
-            tags = (entry.get("RepoTags") or []) if isinstance(entry, dict) else []
-            ref = tags[0] if tags else f"{self.label}#{n}"
+            tags = entry.get("RepoTags") if isinstance(entry, dict) else None
+            ref = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else f"{self.label}#{n}"
             try:
+                shapes.save_entry(entry, f"{ref}: manifest.json entry {n}")
                 config_name = entry["Config"]
                 config_bytes = self.read(config_name)
-                config = read_json_bytes(config_bytes, f"{ref}: config {config_name}")
+                config = shapes.config(read_json_bytes(config_bytes, f"{ref}: config {config_name}"),
+                                       f"{ref}: config")
                 config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
                 base = posixpath.basename(config_name)
                 if base.removesuffix(".json") != config_digest[7:] and base != config_digest[7:]:
@@ -129,27 +133,32 @@ class Layout:
                                 platform=_platform(config), media_type="docker-save", size=0)
             except ScanError as exc:
                 yield SourceFailure(ref, str(exc))
-            except (KeyError, TypeError, AttributeError) as exc:
-                yield SourceFailure(ref, f"{ref}: malformed manifest.json entry ({exc.__class__.__name__}: {exc})")
 
     def oci_images(self, index: dict, want_ref: str = "") -> Iterator[ImageSpec | SourceFailure]:
         if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
             raise ScanError(f"{self.label}: index.json has no manifests list")
         found = False
-        for desc in index["manifests"]:
-            ref = (desc.get("annotations") or {}).get(REF_ANNOTATION, "")
-            if want_ref and not _ref_matches(ref, want_ref, desc.get("digest", "")):
+        for n, desc in enumerate(index["manifests"]):
+            annotations = desc.get("annotations") if isinstance(desc, dict) else None
+            ref = annotations.get(REF_ANNOTATION) if isinstance(annotations, dict) else ""
+            ref = ref if isinstance(ref, str) else ""
+            digest = desc.get("digest") if isinstance(desc, dict) else ""
+            digest = digest if isinstance(digest, str) else ""
+            if want_ref and not _ref_matches(ref, want_ref, digest):
                 continue
             found = True
-            yield from self._descriptor_images(desc, ref or f"{self.label}@{desc.get('digest', '')}", "", 0)
+            where = ref or f"{self.label}@{digest}" if ref or digest else f"{self.label} index.json manifests[{n}]"
+            yield from self._descriptor_images(desc, where, "", 0)
         if want_ref and not found:
             raise ScanError(f"{self.label}: no image {want_ref!r} in index.json")
 
     def _descriptor_images(self, desc: dict, ref: str, index_digest: str, depth: int):
         try:
-            media = desc.get("mediaType", "")
+            shapes.descriptor(desc, f"{ref}: descriptor")
+            media = desc.get("mediaType") or ""
             digest = desc["digest"]
             doc, raw = self.json_blob(digest, f"{ref}: manifest {digest}")
+            shapes.manifest(doc, f"{ref}: manifest")
             media = doc.get("mediaType") or media
             if media in INDEX_TYPES or "manifests" in doc:
                 if depth >= MAX_INDEX_DEPTH:
@@ -161,7 +170,8 @@ class Layout:
                 return
             config_desc = doc["config"]
             config, _ = self.json_blob(config_desc["digest"], f"{ref}: config")
-            layers = [(d["digest"], _blob_path(d["digest"]), int(d.get("size") or 0), d.get("mediaType", ""))
+            shapes.config(config, f"{ref}: config")
+            layers = [(d["digest"], _blob_path(d["digest"]), int(d.get("size") or 0), d.get("mediaType") or "")
                       for d in doc.get("layers") or []]
             spec = ImageSpec(reference=ref, source=self.label, manifest_digest=digest,
                              config_digest=config_desc["digest"], config=config,
@@ -171,8 +181,6 @@ class Layout:
             yield spec
         except ScanError as exc:
             yield SourceFailure(ref, str(exc))
-        except (KeyError, TypeError, AttributeError) as exc:
-            yield SourceFailure(ref, f"{ref}: malformed manifest ({exc.__class__.__name__}: {exc})")
 
     def _descriptors(self, config: dict, layers: list[tuple], ref: str) -> list[LayerDescriptor]:
         rootfs = config.get("rootfs") if isinstance(config, dict) else None
