@@ -48,6 +48,11 @@ class Analyzer:
     def required(self, path: str, info: FileInfo) -> bool:
         return False
 
+    def size_cap(self, path: str) -> int | None:
+        """The largest copy of `path` this analyzer reads, or None for the walker's own read limit.
+        A wanted file over its cap is not handed over, and the scan says so (never a silent skip)."""
+        return None
+
     def analyze(self, file: LayerFile) -> Iterable[dict]:
         return ()
 

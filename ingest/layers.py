@@ -232,6 +232,10 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
             if kind not in (REG, HARDLINK) or not analyzers:
                 continue
             wanted = [a for a in analyzers if a.required(path, info)]
+            for a in [a for a in wanted if (cap := a.size_cap(path)) is not None and size > cap]:
+                result.warn(f"{path}: {size} bytes, over the {a.size_cap(path)}-byte cap of the {a.name} analyzer;"
+                            " not analyzed by it")
+                wanted.remove(a)
             if not wanted:
                 continue
             if kind == HARDLINK:

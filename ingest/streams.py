@@ -28,6 +28,7 @@ class Limits:
     max_json: int = 8 << 20  # manifests, configs, index.json
     max_entries: int = 2_000_000  # tar entries in one layer: each costs memory in the file index
     max_tar_header: int = 1 << 20  # PAX, GNU long-name and sparse extension headers of one tar entry
+    max_package_db: int = 128 << 20  # a dpkg status, apk installed or rpm database larger than this is not read
 
 
 class HashingReader(io.RawIOBase):

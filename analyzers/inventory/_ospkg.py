@@ -12,6 +12,20 @@ from typing import Hashable, Iterable
 
 from packageurl import PackageURL
 
+from stowaway.ingest.streams import Limits
+
+DEFAULT_MAX_PACKAGE_DB = Limits.max_package_db
+
+
+def max_package_db(policy: dict) -> int:
+    """`limits.max_package_db`: the largest dpkg status, apk installed or rpm database read."""
+    return int((policy.get("limits") or {}).get("max_package_db") or DEFAULT_MAX_PACKAGE_DB)
+
+
+def package_db_fingerprint(policy: dict) -> str:
+    cap = max_package_db(policy)
+    return "" if cap == DEFAULT_MAX_PACKAGE_DB else f"max_package_db={cap}"
+
 
 def attribute(final_layer: int, key: Hashable, history: list[tuple[int, set]]) -> int:
     """The layer that installed or last changed `key`.

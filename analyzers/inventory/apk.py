@@ -8,10 +8,9 @@ from __future__ import annotations
 from stowaway.ingest.model import Package
 
 from ..base import Analyzer, register
-from ._ospkg import attribute, distro_qualifier, purl, report_problems
+from ._ospkg import attribute, distro_qualifier, max_package_db, package_db_fingerprint, purl, report_problems
 
 PATHS = frozenset({"/lib/apk/db/installed", "/usr/lib/apk/db/installed"})
-MAX_DB = 64 << 20
 MAX_WARNINGS = 50
 FIELDS = {"P": "name", "V": "version", "A": "arch", "o": "origin", "L": "license", "m": "maintainer",
           "U": "url", "T": "description", "I": "installed_size", "t": "build_time", "c": "commit"}
@@ -65,8 +64,14 @@ class Apk(Analyzer):
     risk = "software"
     order = 15
 
+    def fingerprint(self):
+        return package_db_fingerprint(self.policy)
+
+    def size_cap(self, path):
+        return max_package_db(self.policy)
+
     def required(self, path, info):
-        return path in PATHS and info.size <= MAX_DB
+        return path in PATHS
 
     def analyze(self, file):
         packages, warnings = parse_installed(file.text())

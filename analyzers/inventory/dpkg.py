@@ -11,13 +11,12 @@ import re
 from stowaway.ingest.model import Package
 
 from ..base import Analyzer, register
-from ._ospkg import attribute, distro_qualifier, purl, report_problems
+from ._ospkg import attribute, distro_qualifier, max_package_db, package_db_fingerprint, purl, report_problems
 
 STATUS = "/var/lib/dpkg/status"
 STATUS_D = "/var/lib/dpkg/status.d/"
 INFO = "/var/lib/dpkg/info/"
 DOC = "/usr/share/doc/"
-MAX_STATUS = 64 << 20
 MAX_FILE_LIST = 16 << 20
 MAX_COPYRIGHT = 512 << 10
 MAX_WARNINGS = 50
@@ -110,9 +109,17 @@ class Dpkg(Analyzer):
     risk = "software"
     order = 15
 
+    def fingerprint(self):
+        return package_db_fingerprint(self.policy)
+
+    def size_cap(self, path):
+        if path == STATUS:
+            return max_package_db(self.policy)
+        return None
+
     def required(self, path, info):
         if path == STATUS:
-            return info.size <= MAX_STATUS
+            return True
         if path.startswith(INFO):
             return (path.endswith(".list") or path.endswith(".md5sums")) and info.size <= MAX_FILE_LIST
         if path.startswith(STATUS_D):

@@ -9,14 +9,13 @@ from __future__ import annotations
 from stowaway.ingest.model import Package
 
 from ..base import Analyzer, register
-from ._ospkg import attribute, distro_qualifier, purl, report_problems
+from ._ospkg import attribute, distro_qualifier, max_package_db, package_db_fingerprint, purl, report_problems
 from .rpmdb import RpmDBError, read_packages
 
 DIRS = ("/var/lib/rpm/", "/usr/lib/sysimage/rpm/", "/usr/share/rpm/")
 NAMES = ("rpmdb.sqlite", "Packages.db", "Packages")
 PATHS = frozenset(d + n for d in DIRS for n in NAMES)
 FORMAT_RANK = {"sqlite": 3, "ndb": 2, "bdb": 1}
-MAX_DB = 512 << 20
 MAX_WARNINGS = 50
 
 
@@ -43,8 +42,14 @@ class Rpm(Analyzer):
     risk = "software"
     order = 15
 
+    def fingerprint(self):
+        return package_db_fingerprint(self.policy)
+
+    def size_cap(self, path):
+        return max_package_db(self.policy)
+
     def required(self, path, info):
-        return path in PATHS and info.size <= MAX_DB
+        return path in PATHS
 
     def analyze(self, file):
         try:

@@ -248,3 +248,17 @@ def test_chained_gnu_long_names_share_one_header_budget(tmp_path, scan):
     path = img.write_docker_archive(tmp_path / "gnu.tar", ref="gnu:1")
     _, outcomes = scan_with_good(scan, tmp_path, f"docker-archive:{path}")
     failed_with(outcomes, "tar extended header is larger than")
+
+
+def test_a_package_database_over_its_cap_is_named_never_silently_empty(tmp_path, scan):
+    stanza = "Package: pkg{n}\nStatus: install ok installed\nVersion: 1.0-{n}\nArchitecture: amd64\n\n"
+    status = "".join(stanza.format(n=n) for n in range(2000))
+    img = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n", "var/lib/dpkg/status": status})
+    path = img.write_docker_archive(tmp_path / "dpkg.tar", ref="dpkg:1")
+    database, outcomes = scan(f"docker-archive:{path}", policy={"limits": {"max_package_db": 10_000}})
+    assert outcomes[0].status == "done"
+    said = [w for w in outcomes[0].warnings if "/var/lib/dpkg/status" in w]
+    assert said and "10000-byte cap of the dpkg analyzer" in said[0], outcomes[0].warnings
+    # under the default cap the same database is read
+    database, outcomes = scan(f"docker-archive:{path}")
+    assert len([s for s in report_of(database, "dpkg:1")["software"] if s["ecosystem"] == "deb"]) == 2000
