@@ -94,9 +94,15 @@ class Evaluation:
         """Findings of (package, match target) pairs; the counts only word the warnings."""
         out: list[Finding] = []
         for pkg, target in items:
-            matches = self.matcher.match(*target)
-            if matches:
-                out.extend(self._findings(pkg, target, matches, image))
+            try:
+                matches = self.matcher.match(*target)
+                if matches:
+                    out.extend(list(self._findings(pkg, target, matches, image)))
+            except (ValueError, TypeError, RecursionError) as exc:
+                # one package or record that cannot be read never costs the rest of the image its matching
+                version = target[3] if len(target[3]) <= 60 else f"{target[3][:40]}… ({len(target[3]):,} characters)"
+                self.warnings[f"{target[0]} package {pkg.name} {version}: not checked, its version or an"
+                              f" advisory for it cannot be compared ({str(exc)[:120]})"] += 1
         if uncovered_os:
             what = f"{os_family} {os_version}".strip() or "an unidentified distribution"
             self.warnings[f"{uncovered_os} OS packages not matched: no vendor advisories are keyed for {what}"] += 1

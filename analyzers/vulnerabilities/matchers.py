@@ -121,9 +121,16 @@ def _affected(installed, version: str, compiled: tuple, versions, warnings: Coun
 
 def affected_by(scheme: str, version: str, ranges: list[dict] | None, versions: list[str] | None,
                 warnings: Counter | None = None, record: str = "") -> RangeHit | None:
-    """The first way this `affected` entry covers `version`, or None. Raises InvalidVersion when the
-    installed version itself cannot be read (the caller counts it once per package)."""
-    installed = parse(scheme, version)
+    """The first way this `affected` entry covers `version`, or None. An installed version its scheme
+    cannot read is still looked up, by string, in the exact `versions` list (ranges give the fixed
+    version, so they are tried first when they can be); InvalidVersion is raised only when it is not
+    listed (the caller counts it once per package)."""
+    try:
+        installed = parse(scheme, version)
+    except InvalidVersion:
+        if versions and version in versions:
+            return _LISTED
+        raise
     return _affected(installed, version, compile_ranges(scheme, ranges), versions, warnings, record)
 
 
@@ -263,8 +270,15 @@ class Matcher:
             try:
                 installed = parse(scheme, version)
             except InvalidVersion:
-                self.warnings[f"{ecosystem} package {name}: version {version!r} is not a valid {scheme} version;"
-                              " not matched"] += 1
+                # the records' exact `versions` lists still apply: they compare by string, not by order
+                listed = [c for c in cands if c.versions and version in c.versions]
+                for c in listed:
+                    got.append(Match(c, _LISTED))
+                    if c.advisory_id not in self._advisories:
+                        self._pending.add(c.advisory_id)
+                shown = version if len(version) <= 60 else f"{version[:40]}… ({len(version):,} characters)"
+                self.warnings[f"{ecosystem} package {name}: version {shown!r} is not a valid {scheme} version;"
+                              " checked against listed versions only, not ranges"] += 1
                 cands = []
             for c in cands:
                 hit = _affected(installed, version, c.compiled, c.versions, self.warnings, c.advisory_id)

@@ -150,3 +150,28 @@ def feed_summary(conn) -> dict:
     row = conn.execute("SELECT COUNT(*), MAX(imported_at), MAX(modified) FROM advisories").fetchone()
     last = conn.execute("SELECT MAX(id) FROM advisory_imports").fetchone()[0]
     return {"advisories": row[0], "last_import": row[1], "newest_record": row[2], "import_id": last}
+
+
+def coverage_by_release(conn) -> list[dict]:
+    """What the store covers: per ecosystem and release, advisories (withdrawn ones are not matched and
+    not counted), package entries and the newest `modified`."""
+    if not has_store(conn):
+        return []
+    cols = ("ecosystem", "release", "advisories", "entries", "newest_modified")
+    return [dict(zip(cols, r)) for r in conn.execute(
+        "SELECT af.ecosystem, af.release, COUNT(DISTINCT af.advisory_id), COUNT(*), MAX(a.modified)"
+        " FROM advisory_affected af JOIN advisories a ON a.id = af.advisory_id"
+        " GROUP BY af.ecosystem, af.release ORDER BY af.ecosystem, af.release")]
+
+
+def _table_count(conn, table: str) -> int:
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", [table]).fetchone() is None:
+        return 0
+    return conn.execute(f"SELECT COUNT(*) FROM [{table}]").fetchone()[0]
+
+
+def enrichment_counts(conn) -> dict:
+    withdrawn = conn.execute("SELECT COUNT(*) FROM advisories WHERE withdrawn IS NOT NULL").fetchone()[0] \
+        if has_store(conn) else 0
+    return {"withdrawn": withdrawn, "nvd": _table_count(conn, "nvd_cves"), "kev": _table_count(conn, "kev"),
+            "epss": _table_count(conn, "epss")}

@@ -83,11 +83,22 @@ def cmd_update(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from stowaway.analyzers.vulnerabilities.store import coverage_by_release, enrichment_counts
+
     database = _connect(args.db, must_exist=True)
-    rows = database.execute("SELECT ecosystem, release, COUNT(DISTINCT advisory_id), COUNT(*) FROM advisory_affected"
-                            " GROUP BY ecosystem, release ORDER BY ecosystem, release").fetchall()
-    for eco, rel, advisories, entries in rows:
-        print(f"{eco + (':' + rel if rel else ''):<30} {advisories:>8} advisories {entries:>9} package entries")
+    rows = coverage_by_release(database.conn if hasattr(database, "conn") else database)
+    if not rows:
+        print("no advisories in the store: nothing is checked; run `stowaway db import` or `stowaway db update`")
+    else:
+        print(f"{'ecosystem':<30} {'advisories':>10} {'entries':>9}  newest modified")
+    for r in rows:
+        print(f"{r['ecosystem'] + (':' + r['release'] if r['release'] else ''):<30} {r['advisories']:>10}"
+              f" {r['entries']:>9}  {r['newest_modified'] or 'unknown'}")
+    counts = enrichment_counts(database)
+    print(f"withdrawn records (stored, never matched): {counts['withdrawn']}")
+    for name in ("nvd", "kev", "epss"):
+        n = counts[name]
+        print(f"{name.upper()}: {n} entries" if n else f"{name.upper()}: none imported (its flags read 'unknown')")
     for r in database.execute("SELECT id, kind, source, finished_at, records, inserted, updated, skipped FROM"
                               " advisory_imports ORDER BY id DESC LIMIT 5"):
         print(f"import {r[0]} ({r[1]}) {r[3] or 'unfinished'}: {r[4]} records, {r[5]} new, {r[6]} updated,"
