@@ -14,6 +14,7 @@ import dataclasses
 import sys
 from typing import Callable
 
+from .archives import ArchiveLimits
 from .model import ScanError
 from .streams import Limits
 
@@ -124,9 +125,9 @@ def _per_host(keys: dict[str, Check]):
     return check
 
 
-def _limits() -> dict[str, Check]:
+def _limits(cls: type = Limits) -> dict[str, Check]:
     out = {}
-    for f in dataclasses.fields(Limits):
+    for f in dataclasses.fields(cls):
         out[f.name] = _number() if isinstance(f.default, float) else _int(1)
     return out
 
@@ -135,6 +136,7 @@ def _limits() -> dict[str, Check]:
 # a function checks its whole body (tables keyed by host).
 SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "limits": _limits(),
+    "archives": _limits(ArchiveLimits),
     "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "dask_timeout": _number(0.001),
              "retries": _int(0), "retry_delay": _number(), "max_wait": _number()},
     "registries": _per_host(REGISTRY_KEYS),

@@ -108,7 +108,8 @@ def _extra(item, row, names):
 def malicious(db, scan_id):
     return [{"path": r["path"], "rule": r["d_rule"] or r["rule"], "namespace": r["namespace"], "severity": r["severity"],
              "title": r["title"], "strings": _loads(r["strings"], r["strings"]), "sha256": r["sha256"], "size": r["size"],
-             "layer_index": r["layer_index"], "visible": bool(r["visible"])}
+             "layer_index": r["layer_index"], "visible": bool(r["visible"]),
+             "engine": {"ioc": "ioc", "clamav": "clamav"}.get(r["namespace"], "yara")}
             for r in _rows(db, "SELECT f.*, d.rule AS d_rule, d.namespace, d.strings, d.sha256, d.size FROM findings f"
                                " JOIN malware_details d ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'malware'"
                                " ORDER BY f.path", [scan_id])]

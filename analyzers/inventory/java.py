@@ -1,33 +1,33 @@
 """Java archives (jar, war, ear, par, ...), nested libraries included, read in memory with zipfile.
 
 Identity comes from `META-INF/maven/**/pom.properties`, then `MANIFEST.MF`, then the file name, as
-Syft and Trivy do. A nested archive (Spring Boot `BOOT-INF/lib`, WAR `WEB-INF/lib`, or any archive
-member) is opened from its bytes and reported as `OUTER!/INNER`; its own pom.properties belong to it,
-not to the archive around it. Nesting is bounded in depth, per-member size, total bytes and
-compression ratio, and an archive that contains an ancestor of itself is not opened again: a zip
-bomb or a zip quine costs a warning, never the memory or the scan.
+Syft and Trivy do. Nested archives come from the shared resolver (stowaway.ingest.archives): a jar in
+a jar (Spring Boot `BOOT-INF/lib`, WAR `WEB-INF/lib`), in a tar.gz, a zip or any mix of them is
+reported as `OUTER!/INNER`; its own pom.properties belong to it, not to the archive around it. The
+`[archives]` limits bound depth, member size, total bytes and compression ratio, and an archive that
+contains an ancestor of itself is not opened again: a zip bomb or a zip quine costs a warning, never
+the memory or the scan.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import lzma
 import re
 import struct
 import zipfile
 import zlib
 
+from stowaway.ingest.archives import ARCHIVE_SUFFIXES, ArchiveLimits, iter_members
+from stowaway.ingest.model import ScanError
+
 from ..base import Analyzer, register
 from ._app import collect_packages, package, warning
 
 SUFFIXES = (".jar", ".war", ".ear", ".par", ".jpi", ".hpi", ".sar")
-MAX_DEPTH = 4  # nested archives below the outer one
-MAX_MEMBER = 64 << 20  # largest nested archive opened
-MAX_TOTAL = 256 << 20  # bytes inflated from the nested archives of one outer archive
-MAX_RATIO = 200  # a member inflating more than this (past 1 MB) is a bomb
 MAX_METADATA = 1 << 20  # MANIFEST.MF, pom.properties
 MAX_CENTRAL_DIRECTORY = 16 << 20  # about 200k entries: zipfile keeps one object per entry
-MAX_ARCHIVES = 2000  # nested archives opened per outer archive
 # what zipfile raises on damaged archives: its own errors and those of the decompressors below it
 READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
                RuntimeError, struct.error, zlib.error, lzma.LZMAError)
@@ -236,7 +236,9 @@ def from_manifest(manifest: dict[str, str], file_artifact: str, file_version: st
     return group or artifact, artifact, version, source
 
 
-def scan_archive(data: bytes, path: str, depth: int, ancestors: tuple[bytes, ...], walk: _Walk) -> None:
+def identify_archive(data: bytes, path: str, walk: _Walk) -> None:
+    """The packages of one jar/war/ear (its own pom.properties and manifest; nested archives are the
+    resolver's)."""
     cds = _central_directory_size(data)
     if cds is not None and cds > MAX_CENTRAL_DIRECTORY:
         walk.warn(f"{path}: central directory of {cds} bytes, too many entries; not opened")
@@ -255,54 +257,44 @@ def scan_archive(data: bytes, path: str, depth: int, ancestors: tuple[bytes, ...
                 walk.records.append(record)
         except READ_ERRORS as exc:
             walk.warn(f"{path}: unreadable metadata ({exc.__class__.__name__}: {str(exc)[:120]})")
-        for info in infos:
-            if not info.filename.lower().endswith(SUFFIXES) or info.is_dir():
-                continue
-            inner = f"{path}!/{info.filename}"
-            if depth >= MAX_DEPTH:
-                walk.warn(f"{inner}: nested deeper than {MAX_DEPTH} archives; not opened")
-                continue
-            if walk.opened >= MAX_ARCHIVES:
-                walk.warn(f"{walk.outer}: more than {MAX_ARCHIVES} nested archives; the rest not opened")
-                return
-            if info.file_size > MAX_MEMBER:
-                walk.warn(f"{inner}: declares {info.file_size} bytes, larger than {MAX_MEMBER}; not opened")
-                continue
-            if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-                walk.warn(f"{inner}: compression ratio over {MAX_RATIO}:1 (zip bomb?); not opened")
-                continue
-            if walk.inflated + info.file_size > MAX_TOTAL:
-                walk.warn(f"{inner}: nested archives of {walk.outer} exceed {MAX_TOTAL} bytes; not opened")
-                continue
-            try:
-                with z.open(info) as fh:
-                    # zipfile stops at the declared size, so a lying header cannot inflate past it
-                    inner_data = fh.read(info.file_size + 1)
-            except READ_ERRORS as exc:
-                walk.warn(f"{inner}: unreadable ({exc.__class__.__name__}: {str(exc)[:120]})")
-                continue
-            walk.inflated += len(inner_data)
-            walk.opened += 1
-            digest = hashlib.sha1(inner_data).digest()
-            if digest in ancestors:
-                walk.warn(f"{inner}: contains an archive it is nested in (cyclic nesting); not opened again")
-                continue
-            scan_archive(inner_data, inner, depth + 1, ancestors + (digest,), walk)
+
+
+def _is_java(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
 
 
 @register
 class JavaArchives(Analyzer):
     name = "java-archive"
-    version = 2
+    version = 3
     risk = "software"
     order = 20
 
+    def __init__(self, policy=None):
+        super().__init__(policy)
+        try:
+            self.limits = ArchiveLimits.from_policy(self.policy)
+        except ValueError as exc:
+            raise ScanError(str(exc)) from None
+
+    def fingerprint(self):
+        return hashlib.sha256(json.dumps(self.limits.key()).encode()).hexdigest()[:16]
+
     def required(self, path, info):
-        return path[-4:].lower() in SUFFIXES
+        return path.lower().endswith(ARCHIVE_SUFFIXES)
 
     def analyze(self, file):
         walk = _Walk(file.path)
-        scan_archive(file.data, file.path, 0, (hashlib.sha1(file.data).digest(),), walk)
+        if _is_java(file.path):
+            identify_archive(file.data, file.path, walk)
+        warnings: list[str] = []
+        # jars nested in jars, wars and ears, and in tars, zips and compressed files of any depth
+        for member in iter_members(file.path, file.data, self.limits, warnings=warnings, want=_is_java, sniff=False):
+            data = member.read()
+            if data is not None:
+                identify_archive(data, member.path, walk)
+        for w in warnings:
+            walk.warn(w)
         return walk.records
 
     def collect(self, ctx, layers):

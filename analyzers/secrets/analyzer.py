@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import replace
 
+from stowaway.ingest.archives import ARCHIVE_SUFFIXES, SNIFF, ArchiveLimits, is_archive, iter_members
 from stowaway.ingest.model import HARDLINK, REG, Finding, ScanError
 
 from .._userdirs import data_dir
@@ -198,7 +199,7 @@ class SecretScanner:
 @register
 class Secrets(Analyzer):
     name = "secrets"
-    version = 1
+    version = 2
     risk = "secrets"
     order = 50
 
@@ -211,22 +212,48 @@ class Secrets(Analyzer):
         except (TypeError, ValueError):
             raise ScanError("secrets.max_file_size: expected a number of bytes") from None
         self.scanner = SecretScanner(self.policy)
+        try:
+            self.limits = ArchiveLimits.from_policy(self.policy)
+        except ValueError as exc:
+            raise ScanError(str(exc)) from None
 
     def fingerprint(self):
         settings = {"excludes": self.patterns, "max": self.max_file_size, "key": self.scanner.key_id,
-                    "rules": self.scanner.about}
+                    "rules": self.scanner.about, "archives": self.limits.key()}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def required(self, path, info):
-        return info.size <= self.max_file_size and self.excluded.fullmatch(path) is None
+        if self.excluded.fullmatch(path) is not None:
+            return False
+        # an archive larger than the file limit is still opened: the limit applies to each member
+        return info.size <= self.max_file_size or (path.lower().endswith(ARCHIVE_SUFFIXES)
+                                                   and info.size <= self.limits.max_total_bytes)
 
     def analyze(self, file):
         data = file.data
+        if not is_archive(file.path, data[:SNIFF]):
+            return self._search(data, file.path)
+        out: list[dict] = []
+        warnings: list[str] = []
+        for member in iter_members(file.path, data, self.limits, warnings=warnings):
+            if member.size > self.max_file_size:
+                out.append({"path": member.path, "skipped": "too large"})
+                continue
+            content = member.read()
+            if content is None:
+                continue
+            if len(content) > self.max_file_size:
+                out.append({"path": member.path, "skipped": "too large"})
+                continue
+            out += self._search(content, member.path)
+        return out + [{"path": file.path, "skipped": "archive", "warning": w} for w in warnings]
+
+    def _search(self, data: bytes, path: str) -> list[dict]:
         if b"\0" in data[:BINARY_SNIFF]:
-            return [{"path": file.path, "skipped": "binary"}]
-        return [{"path": file.path, "rule": h.rule.id, "title": h.rule.title, "severity": h.rule.severity,
+            return [{"path": path, "skipped": "binary"}]
+        return [{"path": path, "rule": h.rule.id, "title": h.rule.title, "severity": h.rule.severity,
                  "line": h.line, "masked": self.scanner.masked(h), "fingerprint": self.scanner.fingerprint_of(h.secret)}
-                for h in self.scanner.catalogue.scan(data, file.path)]
+                for h in self.scanner.catalogue.scan(data, path)]
 
     def collect(self, ctx, layers):
         for w in self.scanner.warnings:
@@ -235,9 +262,13 @@ class Secrets(Analyzer):
         for index, records in enumerate(layers):
             for r in records:
                 if r.get("skipped"):
-                    binary += 1
+                    if r.get("warning"):
+                        ctx.warn(f"secrets: {r['warning']}")
+                    else:
+                        binary += r["skipped"] == "binary"
                     continue
-                yield Finding("secret", r["title"], r["severity"], r["path"], index, ctx.fs.visible(r["path"], index),
+                outer = r["path"].split("!/", 1)[0]  # an archive member is visible when its archive is
+                yield Finding("secret", r["title"], r["severity"], r["path"], index, ctx.fs.visible(outer, index),
                               r["rule"], detail={"rule_id": r["rule"], "line": r["line"], "masked": r["masked"],
                                                  "fingerprint": r["fingerprint"], "source": "file"})
         for source, name, layer, hit, _raw in self.scanner.config_hits(ctx.spec):

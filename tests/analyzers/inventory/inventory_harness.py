@@ -31,10 +31,10 @@ class Inspected:
         return {(p.name, p.version, p.path): p for p in self.ctx.packages if ecosystem in (None, p.ecosystem)}
 
 
-def inspect(layers: list[dict], names=("os-release", "dpkg", "rpm", "apk")) -> Inspected:
+def inspect(layers: list[dict], names=("os-release", "dpkg", "rpm", "apk"), policy: dict | None = None) -> Inspected:
     """Every layer through the real layer walker, squash and the named analyzers' collect, in order."""
     registry = load_all()
-    analyzers = sorted((registry[n]({}) for n in names), key=lambda a: (a.order, a.name))
+    analyzers = sorted((registry[n](policy or {}) for n in names), key=lambda a: (a.order, a.name))
     entries, records, warnings = [], {a.name: [] for a in analyzers}, []
     for index, spec in enumerate(layers):
         result = walk(io.BytesIO(layer_tar(spec)), index, analyzers, Limits(), f"layer {index}")

@@ -1,7 +1,6 @@
 """Java archives: pom.properties, MANIFEST.MF, file names, nesting to any depth, bombs and cycles."""
 from __future__ import annotations
 
-import hashlib
 import zipfile
 
 from app_harness import inspect, manifest, pom, zip_bytes
@@ -9,6 +8,7 @@ from conftest import report_of
 from imagebuilder import WHITEOUT, ImageBuilder
 
 from stowaway.analyzers.inventory import java
+from stowaway.ingest.archives import ArchiveLimits
 
 NAMES = ("java-archive",)
 DPKG_STATUS = ("Package: libfoo-java\nStatus: install ok installed\nArchitecture: all\nVersion: 1.0-1\n"
@@ -141,16 +141,11 @@ def test_nesting_stops_at_the_depth_limit_and_at_a_cycle():
         data = zip_bytes({f"META-INF/maven/d/l{level}/pom.properties": pom("d", f"l{level}", "1"), "n.jar": data})
     result = inspect([{"opt/deep.jar": data}], NAMES)
     depths = sorted(p.path.count("!/") for p in result.packages)
-    assert depths == list(range(java.MAX_DEPTH + 1))
+    assert depths == list(range(ArchiveLimits().max_depth + 1))
     assert any("nested deeper than" in w for w in result.ctx.warnings)
-
-    # a zip quine holds itself: a member whose bytes are an ancestor's is not opened again
-    inner = zip_bytes({"META-INF/maven/q/q/pom.properties": pom("q", "q", "1")})
-    outer = zip_bytes({"self.jar": inner})
-    walk = java._Walk("/q.jar")
-    java.scan_archive(outer, "/q.jar", 0, (hashlib.sha1(outer).digest(), hashlib.sha1(inner).digest()), walk)
-    assert [r["warning"] for r in walk.records if "warning" in r] == [
-        "/q.jar!/self.jar: contains an archive it is nested in (cyclic nesting); not opened again"]
+    # with a policy's [archives] limit
+    result = inspect([{"opt/deep.jar": data}], NAMES, policy={"archives": {"max_depth": 2}})
+    assert sorted(p.path.count("!/") for p in result.packages) == [0, 1, 2]
 
 
 def test_full_scan_keeps_inventory_and_reports_archive_problems(tmp_path, scan):

@@ -1,0 +1,116 @@
+"""Every content check sees archive members (issue 18): malware, secrets and Java inventory on one image
+built in code, scanned once, with archives of every kind, nested, and bombs that must cost only warnings."""
+from __future__ import annotations
+
+import gzip
+import io
+import random
+import tarfile
+import zipfile
+
+import pytest
+from conftest import report_of
+from imagebuilder import File, ImageBuilder
+
+# built backwards so that this test file is never itself taken for the EICAR test file
+EICAR = b"*H+H$!ELIF-TSET-SURIVITNA-DRADNATS-RACIE$}7)CC7)^P(45XZP\\4[PA@%P!O5X"[::-1]
+JSP_SHELL = b'<% Runtime.getRuntime().exec(request.getParameter("cmd")); %>'
+GHP = "ghp_" + "".join(random.Random(18).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+                        for _ in range(36))
+POM = b"version=2.14.1\ngroupId=org.apache.logging.log4j\nartifactId=log4j-core\n"
+
+
+def tar_of(members: dict, mode: str = "w") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def zip_of(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def sevenz_of(members: dict) -> bytes:
+    import py7zr
+
+    buf = io.BytesIO()
+    with py7zr.SevenZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(data, name)
+    return buf.getvalue()
+
+
+def zip_of_zips(levels: int) -> bytes:
+    layer = zip_of({"z": b"\0" * (1 << 20)})
+    for i in range(levels):
+        layer = zip_of({f"a{i}.zip": layer, f"b{i}.zip": layer})
+    return layer
+
+
+@pytest.fixture(scope="session")
+def archives_report(tmp_path_factory):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    tmp = tmp_path_factory.mktemp("archives")
+    log4j = zip_of({"META-INF/maven/org.apache.logging.log4j/log4j-core/pom.properties": POM})
+    files = {
+        "opt/drop.tar.gz": tar_of({"bin/e.com": EICAR}, "w:gz"),
+        "opt/drop.tar.xz": tar_of({"www/cmd.jsp": JSP_SHELL}, "w:xz"),
+        "opt/bundle.tar": tar_of({"lib/inner.zip": zip_of({"deep/e.com": EICAR})}),
+        "opt/drop.7z": sevenz_of({"e.com": EICAR}),
+        "opt/app.jar": zip_of({"config/.env": f"GITHUB_TOKEN={GHP}\n".encode()}),
+        "srv/backup.tgz": tar_of({"home/app/.env": f"GITHUB_TOKEN={GHP}\n".encode()}, "w:gz"),
+        "opt/dist.tar.gz": tar_of({"app/lib/log4j-core-2.14.1.jar": log4j}, "w:gz"),
+        # bombs: a gzip bomb member and a zip of zips, each a few KB
+        "opt/logs.tar": tar_of({"bomb.gz": gzip.compress(b"\0" * (300 << 20))}),
+        "opt/42.zip": zip_of_zips(10),
+    }
+    img = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n"})
+    img.layer({k: File(v) for k, v in files.items()})
+    img.write_oci_layout(tmp / "oci", ref="archives:1")
+    database = connect(str(tmp / "scan.db"))
+    outcomes = Scanner(database, {}, risks=["malicious", "secrets", "software"], progress=False).run(
+        [f"oci:{tmp / 'oci'}"])
+    return outcomes, report_of(database, "archives:1")
+
+
+def test_scan_completes_with_bombs_reported(archives_report):
+    outcomes, rep = archives_report
+    assert [o.status for o in outcomes] == ["done"]
+    warnings = rep["scan"]["warnings"]
+    assert any(w.startswith("malware: /opt/logs.tar!/bomb.gz: compression ratio over 200:1 (archives.max_ratio")
+               for w in warnings), warnings
+    assert any(w.startswith("malware: /opt/42.zip") and "(archives." in w for w in warnings), warnings
+
+
+def test_malware_inside_every_archive_kind(archives_report):
+    _, rep = archives_report
+    got = {(m["path"], m["rule"], m["engine"]) for m in rep["malicious_files"]}
+    assert {("/opt/drop.tar.gz!/bin/e.com", "EICAR_Test_File", "yara"),
+            ("/opt/drop.tar.xz!/www/cmd.jsp", "Webshell_JSP_Exec_Request", "yara"),
+            ("/opt/bundle.tar!/lib/inner.zip!/deep/e.com", "EICAR_Test_File", "yara"),
+            ("/opt/drop.7z!/e.com", "EICAR_Test_File", "yara")} <= got
+    assert all(m["visible"] and m["layer_index"] == 1 for m in rep["malicious_files"])
+
+
+def test_secrets_inside_a_jar_and_a_tarball(archives_report):
+    _, rep = archives_report
+    got = {(s["path"], s["rule"]) for s in rep["sensitive_information"]}
+    assert got == {("/opt/app.jar!/config/.env", "github-pat"), ("/srv/backup.tgz!/home/app/.env", "github-pat")}
+    assert all(GHP not in s["masked"] and s["visible"] for s in rep["sensitive_information"])
+
+
+def test_inventory_of_a_jar_inside_a_tar_gz(archives_report):
+    _, rep = archives_report
+    maven = [(s["name"], s["version"], s["path"]) for s in rep["software"] if s["ecosystem"] == "maven"]
+    assert maven == [("org.apache.logging.log4j:log4j-core", "2.14.1",
+                      "/opt/dist.tar.gz!/app/lib/log4j-core-2.14.1.jar")]
