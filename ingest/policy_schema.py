@@ -164,6 +164,7 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
         "budget_seconds": _number(0.001),
         "workers": _int(1),
     },
+    "settings": {"include_max_files": _int(1), "include_max_bytes": _int(1)},
     "compliance": {
         "use_defaults": _bool,
         "forbid": _forbid_rules,

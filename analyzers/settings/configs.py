@@ -9,9 +9,11 @@ from __future__ import annotations
 import posixpath
 import re
 
+from stowaway.ingest.model import ScanError
+
 from ..base import Analyzer, register
 from . import baseline, container, password_policy, ssh  # noqa: F401  (they register their evaluators)
-from .env import Env, visible_records
+from .env import Env, include_limits, visible_records
 from .model import Result, baseline_of, catalog, run_checks, to_finding
 from .passwords import PASSWORD_CHECKS
 
@@ -44,6 +46,13 @@ class SettingsFiles(Analyzer):
     version = 2
     risk = "unsafe_settings"
     order = 60  # after weak-passwords and the inventories: SSH defaults depend on the openssh version
+
+    def __init__(self, policy=None):
+        super().__init__(policy)
+        try:
+            include_limits(self.policy)  # a bad [settings] value fails the scan's start, not each check
+        except ValueError as exc:
+            raise ScanError(str(exc)) from None
 
     def required(self, path, info):
         return info.size <= MAX_SIZE and wanted(path)

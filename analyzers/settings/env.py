@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cached_property
+
+# Budgets of one include expansion (sshd Include, PAM @include/include/substack, pwquality.conf.d):
+# policy [settings] include_max_files / include_max_bytes
+INCLUDE_MAX_FILES = 256
+INCLUDE_MAX_BYTES = 4 << 20
 
 
 def visible_records(ctx, layers: list[list[dict]]) -> dict[str, tuple[dict, int]]:
@@ -46,13 +51,73 @@ class Account:
     line: int
 
 
+def include_limits(policy: dict) -> tuple[int, int]:
+    """(max files, max bytes) of one include expansion, from policy [settings]."""
+    conf = (policy or {}).get("settings") or {}
+    files, size = conf.get("include_max_files", INCLUDE_MAX_FILES), conf.get("include_max_bytes", INCLUDE_MAX_BYTES)
+    if isinstance(files, bool) or not isinstance(files, int) or files < 1:
+        raise ValueError(f"[settings] include_max_files must be a positive integer, got {files!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"[settings] include_max_bytes must be a positive integer, got {size!r}")
+    return files, size
+
+
+@dataclass
+class Expansion:
+    """One expansion of a configuration file and what it includes, as one reader (sshd, PAM, pwquality)
+    would read it: every file at most once per context (a file included again adds nothing a reader
+    that keeps the first value would use, and a loop ends), a total-file and total-byte budget, and
+    one warning when the budget cuts it. Without the visited set, files that each include all the
+    others expand to every permutation of them."""
+
+    env: "Env"
+    what: str  # names the reader in the warning: 'sshd_config', 'PAM /etc/pam.d/common-password'
+    max_files: int = INCLUDE_MAX_FILES
+    max_bytes: int = INCLUDE_MAX_BYTES
+    files: int = 0
+    bytes: int = 0
+    cut: bool = False
+    looped: bool = False
+    visited: set = field(default_factory=set)
+
+    @classmethod
+    def of(cls, env: "Env", what: str) -> "Expansion":
+        files, size = include_limits(env.ctx.policy)
+        return cls(env, what, files, size)
+
+    def enter(self, conf: ConfigText, context: str = "") -> bool:
+        """Whether `conf` is to be read now (and counts it); False for a file already read in this
+        context or past the budget."""
+        key = (conf.path, context)
+        if key in self.visited:
+            return False
+        size = len(conf.text.encode("utf-8", "replace"))
+        if self.files + 1 > self.max_files or self.bytes + size > self.max_bytes:
+            if not self.cut:
+                self.cut = True
+                self.env.warn(f"{self.what}: include expansion cut at {conf.path}: more than {self.max_files} files"
+                              f" or {self.max_bytes} bytes ([settings] include_max_files / include_max_bytes);"
+                              " the files past the limit were not read")
+            return False
+        self.visited.add(key)
+        self.files += 1
+        self.bytes += size
+        return True
+
+    def loop(self, path: str) -> None:
+        if not self.looped:
+            self.looped = True
+            self.env.warn(f"{self.what}: {path} includes itself (directly or through another file); read once")
+
+
 class Env:
     def __init__(self, ctx, files: dict[str, tuple[str, int]], baseline: str | None):
         self.ctx = ctx
         self.files = files  # real path -> (text, layer of the visible copy)
         self.baseline = baseline
         self.password_files: dict[str, tuple[dict, int]] = {}  # weak-passwords records of the visible copies
-        self.memo: dict[str, object] = {}  # parsed configurations shared by the checks of one image
+        self.memo: dict[object, object] = {}  # parsed configurations shared by the checks of one image
+        self._warned: set[str] = set()
 
     # --- image --------------------------------------------------------------------------------
     @property
@@ -64,7 +129,9 @@ class Env:
         return self.ctx.spec.runtime or {}
 
     def warn(self, message: str) -> None:
-        self.ctx.warn(message)
+        if message not in self._warned:  # the checks that share a parsed file would repeat its warnings
+            self._warned.add(message)
+            self.ctx.warn(message)
 
     def package_version(self, *names: str) -> str | None:
         for p in self.ctx.packages:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .env import ConfigText, Env, keyword_values
+from .env import ConfigText, Env, Expansion, keyword_values
 from .model import Check, Result, evaluator
 
 COMPLEXITY_MODULES = ("pam_pwquality.so", "pam_cracklib.so", "pam_passwdqc.so")
@@ -44,15 +44,34 @@ class PamLine:
         return f"{self.path}:{self.line}: {self.type} {self.control} {self.module} {' '.join(self.args)}".rstrip()
 
 
-def parse_pam(env: Env, conf: ConfigText, kind: str, depth: int = 0) -> list[PamLine]:
-    out: list[PamLine] = []
+def parse_pam(env: Env, conf: ConfigText, kind: str) -> list[PamLine]:
+    """The lines of one type of a PAM file, with `@include`, `include` and `substack` spliced in place.
+    Each file is read once per parse (a file that includes itself, or many times over, costs one
+    read) within the include budget; parsed once per image."""
+    key = ("pam", conf.path, kind)
+    if key not in env.memo:
+        out: list[PamLine] = []
+        _parse_pam(env, conf, kind, 0, frozenset(), Expansion.of(env, f"PAM {conf.path}"), out)
+        env.memo[key] = out
+    return list(env.memo[key])  # type: ignore[call-overload]
+
+
+def _parse_pam(env: Env, conf: ConfigText, kind: str, depth: int, active: frozenset, seen: Expansion,
+               out: list[PamLine]) -> None:
+    if conf.path in active:
+        seen.loop(conf.path)
+        return
     if depth > MAX_INCLUDE_DEPTH:
-        return out
+        env.warn(f"PAM: include depth beyond {MAX_INCLUDE_DEPTH} at {conf.path}; not read")
+        return
+    if not seen.enter(conf):
+        return
+    active = active | {conf.path}
     for n, line in conf.lines():
         if line.startswith("@include"):
             inc = env.read("/etc/pam.d/" + line.split(None, 1)[1].strip()) if len(line.split()) > 1 else None
             if inc is not None:
-                out += parse_pam(env, inc, kind, depth + 1)
+                _parse_pam(env, inc, kind, depth + 1, active, seen, out)
             continue
         # a bracketed control holds spaces: '[success=1 default=ignore]'
         m = re.match(r"(-?\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)$", line)
@@ -64,11 +83,10 @@ def parse_pam(env: Env, conf: ConfigText, kind: str, depth: int = 0) -> list[Pam
         if control in ("include", "substack"):
             inc = env.read("/etc/pam.d/" + module)
             if inc is not None:
-                out += parse_pam(env, inc, kind, depth + 1)
+                _parse_pam(env, inc, kind, depth + 1, active, seen, out)
             continue
         module = module.rsplit("/", 1)[-1]
         out.append(PamLine(type_, control, module, tuple(rest.split()), conf.path, n, conf.layer))
-    return out
 
 
 def stacks(env: Env, kind: str) -> list[tuple[ConfigText, list[PamLine]]]:
@@ -89,13 +107,17 @@ def stacks(env: Env, kind: str) -> list[tuple[ConfigText, list[PamLine]]]:
 
 
 def pwquality_settings(env: Env) -> dict[str, tuple[str, str]]:
-    """pwquality.conf and pwquality.conf.d: key -> (value, evidence)."""
+    """pwquality.conf and pwquality.conf.d: key -> (value, evidence), within the include budget."""
+    if "pwquality" in env.memo:
+        return env.memo["pwquality"]  # type: ignore[return-value]
     out = {}
+    seen = Expansion.of(env, "pwquality.conf")
     for conf in [env.read("/etc/security/pwquality.conf")] + env.glob("/etc/security/pwquality.conf.d/*.conf"):
-        if conf is None:
+        if conf is None or not seen.enter(conf):
             continue
         for n, key, value in keyword_values(conf, "="):
             out[key] = (value, f"{conf.path}:{n}: {key} = {value}")
+    env.memo["pwquality"] = out
     return out
 
 

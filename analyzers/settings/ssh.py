@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .env import Env
+from .env import Env, Expansion
 from .model import Check, Result, evaluator
 from .rules import compare, describe, rule_type
 
@@ -124,13 +124,19 @@ def parse(env: Env, path: str = SSHD_CONFIG) -> SshdConfig | None:
             return None
         return SshdConfig([], version, version_text, "")
     out: list[Directive] = []
-    _splice(env, conf, "", out, 0, set())
+    _splice(env, conf, "", out, 0, frozenset(), Expansion.of(env, "sshd_config"))
     return SshdConfig(out, version, version_text, conf.path)
 
 
-def _splice(env: Env, conf, outer_match: str, out: list, depth: int, active: set) -> None:
-    if depth > MAX_INCLUDE_DEPTH or conf.path in active:
-        env.warn(f"sshd_config: Include loop or depth beyond {MAX_INCLUDE_DEPTH} at {conf.path}")
+def _splice(env: Env, conf, outer_match: str, out: list, depth: int, active: frozenset, seen: Expansion) -> None:
+    if conf.path in active:
+        seen.loop(conf.path)
+        return
+    if depth > MAX_INCLUDE_DEPTH:
+        env.warn(f"sshd_config: Include depth beyond {MAX_INCLUDE_DEPTH} at {conf.path}; not read")
+        return
+    # sshd keeps the first value of a keyword, so a file read again in the same Match context adds nothing
+    if not seen.enter(conf, outer_match):
         return
     active = active | {conf.path}
     match = outer_match
@@ -155,7 +161,7 @@ def _splice(env: Env, conf, outer_match: str, out: list, depth: int, active: set
                     env.warn(f"sshd_config: {conf.path}:{n} includes {pattern}, which was not read")
                 for inc in targets:
                     if inc is not None:
-                        _splice(env, inc, match, out, depth + 1, active)
+                        _splice(env, inc, match, out, depth + 1, active, seen)
             continue
         out.append(Directive(keyword, value, conf.path, n, conf.layer, match))
 
