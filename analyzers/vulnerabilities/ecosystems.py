@@ -15,7 +15,7 @@ SCHEME_OF = {
     "Debian": "dpkg", "Ubuntu": "dpkg",
     "Alpine": "apk", "Wolfi": "apk", "Chainguard": "apk",
     "Red Hat": "rpm", "Rocky Linux": "rpm", "AlmaLinux": "rpm", "SUSE": "rpm", "openSUSE": "rpm",
-    "openEuler": "rpm", "Mageia": "rpm", "Photon OS": "rpm", "Mariner": "rpm", "Azure Linux": "rpm",
+    "openEuler": "rpm", "EulerOS": "rpm", "HCE": "rpm", "Mageia": "rpm", "Photon OS": "rpm", "Mariner": "rpm", "Azure Linux": "rpm",
     "Maven": "maven", "PyPI": "pep440", "npm": "semver", "crates.io": "semver", "Go": "go",
     "NuGet": "nuget", "Packagist": "composer", "RubyGems": "rubygems", "Pub": "semver", "Hex": "semver",
 }
@@ -37,6 +37,8 @@ DISTRO_ECOSYSTEM = {
     "rhel": "Red Hat", "centos": "Red Hat", "rocky": "Rocky Linux", "almalinux": "AlmaLinux",
     "sles": "SUSE", "opensuse": "openSUSE", "openeuler": "openEuler", "mageia": "Mageia", "photon": "Photon OS",
     "mariner": "Mariner", "azurelinux": "Azure Linux",
+    # Huawei's: keyed so that records in OSV form match, and so coverage names them (feeds/status.py)
+    "euleros": "EulerOS", "hce": "HCE",
 }
 
 DEBIAN_CODENAMES = {

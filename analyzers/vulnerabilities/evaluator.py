@@ -23,6 +23,7 @@ from ..base import Analyzer, Fact, register
 from . import ignores as ignore_rules
 from . import store
 from .ecosystems import OS_ECOSYSTEMS, OS_PACKAGE_TYPES, SCHEME_OF, image_release, package_target
+from .feeds.status import feed_status
 from .matchers import Match, Matcher
 from .versions import InvalidVersion, parse
 
@@ -103,14 +104,10 @@ class Evaluation:
                 version = target[3] if len(target[3]) <= 60 else f"{target[3][:40]}… ({len(target[3]):,} characters)"
                 self.warnings[f"{target[0]} package {pkg.name} {version}: not checked, its version or an"
                               f" advisory for it cannot be compared ({str(exc)[:120]})"] += 1
-        if uncovered_os:
-            what = f"{os_family} {os_version}".strip() or "an unidentified distribution"
-            self.warnings[f"{uncovered_os} OS packages not matched: no vendor advisories are keyed for {what}"] += 1
-        elif matched_os:
-            os_key = image_release(os_family, os_version)
-            if not self.matcher.covers(*os_key):
-                self.warnings[f"no {os_key[0]}:{os_key[1]} advisories in the store: OS packages not matched;"
-                              " import that distribution's feed"] += 1
+        if uncovered_os or (matched_os and not self.matcher.covers(*image_release(os_family, os_version))):
+            # says which vendor feed would cover them, or that the vendor publishes none (feeds/status.py)
+            self.warnings[f"{uncovered_os or matched_os} OS packages "
+                          + feed_status(os_family, os_version, self.matcher.conn)[1]] += 1
         return out
 
     def _findings(self, pkg: Package, target, matches: list[Match], image: str) -> Iterable[Finding]:

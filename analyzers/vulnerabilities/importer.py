@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 
 from stowaway.ingest import db as dbm
 
-from . import store
+from . import feeds, store
 from .ecosystems import DEBIAN_CODENAMES, SCHEME_OF, normalize_name, split_ecosystem
 
 BATCH = 2000
@@ -528,7 +528,7 @@ class Importer:
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
-                    if name.endswith((".json", ".json.gz", ".yaml", ".yml", ".zip", ".csv", ".csv.gz")):
+                    if name.endswith((".json", ".json.gz", ".yaml", ".yml", ".zip", ".csv", ".csv.gz") + feeds.EXTENSIONS):
                         # a PYSEC-….yaml beside its .json is the same record: read the JSON only
                         if name.endswith((".yaml", ".yml")) and os.path.splitext(name)[0] + ".json" in files:
                             continue
@@ -545,11 +545,21 @@ class Importer:
         if path.endswith((".csv", ".csv.gz")):
             self._add_epss(path)
             return
+        # vendor formats (CSAF, CVRF, the Debian tracker): a large file is sniffed before it is read, as
+        # it may be streamed
+        kind = feeds.sniff(path) if size > feeds.SNIFF_FIRST or not path.endswith(".json") else None
+        if kind:
+            feeds.add_file(self, path, kind)
+            return
         if size > MAX_FILE:
             self.result.warn("file too large", path)
             return
         with open(path, "rb") as fh:
             data = fh.read()
+        kind = feeds.sniff(path, data[:feeds.SNIFF]) if size <= feeds.SNIFF_FIRST and path.endswith(".json") else None
+        if kind:
+            feeds.add_file(self, path, kind)
+            return
         self._add_document(path, data, lambda: os.path.getmtime(path))
 
     def _add_document(self, name: str, data: bytes, mtime) -> None:

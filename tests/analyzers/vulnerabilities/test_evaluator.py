@@ -151,7 +151,7 @@ def test_os_packages_of_an_unknown_distribution_are_not_guessed(db):
     ctx = _ctx(db, pkgs, OSInfo())
     out = list(Vulnerabilities({}).collect(ctx, []))
     assert [type(o).__name__ for o in out] == ["Fact"]
-    assert any("OS packages not matched" in w for w in ctx.warnings)
+    assert any("1 OS packages not checked: the distribution could not be identified" in w for w in ctx.warnings)
 
 
 def test_rpm_source_package_takes_the_binary_epoch(db):
@@ -197,8 +197,9 @@ def test_a_distribution_without_imported_advisories_is_a_warning(db):
     ev = Evaluation(Matcher(db.conn))
     pkgs = [Package("deb", "libssl1.1", "1.1.1n-0+deb11u3", "/var/lib/dpkg/status", 0, source_name="openssl")]
     assert ev.evaluate(iter(pkgs), "debian", "11") == []
-    assert list(ev.warnings) == ["no Debian:11 advisories in the store: OS packages not matched;"
-                                 " import that distribution's feed"]
+    assert list(ev.warnings) == ["1 OS packages not checked: no Debian 11 advisories in the store; import the Debian"
+                                 " security tracker JSON (security-tracker.debian.org/tracker/data/json) or"
+                                 " osv.dev's Debian export"]
     import_records(db, [osv("DSA-9", "Debian:11", "zlib", [{"introduced": "0"}])])
     ev = Evaluation(Matcher(db.conn))
     assert ev.evaluate(pkgs, "debian", "11") == [] and not ev.warnings
