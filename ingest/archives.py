@@ -435,13 +435,18 @@ def _stream_member_name(name: str) -> str:
     return name + ".out"
 
 
+ZIP_DEFLATE64 = 9
+
+
 def read_zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes | None:
-    """At most `limit` + 1 bytes of a stored or deflated member, straight from the archive's bytes.
+    """At most `limit` + 1 bytes of a stored, deflated or Deflate64 member, straight from the archive's bytes.
 
     zipfile's file objects cost more than the inflating itself on jars of thousands of small classes;
-    this reads the local header and inflates in one call. None: not a plain member (encrypted, another
-    method, a local header, size or CRC that does not agree with the directory), for zipfile to handle."""
-    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+    this reads the local header and inflates in one call. zipfile cannot read Deflate64 (Windows'
+    "compressed folders" write it past 2 GB, and some tools always); inflate64 can. None: not a
+    plain member (encrypted, another method, a local header, size or CRC that does not agree with
+    the directory), for zipfile to handle or refuse."""
+    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, ZIP_DEFLATE64):
         return None
     offset = info.header_offset
     if offset < 0 or offset + 30 > len(data) or data[offset:offset + 4] != ZIP_MAGIC:
@@ -455,11 +460,36 @@ def read_zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes | N
     raw = memoryview(data)[start:start + info.compress_size]
     if info.compress_type == zipfile.ZIP_STORED:
         member = bytes(raw[:limit + 1])
-    else:
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
         member = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, limit + 1)
+    else:
+        member = _inflate64(raw, limit)
+        if member is None:
+            return None
     if len(member) <= limit and (len(member) != info.file_size or zlib.crc32(member) != info.CRC):
         return None  # not what the directory says: zipfile tells how the member is broken
     return member
+
+
+def _inflate64(raw: memoryview, limit: int) -> bytes | None:
+    """Deflate64, fed in small pieces so that the output is checked against the limit as it grows
+    (inflate64 takes no output bound; a piece of 16 KiB inflates to 17 MiB at most)."""
+    try:
+        import inflate64
+    except ImportError:
+        return None
+    inflater = inflate64.Inflater()
+    parts, got = [], 0
+    try:
+        for at in range(0, len(raw), 16 << 10):
+            out = inflater.inflate(bytes(raw[at:at + (16 << 10)]))
+            parts.append(out)
+            got += len(out)
+            if got > limit:
+                break
+    except (ValueError, EOFError, OSError):
+        return None
+    return b"".join(parts)[:limit + 1]
 
 
 def _zip_reader(walk: _Walk, zf: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo,

@@ -157,6 +157,11 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
         "archive_member_max": _int(0),
         "archive_total_max": _int(0),
         "timeout": _int(0),
+        "clamd": _str,
+        "clamscan": _str,
+        "clamav_database": _str,
+        "clamav_timeout": _number(0.001),
+        "clamav_max_bytes": _int(1),
     },
     "passwords": {
         "extra": _str_list(),

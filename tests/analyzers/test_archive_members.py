@@ -67,6 +67,8 @@ def archives_report(tmp_path_factory):
         "opt/drop.tar.xz": tar_of({"www/cmd.jsp": JSP_SHELL}, "w:xz"),
         "opt/bundle.tar": tar_of({"lib/inner.zip": zip_of({"deep/e.com": EICAR})}),
         "opt/drop.7z": sevenz_of({"e.com": EICAR}),
+        "opt/e.com.gz": gzip.compress(EICAR),
+        "opt/e.zip": zip_of({"e.com": EICAR}),
         "opt/app.jar": zip_of({"config/.env": f"GITHUB_TOKEN={GHP}\n".encode()}),
         "srv/backup.tgz": tar_of({"home/app/.env": f"GITHUB_TOKEN={GHP}\n".encode()}, "w:gz"),
         "opt/dist.tar.gz": tar_of({"app/lib/log4j-core-2.14.1.jar": log4j}, "w:gz"),
@@ -98,7 +100,9 @@ def test_malware_inside_every_archive_kind(archives_report):
     assert {("/opt/drop.tar.gz!/bin/e.com", "EICAR_Test_File", "yara"),
             ("/opt/drop.tar.xz!/www/cmd.jsp", "Webshell_JSP_Exec_Request", "yara"),
             ("/opt/bundle.tar!/lib/inner.zip!/deep/e.com", "EICAR_Test_File", "yara"),
-            ("/opt/drop.7z!/e.com", "EICAR_Test_File", "yara")} <= got
+            ("/opt/drop.7z!/e.com", "EICAR_Test_File", "yara"),
+            ("/opt/e.com.gz!/e.com", "EICAR_Test_File", "yara"),
+            ("/opt/e.zip!/e.com", "EICAR_Test_File", "yara")} <= got
     assert all(m["visible"] and m["layer_index"] == 1 for m in rep["malicious_files"])
 
 
