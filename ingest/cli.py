@@ -1,29 +1,101 @@
 """The `stowaway` console script.
 
 Exit status: 0 when the command ran (findings are not errors); 1 when a scan of some image failed
-(recorded in the database with its reason); 2 for usage errors and anything that stopped the command.
-Errors are one line on stderr.
+(recorded in the database with its reason); 2 for usage errors and anything that stopped the command
+(a database that cannot be opened included); 3 (or `--exit-code N`) when `--fail-on` tripped; 130 on
+Ctrl-C or SIGTERM. Errors are one line on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sqlite3
 import sys
 
 from .model import RISK_TYPES, ScanError
 
 EPILOG = """sources:
-  docker-archive:PATH     a `docker save` tar (legacy or OCI-style), plain, gzip or zstd
-  oci:DIR[:REF]           an OCI image layout (directory or tar); without REF, every image in it
-  registry:HOST/REPO:TAG  an OCI distribution registry
-  docker:REF              an image in the local Docker engine
+  docker-archive:PATH       a `docker save` tar (legacy or OCI-style), plain, gzip or zstd
+  oci:DIR[:REF]             an OCI image layout (directory or tar); without REF, every image in it
+  oci-archive:PATH[:REF]    an OCI image layout packed in a tar (plain, gzip or zstd)
+  registry:HOST/REPO:TAG    an OCI distribution registry (also @sha256:...); HOST may be written
+                            https://HOST[:PORT] or http://HOST[:PORT] (plain HTTP)
+  docker:REF                an image in the local Docker engine
+
+exit status: 0 ran (findings are not errors), 1 a scan failed, 2 the command could not run,
+3 --fail-on tripped (see --exit-code), 130 interrupted
 """
 
 
 def _add_db(p):
     p.add_argument("--db", default=os.environ.get("STOWAWAY_DB", "stowaway.db"),
                    help="SQLite database (default: $STOWAWAY_DB or ./stowaway.db)")
+
+
+def _db_problem(path: str, write: bool) -> str | None:
+    """Why `path` cannot be opened (for writing), in words, before sqlite makes or half-makes anything."""
+    if os.path.isdir(path):
+        return f"{path}: is a directory, not a database"
+    if not os.path.exists(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not write:
+            return f"{path}: no such database" + ("" if os.path.isdir(parent) else f" (directory {parent} does not exist)")
+        if not os.path.isdir(parent):
+            return f"{path}: cannot create the database: directory {parent} does not exist"
+        if not os.access(parent, os.W_OK):
+            return f"{path}: cannot create the database: directory {parent} is not writable"
+        return None
+    if write and not os.access(path, os.W_OK):
+        return f"{path}: the database is read-only (file permissions or a read-only medium)"
+    return None
+
+
+def _explain(path: str, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return f"{path}: not a SQLite database ({text})"
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: the database is read-only (file permissions or a read-only medium)"
+    return f"{path}: cannot open the database ({text})"
+
+
+def open_db(path: str, write: bool = True):
+    """The database, or one clear ScanError. Without `write` it is opened read-only (`mode=ro`), works on
+    read-only media, and nothing is ever created: commands that only read use this."""
+    from .db import Database, connect
+
+    problem = _db_problem(path, write)
+    if problem:
+        raise ScanError(problem)
+    if write:
+        try:
+            return connect(path)
+        except sqlite3.Error as exc:
+            raise ScanError(_explain(path, exc)) from None
+    uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
+    conn = None
+    for query in ("?mode=ro", "?mode=ro&immutable=1"):
+        # a WAL database on a read-only medium without its -shm file only opens as immutable
+        try:
+            conn = sqlite3.connect(uri + query, uri=True, timeout=60)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            break
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+                conn = None
+            if "not a database" in str(exc) or query.endswith("immutable=1"):
+                raise ScanError(_explain(path, exc)) from None
+    assert conn is not None
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'scans'").fetchone():
+        conn.close()
+        raise ScanError(f"{path}: not a Stowaway database (no scans table)")
+    return Database(conn)
+
+
+def has_table(database, name: str) -> bool:
+    return bool(database.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="scan images into the database", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="images to scan (see sources below)")
     _add_db(p)
     p.add_argument("--config", metavar="FILE", help="policy file (TOML); see README")
     p.add_argument("--risk", action="append", choices=RISK_TYPES, metavar="TYPE",
@@ -59,13 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analyzer", action="append", metavar="NAME", help="run only these analyzers (repeatable)")
     p.add_argument("--approved-base", action="append", default=[], metavar="REF",
                    help="an image already in the database whose layers count as an approved base (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="analyze sources in N local worker processes (default: policy [scan] jobs, or 1)")
     p.add_argument("--dask", metavar="ADDRESS", help="analyze on this Dask scheduler (default: policy [scan] dask)")
-    from .commands.sync import add_scan_scopes
+    from .commands.sync import add_connection_options, add_scan_scopes
 
     add_scan_scopes(p)
+    add_connection_options(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a policy value, e.g. limits.max_ratio=500 (repeatable)")
     p.set_defaults(func=cmd_scan)
@@ -73,19 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print an image's report")
     p.add_argument("ref", metavar="REF", help="image reference as scanned, or a manifest digest")
     _add_db(p)
-    p.add_argument("--format", choices=["json"], default="json")
+    p.add_argument("--format", choices=["json"], default="json", help="the JSON report of REPORT.md")
     p.add_argument("--platform", default="", help="for a multi-platform image, e.g. linux/arm64")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=cmd_report)
 
+    from .output import add_listing_format
+
     p = sub.add_parser("images", help="list the images in the database")
     _add_db(p)
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    add_listing_format(p)
     p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("scans", help="list scans, newest first, with failures and their reasons")
     _add_db(p)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N scans (default 50)")
+    add_listing_format(p)
     p.set_defaults(func=cmd_scans)
 
     for add in _COMMANDS:
@@ -104,11 +179,11 @@ def load_policy(args, database=None) -> dict:
 
 
 def cmd_scan(args) -> int:
-    from .db import connect
-
-    database = connect(args.db)
-    policy = load_policy(args, database)
+    from .commands.sync import scan_connection_policy
     from .tasks import manual_scan
+
+    database = open_db(args.db, write=True)
+    policy = scan_connection_policy(database, load_policy(args, database), args, args.sources)
 
     outcomes = manual_scan(database, policy, args)  # one task: scopes, concurrency, limits, retries
     failed = 0
@@ -119,16 +194,23 @@ def cmd_scan(args) -> int:
         else:
             print(f"scanned {o.reference} (scan {o.scan_id}: {o.layers_read} layers read, {o.layers_cached} cached"
                   + (f", {len(o.warnings)} warnings" if o.warnings else "") + ")", file=sys.stderr)
+        print_warnings(o.reference, o.warnings)
     return 1 if failed else 0
 
 
+def print_warnings(reference: str, warnings) -> None:
+    """Every warning in full, once, on stderr (`-q` hides them)."""
+    seen = set()
+    for w in warnings or []:
+        if w not in seen:
+            seen.add(w)
+            print(f"stowaway: warning: {reference}: {w}", file=sys.stderr)
+
+
 def cmd_report(args) -> int:
-    from .db import connect
     from .report import build
 
-    if not os.path.exists(args.db):
-        raise ScanError(f"{args.db}: no such database")
-    report = build(connect(args.db), args.ref, args.platform)
+    report = build(open_db(args.db, write=False), args.ref, args.platform)
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -139,35 +221,30 @@ def cmd_report(args) -> int:
 
 
 def cmd_images(args) -> int:
-    from .db import connect
+    from .output import print_listing
 
-    if not os.path.exists(args.db):
-        raise ScanError(f"{args.db}: no such database")
-    database = connect(args.db)
+    database = open_db(args.db, write=False)
     rows = database.execute(
-        "SELECT i.reference, i.platform, i.os_family || ' ' || i.os_version, i.size, s.finished_at,"
+        "SELECT i.reference, i.platform, TRIM(COALESCE(i.os_family, '') || ' ' || COALESCE(i.os_version, '')),"
+        " i.size, s.finished_at,"
         " (SELECT COUNT(*) FROM findings f WHERE f.scan_id = s.id AND f.status = 'fail'),"
         " i.manifest_digest FROM images i LEFT JOIN latest_scans s ON s.image_id = i.id ORDER BY i.reference").fetchall()
-    if args.json:
-        for r in rows:
-            print(json.dumps(dict(zip(["reference", "platform", "os", "size", "last_scan", "findings", "digest"], r))))
+    columns = ["reference", "platform", "os", "size", "last_scan", "findings", "digest"]
+    if args.format == "json":
+        print_listing(columns, rows, "json")
         return 0
-    header = ("REFERENCE", "PLATFORM", "OS", "SIZE", "LAST SCAN", "FINDINGS", "DIGEST")
-    table = [header] + [(r[0], r[1] or "", (r[2] or "").strip(), _human(r[3]), r[4] or "-", str(r[5]), (r[6] or "")[:19])
-                        for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print_listing(columns, [(r[0], r[1] or "", r[2] or "", _human(r[3]), r[4] or "-", r[5], (r[6] or "")[:19])
+                            for r in rows])
     return 0
 
 
 def cmd_scans(args) -> int:
-    from .db import connect
+    from .output import print_listing
 
-    database = connect(args.db)
-    for r in database.execute("SELECT id, status, reference, started_at, seconds, error FROM scans ORDER BY id DESC"
-                              " LIMIT ?", [args.limit]):
-        print(f"{r[0]:>5}  {r[1]:<8} {r[2]}  {r[3]}  {r[4] or '':>6}  {r[5] or ''}")
+    database = open_db(args.db, write=False)
+    rows = database.execute("SELECT id, status, reference, started_at, seconds, error FROM scans ORDER BY id DESC"
+                            " LIMIT ?", [args.limit]).fetchall()
+    print_listing(["id", "status", "reference", "started_at", "seconds", "error"], rows, args.format)
     return 0
 
 
@@ -192,13 +269,46 @@ def _load_command_modules() -> None:
         importlib.import_module(mod.name)
 
 
+def _add_common_options(parser) -> None:
+    """`-q` and `--no-progress` on every command and subcommand (`stowaway scan -q` as users type it)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                opts = child._option_string_actions
+                if "-q" not in opts and "--quiet" not in opts:
+                    child.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                                       help="print only errors and the --fail-on verdict")
+                if "--no-progress" not in opts:
+                    child.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
+                                       help="no progress bars (they are off anyway when stderr is not a terminal)")
+                _add_common_options(child)
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    import signal
+
     _load_command_modules()
     ap = build_parser()
+    ap.add_argument("-q", "--quiet", action="store_true", help="print only errors and the --fail-on verdict")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars on any command")
+    _add_common_options(ap)
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    if args.quiet:
+        from .output import QuietStream
+
+        sys.stderr = QuietStream(sys.stderr)  # type: ignore[assignment]
+        args.no_progress = True
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)  # a CI job cancelled: same as Ctrl-C
+    except ValueError:  # not the main thread (tests calling main())
+        pass
     try:
         return args.func(args)
     except ScanError as exc:
@@ -209,6 +319,16 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except sqlite3.Error as exc:
+        print(f"stowaway: {getattr(args, 'db', 'database')}: database error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"stowaway: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.quiet:
+            sys.stderr.flush()
 
 
 if __name__ == "__main__":

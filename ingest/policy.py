@@ -18,8 +18,24 @@ DEFAULTS: dict = {
 }
 
 
+def split_key(dotted: str) -> list[str]:
+    """A `--set` key in TOML's dotted-key syntax: `limits.max_ratio`, `registries."host:5000".insecure`.
+    Anything TOML would not read as a key is refused, so no part of it is ever dropped or misread."""
+    try:
+        doc = tomllib.loads(f"{dotted} = 0")
+    except tomllib.TOMLDecodeError:
+        raise ScanError(f"--set {dotted}: not a valid key; quote a part that holds dots, colons or slashes,"
+                        " e.g. --set 'registries.\"host:5000\".insecure=true'") from None
+    keys: list[str] = []
+    node: object = doc
+    while isinstance(node, dict):
+        (name, node), = node.items()
+        keys.append(name)
+    return keys
+
+
 def _set(policy: dict, dotted: str, raw: str) -> None:
-    keys = dotted.split(".")
+    keys = split_key(dotted)
     node = policy
     for k in keys[:-1]:
         node = node.setdefault(k, {})

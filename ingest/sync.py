@@ -67,6 +67,8 @@ WHERE i.removed_at IS NULL AND i.tag_id = (
     SELECT t2.id FROM registry_tags t2 WHERE t2.repository_id = i.repository_id AND t2.removed_at IS NULL
     ORDER BY t2.updated DESC, t2.tag DESC LIMIT 1);
 """,
+    # how the last sync reached the registry (scheme, insecure, ca; never credentials): scans reuse it
+    "ALTER TABLE registries ADD COLUMN connection TEXT;",
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
 
 from stowaway.ingest.cli import _add_db, command
@@ -33,7 +32,7 @@ def add(sub):
     p = export_group(sub).add_parser(
         "baseline", help="unsafe-settings check results (one row per check per image) as CSV or XLSX")
     _add_db(p)
-    p.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    p.add_argument("--format", choices=["csv", "xlsx"], default="csv", help="csv (default) or xlsx")
     p.add_argument("--image", metavar="REF", help="only this image (reference or digest); default: every image")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (required for xlsx); default: stdout")
     p.set_defaults(func=run)
@@ -113,13 +112,11 @@ def to_xlsx(table: list[dict], path: str) -> None:
 
 
 def run(args) -> int:
-    from stowaway.ingest.db import connect
+    from stowaway.ingest.cli import open_db
 
-    if not os.path.exists(args.db):
-        raise ScanError(f"{args.db}: no such database")
     if args.format == "xlsx" and not args.output:
         raise ScanError("export baseline --format xlsx needs -o FILE (a workbook is not text)")
-    table = rows(connect(args.db), args.image)
+    table = rows(open_db(args.db, write=False), args.image)
     if args.format == "xlsx":
         to_xlsx(table, args.output)
     elif args.output:

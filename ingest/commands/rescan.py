@@ -9,10 +9,11 @@ from stowaway.ingest.cli import _add_db, command
 @command
 def add(sub):
     p = sub.add_parser("rescan", help="scan an image again (by reference or manifest digest)")
-    p.add_argument("ref", metavar="REF")
+    p.add_argument("ref", metavar="REF", help="image reference as scanned, or a manifest digest")
     _add_db(p)
     p.add_argument("--config", metavar="FILE", help="policy file (TOML)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a policy value (repeatable)")
     p.add_argument("--risk", action="append", metavar="TYPE", help="risk types (repeatable; default all)")
     p.set_defaults(func=cmd_rescan)
 
@@ -40,11 +41,10 @@ def rescan_sources(database, ref: str) -> list[str]:
 
 
 def cmd_rescan(args) -> int:
-    from stowaway.ingest.cli import load_policy
-    from stowaway.ingest.db import connect
+    from stowaway.ingest.cli import load_policy, open_db
     from stowaway.ingest.tasks import TaskRunner, create_task
 
-    database = connect(args.db)
+    database = open_db(args.db, write=True)
     policy = load_policy(args, database)
     task_id = create_task(database, rescan_sources(database, args.ref), "rescan", args.risk)
     summary = TaskRunner(database, policy).run(task_id)

@@ -1,10 +1,7 @@
 """`stowaway sbom REF --db DB --format cyclonedx|spdx [-o FILE]`: an image's inventory as an SBOM."""
 from __future__ import annotations
 
-import os
-
 from stowaway.ingest.cli import _add_db, command
-from stowaway.ingest.model import ScanError
 
 
 @command
@@ -12,7 +9,8 @@ def add(sub):
     p = sub.add_parser("sbom", help="export an image's software inventory as CycloneDX or SPDX 2.3 JSON")
     p.add_argument("ref", metavar="REF", help="image reference as scanned, or a manifest digest")
     _add_db(p)
-    p.add_argument("--format", choices=["cyclonedx", "spdx"], default="cyclonedx")
+    p.add_argument("--format", choices=["cyclonedx", "spdx"], default="cyclonedx",
+                   help="CycloneDX JSON (default) or SPDX 2.3 JSON")
     p.add_argument("--spec-version", default="1.6", choices=["1.5", "1.6"], help="CycloneDX version (default 1.6)")
     p.add_argument("--platform", default="", help="for a multi-platform image, e.g. linux/arm64")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -21,11 +19,9 @@ def add(sub):
 
 def run(args) -> int:
     from stowaway.ingest import sbom
-    from stowaway.ingest.db import connect
+    from stowaway.ingest.cli import open_db
 
-    if not os.path.exists(args.db):
-        raise ScanError(f"{args.db}: no such database")
-    database = connect(args.db)
+    database = open_db(args.db, write=False)
     if args.format == "cyclonedx":
         text = sbom.cyclonedx(database, args.ref, args.platform, spec_version=args.spec_version)
     else:

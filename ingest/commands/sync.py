@@ -2,7 +2,6 @@
 versions only). Also the scopes `stowaway scan` accepts over synced images."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -27,27 +26,87 @@ def add_connection_options(p) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
 
+CONNECTION_KEYS = ("scheme", "insecure", "ca")  # what `sync` remembers for scans; never credentials
+
+
 def connection_options(args, policy: dict) -> dict:
     options = dict(policy.get("source_options") or {})
     options["registries"] = policy.get("registries") or {}
     if getattr(args, "insecure", False):
         options["insecure"] = True
     if getattr(args, "ca", None):
-        options["ca"] = args.ca
+        if not os.path.isfile(args.ca):
+            from stowaway.ingest.model import ScanError
+
+            raise ScanError(f"--ca {args.ca}: no such file")
+        options["ca"] = os.path.abspath(args.ca)
     if getattr(args, "username", None):
         options["username"] = args.username
-        options["password"] = sys.stdin.readline().rstrip("\n") if args.password_stdin else \
-            os.environ.get("STOWAWAY_REGISTRY_PASSWORD", "")
+        options["password"] = _password(args)
+    elif getattr(args, "password_stdin", False):
+        from stowaway.ingest.model import ScanError
+
+        raise ScanError("--password-stdin needs --username")
     return options
+
+
+def _password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return os.environ.get("STOWAWAY_REGISTRY_PASSWORD", "")
+
+
+def stored_connection(database, host: str) -> dict:
+    """The scheme / insecure / ca the last `sync` of `host` used, or {}."""
+    import json
+
+    try:
+        row = database.execute("SELECT connection FROM registries WHERE host = ?", [host]).fetchone()
+    except Exception:  # no registry tables (nothing synced) or an older database
+        return {}
+    try:
+        value = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in value.items() if k in CONNECTION_KEYS} if isinstance(value, dict) else {}
+
+
+def scan_connection_policy(database, policy: dict, args, sources: list[str]) -> dict:
+    """The policy `scan` runs with: for each registry it reads, the settings stored by `sync` under the
+    policy file's [registries."HOST"], and the command line's --insecure / --ca / --username over both."""
+    from stowaway.ingest.sources.registry import parse_reference
+
+    hosts = []
+    for text in sources:
+        if text.startswith("registry:"):
+            try:
+                hosts.append(parse_reference(text[len("registry:"):]).host)
+            except Exception:  # the scan of that source fails with its own message
+                continue
+    if getattr(args, "all_synced", False):
+        try:
+            hosts += [r[0] for r in database.execute("SELECT host FROM registries")
+                      if not getattr(args, "registry", None) or r[0] == args.registry]
+        except Exception:  # nothing synced yet
+            pass
+    cli = {k: v for k, v in connection_options(args, {}).items() if k != "registries"}
+    registries = dict(policy.get("registries") or {})
+    for host in dict.fromkeys(hosts):
+        registries[host] = {**stored_connection(database, host), **(registries.get(host) or {}), **cli}
+    if not registries:
+        return policy
+    return {**policy, "registries": registries}
 
 
 @command
 def add(sub):
     p = sub.add_parser("sync", help="record a registry's repositories, tags, digests, sizes (no layers downloaded)")
-    p.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
+    p.add_argument("registry", metavar="REGISTRY",
+                   help="HOST[:PORT], https://HOST[:PORT] or http://HOST[:PORT] (plain HTTP, no TLS)")
     _add_db(p)
     p.add_argument("--config", metavar="FILE", help="policy file (TOML)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a policy value (repeatable)")
     p.add_argument("--namespace", action="append", default=[], metavar="NS",
                    help="only repositories under NS (repeatable); names repositories when the catalog is closed")
     p.add_argument("--type", dest="repo_type", choices=["private", "shared", "enterprise", "third-party"],
@@ -59,22 +118,33 @@ def add(sub):
 
     p = sub.add_parser("synced", help="list synced registry images")
     _add_db(p)
-    p.add_argument("--registry", metavar="HOST")
+    p.add_argument("--registry", metavar="HOST", help="only this registry")
     p.add_argument("--latest-only", action="store_true", help="each repository's newest tag only")
     p.add_argument("--removed", action="store_true", help="include tags that disappeared")
-    p.add_argument("--json", action="store_true")
+    from stowaway.ingest.output import add_listing_format
+
+    add_listing_format(p)
     p.set_defaults(func=cmd_synced)
 
 
 def cmd_sync(args) -> int:
-    from stowaway.ingest.cli import load_policy
-    from stowaway.ingest.db import connect
-    from stowaway.ingest.sources.registry import RegistryClient
+    from stowaway.ingest.cli import load_policy, open_db
+    from stowaway.ingest.sources.registry import RegistryClient, parse_registry
     from stowaway.ingest.sync import sync
 
+    host, scheme = parse_registry(args.registry)
     policy = load_policy(args)
-    client = RegistryClient.from_options(args.registry, connection_options(args, policy))
-    result = sync(connect(args.db), client, args.namespace, args.repo_type, args.images_per_hour)
+    options = connection_options(args, policy)
+    if scheme:
+        options["registries"] = {**options["registries"],
+                                 host: {**(options["registries"].get(host) or {}), "scheme": scheme}}
+        if scheme == "http":
+            print(f"{host}: plain HTTP as asked (http://): no TLS, credentials and images travel in clear",
+                  file=sys.stderr)
+    database = open_db(args.db)
+    client = RegistryClient.from_options(host, options)
+    result = sync(database, client, args.namespace, args.repo_type, args.images_per_hour)
+    _remember_connection(database, host, options, scheme)
     print(f"synced {result.host}: {result.repositories} repositories, {result.tags} tags ({result.added} new,"
           f" {result.changed} changed, {result.unchanged} unchanged, {result.removed} removed)", file=sys.stderr)
     for e in result.errors:
@@ -82,12 +152,29 @@ def cmd_sync(args) -> int:
     return 1 if result.errors else 0
 
 
-def cmd_synced(args) -> int:
-    from stowaway.ingest.db import connect
-    from stowaway.ingest.sync import ensure
+def _remember_connection(database, host: str, options: dict, scheme: str) -> None:
+    import json
 
-    database = connect(args.db)
-    ensure(database)
+    from stowaway.ingest.sources.registry import registry_options
+
+    conf = registry_options(host, options)
+    stored = {k: conf[k] for k in CONNECTION_KEYS if conf.get(k)}
+    if scheme:
+        stored["scheme"] = scheme
+    with database.conn:
+        database.conn.execute("UPDATE registries SET connection = ? WHERE host = ?",
+                              [json.dumps(stored) if stored else None, host])
+
+
+def cmd_synced(args) -> int:
+    from stowaway.ingest.cli import has_table, open_db
+    from stowaway.ingest.output import print_listing
+
+    database = open_db(args.db, write=False)
+    cols = ["reference", "type", "digest", "size", "updated", "platforms", "removed_at"]
+    if not has_table(database, "registry_tags"):
+        print_listing(cols, [], args.format)
+        return 0
     view = "registry_latest" if args.latest_only else "registry_images"
     sql = f"SELECT reference, type, digest, size, updated, platforms, removed_at FROM {view}"
     where, params = [], []
@@ -98,11 +185,7 @@ def cmd_synced(args) -> int:
         params.append(args.registry)
     rows = database.execute(sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY reference",
                             params).fetchall()
-    cols = ["reference", "type", "digest", "size", "updated", "platforms", "removed_at"]
-    for r in rows:
-        if args.json:
-            print(json.dumps(dict(zip(cols, r))))
-        else:
-            print(f"{r[0]}  {r[1]}  {(r[2] or '')[:19]}  {r[3] or 0}  {r[4] or '-'}  {r[5] or ''}"
-                  + (f"  removed {r[6]}" if r[6] else ""))
+    if args.format == "table":
+        rows = [(r[0], r[1], (r[2] or "")[:19], r[3] or 0, r[4], r[5] or "", r[6]) for r in rows]
+    print_listing(cols, rows, args.format)
     return 0

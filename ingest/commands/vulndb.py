@@ -15,11 +15,11 @@ from stowaway.ingest.model import ScanError
 
 
 def _connect(path: str, must_exist: bool = False):
-    from stowaway.ingest.db import connect
+    from stowaway.ingest.cli import open_db
 
     if must_exist and not os.path.exists(path):
         raise ScanError(f"{path}: no such database")
-    database = connect(path)
+    database = open_db(path, write=True)
     store.ensure(database)
     return database
 
@@ -84,25 +84,35 @@ def cmd_update(args) -> int:
 
 def cmd_status(args) -> int:
     from stowaway.analyzers.vulnerabilities.store import coverage_by_release, enrichment_counts
+    from stowaway.ingest.cli import has_table, open_db
+    from stowaway.ingest.output import print_listing
 
-    database = _connect(args.db, must_exist=True)
-    rows = coverage_by_release(database.conn if hasattr(database, "conn") else database)
+    database = open_db(args.db, write=False)  # read-only: works on a read-only medium, creates nothing
+    present = has_table(database, "advisory_affected") and has_table(database, "advisories")
+    rows = coverage_by_release(database.conn) if present else []
+    imports = database.execute("SELECT id, kind, source, finished_at, records, inserted, updated, skipped FROM"
+                               " advisory_imports ORDER BY id DESC LIMIT 5").fetchall() \
+        if has_table(database, "advisory_imports") else []
+    if args.format == "json":
+        print_listing(["ecosystem", "release", "advisories", "entries", "newest_modified"],
+                      [tuple(r.values()) for r in rows], "json")
+        return 0
     if not rows:
         print("no advisories in the store: nothing is checked; run `stowaway db import` or `stowaway db update`")
     else:
-        print(f"{'ecosystem':<30} {'advisories':>10} {'entries':>9}  newest modified")
-    for r in rows:
-        print(f"{r['ecosystem'] + (':' + r['release'] if r['release'] else ''):<30} {r['advisories']:>10}"
-              f" {r['entries']:>9}  {r['newest_modified'] or 'unknown'}")
-    counts = enrichment_counts(database)
-    print(f"withdrawn records (stored, never matched): {counts['withdrawn']}")
-    for name in ("nvd", "kev", "epss"):
-        n = counts[name]
-        print(f"{name.upper()}: {n} entries" if n else f"{name.upper()}: none imported (its flags read 'unknown')")
-    for r in database.execute("SELECT id, kind, source, finished_at, records, inserted, updated, skipped FROM"
-                              " advisory_imports ORDER BY id DESC LIMIT 5"):
-        print(f"import {r[0]} ({r[1]}) {r[3] or 'unfinished'}: {r[4]} records, {r[5]} new, {r[6]} updated,"
-              f" {r[7]} skipped from {r[2]}")
+        print_listing(["ecosystem", "advisories", "entries", "newest modified"],
+                      [(r["ecosystem"] + (":" + r["release"] if r["release"] else ""), r["advisories"], r["entries"],
+                        r["newest_modified"] or "unknown") for r in rows])
+    if present:
+        counts = enrichment_counts(database.conn)
+        print(f"withdrawn records (stored, never matched): {counts['withdrawn']}")
+        for name in ("nvd", "kev", "epss"):
+            n = counts[name]
+            print(f"{name.upper()}: {n} entries" if n else f"{name.upper()}: none imported (its flags read 'unknown')")
+    if imports:
+        print()
+        print_listing(["import", "kind", "finished", "records", "new", "updated", "skipped", "source"],
+                      [(r[0], r[1], r[3] or "unfinished", r[4], r[5], r[6], r[7], r[2]) for r in imports])
     return 0
 
 
@@ -120,11 +130,10 @@ def add(sub):
 
     p = dbsub.add_parser("import", help="import OSV records (files, directories, all.zip), the Debian security"
                                         " tracker JSON, CISA KEV JSON or EPSS CSV")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories or all.zip exports to import")
     _add_db(p)
     p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image afterwards")
     p.add_argument("--ignore-file", metavar="FILE", help="ignore rules applied when re-evaluating")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_import)
 
     p = dbsub.add_parser("update", help="download osv.dev ecosystem exports (all.zip) and import them")
@@ -139,11 +148,13 @@ def add(sub):
     p.add_argument("--force-import", action="store_true", help="import even when the export did not change")
     p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image when anything changed")
     p.add_argument("--ignore-file", metavar="FILE", help="ignore rules applied when re-evaluating")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_update)
 
     p = dbsub.add_parser("status", help="what the advisory store holds")
     _add_db(p)
+    from stowaway.ingest.output import add_listing_format
+
+    add_listing_format(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("rematch", help="re-evaluate stored images against the current advisories, without reading"
@@ -152,5 +163,4 @@ def add(sub):
     p.add_argument("--image", action="append", metavar="REF", help="only these images (reference or digest)")
     p.add_argument("--ignore-file", metavar="FILE",
                    help="ignore rules (.trivyignore plain, YAML or TOML); ignored findings stay, marked")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rematch)

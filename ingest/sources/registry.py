@@ -52,6 +52,7 @@ class Reference:
     repository: str
     tag: str = ""
     digest: str = ""
+    scheme: str = ""  # "http" or "https" when the user wrote one; "" lets the client decide
 
     @property
     def ref(self) -> str:
@@ -61,10 +62,37 @@ class Reference:
         return f"{self.host}/{self.repository}" + (f"@{self.digest}" if self.digest else f":{self.tag or 'latest'}")
 
 
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def split_scheme(text: str) -> tuple[str, str]:
+    """('http'|'https'|'', rest) for a registry written as users type it: https://HOST[:PORT][/...]."""
+    lower = text.lower()
+    for scheme in ("https", "http"):
+        if lower.startswith(scheme + "://"):
+            return scheme, text[len(scheme) + 3:]
+    return "", text
+
+
+def parse_registry(text: str) -> tuple[str, str]:
+    """(host[:port], scheme) of `HOST[:PORT]`, `https://HOST[:PORT]` or `http://HOST[:PORT]` (plain HTTP).
+    A path after the host (`/v2/`) is refused rather than dropped."""
+    scheme, rest = split_scheme(text.strip())
+    host = rest.rstrip("/")
+    if host.endswith("/v2"):
+        host = host[:-3]
+    if not host or "/" in host or not HOST_RE.match(host):
+        raise ScanError(f"{text}: expected a registry as HOST[:PORT], https://HOST[:PORT] or http://HOST[:PORT]")
+    return host, scheme
+
+
 def parse_reference(text: str) -> Reference:
-    """'HOST[:PORT]/REPO[:TAG|@DIGEST]'. The host is the first component; it must look like one."""
+    """'[https://|http://]HOST[:PORT]/REPO[:TAG|@DIGEST]'. The host is the first component; it must look
+    like one."""
+    scheme, text = split_scheme(text)
     host, sep, rest = text.partition("/")
-    if not sep or not rest or not ("." in host or ":" in host or host == "localhost"):
+    if not sep or not rest or not (scheme or "." in host or ":" in host or host == "localhost"):
         raise ScanError(f"registry:{text}: expected HOST/REPOSITORY[:TAG|@DIGEST] (HOST with a dot or a port)")
     digest = ""
     if "@" in rest:
@@ -80,7 +108,7 @@ def parse_reference(text: str) -> Reference:
     if host in ("docker.io", "index.docker.io"):  # Docker Hub's API host, and its implicit library/ namespace
         host = "registry-1.docker.io"
         rest = rest if "/" in rest else f"library/{rest}"
-    return Reference(host, rest, tag or ("" if digest else "latest"), digest)
+    return Reference(host, rest, tag or ("" if digest else "latest"), digest, scheme)
 
 
 # --- credentials ---------------------------------------------------------------------------------------
@@ -434,6 +462,10 @@ def _error_detail(resp) -> str:
 
 def registry_events(text: str, location: str, limits: Limits, client: RegistryClient | None = None, **options):
     ref = parse_reference(location)
+    if ref.scheme:  # written by the user: wins over a stored or configured scheme
+        registries = dict(options.get("registries") or {})
+        registries[ref.host] = {**(registries.get(ref.host) or {}), "scheme": ref.scheme}
+        options = {**options, "registries": registries}
     client = client or RegistryClient.from_options(ref.host, options)
     repo = ref.repository
     display = str(ref)

@@ -226,11 +226,26 @@ def test_cli_sync_then_scan_all_synced_latest_only(registry, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "2 repositories, 2 tags (2 new" in r.stderr
+    # the scan reaches the registry the way the sync did (--insecure remembered), with no flag or policy
     r = subprocess.run(cli + ["scan", "--all-synced", "--registry", registry.host, "--latest-only", "--db", db,
-                              "--set", "source_options.insecure=true", "--risk", "files", "--no-progress"],
+                              "--risk", "files", "--no-progress"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("scanned ") == 2
+    # a registry as users type it: http:// says plain HTTP; a fresh database needs the scheme or --insecure
+    fresh = str(tmp_path / "fresh.db")
+    r = subprocess.run(cli + ["scan", f"registry:{registry.host}/demo/app:1", "--db", fresh, "--risk", "files",
+                              "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "scan of" in r.stderr
+    for args in (["--insecure"], []):
+        prefix = "" if args else "http://"
+        r = subprocess.run(cli + ["scan", f"registry:{prefix}{registry.host}/demo/app:1", "--db", fresh, "--risk",
+                                  "files", "--no-progress", *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert f"scanned {registry.host}/demo/app:1" in r.stderr
+    r = subprocess.run(cli + ["sync", f"http://{registry.host}/", "--db", fresh], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "plain HTTP" in r.stderr, r.stderr
     r = subprocess.run(cli + ["tasks", "--db", db, "--json"], capture_output=True, text=True, timeout=60)
     task = json.loads(r.stdout.splitlines()[0])
     assert (task["kind"], task["state"], task["total"], task["done"], task["progress"]) == ("manual", "done", 2, 2, 1.0)

@@ -139,7 +139,12 @@ def test_cli_schedule_add_list_and_bad_values(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(cli + ["list", "--db", db], capture_output=True, text=True, timeout=60)
-    assert "nightly: every 1 days, 00:00-07:00, types third-party, updated within 7.0 days" in r.stdout
+    header, row = r.stdout.splitlines()
+    assert header.split()[:3] == ["NAME", "EVERY", "DAYS"]
+    assert row.split()[:6] == ["nightly", "1", "00:00-07:00", "third-party", "all", "7"]
+    r = subprocess.run(cli + ["list", "--db", db, "--format", "json"], capture_output=True, text=True, timeout=60)
+    listed = json.loads(r.stdout)
+    assert listed["name"] == "nightly" and listed["concurrency"] == 2 and listed["window_start"] == "00:00"
     r = subprocess.run(cli + ["add", "bad", "--db", db, "--window", "25:00-07:00"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "not a time of day" in r.stderr

@@ -115,6 +115,10 @@ def test_db_status_and_bad_paths(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["db", "status", "--db", db_path]) == 0
     out = capsys.readouterr().out
-    assert "Debian:11" in out and "PyPI" in out and "11 records, 11 new" in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["ECOSYSTEM", "ADVISORIES", "ENTRIES", "NEWEST", "MODIFIED"]
+    assert "Debian:11" in out and "PyPI" in out
+    imports = [line.split() for line in lines if line.startswith("IMPORT") or line[:1].isdigit()]
+    assert imports[0][:2] == ["IMPORT", "KIND"] and imports[1][3:6] == ["11", "11", "0"]
     assert cli.main(["db", "import", str(tmp_path / "nope"), "--db", db_path]) == 2
     assert capsys.readouterr().err.strip() == f"stowaway: {tmp_path / 'nope'}: no such file or directory"

@@ -1,0 +1,102 @@
+"""One convention across commands: help on every option, listings as table or JSON, warnings printed
+in full once, `-q`, `--set` with TOML keys."""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+
+from imagebuilder import File, ImageBuilder
+
+STOWAWAY = str(pathlib.Path(sys.executable).parent / "stowaway")
+
+
+def run(*args, cwd=None, stdin=None):
+    return subprocess.run([STOWAWAY, *args], capture_output=True, text=True, cwd=cwd, timeout=120, input=stdin)
+
+
+def _parsers(parser, path=()):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, path + (name,))
+
+
+def test_every_option_of_every_command_has_help():
+    from stowaway.ingest import cli
+
+    cli._load_command_modules()
+    ap = cli.build_parser()
+    cli._add_common_options(ap)
+    missing = []
+    for path, parser in _parsers(ap):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            if not action.help:
+                missing.append(" ".join(path) + " " + (action.option_strings[0] if action.option_strings else action.dest))
+    assert missing == []
+
+
+def test_help_lists_every_source_transport():
+    from stowaway.ingest.sources import TRANSPORTS
+
+    out = run("--help").stdout + run("scan", "--help").stdout
+    for transport in TRANSPORTS:
+        assert f"  {transport}:" in out, transport
+    assert "https://HOST[:PORT]" in out and "130" in out
+
+
+def test_listings_table_and_json_warnings_and_quiet(tmp_path):
+    img = ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "a/b": File(b"1")})
+    path = img.write_docker_archive(tmp_path / "i.tar", ref="conv/app:1")
+    db = str(tmp_path / "c.db")
+    r = run("scan", f"docker-archive:{path}", "--db", db, "--approved-base", "missing/base:1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    warning = ("stowaway: warning: conv/app:1: base-image: approved base missing/base:1 is not in the database;"
+               " scan it before the images built on it")
+    assert r.stderr.splitlines().count(warning) == 1, r.stderr
+    r = run("scan", f"docker-archive:{path}", "--db", db, "--approved-base", "missing/base:1", "-q")
+    assert r.returncode == 0 and r.stderr == "" and r.stdout == ""
+    r = run("-q", "scan", "docker-archive:/nonexistent.tar", "--db", db)
+    assert r.returncode == 1 and r.stderr.startswith("stowaway: scan of ") and r.stderr.count("\n") == 1
+
+    r = run("images", "--db", db)
+    header, row = r.stdout.splitlines()
+    assert header.split()[:3] == ["REFERENCE", "PLATFORM", "OS"] and row.startswith("conv/app:1")
+    r = run("images", "--db", db, "--format", "json")
+    assert json.loads(r.stdout)["reference"] == "conv/app:1"
+    r = run("scans", "--db", db, "--format", "json")
+    scans = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [s["status"] for s in scans] == ["failed", "done", "done"]
+    assert run("scans", "--db", db).stdout.split()[:3] == ["ID", "STATUS", "REFERENCE"]
+    for command in (["tasks"], ["synced"], ["schedule", "list"], ["db", "status"]):
+        r = run(*command, "--db", db, "--format", "table")
+        assert r.returncode == 0, (command, r.stderr)
+        assert r.stdout.splitlines()[0].isupper(), (command, r.stdout)
+        assert run(*command, "--db", db, "--format", "json").returncode == 0
+
+
+def test_set_takes_toml_keys_or_refuses():
+    r = run("policy", "check", "--set", 'registries."127.0.0.1:5000".insecure=true', "--show")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["registries"] == {"127.0.0.1:5000": {"insecure": True}}
+    r = run("policy", "check", "--set", "registries.127.0.0.1:5000.insecure=true")
+    assert r.returncode == 2 and "not a valid key" in r.stderr and r.stderr.count("\n") == 1
+    r = run("policy", "check", "--set", "limits.max_ratio=500", "--show")
+    assert json.loads(r.stdout)["limits"]["max_ratio"] == 500
+
+
+def test_registry_written_as_users_type_it():
+    from stowaway.ingest.sources.registry import parse_reference, parse_registry
+
+    assert parse_registry("https://localhost:5000/") == ("localhost:5000", "https")
+    assert parse_registry("http://reg.example") == ("reg.example", "http")
+    assert parse_registry("reg.example:443") == ("reg.example:443", "")
+    ref = parse_reference("http://localhost:5000/team/app:1")
+    assert (ref.host, ref.repository, ref.tag, ref.scheme) == ("localhost:5000", "team/app", "1", "http")
+    r = run("sync", "ftp://x", "--db", "/nonexistent/x.db")
+    assert r.returncode == 2 and "expected a registry as HOST[:PORT]" in r.stderr
