@@ -1,4 +1,5 @@
-"""The vulnerability report and the baseline report as CSV or XLSX.
+"""The vulnerability report and the baseline report as CSV or XLSX (columns, rows and writers are
+stowaway.ingest.exports, shared with `stowaway export`).
 
 Scope: every image's current scan, one image (`image=ID|REF`), or the rows of a filtered table page:
 the table's own querystring (`severity=high&cvss_score__gte=7`) is applied with Datasette's Filters,
@@ -6,31 +7,11 @@ so "export what I am looking at" is the same URL arguments with another path.
 """
 from __future__ import annotations
 
-import csv
-import io
-
 from datasette.filters import Filters
 
-from . import queries, schema
-from .masking import mask_command
+from stowaway.ingest.exports import REPORTS, finish, to_csv, to_xlsx  # noqa: F401  (one implementation)
 
-REPORTS = {
-    "vulnerabilities": {
-        "view": "vulnerabilities_view",
-        "columns": ["image", "vulnerability_id", "aliases", "severity", "cvss_score", "cvss_vector", "package",
-                    "ecosystem", "installed_version", "fixed_version", "fix_available", "path", "layer_index",
-                    "layer_created_by", "published", "title", "solution", "ignored", "ignore_reason"],
-        "order": "image, severity_rank, cvss_score DESC, vulnerability_id, package",
-        "sheet": "Vulnerabilities",
-    },
-    "baseline": {
-        "view": "unsafe_settings_view",
-        "columns": ["image", "category", "check_id", "title", "severity", "result", "target", "evidence",
-                    "description", "suggestion", "benchmark", "path", "layer_index", "ignored", "ignore_reason"],
-        "order": "image, result <> 'fail', severity_rank, category, check_id, target",
-        "sheet": "Baseline",
-    },
-}
+from . import queries, schema
 
 
 class ExportError(ValueError):
@@ -65,47 +46,4 @@ async def fetch(db, report: str, pairs, image_id=None) -> tuple[list[str], list[
     def run(conn):  # an export may take longer than the page time limit; execute_fn has none
         return conn.execute(sql, params).fetchall()
 
-    got = await db.execute_fn(run)
-    masked = spec["columns"].index("layer_created_by") if "layer_created_by" in spec["columns"] else None
-    out = []
-    for row in got:
-        row = list(row)
-        if masked is not None:
-            row[masked] = mask_command(row[masked])
-        out.append(tuple(row))
-    return spec["columns"], out
-
-
-def to_csv(columns, rows) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buf.getvalue().encode("utf-8")
-
-
-def to_xlsx(columns, rows, sheet: str) -> bytes:
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet)
-    header = []
-    for name in columns:
-        cell = WriteOnlyCell(ws, value=name)
-        cell.font = Font(bold=True)
-        header.append(cell)
-    ws.append(header)
-    for row in rows:
-        ws.append([_xlsx_safe(v) for v in row])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
-
-
-def _xlsx_safe(value):
-    # openpyxl stores a string starting with '=' as a formula: image content must never become one
-    if isinstance(value, str) and value.startswith("="):
-        return "'" + value
-    return value
+    return spec["columns"], finish(report, await db.execute_fn(run))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from stowaway.ingest import db as dbm
+from stowaway.ingest.exports import SELECTS as EXPORT_SELECTS
 
 LAYER_JOIN = "LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_index"
 CURRENT = "JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
@@ -55,27 +56,9 @@ SELECT i.id, i.reference, i.repository, i.tag, i.platform, i.size,
        {LATEST_WINDOW} AS latest_version
 FROM images i LEFT JOIN scans s ON s.id = i.last_scan_id
 """,
-    "vulnerabilities_view": f"""
-SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.vulnerability_id, d.cvss_score,
-       coalesce(p.name, d.package_name) AS package, coalesce(p.version, d.installed_version) AS installed_version,
-       d.fixed_version, CASE WHEN coalesce(d.fixed_version, '') <> '' THEN 'yes' ELSE 'no' END AS fix_available,
-       coalesce(p.ecosystem, d.ecosystem) AS ecosystem, f.path, f.layer_index, il.created_by AS layer_created_by,
-       d.cvss_vector, d.aliases, d.published, f.title, d.solution, f.ignored, f.ignore_reason, f.scan_id
-FROM findings f {CURRENT}
-JOIN vulnerability_details d ON d.finding_id = f.id
-LEFT JOIN packages p ON p.id = f.package_id
-{LAYER_JOIN}
-WHERE f.kind = 'vulnerability'
-""",
-    "unsafe_settings_view": f"""
-SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.category, d.check_id, f.title,
-       coalesce(d.result, f.status) AS result, d.target, d.evidence, d.description, d.suggestion, d.benchmark,
-       f.path, f.layer_index, il.created_by AS layer_created_by, f.ignored, f.ignore_reason, f.scan_id
-FROM findings f {CURRENT}
-JOIN setting_details d ON d.finding_id = f.id
-{LAYER_JOIN}
-WHERE f.kind = 'unsafe_setting'
-""",
+    # the two exportable reports: one SELECT, shared with `stowaway export` (ingest/exports.py)
+    "vulnerabilities_view": EXPORT_SELECTS["vulnerabilities"],
+    "unsafe_settings_view": EXPORT_SELECTS["baseline"],
     # Only the masked value: the database never holds another, and this view must not invent one.
     "secrets_view": f"""
 SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, coalesce(d.rule_id, f.rule) AS rule,

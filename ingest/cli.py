@@ -33,6 +33,31 @@ def _add_db(p):
                    help="SQLite database (default: $STOWAWAY_DB or ./stowaway.db)")
 
 
+def _add_output_options(p, scan: bool) -> None:
+    from .model import SEVERITIES
+    from .render import FORMATS
+
+    default = ("table on a terminal, else nothing (the results are in the database)" if scan
+               else "table on a terminal, else json")
+    p.add_argument("--format", action="append", metavar="FORMAT[=FILE]",
+                   help=f"output: {', '.join(FORMATS)}; FORMAT=FILE writes that format to FILE (repeatable, e.g."
+                        f" --format table --format sarif=out.sarif). json is REPORT.md's report. Default: {default}")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the (single) --format to FILE instead of stdout")
+    p.add_argument("--severity", action="append", metavar="LIST",
+                   help="only findings of these severities, comma-separated: " + ",".join(SEVERITIES)
+                        + " (applies to table, sarif, csv and --fail-on)")
+    p.add_argument("--ignore-unfixed", action="store_true",
+                   help="leave out vulnerabilities that have no fixed version")
+    p.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES,
+                   help="exit 3 (see --exit-code) when an unsuppressed finding at or above SEVERITY remains after"
+                        " the filters: " + ", ".join(SEVERITIES))
+    p.add_argument("--exit-code", type=int, default=3, metavar="N", help="exit status when --fail-on trips (default 3)")
+    if scan:
+        p.add_argument("--ignore-file", metavar="FILE",
+                       help="suppression rules (.trivyignore plain text, or YAML/TOML); suppressed findings stay in the"
+                            " database, marked. Default: ./.stowawayignore or ./.trivyignore when present")
+
+
 def _db_problem(path: str, write: bool) -> str | None:
     """Why `path` cannot be opened (for writing), in words, before sqlite makes or half-makes anything."""
     if os.path.isdir(path):
@@ -139,15 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_scopes(p)
     add_connection_options(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a policy value, e.g. limits.max_ratio=500 (repeatable)")
+                   help="override a policy value, e.g. limits.max_ratio=500 or 'registries.\"host:5000\".insecure=true'"
+                        " (repeatable)")
+    _add_output_options(p, scan=True)
     p.set_defaults(func=cmd_scan)
 
-    p = sub.add_parser("report", help="print an image's report")
+    p = sub.add_parser("report", help="print an image's report (table, JSON, SARIF, CycloneDX, SPDX or CSV)")
     p.add_argument("ref", metavar="REF", help="image reference as scanned, or a manifest digest")
     _add_db(p)
-    p.add_argument("--format", choices=["json"], default="json", help="the JSON report of REPORT.md")
     p.add_argument("--platform", default="", help="for a multi-platform image, e.g. linux/arm64")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--risk", action="append", choices=RISK_TYPES, metavar="TYPE",
+                   help="only findings of this risk type (repeatable): " + ", ".join(RISK_TYPES))
+    _add_output_options(p, scan=False)
     p.set_defaults(func=cmd_report)
 
     from .output import add_listing_format
@@ -182,20 +210,150 @@ def cmd_scan(args) -> int:
     from .commands.sync import scan_connection_policy
     from .tasks import manual_scan
 
+    outputs = _outputs(args, scan=True)
     database = open_db(args.db, write=True)
     policy = scan_connection_policy(database, load_policy(args, database), args, args.sources)
-
+    policy = _with_ignore_file(policy, args)
     outcomes = manual_scan(database, policy, args)  # one task: scopes, concurrency, limits, retries
     failed = 0
+    done = []
     for o in outcomes:
         if o.status == "failed":
             failed += 1
             print(f"stowaway: scan of {o.reference} failed: {o.error}", file=sys.stderr)
         else:
+            done.append(o)
             print(f"scanned {o.reference} (scan {o.scan_id}: {o.layers_read} layers read, {o.layers_cached} cached"
                   + (f", {len(o.warnings)} warnings" if o.warnings else "") + ")", file=sys.stderr)
         print_warnings(o.reference, o.warnings)
+    tripped = False
+    if outputs or args.fail_on:
+        from .report import build_scan
+
+        reports = [build_scan(database, o.scan_id) for o in done]
+        tripped = _emit(args, outputs, reports, database)
+    if tripped:
+        return args.exit_code
     return 1 if failed else 0
+
+
+def _with_ignore_file(policy: dict, args) -> dict:
+    """--ignore-file, or ./.stowawayignore / ./.trivyignore when neither it nor the policy names one."""
+    path = getattr(args, "ignore_file", None)
+    conf = policy.get("vulnerabilities") if isinstance(policy.get("vulnerabilities"), dict) else {}
+    if path:
+        if not os.path.isfile(path):
+            raise ScanError(f"--ignore-file {path}: no such file")
+    elif not conf.get("ignore_file"):
+        for name in (".stowawayignore", ".trivyignore", ".trivyignore.yaml"):
+            if os.path.isfile(name):
+                path = name
+                print(f"using the ignore rules of ./{name} (found in the working directory)", file=sys.stderr)
+                break
+    if not path:
+        return policy
+    from stowaway.analyzers.vulnerabilities import ignores
+
+    ignores.load(path)  # a broken file stops here, before any image is read
+    return {**policy, "vulnerabilities": {**conf, "ignore_file": os.path.abspath(path)}}
+
+
+def _outputs(args, scan: bool) -> list[tuple[str, str | None]]:
+    """[(format, file or None for stdout)] from --format / -o, with the defaults for a terminal."""
+    from .render import FORMATS
+
+    specs = list(args.format or [])
+    if not specs:
+        if sys.stdout.isatty():
+            specs = ["table"]
+        elif not scan:
+            specs = ["json"]
+        elif args.output:
+            raise ScanError("-o FILE needs --format (table, json, sarif, cyclonedx, spdx or csv)")
+    out: list[tuple[str, str | None]] = []
+    for spec in specs:
+        fmt, sep, path = spec.partition("=")
+        fmt = fmt.strip().lower()
+        if fmt not in FORMATS:
+            raise ScanError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
+        if sep and not path:
+            raise ScanError(f"--format {spec}: missing file name after '='")
+        out.append((fmt, path or None))
+    to_stdout = [f for f, p in out if p is None]
+    if args.output:
+        if len(to_stdout) != 1:
+            raise ScanError("-o FILE goes with exactly one --format without =FILE")
+        out = [(f, p if p is not None else args.output) for f, p in out]
+    elif len(to_stdout) > 1:
+        raise ScanError(f"--format {' and '.join(to_stdout)}: only one format can go to stdout; write the others"
+                        " with FORMAT=FILE")
+    return out
+
+
+def _emit(args, outputs, reports: list[dict], database) -> bool:
+    """Writes every requested output; prints the gate's verdict; True when --fail-on tripped."""
+    from . import render
+    from .output import colour_enabled
+
+    filters = render.Filters.from_args(args)
+    found = filters.apply(item for r in reports for item in render.items(r))
+    shown = []
+    if filters.severities is not None:
+        shown.append("severity " + ",".join(s for s in render.SEVERITY_RANK if s in filters.severities))
+    if filters.ignore_unfixed:
+        shown.append("fixed only")
+    if filters.kinds is not None:
+        shown.append("risk " + ",".join(args.risk))
+    for fmt, path in outputs:
+        if fmt == "json":
+            text = render.to_json(reports)
+        elif fmt == "table":
+            colour = path is None and colour_enabled(sys.stdout)
+            text = "\n".join(render.table(r, [i for i in found if i.image == (r.get("image") or {}).get("reference")],
+                                          colour, "; ".join(shown)) for r in reports)
+            if not reports:
+                text = "no image scanned\n"
+        elif fmt == "sarif":
+            text = json.dumps(render.sarif(reports, found), indent=2, ensure_ascii=False)
+        elif fmt == "csv":
+            text = render.to_csv(found)
+        else:
+            text = _sbom(database, reports, fmt)
+        _write(text, path)
+    bad = render.gate(found, args.fail_on)
+    if args.fail_on:
+        if bad:
+            counts = ", ".join(f"{sum(1 for i in bad if i.severity == s)} {s}" for s in render.SEVERITY_RANK
+                               if any(i.severity == s for i in bad))
+            images = sorted({i.image for i in bad})
+            print(f"stowaway: --fail-on {args.fail_on}: {len(bad)} unsuppressed finding(s) at or above {args.fail_on}"
+                  f" ({counts}) in {', '.join(images)}", file=sys.stderr)
+        else:
+            print(f"no unsuppressed finding at or above {args.fail_on}", file=sys.stderr)
+    return bool(bad)
+
+
+def _sbom(database, reports: list[dict], fmt: str) -> str:
+    from . import sbom
+
+    if len(reports) != 1:
+        raise ScanError(f"--format {fmt}: one image at a time ({len(reports)} here); use `stowaway sbom REF`")
+    image = reports[0]["image"]
+    ref = image.get("manifest_digest") or image["reference"]
+    if fmt == "cyclonedx":
+        return sbom.cyclonedx(database, ref, image.get("platform") or "")
+    return sbom.export(database, ref, "spdx", image.get("platform") or "")
+
+
+def _write(text: str, path: str | None) -> None:
+    if not text.endswith("\n"):
+        text += "\n"
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
 
 
 def print_warnings(reference: str, warnings) -> None:
@@ -210,14 +368,11 @@ def print_warnings(reference: str, warnings) -> None:
 def cmd_report(args) -> int:
     from .report import build
 
-    report = build(open_db(args.db, write=False), args.ref, args.platform)
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    return 0
+    outputs = _outputs(args, scan=False)
+    database = open_db(args.db, write=False)
+    report = build(database, args.ref, args.platform)
+    tripped = _emit(args, outputs, [report], database)
+    return args.exit_code if tripped else 0
 
 
 def cmd_images(args) -> int:

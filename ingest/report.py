@@ -43,6 +43,18 @@ def _loads(text, default):
 
 def build(db, ref: str, platform: str = "") -> dict:
     image_id, scan_id = find_image(db, ref, platform)
+    return build_for(db, image_id, scan_id)
+
+
+def build_scan(db, scan_id: int) -> dict:
+    """The report of one finished scan (what `stowaway scan` just wrote)."""
+    row = db.execute("SELECT image_id FROM scans WHERE id = ? AND status = 'done'", [scan_id]).fetchone()
+    if not row:
+        raise ScanError(f"scan {scan_id}: no such finished scan")
+    return build_for(db, row[0], scan_id)
+
+
+def build_for(db, image_id: int, scan_id: int) -> dict:
     img = _rows(db, "SELECT * FROM images WHERE id = ?", [image_id])[0]
     scan = _rows(db, "SELECT * FROM scans WHERE id = ?", [scan_id])[0]
     layers = _rows(db, "SELECT il.position AS [index], l.diff_id, l.digest, il.created_by, l.size, l.entries"

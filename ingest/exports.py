@@ -1,0 +1,174 @@
+"""The vulnerability report and the baseline report as CSV or XLSX: one implementation for the command
+line (`stowaway export vulnerabilities|baseline`) and the Datasette plugin's export URLs.
+
+The columns, their order, the SELECT each report reads (every image's current scan), the masking of
+layer commands and the writers are here; the plugin adds only its URL filters (Datasette's Filters over
+its materialized copy of the same SELECT), the command line only its image / repository / latest
+scopes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+LAYER_JOIN = "LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_index"
+CURRENT = "JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
+
+SELECTS = {
+    "vulnerabilities": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.vulnerability_id, d.cvss_score,
+       coalesce(p.name, d.package_name) AS package, coalesce(p.version, d.installed_version) AS installed_version,
+       d.fixed_version, CASE WHEN coalesce(d.fixed_version, '') <> '' THEN 'yes' ELSE 'no' END AS fix_available,
+       coalesce(p.ecosystem, d.ecosystem) AS ecosystem, f.path, f.layer_index, il.created_by AS layer_created_by,
+       d.cvss_vector, d.aliases, d.published, f.title, d.solution, f.ignored, f.ignore_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN vulnerability_details d ON d.finding_id = f.id
+LEFT JOIN packages p ON p.id = f.package_id
+{LAYER_JOIN}
+WHERE f.kind = 'vulnerability'
+""",
+    "baseline": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.category, d.check_id, f.title,
+       coalesce(d.result, f.status) AS result, d.target, d.evidence, d.description, d.suggestion, d.benchmark,
+       f.path, f.layer_index, il.created_by AS layer_created_by, f.ignored, f.ignore_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN setting_details d ON d.finding_id = f.id
+{LAYER_JOIN}
+WHERE f.kind = 'unsafe_setting'
+""",
+}
+
+REPORTS = {
+    "vulnerabilities": {
+        "view": "vulnerabilities_view",
+        "columns": ["image", "vulnerability_id", "aliases", "severity", "cvss_score", "cvss_vector", "package",
+                    "ecosystem", "installed_version", "fixed_version", "fix_available", "path", "layer_index",
+                    "layer_created_by", "published", "title", "solution", "ignored", "ignore_reason"],
+        "order": "image, severity_rank, cvss_score DESC, vulnerability_id, package",
+        "sheet": "Vulnerabilities",
+    },
+    "baseline": {
+        "view": "unsafe_settings_view",
+        "columns": ["image", "category", "check_id", "title", "severity", "result", "target", "evidence",
+                    "description", "suggestion", "benchmark", "path", "layer_index", "ignored", "ignore_reason"],
+        "order": "image, result <> 'fail', severity_rank, category, check_id, target",
+        "sheet": "Baseline",
+    },
+}
+# spreadsheet column widths (characters); the rest get 14
+WIDTHS = {"image": 28, "vulnerability_id": 20, "aliases": 28, "cvss_vector": 30, "package": 30, "path": 40,
+          "layer_created_by": 50, "title": 48, "solution": 40, "ignore_reason": 30, "check_id": 34, "evidence": 60,
+          "description": 60, "suggestion": 60, "benchmark": 40, "target": 28, "installed_version": 16,
+          "fixed_version": 16}
+TEXT_COLUMNS = {"aliases", "vulnerability_id", "installed_version", "fixed_version", "check_id", "target"}
+RESULT_FILLS = {"fail": "F8CBAD", "pass": "C6EFCE", "not_applicable": "EDEDED"}
+
+
+def finish(report: str, rows) -> list[tuple]:
+    """Rows as every export shows them: layer commands masked (ENV values, URL credentials)."""
+    from .masking import mask_command
+
+    columns = REPORTS[report]["columns"]
+    masked = columns.index("layer_created_by") if "layer_created_by" in columns else None
+    out = []
+    for row in rows:
+        row = list(row)
+        if masked is not None:
+            row[masked] = mask_command(row[masked])
+        out.append(tuple(row))
+    return out
+
+
+def rows(database, report: str, image_ids: list[int] | None = None, repository: str | None = None,
+         latest_only: bool = False) -> tuple[list[str], list[tuple]]:
+    """The export's rows over the base tables (works on a read-only database): every image's current
+    scan, or only `image_ids`, one repository, each repository's newest image."""
+    spec = REPORTS[report]
+    where, params = [], []
+    if image_ids is not None:
+        where.append(f"image_id IN ({', '.join('?' for _ in image_ids) or 'NULL'})")
+        params += image_ids
+    if repository:
+        where.append("image_id IN (SELECT id FROM images WHERE coalesce(repository, reference) = ?)")
+        params.append(repository)
+    if latest_only:
+        where.append("image_id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY"
+                     " coalesce(repository, reference) ORDER BY created DESC, id DESC) AS n FROM images"
+                     " WHERE last_scan_id IS NOT NULL) WHERE n = 1)")
+    cols = ", ".join(f"[{c}]" for c in spec["columns"])
+    sql = (f"SELECT {cols} FROM ({SELECTS[report]})" + (" WHERE " + " AND ".join(where) if where else "")
+           + f" ORDER BY {spec['order']}")
+    return spec["columns"], finish(report, database.execute(sql, params).fetchall())
+
+
+def to_csv(columns, rows) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def _aliases(value) -> str:
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return ", ".join(str(v) for v in json.loads(value))
+        except ValueError:
+            return value
+    return value
+
+
+def to_xlsx(columns, rows, sheet: str) -> bytes:
+    """One sheet: bold frozen header, autofilter over every row, column widths, identifiers and versions as
+    text (Excel must not read 1.10 as a number or a date), results coloured in the baseline."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(sheet)
+    for i, name in enumerate(columns, 1):
+        ws.column_dimensions[get_column_letter(i)].width = WIDTHS.get(name, 14)
+    ws.freeze_panes = "A2"
+    ws.auto_filter.ref = f"A1:{get_column_letter(max(1, len(columns)))}{len(rows) + 1}"
+    header = []
+    for name in columns:
+        cell = WriteOnlyCell(ws, value=name)
+        cell.font = Font(bold=True)
+        header.append(cell)
+    ws.append(header)
+    fills = {k: PatternFill("solid", fgColor=v) for k, v in RESULT_FILLS.items()}
+    for row in rows:
+        out = []
+        for name, value in zip(columns, row):
+            if name == "aliases":
+                value = _aliases(value)
+            cell = WriteOnlyCell(ws, value=_xlsx_safe(value))
+            if name in TEXT_COLUMNS and value is not None:
+                cell.value = _xlsx_safe(str(value))
+                cell.number_format = "@"
+            if name == "result" and value in fills:
+                cell.fill = fills[value]
+            out.append(cell)
+        ws.append(out)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _xlsx_safe(value):
+    # openpyxl stores a string starting with '=' as a formula: image content must never become one
+    if isinstance(value, str) and value.startswith("="):
+        return "'" + value
+    return value
+
+
+def default_file_name(report: str, images: list[str], fmt: str) -> str:
+    """stowaway-vulnerabilities-corpus_shop_1.0.xlsx for one image, stowaway-vulnerabilities.xlsx for more."""
+    stem = f"stowaway-{report}"
+    if len(images) == 1:
+        stem += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", images[0]).strip("_.")[:80]
+    return f"{stem}.{fmt}"
