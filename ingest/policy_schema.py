@@ -142,6 +142,8 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "registries": _per_host(REGISTRY_KEYS),
     "secrets": {
         "exclude_paths": _str_list(MAX_EXCLUDE_PATHS),
+        "default_excludes": _bool,
+        "include_paths": _str_list(MAX_EXCLUDE_PATHS),
         "max_file_size": _int(1),
         "gitleaks": _str_list(scalar_ok=True),
         "builtin": _bool,

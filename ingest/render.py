@@ -244,6 +244,20 @@ def coverage_gaps(report: dict) -> list[str]:
     return gaps
 
 
+def exclusions_note(excl: dict) -> str | None:
+    """The secret search's path exclusions when they left files out: a gap the reader should see."""
+    n = excl.get("files_excluded") or 0
+    if not n:
+        return None
+    patterns = excl.get("exclude_paths") or []
+    under = (f"{len(patterns)} excluded path patterns"
+             + (" (built-in ones included)" if excl.get("default_excludes", True) else " (built-in ones off)"))
+    note = f"secrets: {n} file{'s' if n != 1 else ''} not searched, under {under}"
+    if excl.get("include_paths"):
+        note += "; searched anyway: " + ", ".join(excl["include_paths"])
+    return note + "; see the policy's [secrets] exclude_paths, default_excludes and include_paths"
+
+
 def table(report: dict, found: list[Item], colour: bool = False, shown_filters: str = "") -> str:
     out = io.StringIO()
     img = report.get("image") or {}
@@ -272,6 +286,9 @@ def table(report: dict, found: list[Item], colour: bool = False, shown_filters: 
     else:
         w("no findings" + (" after the filters" if shown_filters else ""))
     gaps = coverage_gaps(report)
+    note = exclusions_note(scan.get("secrets_exclusions") or {})
+    if note:
+        gaps = gaps + [note]
     w()
     w("coverage gaps: " + ("none" if not gaps else ""))
     for g in gaps:

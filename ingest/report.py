@@ -78,7 +78,8 @@ def build_for(db, image_id: int, scan_id: int) -> dict:
                  "seconds": scan["seconds"], "tool_version": scan["tool_version"],
                  "analyzers": _loads(scan["analyzers"], {}), "risk_types": _loads(scan["risk_types"], "all"),
                  "layers_read": scan["layers_read"], "layers_cached": scan["layers_cached"],
-                 "warnings": _loads(scan["warnings"], [])},
+                 "warnings": _loads(scan["warnings"], []),
+                 **_secret_exclusions(facts)},
         "vulnerabilities": vulnerabilities(db, scan_id),
         "malicious_files": malicious(db, scan_id),
         "software": software(db, scan_id),
@@ -89,6 +90,18 @@ def build_for(db, image_id: int, scan_id: int) -> dict:
         "base_image": base_image(db, scan_id),
     }
     return report
+
+
+def _secret_exclusions(facts: dict) -> dict:
+    """Which paths the secret search left out in this scan (and how many files that was)."""
+    conf = facts.get("secrets_policy")
+    if not isinstance(conf, dict):
+        return {}
+    skipped = facts.get("secrets_skipped") if isinstance(facts.get("secrets_skipped"), dict) else {}
+    return {"secrets_exclusions": {"default_excludes": conf.get("default_excludes", True),
+                                   "exclude_paths": conf.get("exclude_paths") or [],
+                                   "include_paths": conf.get("include_paths") or [],
+                                   "files_excluded": skipped.get("excluded")}}
 
 
 def vulnerabilities(db, scan_id):

@@ -53,16 +53,31 @@ def exclusion_regex(pattern: str) -> str:
     return body
 
 
-def exclusions(user: object) -> tuple[list[str], re.Pattern]:
+def _patterns(user: object, key: str) -> list[str]:
     if user is None:
         user = []
     if isinstance(user, str) or not isinstance(user, list) or not all(isinstance(p, str) and p.strip() for p in user):
-        raise ScanError("secrets.exclude_paths: expected a list of path patterns")
+        raise ScanError(f"secrets.{key}: expected a list of path patterns")
     if len(user) > MAX_USER_EXCLUDES:
-        raise ScanError(f"secrets.exclude_paths: {len(user)} patterns given; at most {MAX_USER_EXCLUDES}"
-                        " user-configured excluded paths are allowed")
-    patterns = list(DEFAULT_EXCLUDES) + [p.strip() for p in user]
-    return patterns, re.compile("|".join(f"(?:{exclusion_regex(p)})" for p in patterns))
+        raise ScanError(f"secrets.{key}: {len(user)} patterns given; at most {MAX_USER_EXCLUDES}"
+                        f" user-configured {'excluded' if key == 'exclude_paths' else 'included'} paths are allowed")
+    return [p.strip() for p in user]
+
+
+def _compile(patterns: list[str]) -> re.Pattern:
+    return re.compile("|".join(f"(?:{exclusion_regex(p)})" for p in patterns) if patterns else r"(?!)")
+
+
+def exclusions(user: object, defaults: bool = True) -> tuple[list[str], re.Pattern]:
+    """The excluded patterns in force (the built-in ones unless `defaults` is false, then the policy's)."""
+    patterns = (list(DEFAULT_EXCLUDES) if defaults else []) + _patterns(user, "exclude_paths")
+    return patterns, _compile(patterns)
+
+
+def inclusions(user: object) -> tuple[list[str], re.Pattern | None]:
+    """Paths searched even under an exclusion (`/usr/src/app/*`: official images put the application there)."""
+    patterns = _patterns(user, "include_paths")
+    return patterns, (_compile(patterns) if patterns else None)
 
 
 def _fingerprint_key(conf: dict) -> tuple[bytes, str]:
@@ -206,7 +221,10 @@ class Secrets(Analyzer):
     def __init__(self, policy=None):
         super().__init__(policy)
         conf = self.policy.get("secrets") or {}
-        self.patterns, self.excluded = exclusions(conf.get("exclude_paths") if isinstance(conf, dict) else None)
+        conf = conf if isinstance(conf, dict) else {}
+        self.default_excludes = conf.get("default_excludes", True) is not False
+        self.patterns, self.excluded = exclusions(conf.get("exclude_paths"), self.default_excludes)
+        self.include_patterns, self.included = inclusions(conf.get("include_paths"))
         try:
             self.max_file_size = int(conf.get("max_file_size", MAX_FILE_SIZE))
         except (TypeError, ValueError):
@@ -218,12 +236,16 @@ class Secrets(Analyzer):
             raise ScanError(str(exc)) from None
 
     def fingerprint(self):
-        settings = {"excludes": self.patterns, "max": self.max_file_size, "key": self.scanner.key_id,
+        settings = {"excludes": self.patterns, "includes": self.include_patterns, "max": self.max_file_size,
+                    "key": self.scanner.key_id,
                     "rules": self.scanner.about, "archives": self.limits.key()}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
+    def is_excluded(self, path: str) -> bool:
+        return self.excluded.fullmatch(path) is not None and not (self.included and self.included.fullmatch(path))
+
     def required(self, path, info):
-        if self.excluded.fullmatch(path) is not None:
+        if self.is_excluded(path):
             return False
         # an archive larger than the file limit is still opened: the limit applies to each member
         return info.size <= self.max_file_size or (path.lower().endswith(ARCHIVE_SUFFIXES)
@@ -282,11 +304,12 @@ class Secrets(Analyzer):
             for e in entries:
                 if e[1] not in (REG, HARDLINK):
                     continue
-                if self.excluded.fullmatch(e[0]) is not None:
+                if self.is_excluded(e[0]):
                     excluded += 1
                 elif e[2] > self.max_file_size:
                     too_large += 1
         yield Fact("secrets_skipped", {"binary": binary, "too_large": too_large, "excluded": excluded,
                                        "max_file_size": self.max_file_size})
-        yield Fact("secrets_policy", {"exclude_paths": self.patterns, "max_file_size": self.max_file_size,
+        yield Fact("secrets_policy", {"exclude_paths": self.patterns, "include_paths": self.include_patterns,
+                                      "default_excludes": self.default_excludes, "max_file_size": self.max_file_size,
                                       "fingerprint_key_id": self.scanner.key_id, **self.scanner.about})

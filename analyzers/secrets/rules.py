@@ -70,13 +70,13 @@ def entropy(value: bytes) -> float:
 
 
 def mask(value: str, whole_body: bool = False, label: str = "") -> str:
-    """A few characters each end, never enough to use: 'ghp_Y5…uXov' for a 40-character token."""
+    """At most 4 characters each end, never enough to use: 'ghp_…uXov' for a 40-character token."""
     if whole_body:
         return f"[{label or 'secret'}: body masked]"
     n = len(value)
     if n < 8:
         return "…"
-    head, tail = min(6, n // 5), min(4, n // 8)
+    head, tail = min(4, n // 5), min(4, n // 8)
     return f"{value[:head]}…{value[n - tail:]}"
 
 

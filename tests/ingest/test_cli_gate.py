@@ -44,7 +44,9 @@ scan N finished TIME
 Vulnerabilities              0       1       1      0      0      2        1           0
 Unsafe settings              0       0       1      2      0      3        -           0
 
-coverage gaps: none
+coverage gaps:
+  secrets: 1 file not searched, under 11 excluded path patterns (built-in ones included); see
+    the policy's [secrets] exclude_paths, default_excludes and include_paths
 
 Vulnerabilities (2)
 -----------------------
@@ -223,6 +225,66 @@ def test_exports_open_and_match_the_report(ci, tmp_path):
     assert len(rows) == len(report["unsafe_settings"])
     assert sum(1 for x in rows if x["result"] == "fail") == sum(1 for u in report["unsafe_settings"]
                                                                 if u["result"] == "fail")
+
+
+def test_sensitive_path_exclusions_can_be_changed_and_are_reported(tmp_path):
+    token = "ghp_" + "R8x2Kq7Lm4Np9Vb3Tz6Wc1Yd5Hf0Js8GaQe"
+    img = ImageBuilder()
+    img.layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n",
+               "usr/src/app/.env": f"GITHUB_TOKEN={token}\n"}, created_by="COPY . /usr/src/app")
+    archive = img.write_docker_archive(tmp_path / "s.tar", ref="ci/secret:1")
+    db = str(tmp_path / "s.db")
+
+    def secrets(*extra):
+        out = tmp_path / "r.json"
+        r = run("scan", f"docker-archive:{archive}", "--db", db, "--no-progress", "--risk", "secrets",
+                "--format", f"json={out}", "--format", "table", *extra)
+        assert r.returncode == 0, r.stderr
+        report = json.loads(out.read_text())
+        assert token not in out.read_text() and token not in r.stdout
+        return report, r.stdout
+
+    report, table = secrets()
+    assert report["sensitive_information"] == []  # /usr/* is excluded by default
+    assert report["scan"]["secrets_exclusions"]["files_excluded"] == 1
+    assert "/usr/*" in report["scan"]["secrets_exclusions"]["exclude_paths"]
+    assert "secrets: 1 file not searched" in table
+    for extra in (["--set", 'secrets.include_paths=["/usr/src/app/*"]'], ["--set", "secrets.default_excludes=false"]):
+        report, table = secrets(*extra)
+        [found] = report["sensitive_information"]
+        assert found["path"] == "/usr/src/app/.env"
+        head, tail = found["masked"].split("…")
+        assert token.startswith(head) and token.endswith(tail) and len(head) <= 4 and len(tail) <= 4
+        assert found["masked"] in table and "/usr/src/app/.env" in table
+        assert report["scan"]["secrets_exclusions"]["files_excluded"] == 0
+    assert report["scan"]["secrets_exclusions"]["default_excludes"] is False
+    assert "/usr/*" not in report["scan"]["secrets_exclusions"]["exclude_paths"]
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(ci):
+    import pty
+
+    def on_a_terminal(env):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(STOWAWAY, [STOWAWAY, "report", REF, "--db", ci["db"]], env)
+        chunks = []
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.waitpid(pid, 0)
+        return b"".join(chunks).decode()
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    coloured = on_a_terminal(env)
+    assert "\033[31mHIGH" in coloured and "Vulnerabilities (2)" in coloured  # the table is the terminal's default
+    plain = on_a_terminal({**env, "NO_COLOR": "1"})
+    assert "\033[" not in plain and "Vulnerabilities (2)" in plain
 
 
 def test_sigterm_during_a_scan_exits_130(tmp_path):
