@@ -1,17 +1,24 @@
 """The analyzer protocol and registry.
 
-An analyzer has two stages:
+A scan has three stages (see docs/DEVELOPING.md):
 
-* per layer (`required` + `analyze`): the layer walker hands it every file of a layer that it asks
-  for, once, as bytes; it returns JSON-serializable records. These are cached in the database per
-  (layer diff_id, analyzer name, version, fingerprint), so a layer shared by many images is read once.
-* per image (`collect`): it turns the records of all the image's layers (cached or fresh) into
-  `Package`, `Finding`, `OSInfo` or `Fact` objects, with the squashed filesystem at hand to tell which
-  files are still visible. Image-level evaluators (vulnerability matching, baselines, base image)
-  have no per-layer stage: they only `collect`, from what earlier analyzers produced, so re-evaluating
-  stored images never opens an image.
+* index, per layer (`required` + `analyze`): the layer walker hands an analyzer every file of a layer
+  that it asks for, once, as bytes; it returns JSON-serializable records. These are cached in the
+  database per (layer diff_id, analyzer name, version, fingerprint), so a shared layer is read once.
+* apply, once per image (ingest/apply.py): the layers' entry lists become the squashed filesystem
+  (whiteouts, visibility, the layer that added each path); then every `stage = "index"` analyzer's
+  `collect` turns the records of all the image's layers into `Package`, `Finding`, `OSInfo` or `Fact`
+  objects, and the applier de-duplicates packages and fills their package URLs. This runs where the
+  layers were read (this process, a worker process or a Dask worker) and never needs the database.
+* evaluate, once per image, in the writer process with the database (ingest/evaluate.py): every
+  `stage = "evaluate"` analyzer's `collect` (vulnerability matching, baselines, compliance, base
+  image), then the redaction of the image config. `rescan` and the Dask path go through the same code.
 
-Analyzers run their `collect` in `order` (inventory first, evaluators last).
+Order is declared, not numbered: `consumes` names products (fields of ImageContext that analyzers
+fill, see PRODUCTS) or analyzer names that must be complete before this analyzer's `collect`;
+`produces` names the products it fills. Analyzers run in topological order within their stage
+(evaluate after index); a cycle, or an index analyzer consuming what only an evaluator produces, is
+refused when the analyzer is registered.
 """
 from __future__ import annotations
 
@@ -31,11 +38,18 @@ class Fact:
     value: Any
 
 
+# What analyzers produce for one another: ImageContext fields filled by `collect`.
+PRODUCTS = ("os", "packages", "owned_files", "findings", "facts")
+STAGES = ("index", "evaluate")
+
+
 class Analyzer:
     name: str = ""
     version: int = 1
     risk: str = ""  # which of RISK_TYPES it serves
-    order: int = 50  # collect order: 10 OS, 20 inventory, 50 content checks, 90 evaluators
+    stage: str = "index"  # "index": collect where the layers were read; "evaluate": in the writer, with ctx.db
+    consumes: tuple[str, ...] = ()  # products (PRODUCTS) or analyzer names needed before collect
+    produces: tuple[str, ...] = ()  # products its collect fills
     reads_layers: bool = True
 
     def __init__(self, policy: dict | None = None):
@@ -60,19 +74,29 @@ class Analyzer:
         return ()
 
 
-@dataclass
+@dataclass(slots=True)
 class ImageContext:
-    """What an analyzer's `collect` sees: the image, its squashed filesystem and what ran before it."""
+    """What an analyzer's `collect` sees: the image, its applied filesystem and what ran before it.
+
+    Every field is declared here (slots: setting any other attribute raises). The applier fills
+    `spec`, `fs`, `layer_entries` and `policy`; analyzers fill the PRODUCTS fields by what `collect`
+    yields (`os`, `packages`, `findings`, `facts`) or, for `owned_files`, by adding to the set.
+    """
 
     spec: Any  # ImageSpec
-    fs: Any  # squash.Filesystem
+    fs: Any  # squash.Filesystem: whiteouts applied; visible(path, layer), walk(), the layer of each path
     policy: dict
-    db: Any = None  # sqlite_utils.Database, read-only use (base images, advisories)
+    # the writer's database (sqlite_utils.Database, read only) in the evaluate stage; None in the index stage
+    db: Any = None
     os: OSInfo = field(default_factory=OSInfo)
     packages: list[Package] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # per layer (bottom first), the walker's entry tuples (path, type, size, mode, uid, gid, linkname)
+    layer_entries: list[list[tuple]] = field(default_factory=list)
+    # paths (as the package database writes them, '/usr/bin/x') installed by an OS package manager
+    owned_files: set[str] = field(default_factory=set)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -86,17 +110,63 @@ class RegistryError(Exception):
 
 
 def register(cls: type[Analyzer]) -> type[Analyzer]:
-    """Class decorator. A second analyzer with a taken name is an error, not a silent override."""
+    """Class decorator. A second analyzer with a taken name is an error, not a silent override; so is
+    an unknown stage or product, and a dependency cycle."""
     if not cls.name or not isinstance(cls.version, int):
         raise RegistryError(f"{cls.__qualname__}: an analyzer needs a name and an integer version")
     if cls.risk and cls.risk not in RISK_TYPES:
         raise RegistryError(f"{cls.name}: unknown risk type {cls.risk!r}")
+    if cls.stage not in STAGES:
+        raise RegistryError(f"{cls.name}: unknown stage {cls.stage!r}; choose from {', '.join(STAGES)}")
+    unknown = [p for p in cls.produces if p not in PRODUCTS]
+    if unknown:
+        raise RegistryError(f"{cls.name}: produces unknown product(s) {', '.join(unknown)}; known: {', '.join(PRODUCTS)}")
     other = _REGISTRY.get(cls.name)
     if other is not None and other is not cls:
         if (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
             raise RegistryError(f"analyzer name {cls.name!r} is already registered by {other.__module__}")
+    candidate = {**_REGISTRY, cls.name: cls}
+    ordered(list(candidate.values()), strict_names=False)  # raises on a cycle or a stage inversion
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def _dependencies(cls: type[Analyzer], chosen: dict[str, type[Analyzer]], strict_names: bool) -> set[str]:
+    deps: set[str] = set()
+    for item in cls.consumes:
+        if item in PRODUCTS:  # its producers of this stage or an earlier one (evaluators come after index)
+            deps |= {c.name for c in chosen.values() if item in c.produces and c is not cls
+                     and STAGES.index(c.stage) <= STAGES.index(cls.stage)}
+        elif item in chosen:
+            deps.add(item)
+        elif strict_names and item not in _REGISTRY:
+            raise RegistryError(f"{cls.name}: consumes {item!r}, which is neither a product ({', '.join(PRODUCTS)})"
+                                " nor an analyzer")
+    if cls.stage == "index":
+        late = sorted(d for d in deps if chosen[d].stage == "evaluate")
+        if late:
+            raise RegistryError(f"{cls.name}: an index analyzer cannot consume the evaluator(s) {', '.join(late)}")
+    return deps
+
+
+def ordered(classes: list[type[Analyzer]], strict_names: bool = True) -> list[type[Analyzer]]:
+    """Index analyzers, then evaluators, each in a topological order of their declared dependencies
+    (ties by name, so the order is stable). A cycle raises RegistryError naming its members."""
+    chosen = {c.name: c for c in classes}
+    deps = {c.name: _dependencies(c, chosen, strict_names) for c in classes}
+    out: list[type[Analyzer]] = []
+    done: set[str] = set()
+    for stage in STAGES:
+        pending = {n for n, c in chosen.items() if c.stage == stage}
+        while pending:
+            ready = sorted(n for n in pending if deps[n] <= done)
+            if not ready:
+                raise RegistryError("analyzer dependency cycle among: " + ", ".join(sorted(pending)))
+            for n in ready:
+                out.append(chosen[n])
+                done.add(n)
+                pending.discard(n)
+    return out
 
 
 _loaded = False
@@ -134,4 +204,4 @@ def select(risks: Iterable[str] | None = None, names: Iterable[str] | None = Non
         if unknown:
             raise RegistryError(f"unknown risk type(s): {', '.join(sorted(unknown))}; choose from {', '.join(RISK_TYPES)}")
         chosen = [cls for cls in registry.values() if cls.risk in wanted or cls.risk == ""]
-    return sorted(chosen, key=lambda c: (c.order, c.name))
+    return ordered(chosen)

@@ -115,7 +115,8 @@ class BaseImage(Analyzer):
     name = "base-image"
     version = 1
     risk = "base_image"
-    order = 95
+    stage = "evaluate"  # compares with the images stored in the database
+    produces = ("findings",)
     reads_layers = False
 
     def collect(self, ctx, layers):

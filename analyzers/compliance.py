@@ -343,7 +343,9 @@ class SoftwareCompliance(Analyzer):
     name = "compliance"
     version = 1
     risk = "compliance"
-    order = 90
+    stage = "evaluate"
+    consumes = ("packages", "owned_files")
+    produces = ("findings",)
     reads_layers = False  # becomes True per instance when the policy has hash rules (see __init__)
 
     def __init__(self, policy=None):
@@ -470,7 +472,7 @@ class SoftwareCompliance(Analyzer):
         exact, globbed, path_rules = self._name_index()
         if not (exact or globbed or path_rules):
             return
-        owned = getattr(ctx, "owned_files", None)
+        owned = ctx.owned_files
         seen: set[tuple[str, str]] = set()  # (rule, real file): one finding per file, not per link to it
         for info, layer in ctx.fs.walk():
             if info.type not in (REG, HARDLINK, SYMLINK):

@@ -20,7 +20,7 @@ class FileInformation(Analyzer):
     name = "files"
     version = 1
     risk = "files"
-    order = 5
+    produces = ("facts",)
     reads_layers = False
 
     def collect(self, ctx, layers):

@@ -71,7 +71,7 @@ def read_json(file, max_size: int, warn_invalid: bool = True):
 
 def collect_packages(ctx, layers: list[list[dict]], analyzer: str) -> Iterator[Package]:
     """Packages of the visible copies of their files; warnings about visible files go to the scan."""
-    owned = getattr(ctx, "owned_files", None) or set()
+    owned = ctx.owned_files
     problems: list[str] = []
     for index, records in enumerate(layers):
         for r in records:

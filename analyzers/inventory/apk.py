@@ -62,7 +62,8 @@ class Apk(Analyzer):
     name = "apk"
     version = 1
     risk = "software"
-    order = 15
+    consumes = ("os",)
+    produces = ("packages", "owned_files")
 
     def fingerprint(self):
         return package_db_fingerprint(self.policy)
@@ -81,10 +82,7 @@ class Apk(Analyzer):
         return [record]
 
     def collect(self, ctx, layers):
-        # later analyzers look for it whether or not this image has packages
-        owned = getattr(ctx, "owned_files", None)
-        if owned is None:
-            owned = ctx.owned_files = set()
+        owned = ctx.owned_files  # a declared product: app inventories and compliance consume it
         visible = [(i, r) for i, records in enumerate(layers) for r in records if ctx.fs.visible(r["path"], i)]
         if not visible:
             return

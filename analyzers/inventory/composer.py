@@ -12,7 +12,8 @@ class ComposerPackages(Analyzer):
     name = "composer"
     version = 1
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def required(self, path, info):
         return path.endswith("/vendor/composer/installed.json")

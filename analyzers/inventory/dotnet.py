@@ -12,7 +12,8 @@ class DotnetDeps(Analyzer):
     name = "dotnet-deps"
     version = 1
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def required(self, path, info):
         return path.endswith(".deps.json")

@@ -107,7 +107,8 @@ class Dpkg(Analyzer):
     name = "dpkg"
     version = 1
     risk = "software"
-    order = 15
+    consumes = ("os",)
+    produces = ("packages", "owned_files")
 
     def fingerprint(self):
         return package_db_fingerprint(self.policy)
@@ -144,9 +145,7 @@ class Dpkg(Analyzer):
         return [record]
 
     def collect(self, ctx, layers):
-        owned = getattr(ctx, "owned_files", None)
-        if owned is None:
-            owned = ctx.owned_files = set()
+        owned = ctx.owned_files  # a declared product: app inventories and compliance consume it
         licenses_of: dict[str, list[str]] = {}
         databases: list[tuple[int, dict]] = []
         for index, records in enumerate(layers):

@@ -159,7 +159,8 @@ class GoBinaries(Analyzer):
     name = "go-binary"
     version = 1
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def required(self, path, info):
         if not (MIN_SIZE <= info.size <= MAX_SIZE):

@@ -268,7 +268,8 @@ class JavaArchives(Analyzer):
     name = "java-archive"
     version = 3
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def __init__(self, policy=None):
         super().__init__(policy)

@@ -54,7 +54,8 @@ class JavaScriptBanners(Analyzer):
     name = "javascript-banner"
     version = 1
     risk = "software"
-    order = 21  # after npm, whose package.json packages it must not repeat
+    consumes = ("owned_files", "npm")  # npm: its package.json packages are not repeated
+    produces = ("packages",)
 
     def required(self, path, info):
         base = path[path.rfind("/") + 1:].lower()

@@ -31,7 +31,8 @@ class NpmPackages(Analyzer):
     name = "npm"
     version = 1
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def required(self, path, info):
         return path.endswith("/package.json")

@@ -164,7 +164,7 @@ class OSRelease(Analyzer):
     name = "os-release"
     version = 2
     risk = ""  # every scan needs it
-    order = 10
+    produces = ("os",)
 
     def required(self, path, info):
         return path in FILES and info.size <= MAX_SIZE

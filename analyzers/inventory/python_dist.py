@@ -55,7 +55,8 @@ class PythonDistributions(Analyzer):
     name = "python-dist"
     version = 1
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def required(self, path, info):
         return (path.endswith(".dist-info/METADATA") or path.endswith(".egg-info/PKG-INFO")

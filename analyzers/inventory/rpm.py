@@ -40,7 +40,8 @@ class Rpm(Analyzer):
     name = "rpm"
     version = 1
     risk = "software"
-    order = 15
+    consumes = ("os",)
+    produces = ("packages", "owned_files")
 
     def fingerprint(self):
         return package_db_fingerprint(self.policy)
@@ -63,10 +64,7 @@ class Rpm(Analyzer):
         return [record]
 
     def collect(self, ctx, layers):
-        # later analyzers look for it whether or not this image has packages
-        owned = getattr(ctx, "owned_files", None)
-        if owned is None:
-            owned = ctx.owned_files = set()
+        owned = ctx.owned_files  # a declared product: app inventories and compliance consume it
         visible = [(index, r) for index, records in enumerate(layers) for r in records
                    if ctx.fs.visible(r["path"], index)]
         if not visible:

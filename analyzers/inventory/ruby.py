@@ -22,7 +22,8 @@ class RubyGems(Analyzer):
     name = "ruby-gemspec"
     version = 1
     risk = "software"
-    order = 20
+    consumes = ("owned_files",)
+    produces = ("packages",)
 
     def required(self, path, info):
         return path.endswith(".gemspec") and "/specifications/" in path

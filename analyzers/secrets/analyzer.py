@@ -216,7 +216,7 @@ class Secrets(Analyzer):
     name = "secrets"
     version = 2
     risk = "secrets"
-    order = 50
+    produces = ("findings", "facts")
 
     def __init__(self, policy=None):
         super().__init__(policy)
@@ -300,7 +300,7 @@ class Secrets(Analyzer):
                           detail={"rule_id": hit.rule.id, "line": None, "masked": self.scanner.masked(hit),
                                   "fingerprint": self.scanner.fingerprint_of(hit.secret), "source": source})
         too_large = excluded = 0
-        for entries in getattr(ctx, "layer_entries", []):
+        for entries in ctx.layer_entries:
             for e in entries:
                 if e[1] not in (REG, HARDLINK):
                     continue

@@ -1,36 +1,17 @@
 """Masks secrets in the image config before the image row is stored.
 
-The pipeline stores the runtime config (Env, Labels) and the history as they are; a password in
-`ENV DB_PASSWORD=…` would land in the database and the report. This runs on every scan, whatever
-risk types were chosen, after every other analyzer (they see the real config in memory), and
-replaces each secret value it finds in the config by its masked form.
+The pipeline stores the runtime config (Env, Labels, Cmd) and the history; a password in
+`ENV DB_PASSWORD=…` would land in the database and the report. `redact` is the last step of the
+evaluate stage (ingest/evaluate.py), on every scan whatever risk types were chosen, after every
+analyzer (they see the real config in memory): it replaces each secret value it finds in the config
+by its masked form. If it fails, the scan fails and nothing of the image is stored.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import replace
 
-from ..base import Analyzer, register
 from .analyzer import SecretScanner
-
-
-@register
-class ConfigRedaction(Analyzer):
-    name = "config-redaction"
-    version = 1
-    risk = ""
-    order = 99
-    reads_layers = False
-
-    def __init__(self, policy=None):
-        super().__init__(policy)
-        self.scanner = None
-
-    def collect(self, ctx, layers):
-        if self.scanner is None:
-            self.scanner = SecretScanner(self.policy)
-        redact(ctx.spec, self.scanner)
-        return ()
 
 
 # crypt(3) hashes ('echo admin:$6$salt$hash | chpasswd -e' in a RUN line): crackable offline, so

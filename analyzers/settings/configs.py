@@ -45,7 +45,9 @@ class SettingsFiles(Analyzer):
     name = "settings-files"
     version = 2
     risk = "unsafe_settings"
-    order = 60  # after weak-passwords and the inventories: SSH defaults depend on the openssh version
+    stage = "evaluate"  # the configuration baselines
+    consumes = ("os", "packages")  # SSH defaults depend on the openssh version
+    produces = ("findings",)
 
     def __init__(self, policy=None):
         super().__init__(policy)

@@ -200,7 +200,8 @@ class WeakPasswords(Analyzer):
     name = "weak-passwords"
     version = 1
     risk = "unsafe_settings"
-    order = 55
+    consumes = ("os",)
+    produces = ("findings",)
 
     def __init__(self, policy=None):
         super().__init__(policy)

@@ -209,7 +209,9 @@ class Vulnerabilities(Analyzer):
     name = "vulnerabilities"
     version = 1
     risk = "vulnerabilities"
-    order = 90
+    stage = "evaluate"  # matches in the writer, against its advisory store
+    consumes = ("os", "packages")
+    produces = ("findings", "facts")
     reads_layers = False
 
     def collect(self, ctx, layers):

@@ -33,11 +33,12 @@ SEVERITY_WEIGHTS = [3, 12, 30, 35, 10, 10]
 
 
 def generate(path: str, images: int, seed: int = 8) -> None:
+    from types import SimpleNamespace
+
     from imagebuilder import ImageBuilder
 
-    from stowaway.analyzers.base import ImageContext
     from stowaway.ingest import db as dbm
-    from stowaway.ingest.model import Finding, Package
+    from stowaway.ingest.model import Finding, OSInfo, Package
     from stowaway.ingest.pipeline import Scanner, write_results
 
     rnd = random.Random(seed)
@@ -74,7 +75,8 @@ def generate(path: str, images: int, seed: int = 8) -> None:
             conn.execute("UPDATE scans SET image_id = ? WHERE id = ?", [image_id, scan_id])
             conn.executemany("INSERT INTO image_layers (image_id, position, layer_id, created_by) VALUES (?,?,?,?)",
                              [(image_id, p, lid, cmd) for p, (lid, cmd) in enumerate(zip(layer_ids, commands))])
-            ctx = ImageContext(spec=None, fs=None, policy={})
+            # what the writer hands write_results: the results and the scan's layer ids
+            ctx = SimpleNamespace(os=OSInfo(), packages=[], findings=[], facts={}, layer_ids=layer_ids)
             packages = [Package("deb", name, f"1.{rnd.randint(0, 9)}", "/var/lib/dpkg/status", layer_index=rnd.randint(0, 2),
                                 purl=f"pkg:deb/debian/{name}@1") for name in rnd.sample(names, 150)]
             ctx.packages.extend(packages)
@@ -108,7 +110,6 @@ def generate(path: str, images: int, seed: int = 8) -> None:
                                               for k in range(50)],
                                   "layers": [{"layer_index": p, "files": 10, "size": 100, "visible_files": 10,
                                               "visible_size": 100, "whiteouts": 0} for p in range(3)]}
-            ctx.layer_ids = layer_ids  # type: ignore[attr-defined]
             write_results(conn, scan_id, image_id, ctx)
     conn.execute("ANALYZE")
     database.conn.close()

@@ -1,5 +1,5 @@
-"""Real analyzers run over layers built in code (layer walker, squash, collect in order), without a
-database: what the OS and application inventory tests share."""
+"""Real analyzers run over layers built in code (layer walker, then the applier: squash, collect in
+declared order), without a database: what the OS and application inventory tests share."""
 from __future__ import annotations
 
 import io
@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from imagebuilder import layer_tar
 
-from stowaway.analyzers.base import Fact, ImageContext, load_all
+from stowaway.analyzers.base import ImageContext, load_all, ordered
+from stowaway.ingest.apply import Applier
 from stowaway.ingest.layers import walk
-from stowaway.ingest.model import Finding, OSInfo, Package
-from stowaway.ingest.squash import Filesystem
+from stowaway.ingest.model import Package
 from stowaway.ingest.streams import Limits
 
 
@@ -32,9 +32,10 @@ class Inspected:
 
 
 def inspect(layers: list[dict], names=("os-release", "dpkg", "rpm", "apk"), policy: dict | None = None) -> Inspected:
-    """Every layer through the real layer walker, squash and the named analyzers' collect, in order."""
+    """Every layer through the real layer walker, then the real applier (squash, the named analyzers'
+    collect in their declared order, package de-duplication)."""
     registry = load_all()
-    analyzers = sorted((registry[n](policy or {}) for n in names), key=lambda a: (a.order, a.name))
+    analyzers = [cls(policy or {}) for cls in ordered([registry[n] for n in names])]
     entries, records, warnings = [], {a.name: [] for a in analyzers}, []
     for index, spec in enumerate(layers):
         result = walk(io.BytesIO(layer_tar(spec)), index, analyzers, Limits(), f"layer {index}")
@@ -42,16 +43,4 @@ def inspect(layers: list[dict], names=("os-release", "dpkg", "rpm", "apk"), poli
         warnings += result.warnings
         for a in analyzers:
             records[a.name].append(result.records.get(a.name, []))
-    ctx = ImageContext(spec=None, fs=Filesystem.build(entries), policy={})
-    ctx.layer_entries = entries
-    for a in analyzers:
-        for item in a.collect(ctx, records[a.name]) or ():
-            if isinstance(item, Package):
-                ctx.packages.append(item)
-            elif isinstance(item, OSInfo):
-                ctx.os = item
-            elif isinstance(item, Finding):
-                ctx.findings.append(item)
-            elif isinstance(item, Fact):
-                ctx.facts[item.name] = item.value
-    return Inspected(ctx, warnings)
+    return Inspected(Applier(analyzers, policy or {}).apply(None, entries, records), warnings)
