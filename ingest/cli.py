@@ -223,7 +223,7 @@ def cmd_scan(args) -> int:
             print(f"stowaway: scan of {o.reference} failed: {o.error}", file=sys.stderr)
         else:
             done.append(o)
-            print(f"scanned {o.reference} (scan {o.scan_id}: {o.layers_read} layers read, {o.layers_cached} cached"
+            print(f"scanned {o.reference} (scan {o.scan_id}: {o.layers_text()}"
                   + (f", {len(o.warnings)} warnings" if o.warnings else "") + ")", file=sys.stderr)
         print_warnings(o.reference, o.warnings)
     tripped = False

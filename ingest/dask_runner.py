@@ -1,9 +1,10 @@
 """Scale-out on an existing Dask distributed cluster: workers analyze, this process writes.
 
-Workers run `pipeline.run_job` and send back picklable `ImageResult`s; SQLite keeps one writer.
+Workers run `executors.run_job` and send back picklable `ImageResult`s; SQLite keeps one writer.
 A worker that can see the database file (same host, or a shared filesystem at the same path) reads
-its layer cache read-only; one that cannot reads every layer (correct, only slower) and image-level
-evaluators that consult the database see none.
+its layer cache read-only; one that cannot reads every layer (correct, only slower). Image-level
+evaluation (vulnerabilities, baselines, compliance, base image, redaction) needs the database and runs
+in the writer (ingest/evaluate.py), so a worker's result is the same either way.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class DaskExecutor:
         return max(1, threads)
 
     def submit(self, job):
-        from .pipeline import run_job
+        from .executors import run_job
 
         # pure=False: the same source scanned twice must run twice (the registry may have changed)
         return self.client.submit(run_job, job, pure=False)

@@ -10,18 +10,34 @@ that many images started per sliding hour, counted over every task. An image ove
 queued with `not_before` set to when a slot frees; a later run (`schedule run`, `schedule run-once`,
 `tasks run`) picks it up. A failed image is retried per the task's `retries`, after `retry_delay`
 seconds, and never holds up the others. Time comes from a clock object, so tests use a fake one.
+
+This is the one run loop: the CLI's `scan`, `rescan` and `tasks run`, the schedule, Datasette's "scan
+again", the notebooks' ScanPanel and the library's `Scanner` all create a task and run it here.
+
+Interruption: Ctrl-C (SIGINT) or SIGTERM during a run marks the task, its running items and the scan
+in progress `interrupted` (then the KeyboardInterrupt goes on: the CLI exits 130). A process that dies
+without that chance (kill -9, power loss) leaves its task `running` with its pid, host and heartbeat;
+the next TaskRunner on any host marks it interrupted: at once on the same host when the pid is gone,
+elsewhere when the heartbeat is older than `[scan] stale_after` seconds (default 3600).
+`stowaway tasks run ID` resumes an interrupted task (its interrupted items are queued again).
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import db as dbm
+from .analysis import Analysis, ImageResult
+from .executors import Job, LocalExecutor, database_path, job_results
 from .model import RISK_TYPES, ScanError
-from .pipeline import Analysis, ImageResult, Job, LocalExecutor, ScanOutcome, Writer, database_path, job_results
+from .writer import ScanOutcome, Writer
 
 SCHEMA = [
     """
@@ -69,11 +85,68 @@ CREATE TABLE task_items (
 CREATE INDEX idx_task_items_task ON task_items(task_id, state);
 CREATE INDEX idx_task_items_registry ON task_items(registry, started_ts);
 """,
+    # who runs a task, for finding the ones a dead process left 'running' (state may be 'interrupted')
+    """
+ALTER TABLE tasks ADD COLUMN pid INTEGER;
+ALTER TABLE tasks ADD COLUMN host TEXT;
+ALTER TABLE tasks ADD COLUMN heartbeat REAL;
+""",
 ]
+
+STALE_AFTER = 3600.0  # seconds without a heartbeat before another host's 'running' task counts as dead
+HEARTBEAT_EVERY = 10.0
 
 
 def ensure(database) -> None:
     dbm.ensure_schema(database, "tasks", SCHEMA)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def mark_interrupted(database, task_id: int, reason: str, now: float | None = None) -> None:
+    """The task, its running items and the scan each of them had in progress become `interrupted`."""
+    now = time.time() if now is None else now
+    conn = database.conn
+    with conn:
+        items = conn.execute("SELECT id, source FROM task_items WHERE task_id=? AND state='running'",
+                             [task_id]).fetchall()
+        for item_id, source in items:
+            conn.execute("INSERT INTO scans (source, reference, status, started_at, finished_at, error, task_id)"
+                         " VALUES (?,?,?,?,?,?,?)", [source, source, "interrupted", iso(now), iso(now), reason, task_id])
+            conn.execute("UPDATE task_items SET state='interrupted', finished_ts=?, error=? WHERE id=?",
+                         [now, reason, item_id])
+        conn.execute("UPDATE tasks SET state='interrupted', running=0, error=?, finished_at=? WHERE id=?",
+                     [reason, iso(now), task_id])
+
+
+def recover_stale(database, stale_after: float = STALE_AFTER, clock=None) -> list[int]:
+    """Marks interrupted every task left 'running' by a process that is gone; returns their ids."""
+    now = (clock or SystemClock()).now()
+    me, here = os.getpid(), socket.gethostname()
+    found = []
+    for task_id, pid, host, beat in database.execute(
+            "SELECT id, pid, host, heartbeat FROM tasks WHERE state='running'").fetchall():
+        if pid is None:
+            dead, who = True, "an earlier version that recorded no process"
+        elif host == here:
+            if pid == me:
+                continue  # this process runs it (another thread)
+            dead = not _alive(pid) or (beat is not None and now - beat > stale_after)
+            who = f"process {pid} on {host}"
+        else:
+            dead, who = beat is None or now - beat > stale_after, f"process {pid} on {host}"
+        if dead:
+            mark_interrupted(database, task_id, f"interrupted: {who} stopped while running it", now)
+            found.append(task_id)
+    return found
 
 
 class SystemClock:
@@ -149,7 +222,7 @@ class TaskRunner:
     runs in this process and more runs in local worker processes."""
 
     def __init__(self, database, policy: dict | None = None, clock=None, dask=None, analyzer_names=None,
-                 progress: bool | None = False, on_item=None):
+                 progress: bool | None = False, on_item=None, on_event=None):
         ensure(database)
         self.db = database
         self.policy = policy or {}
@@ -158,6 +231,23 @@ class TaskRunner:
         self.analyzer_names = tuple(analyzer_names) if analyzer_names else None
         self.progress = progress
         self.on_item = on_item or (lambda item_id, state, error: None)
+        self.on_event = on_event or (lambda kind, data: None)
+        self._task_id: int | None = None
+        self._beat = 0.0
+        stale = (self.policy.get("scan") or {}).get("stale_after", STALE_AFTER)
+        recover_stale(database, float(stale), self.clock)
+
+    def _heartbeat(self, force: bool = False) -> None:
+        now = time.time()
+        if self._task_id is None or (not force and now - self._beat < HEARTBEAT_EVERY):
+            return
+        self._beat = now
+        with self.db.conn:
+            self.db.conn.execute("UPDATE tasks SET heartbeat=? WHERE id=?", [now, self._task_id])
+
+    def _event(self, kind: str, data: dict) -> None:
+        self._heartbeat()
+        self.on_event(kind, data)
 
     # --- bookkeeping ------------------------------------------------------------------------------
     def _refresh(self, task_id: int, running: int, max_running: int, state: str | None = None, **extra) -> None:
@@ -200,11 +290,15 @@ class TaskRunner:
         summary = TaskSummary(task_id, row[4])
         if row[4] in ("done", "failed"):
             return summary
-        writer = Writer(self.db, self.policy, task_id)
+        writer = Writer(self.db, self.policy, task_id, self._event)
         if self.dask is None:
             concurrency = max(1, concurrency)
-        inline = self.dask is None and concurrency == 1
-        analysis = Analysis(self.db, self.policy, risks, self.analyzer_names, self.progress) if inline else None
+        unfinished = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state IN ('queued',"
+                                     " 'running', 'interrupted')", [task_id]).fetchone()[0]
+        # one source gains nothing from worker processes
+        inline = self.dask is None and (concurrency == 1 or unfinished <= 1)
+        analysis = Analysis(self.db, self.policy, risks, self.analyzer_names, self.progress,
+                            self._event) if inline else None
         executor = None
         if not inline:
             if self.dask is not None:
@@ -218,13 +312,18 @@ class TaskRunner:
         started_at = iso(self.clock.now())
         with self.db.conn:
             self.db.conn.execute("UPDATE tasks SET state='running', started_at=COALESCE(started_at, ?),"
-                                 " executor=? WHERE id=?", [started_at, "dask" if self.dask else "local", task_id])
-        # an earlier run that died left items 'running': they go back in the queue
+                                 " executor=?, pid=?, host=?, heartbeat=?, error=NULL, finished_at=NULL WHERE id=?",
+                                 [started_at, "dask" if self.dask else "local", os.getpid(), socket.gethostname(),
+                                  time.time(), task_id])
+        # an earlier run that died or was interrupted left items 'running' or 'interrupted': queued again
         with self.db.conn:
-            self.db.conn.execute("UPDATE task_items SET state='queued' WHERE task_id=? AND state='running'", [task_id])
+            self.db.conn.execute("UPDATE task_items SET state='queued' WHERE task_id=? AND state IN ('running',"
+                                 " 'interrupted')", [task_id])
+        self._task_id = task_id
         running: dict = {}
         max_running = 0
         deadline = self.clock.now() + wait
+        previous = _on_sigterm()
         try:
             while True:
                 now = self.clock.now()
@@ -237,6 +336,7 @@ class TaskRunner:
                     self._item_update(item_id, state="running", started_ts=now, attempts=_attempts(self.db, item_id) + 1)
                     job = Job(database_path(self.db), self.policy, tuple(risks) if risks else None,
                               self.analyzer_names, source)
+                    self._heartbeat(force=True)
                     if inline:
                         t0 = time.time()
                         outcomes = [writer.write(r) for r in analysis.source_results(source)]
@@ -266,9 +366,18 @@ class TaskRunner:
                     continue
                 summary.next_at = nxt
                 break
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _on_sigterm)
+            if executor is not None:
+                getattr(executor, "abandon", executor.close)()  # no waiting for the workers' jobs
+                executor = None
+            mark_interrupted(self.db, task_id, "interrupted by a signal (Ctrl-C or SIGTERM)")
+            self._task_id = None
+            raise
         finally:
+            _restore_sigterm(previous)
             if executor is not None:
                 executor.close()
+            self._task_id = None
         waiting = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state='queued'",
                                   [task_id]).fetchone()[0]
         failed = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state='failed'",
@@ -311,6 +420,25 @@ class TaskRunner:
         self.on_item(item_id, "failed" if errors else "done", values["error"])
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _on_sigterm():
+    """SIGTERM interrupts a run like Ctrl-C does (main thread only: signals are delivered there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _sigterm)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _attempts(database, item_id: int) -> int:
     return database.execute("SELECT attempts FROM task_items WHERE id=?", [item_id]).fetchone()[0] or 0
 
@@ -324,9 +452,11 @@ def run_pending(database, policy: dict, clock=None, dask=None, wait: float = 0.0
     ensure(database)
     runner = TaskRunner(database, policy, clock, dask)
     now = runner.clock.now()
+    # a scheduled task a dead or stopped process interrupted goes on where it was
     ids = [r[0] for r in database.execute(
-        "SELECT DISTINCT t.id FROM tasks t JOIN task_items i ON i.task_id = t.id WHERE t.state IN ('queued',"
-        " 'running') AND i.state IN ('queued', 'running') AND i.not_before <= ? ORDER BY t.id", [now])]
+        "SELECT DISTINCT t.id FROM tasks t JOIN task_items i ON i.task_id = t.id WHERE (t.state IN ('queued',"
+        " 'running') OR (t.state = 'interrupted' AND t.kind = 'scheduled')) AND i.state IN ('queued', 'running',"
+        " 'interrupted') AND i.not_before <= ? ORDER BY t.id", [now])]
     return [runner.run(task_id, wait=wait) for task_id in ids]
 
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from .analyzer import SecretScanner
 
-
 # crypt(3) hashes ('echo admin:$6$salt$hash | chpasswd -e' in a RUN line): crackable offline, so
 # they are credentials too, though no secret rule reports them (the settings baseline does)
 CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]|5|6|y|gy|7|sha1|md5)\$[./A-Za-z0-9$,=]{8,}")

@@ -54,6 +54,6 @@ def cmd_rescan(args) -> int:
             failed += 1
             print(f"stowaway: scan of {o.reference} failed: {o.error}", file=sys.stderr)
         else:
-            print(f"rescanned {o.reference} (scan {o.scan_id}: {o.layers_read} layers read, {o.layers_cached} cached)",
+            print(f"rescanned {o.reference} (scan {o.scan_id}: {o.layers_text()})",
                   file=sys.stderr)
     return 1 if failed else 0

@@ -1,0 +1,266 @@
+"""The analysis side of a scan: index (per layer, cached) and apply (per image), no database writes.
+
+`Analysis.source_results(source)` opens a source, reads each layer once as a stream — only when the
+layer cache does not already hold what the selected analyzers would make of it — and turns every image
+of the source into a picklable `ImageResult`: the applied image (filesystem, entry lists, installed-file
+ownership), what the index analyzers' `collect` produced, and the per-layer records the evaluate-stage
+analyzers will need. The evaluate stage (ingest/evaluate.py) and the write (ingest/writer.py) happen in
+the writer process. A failure is confined to the image it concerns.
+
+The database is only read here, and only as a cache: `database=None` (a Dask worker that cannot see
+the file) reads every layer and produces the same result.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from stowaway.analyzers.base import Analyzer, select
+
+from . import db as dbm
+from .apply import Applier
+from .cache import LayerCache
+from .layers import LayerResult, walk
+from .model import Finding, ImageSpec, OSInfo, Package, ScanError
+from .sources import LayerBlob, SourceFailure, open_source
+from .streams import LayerStream, Limits
+
+
+@dataclass
+class ImageResult:
+    """Everything one image's index and apply stages produced, before evaluation and any write:
+    crosses process boundaries by pickle."""
+
+    source: str
+    reference: str
+    status: str = "done"  # done | failed
+    error: str = ""
+    detail: str = ""  # traceback of an internal error
+    started_at: str = ""
+    seconds: float = 0.0  # wall time so far: layer reading and applying (the writer adds its own)
+    spec: ImageSpec | None = None
+    fresh: list[LayerResult] = field(default_factory=list)  # layers first read for this image
+    layers_read: int = 0  # layers whose bytes were read for this image
+    layers_cached: int = 0  # layers whose walk and records came from the database, unread
+    layers_known: int = 0  # of layers_read: already in the database (the source names a layer only once read)
+    os: OSInfo = field(default_factory=OSInfo)
+    packages: list[Package] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # the applied image and the evaluate-stage analyzers' per-layer records, for the writer's evaluation
+    fs: Any = None
+    layer_entries: list[list[tuple]] = field(default_factory=list)
+    owned_files: set[str] = field(default_factory=set)
+    records: dict[str, list[list[dict]]] = field(default_factory=dict)
+    cache_keys: dict[str, tuple[int, str]] = field(default_factory=dict)  # reader name -> (version, fingerprint)
+    analyzers: dict[str, int] = field(default_factory=dict)  # name -> version, as the scan row records it
+    risks: list[str] | None = None
+    ran: tuple[float, float] = (0.0, 0.0)  # wall-clock start and end of the job that produced it, in its worker
+
+    def release(self) -> None:
+        """Drops what only the evaluation and the write needed (large for a large image)."""
+        self.fs, self.layer_entries, self.records, self.fresh = None, [], {}, []
+
+
+@dataclass
+class _Cached:
+    diff_id: str
+    layer_id: int
+
+
+def limits_from(policy: dict) -> Limits:
+    conf = policy.get("limits") or {}
+    known = Limits.__dataclass_fields__
+    return Limits(**{k: v for k, v in conf.items() if k in known})
+
+
+def failure(source: str, reference: str, error: str, detail: str = "", **kw) -> ImageResult:
+    error = error.splitlines()[0][:2000] if error else "unknown error"
+    return ImageResult(source=source, reference=reference, status="failed", error=error, detail=detail,
+                       started_at=kw.pop("started_at", "") or dbm.now(), **kw)
+
+
+_failure = failure  # the name other modules imported
+
+
+class Analysis:
+    """The reading half of a scan. `database` is only read, as a cache (None: no cache)."""
+
+    def __init__(self, database, policy: dict | None = None, risks: Iterable[str] | None = None,
+                 analyzer_names: Iterable[str] | None = None, progress: bool | None = None,
+                 on_event: Callable[[str, dict], None] | None = None):
+        self.db = database
+        self.cache = LayerCache(database)
+        self.policy = policy or {}
+        self.limits = limits_from(self.policy)
+        self.risks = sorted(set(risks)) if risks else None
+        classes = select(self.risks, list(analyzer_names) if analyzer_names else None)
+        self.analyzers: list[Analyzer] = [cls(self.policy) for cls in classes]
+        self.readers = [a for a in self.analyzers if a.reads_layers]
+        self.cache_keys = {a.name: (a.version, a.fingerprint()) for a in self.readers}
+        self.versions = {a.name: a.version for a in self.analyzers}
+        self.applier = Applier(self.analyzers, self.policy)
+        self.progress = progress
+        self.on_event = on_event or (lambda kind, data: None)
+
+    # --- index: one layer ------------------------------------------------------------------------
+    def _read_layer(self, blob: LayerBlob, analyzers: list[Analyzer], what: str) -> LayerResult:
+        raw = blob.open() if blob.open else blob.stream
+        try:
+            stream = LayerStream(raw, self.limits, what)
+            t0 = time.perf_counter()
+            result = walk(stream.tar, -1, analyzers, self.limits, what)
+            result.blob_digest, result.diff_id = stream.finish()
+            result.size = stream.uncompressed.count
+            result.seconds["_walk"] = time.perf_counter() - t0
+            result.compression = stream.compression  # type: ignore[attr-defined]
+            result.compressed_size = stream.blob.count  # type: ignore[attr-defined]
+            return result
+        finally:
+            if blob.open and hasattr(raw, "close"):
+                raw.close()
+
+    def _offer(self, blob: LayerBlob, source: str):
+        layer_id, missing = self.cache.missing(blob.diff_id, self.readers)
+        if layer_id is not None and not missing:
+            self.on_event("layer_cached", {"key": blob.key, "diff_id": blob.diff_id})
+            return _Cached(blob.diff_id, layer_id)
+        try:
+            result = self._read_layer(blob, missing, f"{source}: layer {blob.key}")
+            self.on_event("layer_read", {"key": blob.key, "diff_id": result.diff_id})
+            return result
+        except ScanError as exc:
+            return exc
+
+    # --- a source --------------------------------------------------------------------------------
+    def source_results(self, source: str) -> Iterator[ImageResult]:
+        """One result per image found in `source` (or one failure), in the order the source yields them.
+
+        Each result's `seconds` and `started_at` cover its share of the source's wall time: from the
+        source's opening (or the previous image's result) to its own, layer reading included."""
+        pending: dict[str, LayerResult | _Cached | ScanError] = {}
+        claimed: set[str] = set()  # diff_ids of layers read in this pass and handed to an earlier image
+        produced = False
+        mark, started = time.perf_counter(), dbm.now()
+        common = {"analyzers": self.versions, "risks": self.risks}
+
+        def timed(res: ImageResult) -> ImageResult:
+            res.seconds = round(time.perf_counter() - mark, 3)
+            res.started_at = started
+            return res
+
+        try:
+            options = dict(self.policy.get("source_options") or {})
+            if self.policy.get("registries"):  # per-host settings: [registries."HOST"] ca, insecure, ...
+                options.setdefault("registries", self.policy["registries"])
+            events = open_source(source, self.limits, **options)
+            for ev in _progress(events, self.progress, source):
+                if isinstance(ev, LayerBlob):
+                    pending[ev.key] = self._offer(ev, source)
+                elif isinstance(ev, SourceFailure):
+                    produced = True
+                    yield timed(failure(source, ev.reference, ev.error, **common))
+                    mark, started = time.perf_counter(), dbm.now()
+                elif isinstance(ev, ImageSpec):
+                    produced = True
+                    yield timed(self.image_result(ev, pending, claimed))
+                    mark, started = time.perf_counter(), dbm.now()
+                    self._release(ev, pending)
+        except ScanError as exc:
+            produced = True
+            yield timed(failure(source, source, str(exc), **common))
+        except Exception as exc:  # a bug must fail this source's scan, never the batch
+            produced = True
+            yield timed(failure(source, source, f"internal error: {exc.__class__.__name__}: {exc}",
+                                traceback.format_exc(), **common))
+        if not produced:
+            yield timed(failure(source, source, f"{source}: no image found", **common))
+
+    def _release(self, spec: ImageSpec, pending: dict) -> None:
+        """Layers the writer has stored since (in-process scans) no longer need their results in memory:
+        a layout of many images would otherwise hold every layer's file index until its last image."""
+        for d in spec.layers:
+            if isinstance(pending.get(d.key), LayerResult):
+                layer_id = self.cache.indexed(d.diff_id)
+                if layer_id is not None:
+                    pending[d.key] = _Cached(d.diff_id, layer_id)
+
+    # --- one image: its layers, then the applier -------------------------------------------------
+    def image_result(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult:
+        res = ImageResult(source=spec.source, reference=spec.reference, spec=spec, cache_keys=dict(self.cache_keys),
+                          analyzers=dict(self.versions), risks=self.risks)
+        try:
+            self._index_and_apply(spec, pending, claimed, res)
+        except ScanError as exc:
+            return failure(spec.source, spec.reference, str(exc), analyzers=res.analyzers, risks=self.risks)
+        except Exception as exc:
+            return failure(spec.source, spec.reference,
+                           f"{spec.reference}: internal error: {exc.__class__.__name__}: {exc}",
+                           traceback.format_exc(), analyzers=res.analyzers, risks=self.risks)
+        return res
+
+    def _index_and_apply(self, spec: ImageSpec, pending: dict, claimed: set[str], res: ImageResult) -> None:
+        entries: list[list[tuple]] = []
+        records: dict[str, list[list[dict]]] = {a.name: [] for a in self.analyzers}
+        for d in spec.layers:
+            got = pending.get(d.key)
+            if got is None:
+                # offered under another key, or known to the database already
+                layer_id = self.cache.indexed(d.diff_id)
+                got = _Cached(d.diff_id, layer_id) if layer_id is not None else ScanError(f"layer {d.key} was not read")
+            if isinstance(got, ScanError):
+                raise ScanError(f"{spec.reference}: {got}")
+            if isinstance(got, LayerResult):
+                if got.diff_id != d.diff_id:
+                    raise ScanError(f"{spec.reference}: layer {d.index} digest mismatch: config says {d.diff_id},"
+                                    f" content is {got.diff_id}")
+                if d.digest and got.blob_digest != d.digest:
+                    raise ScanError(f"{spec.reference}: layer {d.index} blob digest mismatch: manifest says"
+                                    f" {d.digest}, blob is {got.blob_digest}")
+                if got.diff_id in claimed:
+                    res.layers_cached += 1  # read once in this pass, for an earlier image
+                else:
+                    claimed.add(got.diff_id)
+                    res.fresh.append(got)
+                    res.layers_read += 1
+                    res.warnings += [f"layer {d.index}: {w}" for w in got.warnings]
+                    known = self.cache.missing(d.diff_id, self.readers)
+                    if known[0] is not None and not known[1]:
+                        res.layers_known += 1
+                layer_id = self.cache.indexed(d.diff_id)
+                layer_entries = [tuple(e) for e in got.entries]
+                fresh = got.records
+            else:
+                layer_id = got.layer_id
+                res.layers_cached += 1
+                layer_entries = self.cache.entries(layer_id)
+                fresh = {}
+            entries.append(layer_entries)
+            for a in self.readers:
+                records[a.name].append(fresh[a.name] if a.name in fresh else self.cache.records(layer_id, a))
+        ctx = self.applier.apply(spec, entries, records)
+        res.warnings += ctx.warnings
+        res.os, res.packages, res.findings, res.facts = ctx.os, ctx.packages, ctx.findings, ctx.facts
+        res.fs, res.layer_entries, res.owned_files = ctx.fs, ctx.layer_entries, ctx.owned_files
+        res.records = {a.name: records[a.name] for a in self.analyzers if a.stage == "evaluate" and a.reads_layers}
+
+
+def _progress(events, enabled, label):
+    if enabled is False:
+        yield from events
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"scan {label}", unit=" step", disable=None if enabled is None else not enabled,
+               file=sys.stderr, leave=False)
+    try:
+        for ev in events:
+            bar.set_postfix_str(getattr(ev, "key", None) or getattr(ev, "reference", "")[-40:])
+            yield ev
+            bar.update(1)
+    finally:
+        bar.close()

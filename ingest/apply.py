@@ -1,0 +1,77 @@
+"""The applier: once per image, the layers' results become one image (after Trivy's `applier`).
+
+Input: the image's layers bottom first, each as the walker's entry list and each index analyzer's
+records (fresh from this scan or from the layer cache). Output: an `ImageContext` holding
+
+* the squashed filesystem (`fs`): whiteouts and opaque directories applied, what is still visible,
+  and the layer that added each visible path;
+* the entry lists themselves (`layer_entries`);
+* what the index analyzers' `collect` made of their records, in their declared dependency order:
+  the OS, packages (OS package managers also fill `owned_files`, the installed-file ownership the
+  application inventories and compliance consume), findings and facts;
+* packages de-duplicated (one per ecosystem, name, version and path) and given a package URL when
+  their analyzer had none.
+
+This runs where the layers were read (in-process, a local worker or a Dask worker) and never touches
+the database. Nested archives are opened by their analyzers through one resolver (ingest/archives.py).
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Iterable
+
+from stowaway.analyzers.base import Analyzer, Fact, ImageContext
+
+from .model import Finding, ImageSpec, OSInfo, Package, ScanError
+from .squash import Filesystem
+
+
+def run_collect(analyzers: Iterable[Analyzer], ctx: ImageContext, records: dict[str, list[list[dict]]]) -> None:
+    """Each analyzer's `collect`, in the order given, into ctx. A ScanError fails the image; any other
+    exception is that analyzer's failure only: a warning, its traceback kept as a fact."""
+    for a in analyzers:
+        try:
+            for item in a.collect(ctx, records.get(a.name, [])) or ():
+                if isinstance(item, Package):
+                    ctx.packages.append(item)
+                elif isinstance(item, Finding):
+                    ctx.findings.append(item)
+                elif isinstance(item, OSInfo):
+                    ctx.os = item
+                elif isinstance(item, Fact):
+                    ctx.facts[item.name] = item.value
+        except ScanError:
+            raise
+        except Exception as exc:
+            ctx.warn(f"{a.name}: {exc.__class__.__name__}: {exc}")
+            ctx.facts.setdefault("analyzer_errors", {})[a.name] = traceback.format_exc()[-4000:]
+
+
+class Applier:
+    """Applies an image's layers for a set of index-stage analyzers (in dependency order)."""
+
+    def __init__(self, analyzers: list[Analyzer], policy: dict):
+        self.analyzers = [a for a in analyzers if a.stage == "index"]
+        self.policy = policy
+
+    def apply(self, spec: ImageSpec, entries: list[list[tuple]], records: dict[str, list[list[dict]]]) -> ImageContext:
+        ctx = ImageContext(spec=spec, fs=Filesystem.build(entries), policy=self.policy, layer_entries=entries)
+        run_collect(self.analyzers, ctx, records)
+        ctx.packages = unique_packages(ctx.packages)
+        return ctx
+
+
+def unique_packages(packages: list[Package]) -> list[Package]:
+    """One package per key, the first reported; each with a package URL when one can be made."""
+    from dataclasses import replace
+
+    from stowaway.analyzers.inventory._app import purl_of
+
+    out: dict[tuple, Package] = {}
+    for p in packages:
+        if p.key in out:
+            continue
+        if not p.purl and p.name:
+            p = replace(p, purl=purl_of(p.ecosystem, p.name, p.version))
+        out[p.key] = p
+    return list(out.values())

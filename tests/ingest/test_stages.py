@@ -1,0 +1,271 @@
+"""The three stages and the one run loop (issue 12): index and apply where the layers are read, evaluate
+and write in the writer with the database; the task runner drives every scan; duration, interruption
+and the read/cached message tell the truth."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import zstandard
+from imagebuilder import File, ImageBuilder
+
+SECRET = "ghp_" + "Zq7Xr2Lm9Vb4Nc8Kd1Fg6Hj3Tw5Ys0Pa1Qe2"  # a GitHub token shape the secret rules know
+
+OS_RELEASE = 'ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n'
+STATUS = ("Package: curl\nStatus: install ok installed\nVersion: 7.74.0-1.3+deb11u1\nArchitecture: amd64\n\n"
+          "Package: libssl1.1\nStatus: install ok installed\nSource: openssl\nVersion: 1.1.1n-0+deb11u3\n"
+          "Architecture: amd64\n\n")
+ADVISORIES = [
+    {"id": "DEBIAN-CVE-2023-0002", "modified": "2024-01-01T00:00:00Z", "aliases": ["CVE-2023-0002"],
+     "affected": [{"package": {"ecosystem": "Debian:11", "name": "curl"},
+                   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]},
+    {"id": "DEBIAN-CVE-2023-0001", "modified": "2024-01-01T00:00:00Z", "aliases": ["CVE-2023-0001"],
+     "affected": [{"package": {"ecosystem": "Debian:11", "name": "openssl"},
+                   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1.1n-0+deb11u4"}]}]}]},
+    {"id": "GHSA-jjjj", "modified": "2024-01-01T00:00:00Z", "aliases": ["CVE-2019-10906"],
+     "affected": [{"package": {"ecosystem": "PyPI", "name": "jinja2"},
+                   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.10.1"}]}]}]},
+]
+
+
+def base_image():
+    return ImageBuilder().layer({"etc/os-release": OS_RELEASE, "var/lib/dpkg/status": STATUS,
+                                 "bin/sh": File(b"\x7fELF" + b"s" * 300, mode=0o755)}, created_by="ADD rootfs /")
+
+
+def app_image(i: int):
+    img = base_image()
+    img.layer({"usr/local/lib/python3.9/site-packages/Jinja2-2.10.dist-info/METADATA":
+               "Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n", f"app/{i}.txt": "x" * (10 + i)},
+              created_by="RUN pip install Jinja2==2.10")
+    return img
+
+
+def every_cell(database):
+    """Every value of every table, zstd-compressed blobs decompressed, as one text."""
+    out = []
+    for (table,) in database.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+        for row in database.execute(f"SELECT * FROM [{table}]").fetchall():
+            for cell in row:
+                if isinstance(cell, bytes):
+                    try:
+                        cell = zstandard.ZstdDecompressor().decompress(cell)
+                    except zstandard.ZstdError:
+                        pass
+                    cell = cell.decode("utf-8", "replace")
+                out.append(str(cell))
+    return "\n".join(out)
+
+
+# --- evaluate: redaction -----------------------------------------------------------------------------
+
+def test_a_redaction_failure_fails_the_scan_and_stores_nothing_raw(tmp_path, scan, monkeypatch):
+    from stowaway.analyzers.secrets import redaction
+
+    img = base_image()
+    img.env = img.env + [f"GITHUB_TOKEN={SECRET}"]
+    img.write_oci_layout(tmp_path / "oci", ref="demo/leaky:1")
+
+    def broken(spec, scanner):  # its message quotes the value, as a parser's error might
+        raise ValueError(f"cannot mask {SECRET}")
+
+    monkeypatch.setattr(redaction, "redact", broken)
+    database, out = scan(f"oci:{tmp_path / 'oci'}")
+    assert [o.status for o in out] == ["failed"]
+    assert "could not be redacted" in out[0].error
+    assert database.execute("SELECT status FROM scans").fetchall() == [("failed",)]
+    assert database.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 0
+    assert SECRET not in every_cell(database)
+
+    monkeypatch.undo()  # and with a working redaction the same image is stored, masked
+    database, out = scan(f"oci:{tmp_path / 'oci'}")
+    assert out[0].status == "done"
+    env = json.loads(database.execute("SELECT env FROM images").fetchone()[0])
+    assert any(e.startswith("GITHUB_TOKEN=") for e in env) and SECRET not in every_cell(database)
+
+
+# --- evaluate in the writer: the Dask path needs no database -------------------------------------
+
+def _contents(database):
+    q = database.execute
+    return {
+        "images": q("SELECT reference, manifest_digest, os_family, os_version, size, env FROM images"
+                    " ORDER BY reference").fetchall(),
+        "packages": q("SELECT i.reference, p.ecosystem, p.name, p.version, p.path, p.purl, p.os_owned,"
+                      " p.vulnerability_count FROM packages p JOIN images i ON i.id = p.image_id"
+                      " ORDER BY 1, 2, 3, 5").fetchall(),
+        "findings": q("SELECT i.reference, f.kind, f.rule, f.status, f.severity, f.path, f.title, f.fingerprint"
+                      " FROM findings f JOIN images i ON i.id = f.image_id ORDER BY 1, 2, 3, 6, 7").fetchall(),
+        "vulnerability_details": q("SELECT COUNT(*) FROM vulnerability_details").fetchall(),
+        "base_image": q("SELECT i.reference, f.status, f.title FROM findings f JOIN images i ON i.id = f.image_id"
+                        " WHERE f.kind = 'base_image' ORDER BY 1").fetchall(),
+        "scans": q("SELECT reference, status, layers_read + layers_cached FROM scans ORDER BY reference").fetchall(),
+    }
+
+
+def _scan_into(tmp_path, name, sources, **kw):
+    from stowaway.analyzers.vulnerabilities.importer import import_records
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    database = connect(str(tmp_path / f"{name}.db"))
+    import_records(database, ADVISORIES)
+    policy = {"base_images": {"approved": ["demo/base:1"]}}
+    Scanner(database, policy, progress=False).run([sources[0]])  # the approved base, scanned first
+    out = Scanner(database, policy, progress=False, **kw).run(sources[1:])
+    return database, out
+
+
+def test_dask_workers_that_cannot_open_the_database_store_what_the_local_scan_stores(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    base_image().write_oci_layout(tmp_path / "base", ref="demo/base:1")
+    sources = [f"oci:{tmp_path / 'base'}"]
+    for i in range(2):
+        app_image(i).write_oci_layout(tmp_path / f"app{i}", ref=f"demo/app:{i}")
+        sources.append(f"oci:{tmp_path / f'app{i}'}")
+    local, _ = _scan_into(tmp_path, "local", sources)
+    assert {r[1] for r in _contents(local)["findings"] if r[1] == "vulnerability"}  # something to compare
+
+    # Dask workers here are threads of this process: any database they try to open is refused
+    attempts = []
+    real_connect = sqlite3.connect
+
+    def guarded(*args, **kw):
+        if threading.current_thread() is not threading.main_thread():
+            attempts.append(args[0] if args else kw.get("database"))
+            raise sqlite3.OperationalError("unable to open database file (a worker has no database)")
+        return real_connect(*args, **kw)
+
+    monkeypatch.setattr(sqlite3, "connect", guarded)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        remote, out = _scan_into(tmp_path, "dask", sources, dask=client)
+        assert "run_job" in cl.scheduler.task_prefixes  # the analysis ran on the cluster
+    monkeypatch.undo()
+    assert attempts, "the workers were meant to try the database and fail"
+    assert sorted(o.reference for o in out) == ["demo/app:0", "demo/app:1"]
+    assert [o.status for o in out] == ["done", "done"]
+    got, want = _contents(remote), _contents(local)
+    assert got == want
+    assert got["base_image"][1][1] == "pass"  # demo/app:* is built on the approved base, seen by the writer
+    assert any(r[2] in ("CVE-2019-10906", "GHSA-jjjj") for r in got["findings"])
+
+
+# --- duration ----------------------------------------------------------------------------------------
+
+def test_the_recorded_duration_includes_reading_the_layers(tmp_path, scan, monkeypatch):
+    from stowaway.ingest.streams import LayerStream
+
+    app_image(1).write_oci_layout(tmp_path / "oci", ref="demo/app:1")
+    slept = []
+    finish = LayerStream.finish
+
+    def slow_finish(self, *a, **kw):  # reading a layer takes at least 0.4 s
+        time.sleep(0.4)
+        slept.append(0.4)
+        return finish(self, *a, **kw)
+
+    monkeypatch.setattr(LayerStream, "finish", slow_finish)
+    database, out = scan(f"oci:{tmp_path / 'oci'}", risks=["files"])
+    assert out[0].status == "done" and len(slept) == 2
+    seconds = database.execute("SELECT seconds FROM scans").fetchone()[0]
+    assert seconds >= sum(slept)
+
+
+# --- one run loop --------------------------------------------------------------------------------
+
+def test_the_library_scanner_runs_through_the_task_runner(tmp_path, scan):
+    app_image(1).write_oci_layout(tmp_path / "oci", ref="demo/app:1")
+    database, out = scan(f"oci:{tmp_path / 'oci'}", risks=["files"])
+    tasks = database.execute("SELECT id, kind, state, total, done FROM tasks").fetchall()
+    assert len(tasks) == 1 and tasks[0][1:] == ("manual", "done", 1, 1)
+    assert database.execute("SELECT task_id FROM scans").fetchall() == [(tasks[0][0],)]
+    items = database.execute("SELECT source, state, scan_ids FROM task_items").fetchall()
+    assert items == [(f"oci:{tmp_path / 'oci'}", "done", json.dumps([out[0].scan_id]))]
+
+
+# --- the read/cached message -------------------------------------------------------------------------
+
+def test_a_second_scan_of_a_compressed_docker_save_says_why_its_layers_were_read(tmp_path):
+    archive = app_image(1).write_docker_archive(tmp_path / "app.tar.gz", ref="demo/app:1", compress_with="gzip")
+    db = str(tmp_path / "cli.db")
+    cli = [sys.executable, "-m", "stowaway.ingest.cli", "scan", f"docker-archive:{archive}", "--db", db,
+           "--risk", "files", "--no-progress"]
+    first = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "2 layers read, 0 cached)" in first.stderr  # nothing was in the database: nothing more to say
+    second = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "2 layers read, 0 cached; 2 of the layers read were already in the database" in second.stderr
+    oci = tmp_path / "oci"
+    app_image(1).write_oci_layout(oci, ref="demo/app:1")  # a layout names its layers first: nothing is read
+    third = subprocess.run(cli[:4] + [f"oci:{oci}"] + cli[5:], capture_output=True, text=True, timeout=120)
+    assert "0 layers read, 2 cached)" in third.stderr
+
+
+# --- interruption ----------------------------------------------------------------------------------
+
+SLOW_SCAN = textwrap.dedent("""
+    import sys, time
+    from stowaway.ingest.streams import LayerStream
+    from stowaway.ingest import cli
+
+    finish = LayerStream.finish
+
+    def stuck(self, *a, **kw):
+        print("READING", flush=True)
+        time.sleep(120)
+        return finish(self, *a, **kw)
+
+    LayerStream.finish = stuck
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def _start_stuck_scan(tmp_path):
+    app_image(1).write_oci_layout(tmp_path / "oci", ref="demo/app:1")
+    db = str(tmp_path / "stuck.db")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SCAN, "scan", f"oci:{tmp_path / 'oci'}", "--db", db,
+                             "--risk", "files", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == "READING", proc.stderr.read()
+    return proc, db
+
+
+def test_a_scan_killed_with_sigkill_is_marked_interrupted_on_the_next_start(tmp_path):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.tasks import TaskRunner
+
+    proc, db = _start_stuck_scan(tmp_path)
+    database = connect(db)
+    assert database.execute("SELECT state, pid FROM tasks").fetchall() == [("running", proc.pid)]
+    proc.kill()
+    proc.wait(timeout=30)
+    assert database.execute("SELECT state FROM tasks").fetchone()[0] == "running"  # nobody could say otherwise
+    TaskRunner(database, {})  # the next start
+    state, error = database.execute("SELECT state, error FROM tasks").fetchone()
+    assert state == "interrupted" and f"process {proc.pid}" in error
+    assert database.execute("SELECT state FROM task_items").fetchall() == [("interrupted",)]
+    assert database.execute("SELECT status FROM scans").fetchall() == [("interrupted",)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_a_scan_marks_task_and_scan_interrupted(tmp_path, sig):
+    from stowaway.ingest.db import connect
+
+    proc, db = _start_stuck_scan(tmp_path)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    database = connect(db)
+    assert database.execute("SELECT state FROM tasks").fetchall() == [("interrupted",)]
+    assert database.execute("SELECT status, task_id FROM scans").fetchall() == [("interrupted", 1)]
+    assert database.execute("SELECT state FROM task_items").fetchall() == [("interrupted",)]
