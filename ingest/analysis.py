@@ -78,10 +78,11 @@ def limits_from(policy: dict) -> Limits:
     return Limits(**{k: v for k, v in conf.items() if k in known})
 
 
-def failure(source: str, reference: str, error: str, detail: str = "", **kw) -> ImageResult:
+def failure(source: str, reference: str, error: str, detail: str = "", *, started_at: str = "",
+            analyzers: dict[str, int] | None = None, risks: list[str] | None = None) -> ImageResult:
     error = error.splitlines()[0][:2000] if error else "unknown error"
     return ImageResult(source=source, reference=reference, status="failed", error=error, detail=detail,
-                       started_at=kw.pop("started_at", "") or dbm.now(), **kw)
+                       started_at=started_at or dbm.now(), analyzers=dict(analyzers or {}), risks=risks)
 
 
 _failure = failure  # the name other modules imported
@@ -146,7 +147,6 @@ class Analysis:
         claimed: set[str] = set()  # diff_ids of layers read in this pass and handed to an earlier image
         produced = False
         mark, started = time.perf_counter(), dbm.now()
-        common = {"analyzers": self.versions, "risks": self.risks}
 
         def timed(res: ImageResult) -> ImageResult:
             res.seconds = round(time.perf_counter() - mark, 3)
@@ -163,7 +163,7 @@ class Analysis:
                     pending[ev.key] = self._offer(ev, source)
                 elif isinstance(ev, SourceFailure):
                     produced = True
-                    yield timed(failure(source, ev.reference, ev.error, **common))
+                    yield timed(failure(source, ev.reference, ev.error, analyzers=self.versions, risks=self.risks))
                     mark, started = time.perf_counter(), dbm.now()
                 elif isinstance(ev, ImageSpec):
                     produced = True
@@ -172,13 +172,13 @@ class Analysis:
                     self._release(ev, pending)
         except ScanError as exc:
             produced = True
-            yield timed(failure(source, source, str(exc), **common))
+            yield timed(failure(source, source, str(exc), analyzers=self.versions, risks=self.risks))
         except Exception as exc:  # a bug must fail this source's scan, never the batch
             produced = True
             yield timed(failure(source, source, f"internal error: {exc.__class__.__name__}: {exc}",
-                                traceback.format_exc(), **common))
+                                traceback.format_exc(), analyzers=self.versions, risks=self.risks))
         if not produced:
-            yield timed(failure(source, source, f"{source}: no image found", **common))
+            yield timed(failure(source, source, f"{source}: no image found", analyzers=self.versions, risks=self.risks))
 
     def _release(self, spec: ImageSpec, pending: dict) -> None:
         """Layers the writer has stored since (in-process scans) no longer need their results in memory:

@@ -109,6 +109,8 @@ class Writer:
     def _write_done(self, res: ImageResult) -> ScanOutcome:
         conn = self.db.conn
         spec = res.spec
+        if spec is None:
+            raise ScanError(f"{res.reference}: no image description to store")
         scan_id = self._insert_scan(res, "running")
         fresh = {l.diff_id: l for l in res.fresh}
         layer_ids: list[int] = []
@@ -123,7 +125,7 @@ class Writer:
         image_id = self._store_image(spec, res.os, layer_ids)
         ctx = SimpleNamespace(os=res.os, packages=res.packages, findings=res.findings, facts=res.facts,
                               layer_ids=layer_ids)
-        write_results(conn, scan_id, image_id, ctx)
+        write_results(conn, scan_id, image_id, ctx)  # type: ignore[arg-type]  # the results and the layer ids
         # the whole scan's wall time: reading and applying (in its worker), evaluating and writing (here)
         res.seconds = round(res.seconds + time.perf_counter() - self._t0, 3)
         conn.execute("UPDATE scans SET status='done', finished_at=?, seconds=?, image_id=?, layers_read=?,"
