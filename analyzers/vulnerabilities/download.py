@@ -64,8 +64,9 @@ def _meta(path: str) -> dict:
 
 
 def fetch(url: str, dest: str, verify=True, progress: bool | None = None, session=None, timeout: float = 60,
-          label: str = "") -> tuple[str, bool]:
-    """Downloads url to dest; returns (dest, changed). Raises DownloadError with one clear line."""
+          label: str = "", is_zip: bool = True) -> tuple[str, bool]:
+    """Downloads url to dest; returns (dest, changed). Raises DownloadError with one clear line.
+    `is_zip=False` for single-document feeds (the Debian tracker JSON), which skip the zip check."""
     import requests
     from tqdm import tqdm
 
@@ -128,8 +129,10 @@ def fetch(url: str, dest: str, verify=True, progress: bool | None = None, sessio
             os.remove(part)
             raise DownloadError(f"{url}: {algo} mismatch (server says {want}, got {got}); the download was discarded")
     try:
-        with zipfile.ZipFile(part) as zf:
-            bad = zf.testzip()
+        bad = None
+        if is_zip:
+            with zipfile.ZipFile(part) as zf:
+                bad = zf.testzip()
     except zipfile.BadZipFile:
         os.remove(part)
         raise DownloadError(f"{url}: not a zip archive; the download was discarded") from None
@@ -138,7 +141,7 @@ def fetch(url: str, dest: str, verify=True, progress: bool | None = None, sessio
         raise DownloadError(f"{url}: corrupt member {bad} in the zip; the download was discarded")
     os.replace(part, dest)
     with open(meta_path, "w", encoding="utf-8") as fh:
-        json.dump({"url": url, "etag": etag, "size": size, "verified": sorted(expected) + ["zip"]}, fh)
+        json.dump({"url": url, "etag": etag, "size": size, "verified": sorted(expected) + (["zip"] if is_zip else [])}, fh)
     return dest, True
 
 

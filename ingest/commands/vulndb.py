@@ -48,11 +48,45 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _update_vendor(database, args) -> int:
+    """A vendor's own feed (feeds/sources.py): fetch what changed into the cache, import it."""
+    from stowaway.analyzers.vulnerabilities import download
+    from stowaway.analyzers.vulnerabilities.feeds import sources
+    from stowaway.analyzers.vulnerabilities.importer import Importer
+
+    cache = args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.db)), "vendor-feeds")
+    show = not args.no_progress and sys.stderr.isatty()
+    try:
+        got = sources.update(args.source, cache, verify=download.ca_verify(args.ca_bundle), base_url=args.url,
+                             limit=args.limit, progress=(lambda t: print(t, file=sys.stderr)) if show else None)
+    except sources.SourceError as exc:
+        print(f"stowaway: {exc}", file=sys.stderr)
+        return 1
+    print(got.summary(), file=sys.stderr)
+    for line in got.failed[:5]:
+        print(f"  e.g. {line}", file=sys.stderr)
+    paths = got.changed
+    if args.force_import and not paths:
+        paths = [os.path.join(cache, args.source)]
+    if paths:
+        importer = Importer(database, source=args.url or sources.SOURCES[args.source].url, kind=args.source)
+        for path in paths:
+            importer.add_path(path)
+        result = importer.finish()
+        print(f"imported {result.summary()}", file=sys.stderr)
+        if args.rematch and result.changed:
+            _rematch(database, args)
+    return 1 if got.failed else 0
+
+
 def cmd_update(args) -> int:
     from stowaway.analyzers.vulnerabilities import download
     from stowaway.analyzers.vulnerabilities.importer import Importer
 
     database = _connect(args.db)
+    if args.source != "osv":
+        return _update_vendor(database, args)
+    args.url = args.url or download.DEFAULT_BASE
     cache = args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.db)), "osv-feeds")
     verify = download.ca_verify(args.ca_bundle)
     ecosystems = args.ecosystem or list(download.DEFAULT_ECOSYSTEMS)
@@ -136,14 +170,25 @@ def add(sub):
     p.add_argument("--ignore-file", metavar="FILE", help="ignore rules applied when re-evaluating")
     p.set_defaults(func=cmd_import)
 
-    p = dbsub.add_parser("update", help="download osv.dev ecosystem exports (all.zip) and import them")
+    p = dbsub.add_parser("update", help="download osv.dev ecosystem exports (all.zip), or a vendor's own feed"
+                                        " (--source), and import them")
     _add_db(p)
+    from stowaway.analyzers.vulnerabilities.feeds.sources import DEFAULT_LIMIT, SOURCES
+
+    p.add_argument("--source", choices=("osv", *SOURCES), default="osv",
+                   help="osv: osv.dev's per-ecosystem exports (default); "
+                        + "; ".join(f"{s.name}: {s.help}" for s in SOURCES.values())
+                        + ". Vendor feeds are fetched incrementally (only new or changed documents)")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                   help=f"vendor feeds: at most N documents fetched per run, the rest next run (default {DEFAULT_LIMIT:,})")
     p.add_argument("--ecosystem", action="append", metavar="NAME",
                    help="OSV ecosystem, repeatable (default: the OS and language ecosystems Stowaway matches)")
     from stowaway.analyzers.vulnerabilities.download import DEFAULT_BASE
 
-    p.add_argument("--url", default=DEFAULT_BASE, help=f"base URL of the exports (default: {DEFAULT_BASE})")
-    p.add_argument("--cache-dir", metavar="DIR", help="where the zips are kept (default: osv-feeds/ beside the database)")
+    p.add_argument("--url", help=f"base URL of the exports (default: {DEFAULT_BASE}), or of the vendor feed named by"
+                                 " --source (default: the vendor's own, see docs/VULNERABILITIES.md)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where the zips or vendor documents are kept (default: osv-feeds/"
+                                                      " or vendor-feeds/ beside the database)")
     p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for HTTPS (default: $REQUESTS_CA_BUNDLE or certifi)")
     p.add_argument("--force-import", action="store_true", help="import even when the export did not change")
     p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image when anything changed")
