@@ -57,6 +57,7 @@ class ForwardReader:
         self.pos = 0
         self.mode = "rb"
         self.header_budget: int | None = None  # bytes an extended tar header may still read
+        self.last = b""  # the last read: when tarfile stops, the header block it stopped at
 
     def read(self, n: int = -1) -> bytes:
         if self.header_budget is not None:
@@ -65,6 +66,7 @@ class ForwardReader:
             self.header_budget -= n
         data = self.raw.read(n) if n is not None and n >= 0 else self.raw.read()
         self.pos += len(data)
+        self.last = data
         return data
 
     def tell(self) -> int:
@@ -180,7 +182,8 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
     kept_bytes = 0
     try:
         capped = type("CappedTarInfo", (CappedTarInfo,), {"max_header": limits.max_tar_header})
-        tf = tarfile.open(fileobj=ForwardReader(tar_stream), mode="r:", errorlevel=1, tarinfo=capped)
+        reader = ForwardReader(tar_stream)
+        tf = tarfile.open(fileobj=reader, mode="r:", errorlevel=1, tarinfo=capped)
     except TarHeaderTooLarge:
         raise ScanError(f"{what}: a tar extended header is larger than {limits.max_tar_header} bytes"
                         " (limits.max_tar_header)") from None
@@ -267,6 +270,7 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 except Exception as exc:  # an analyzer bug must not lose the rest of the scan
                     result.warn(f"{a.name} failed on {path}: {exc.__class__.__name__}: {str(exc)[:200]}")
                 result.seconds[a.name] += time.perf_counter() - t0
+        _stopped_cleanly(reader, tf, what)
     except ScanError:
         raise
     except TarHeaderTooLarge:
@@ -280,6 +284,17 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         raise ScanError(f"{what}: read error ({exc})") from None
     _refuse_windows(result, what)
     return result
+
+
+def _stopped_cleanly(reader: ForwardReader, tf: tarfile.TarFile, what: str) -> None:
+    """tarfile ends an archive quietly at the first header it cannot read (past the first one), so
+    a corrupt or cut header would hide the rest of the layer. Only end-of-archive zeros, or no
+    more data at all, end a layer."""
+    block = reader.last
+    if 0 < len(block) < tarfile.BLOCKSIZE:
+        raise ScanError(f"{what}: truncated tar (a header at byte {tf.offset} is cut short)")
+    if block.strip(b"\0"):
+        raise ScanError(f"{what}: corrupt tar header at byte {tf.offset}; the rest of the layer cannot be read")
 
 
 WINDOWS_ROOTS = {"Files", "Hives", "UtilityVM"}
