@@ -89,7 +89,9 @@ class LibCrypt:
 
     def verify(self, password: bytes, stored: str) -> bool:
         got = self.crypt(password, stored)
-        return got is not None and hmac.compare_digest(got, stored)
+        # bytes: compare_digest refuses str with non-ASCII characters, and a shadow file may hold any
+        return got is not None and hmac.compare_digest(got.encode("utf-8", "surrogateescape"),
+                                                       stored.encode("utf-8", "surrogateescape"))
 
     def gensalt(self, prefix: str, rounds: int = 0) -> str:
         """A fresh setting for a scheme ('$y$', '$6$', '$2b$', '' for descrypt; None would mean the default scheme)."""

@@ -168,7 +168,7 @@ class Verifier:
                     acc["status"] = "unsupported"
                     continue
                 acc["tried"] += 1
-                if hmac.compare_digest(got, stored):
+                if hmac.compare_digest(got.encode("utf-8", "surrogateescape"), stored.encode("utf-8", "surrogateescape")):
                     acc["status"] = "weak"
 
 
