@@ -91,6 +91,7 @@ def manifest(doc: Any, where: str) -> dict:
 
 RUNTIME_STRINGS = ("User", "WorkingDir", "StopSignal", "Image", "Hostname", "Domainname")
 RUNTIME_LISTS = ("Env", "Cmd", "Entrypoint", "Shell", "OnBuild")
+SHELL_FORM = ("Cmd", "Entrypoint")  # a plain string in configs written by old Docker versions
 RUNTIME_OBJECTS = ("ExposedPorts", "Volumes", "Healthcheck")
 
 
@@ -108,7 +109,7 @@ def config(doc: Any, where: str) -> dict:
         expect(runtime.get(key), str, f"{where} config.{key}")
     for key in RUNTIME_LISTS:
         value = runtime.get(key)
-        if not isinstance(value, str):  # Cmd and Entrypoint may be a shell string in old Docker configs
+        if not (key in SHELL_FORM and isinstance(value, str)):
             _strings(value, f"{where} config.{key}")
     for key in RUNTIME_OBJECTS:
         expect(runtime.get(key), dict, f"{where} config.{key}")
