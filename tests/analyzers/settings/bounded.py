@@ -15,10 +15,12 @@ HERE = pathlib.Path(__file__).resolve().parent
 TESTS = HERE.parents[1]
 
 PRELUDE = """
-import json, resource, sys
+import json, sys
 sys.path[:0] = {paths!r}
 def done(value):
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM belongs to this process image: ru_maxrss would also count the pages of the (possibly large)
+    # test process this child was forked from, before it exec'd
+    peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(json.dumps({{"value": value, "peak_mb": peak_kib / 1024}}))
 """
 
