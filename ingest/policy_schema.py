@@ -125,10 +125,10 @@ def _per_host(keys: dict[str, Check]):
     return check
 
 
-def _limits(cls: type = Limits) -> dict[str, Check]:
+def _limits(cls: type = Limits, minimum: int = 1) -> dict[str, Check]:
     out = {}
     for f in dataclasses.fields(cls):
-        out[f.name] = _number() if isinstance(f.default, float) else _int(1)
+        out[f.name] = _number() if isinstance(f.default, float) else _int(minimum)
     return out
 
 
@@ -136,7 +136,7 @@ def _limits(cls: type = Limits) -> dict[str, Check]:
 # a function checks its whole body (tables keyed by host).
 SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "limits": _limits(),
-    "archives": _limits(ArchiveLimits),
+    "archives": _limits(ArchiveLimits, 0),  # max_depth = 0: no archive is opened
     "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "dask_timeout": _number(0.001),
              "retries": _int(0), "retry_delay": _number(), "max_wait": _number()},
     "registries": _per_host(REGISTRY_KEYS),

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import os
+import pathlib
 import random
+import subprocess
+import sys
 import tarfile
 import zipfile
+import zlib
 
 import pytest
 from conftest import report_of
@@ -118,3 +124,43 @@ def test_inventory_of_a_jar_inside_a_tar_gz(archives_report):
     maven = [(s["name"], s["version"], s["path"]) for s in rep["software"] if s["ecosystem"] == "maven"]
     assert maven == [("org.apache.logging.log4j:log4j-core", "2.14.1",
                       "/opt/dist.tar.gz!/app/lib/log4j-core-2.14.1.jar")]
+
+
+def test_bomb_image_scan_memory_is_bounded(tmp_path):
+    """A real `stowaway scan` process over a 256 MiB gzip bomb in a tar, a 2^16-copy zip of zips, a
+    tar.xz of 128 MiB of zeros and 200 nested zips: it finishes, says why it cut, and stays small."""
+    deep = b"x"
+    for _ in range(200):
+        deep = zip_of({"n.zip": deep})
+    # made in pieces: neither this process nor the scan (which inherits its peak) holds a gigabyte
+    zeros = bytes(1 << 20)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    bomb = b"".join(squeeze.compress(zeros) for _ in range(256)) + squeeze.flush()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tf:
+        for i in range(8):
+            ti = tarfile.TarInfo(f"f{i}")
+            ti.size = 16 << 20
+            tf.addfile(ti, io.BufferedReader(io.BytesIO(bytes(16 << 20))))
+    files = {"opt/logs.tar": tar_of({"bomb.gz": bomb}), "opt/42.zip": zip_of_zips(16),
+             "opt/xz.tar.xz": buf.getvalue(), "opt/deep.zip": deep}
+    ImageBuilder().layer({k: File(v) for k, v in files.items()}).write_oci_layout(tmp_path / "oci", ref="bombs:1")
+    stowaway = str(pathlib.Path(sys.executable).with_name("stowaway"))
+    db = str(tmp_path / "b.db")
+    proc = subprocess.Popen([stowaway, "scan", f"oci:{tmp_path / 'oci'}", "--db", db, "--risk", "malicious",
+                             "--risk", "secrets", "--risk", "software", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, STOWAWAY_CACHE_DIR=str(tmp_path / "cache"),
+                                     STOWAWAY_DATA_DIR=str(tmp_path / "data")))
+    _, status, usage = os.wait4(proc.pid, 0)  # this process's own peak, not that of other tests' children
+    stderr = proc.stderr.read()
+    assert os.waitstatus_to_exitcode(status) == 0, stderr
+    assert "Traceback" not in stderr and "Warning" not in stderr
+    peak_mib = usage.ru_maxrss / 1024
+    assert peak_mib < 300, f"peak RSS {peak_mib:.0f} MiB"
+    print(f"bomb image scan: peak RSS {peak_mib:.0f} MiB")
+    rep = json.loads(subprocess.run([stowaway, "report", "bombs:1", "--db", db], capture_output=True, text=True,
+                                    check=True).stdout)
+    warnings = rep["scan"]["warnings"]
+    for path in ("/opt/logs.tar!/bomb.gz", "/opt/42.zip", "/opt/xz.tar.xz", "/opt/deep.zip"):
+        assert any(w.startswith(f"malware: {path}") for w in warnings), (path, warnings)

@@ -225,3 +225,12 @@ def test_limits_from_policy():
     assert (limits.max_depth, limits.max_ratio, limits.max_total_bytes) == (2, 50.0, 10)
     with pytest.raises(ValueError, match="archives.max_depth: expected a number >= 0"):
         ArchiveLimits.from_policy({"archives": {"max_depth": "deep"}})
+
+
+def test_policy_schema_knows_the_archives_section():
+    from stowaway.ingest.policy_schema import validate
+
+    assert validate({"archives": {"max_depth": 0, "max_ratio": 50.5, "max_total_bytes": 1 << 20}}) == []
+    assert validate({"archives": {"max_depth": -1, "max_members": "many"}}) == [
+        "error: archives.max_depth: expected an integer >= 0, got -1",
+        "error: archives.max_members: expected an integer, got a string"]
