@@ -22,7 +22,7 @@ import bz2
 import gzip
 import io
 import re
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 # what a vendor feed file may hold before it is read at all (the largest real ones: Red Hat's
 # rhel-8-including-unpatched OVAL is ~ 400 MB uncompressed; the Debian tracker JSON ~ 80 MB, streamed)
@@ -42,7 +42,7 @@ class FeedError(ValueError):
 class _Capped(io.RawIOBase):
     """A decompressing stream that stops with FeedError past MAX_UNCOMPRESSED (a bomb is not read out)."""
 
-    def __init__(self, inner: IO[bytes], name: str, cap: int = MAX_UNCOMPRESSED):
+    def __init__(self, inner: Any, name: str, cap: int = MAX_UNCOMPRESSED):  # a binary file object
         self.inner, self.name, self.cap, self.seen = inner, name, cap, 0
 
     def readable(self) -> bool:

@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 from . import FeedError, open_feed
 
@@ -33,7 +33,7 @@ def records(path: str, modified: str, warn) -> Iterator[dict]:
 
     from ..importer import debian_tracker_records
 
-    shim = _Warner(warn)
+    shim: Any = _Warner(warn)  # what debian_tracker_records asks of an ImportResult: .warn()
     with tempfile.TemporaryDirectory(prefix="stowaway-tracker-") as tmp:
         stage = sqlite3.connect(os.path.join(tmp, "stage.db"))
         try:

@@ -67,8 +67,8 @@ def csaf_records(doc, name: str, warn) -> Iterator[dict]:
     if not isinstance(doc, dict) or not isinstance(doc.get("document"), dict):
         raise FeedError(f"{name}: not a CSAF document")
     document = doc["document"]
-    tracking = document.get("tracking") if isinstance(document.get("tracking"), dict) else {}
-    tree = doc.get("product_tree") if isinstance(doc.get("product_tree"), dict) else {}
+    tracking: dict = document["tracking"] if isinstance(document.get("tracking"), dict) else {}
+    tree: dict = doc["product_tree"] if isinstance(doc.get("product_tree"), dict) else {}
     cpes = _platforms(tree)
     relations: dict[str, tuple[str, str]] = {}
     for rel in tree.get("relationships") or ():
@@ -121,13 +121,13 @@ def csaf_records(doc, name: str, warn) -> Iterator[dict]:
                     for pid in t.get("product_ids") or ["*"]:
                         impact[pid] = t["details"]
             for s in v.get("scores") or ():
-                for key in ("cvss_v3", "cvss_v4", "cvss_v2"):
-                    entry = cvss_entry((s.get(key) or {}).get("vectorString", "")) if isinstance(s, dict) else None
+                for version_key in ("cvss_v3", "cvss_v4", "cvss_v2"):
+                    entry = cvss_entry((s.get(version_key) or {}).get("vectorString", "")) if isinstance(s, dict) else None
                     if entry and entry not in severities:
                         severities.append(entry)
             details += [n["text"] for n in v.get("notes") or () if isinstance(n, dict)
                         and n.get("category") == "description" and isinstance(n.get("text"), str)]
-            status = v.get("product_status") if isinstance(v.get("product_status"), dict) else {}
+            status: dict = v["product_status"] if isinstance(v.get("product_status"), dict) else {}
             fixed = set(status.get("fixed") or ())
             unfixed = set(status.get("known_affected") or ())
             for r in v.get("remediations") or ():
