@@ -41,6 +41,11 @@ DISTRO_ECOSYSTEM = {
     "euleros": "EulerOS", "hce": "HCE",
 }
 
+# vendors whose advisories give versions from source rpm file names, which carry no epoch (openEuler's
+# CVRF and its OSV export alike): the installed epoch is left out, or every package with an epoch
+# (openssl 1:, perl 4:, bind 32:) would compare newer than every fix and never match
+EPOCHLESS_ADVISORIES = frozenset({"openEuler"})
+
 DEBIAN_CODENAMES = {
     "buzz": "1.1", "rex": "1.2", "bo": "1.3", "hamm": "2.0", "slink": "2.1", "potato": "2.2", "woody": "3.0",
     "sarge": "3.1", "etch": "4", "lenny": "5", "squeeze": "6", "wheezy": "7", "jessie": "8", "stretch": "9",
@@ -136,6 +141,8 @@ def package_target(pkg_ecosystem: str, name: str, version: str, source_name: str
         ver = source_version or version
         if eco == "rpm" and source_version and ":" not in source_version and ":" in version:
             ver = version.split(":", 1)[0] + ":" + source_version
+        if eco == "rpm" and os_key[0] in EPOCHLESS_ADVISORIES and re.match(r"^\d+:", ver):
+            ver = ver.split(":", 1)[1]
         return os_key[0], os_key[1], normalize_name(os_key[0], src), ver
     osv = APP_ECOSYSTEM.get(eco)
     if not osv:
