@@ -157,6 +157,9 @@ class Analysis:
             options = dict(self.policy.get("source_options") or {})
             if self.policy.get("registries"):  # per-host settings: [registries."HOST"] ca, insecure, ...
                 options.setdefault("registries", self.policy["registries"])
+            # a compressed archive names its layers only at its end: when the cache may hold some of them,
+            # a first pass learns their digests so those are passed over instead of analyzed again
+            options.setdefault("prescan", not self.cache.empty())
             events = open_source(source, self.limits, **options)
             for ev in _progress(events, self.progress, source):
                 if isinstance(ev, LayerBlob):

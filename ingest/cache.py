@@ -35,6 +35,12 @@ class LayerCache:
     def __init__(self, database: Any = None):
         self.db = database
 
+    def empty(self) -> bool:
+        """True when no layer's walk is stored (no database, or nothing scanned yet)."""
+        if self.db is None:
+            return True
+        return self.db.execute("SELECT 1 FROM layers WHERE file_index IS NOT NULL LIMIT 1").fetchone() is None
+
     def layer_row(self, diff_id: str) -> tuple[int, bool] | None:
         """(layers.id, indexed) of a stored layer, or None."""
         if self.db is None or not diff_id:

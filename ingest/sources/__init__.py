@@ -62,10 +62,11 @@ def parse_source(text: str) -> tuple[str, str, str]:
 
 def open_source(text: str, limits, **options) -> Iterator[Event]:
     transport, location, ref = parse_source(text)
+    prescan = bool(options.pop("prescan", False))  # archives only: learn layer digests before reading layers
     if transport in ("oci", "oci-archive", "docker-archive"):
         from .archive import archive_events
 
-        return archive_events(text, transport, location, ref, limits)
+        return archive_events(text, transport, location, ref, limits, prescan=prescan)
     if transport == "registry":
         from .registry import registry_events  # type: ignore[import-not-found]
 

@@ -213,14 +213,55 @@ def _ref_matches(ref: str, want: str, digest: str) -> bool:
     return want in (ref, digest) or ref.rsplit(":", 1)[-1] == want and ":" not in want
 
 
-def archive_events(text: str, transport: str, location: str, ref: str, limits: Limits):
+def archive_events(text: str, transport: str, location: str, ref: str, limits: Limits, prescan: bool = False):
+    """`prescan`: for a compressed archive on disk, first learn its layers' digests (one pass that
+    decompresses it and keeps only the JSON) so that the layers the caller already holds are passed over
+    unread in the second pass instead of being analyzed again. Worth it when a cache may hold them."""
     if os.path.isdir(location):
         return _random_access(Tree(location, limits), text, transport, ref, limits)
     with open(location, "rb") as fh:
         head = fh.read(4)
     if compression_of(head) == "none":
         return _random_access(Tree(location, limits), text, transport, ref, limits)
-    return _streamed(text, transport, location, ref, limits)
+    return _streamed(text, transport, location, ref, limits, prescan=prescan)
+
+
+def _layer_digests(text: str, transport: str, location: str, ref: str, limits: Limits) -> dict[str, str]:
+    """Layer key -> diff_id, from a first pass over a compressed archive that keeps only its JSON."""
+    files: dict[str, bytes] = {}
+    with open(location, "rb", buffering=CHUNK) as raw:
+        stream, _ = open_outer(raw, limits, text)
+        try:
+            tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")
+            for member in iter_members(tf):
+                if member.isreg() and member.size <= limits.max_json:
+                    name = posixpath.normpath(member.name.lstrip("./") or ".")
+                    fh = tf.extractfile(member)
+                    data = fh.read() if fh is not None else b""
+                    if data.lstrip()[:1] in (b"{", b"["):
+                        files[name] = data
+        except (tarfile.TarError, EOFError, OSError):
+            return {}  # the real pass says what is wrong
+    try:
+        specs = _layout_specs(files, text, transport, ref, limits)
+        return {d.key: d.diff_id for spec in specs if isinstance(spec, ImageSpec) for d in spec.layers}
+    except ScanError:
+        return {}
+
+
+def _layout_specs(files: dict[str, bytes], text: str, transport: str, ref: str, limits: Limits):
+    def read(name: str) -> bytes:
+        name = posixpath.normpath(name)
+        if name in files:
+            return files[name]
+        raise ScanError(f"{text}: blob {name} is missing")
+
+    layout = Layout(read, text, limits)
+    if transport == "docker-archive" and "manifest.json" in files:
+        return layout.docker_images(read_json_bytes(files["manifest.json"], f"{text}: manifest.json"))
+    if "index.json" in files:
+        return layout.oci_images(read_json_bytes(files["index.json"], f"{text}: index.json"), ref)
+    raise ScanError(f"{text}: neither manifest.json nor index.json found")
 
 
 def _random_access(tree: Tree, text: str, transport: str, ref: str, limits: Limits):
@@ -250,13 +291,16 @@ def _random_access(tree: Tree, text: str, transport: str, ref: str, limits: Limi
         yield spec
 
 
-def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits, fileobj=None):
+def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits, fileobj=None,
+              prescan: bool = False):
     """One front-to-back pass over a compressed archive: small JSON kept, layers handed on as they pass.
 
     `fileobj`, when given, is read instead of `location`: any forward-only stream of the archive
-    (the Docker engine's `save` output)."""
+    (the Docker engine's `save` output). `prescan` (a file only): a first pass learns the layers'
+    digests, so a layer is offered with its diff_id and one the caller holds is passed over."""
     files: dict[str, bytes] = {}
     layer_keys: set[str] = set()
+    digests = _layer_digests(text, transport, location, ref, limits) if prescan and fileobj is None else {}
     with (open(location, "rb", buffering=CHUNK) if fileobj is None else contextlib.nullcontext(fileobj)) as raw:
         stream, _ = open_outer(raw, limits, text)
         try:
@@ -276,7 +320,8 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
                     known = ""
                     if compression_of(head) == "none" and name.startswith("blobs/sha256/"):
                         known = "sha256:" + name.rsplit("/", 1)[1]
-                    yield LayerBlob(key=name, size=member.size, stream=peek, digest=known, diff_id=known)
+                    diff_id = known or digests.get(name, "")  # from the first pass: checked when read
+                    yield LayerBlob(key=name, size=member.size, stream=peek, digest=known, diff_id=diff_id)
                 elif head.lstrip()[:1] in (b"{", b"[") and member.size <= limits.max_json:
                     files[name] = peek.read()
                 # anything else (VERSION, legacy json) is not needed
@@ -285,20 +330,7 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ScanError(f"{text}: truncated or corrupt archive ({exc})") from None
 
-    def read(name: str) -> bytes:
-        name = posixpath.normpath(name)
-        if name in files:
-            return files[name]
-        raise ScanError(f"{text}: blob {name} is missing")
-
-    layout = Layout(read, text, limits)
-    if transport == "docker-archive" and "manifest.json" in files:
-        specs = layout.docker_images(read_json_bytes(files["manifest.json"], f"{text}: manifest.json"))
-    elif "index.json" in files:
-        specs = layout.oci_images(read_json_bytes(files["index.json"], f"{text}: index.json"), ref)
-    else:
-        raise ScanError(f"{text}: neither manifest.json nor index.json found")
-    for spec in specs:
+    for spec in _layout_specs(files, text, transport, ref, limits):
         if isinstance(spec, ImageSpec):
             if ref and transport == "docker-archive" and ref not in (spec.reference, spec.manifest_digest):
                 continue
