@@ -27,6 +27,7 @@ from typing import IO, Any, Iterator
 # what a vendor feed file may hold before it is read at all (the largest real ones: Red Hat's
 # rhel-8-including-unpatched OVAL is ~ 400 MB uncompressed; the Debian tracker JSON ~ 80 MB, streamed)
 MAX_UNCOMPRESSED = 1 << 30
+MAX_DOCUMENT = 128 << 20  # one CSAF or CVRF document is parsed whole: the largest real ones (kernel VEX) ~ 30 MB
 SNIFF = 4096
 SNIFF_FIRST = 1 << 20  # a .json file larger than this is sniffed before it is read (it may be streamed)
 EXTENSIONS = (".xml", ".xml.gz", ".xml.bz2", ".json.gz", ".json.bz2")
@@ -61,13 +62,13 @@ class _Capped(io.RawIOBase):
         super().close()
 
 
-def open_feed(path: str) -> IO[bytes]:
-    """A binary stream of the file, decompressed (.gz, .bz2) and capped."""
+def open_feed(path: str, cap: int = MAX_UNCOMPRESSED) -> IO[bytes]:
+    """A binary stream of the file, decompressed (.gz, .bz2) and capped at `cap` bytes."""
     if path.endswith(".gz"):
-        return io.BufferedReader(_Capped(gzip.open(path, "rb"), path))
+        return io.BufferedReader(_Capped(gzip.open(path, "rb"), path, cap))
     if path.endswith(".bz2"):
-        return io.BufferedReader(_Capped(bz2.open(path, "rb"), path))
-    return io.BufferedReader(_Capped(open(path, "rb"), path))
+        return io.BufferedReader(_Capped(bz2.open(path, "rb"), path, cap))
+    return io.BufferedReader(_Capped(open(path, "rb"), path, cap))
 
 
 def sniff(path: str, head: bytes | None = None) -> str | None:
@@ -170,3 +171,12 @@ def add_file(importer, path: str, kind: str) -> None:
         importer.result.records += 1
         importer.result.skipped += 1
         importer.result.warn(f"unreadable {kind} file", str(exc))
+    except RecursionError:
+        importer.result.records += 1
+        importer.result.skipped += 1
+        importer.result.warn(f"unreadable {kind} file", f"{path}: nested too deeply")
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        # a document whose fields have the wrong shapes (a number where a list belongs): this file only
+        importer.result.records += 1
+        importer.result.skipped += 1
+        importer.result.warn(f"malformed {kind} file", f"{path}: {exc.__class__.__name__}: {str(exc)[:120]}")

@@ -23,7 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Iterator
 
-from . import FeedError, cvss_entry, open_feed, split_rpm_filename, worst
+from . import MAX_DOCUMENT, FeedError, cvss_entry, open_feed, split_rpm_filename, worst
 
 _SUSE_PRODUCT = re.compile(r"^(SUSE Linux Enterprise .*?\d.*|openSUSE Leap (?:Micro )?\d+(?:\.\d+)?)$")
 _TITLE_SOURCE = re.compile(r"^(?:Security|Recommended) update for ([A-Za-z0-9][\w.+-]*)$")
@@ -57,7 +57,7 @@ def _walk(el, name: str):
 
 def records(path: str, warn) -> Iterator[dict]:
     try:
-        with open_feed(path) as fh:
+        with open_feed(path, MAX_DOCUMENT) as fh:
             root = ET.parse(fh).getroot()
     except (OSError, EOFError, ET.ParseError) as exc:
         raise FeedError(f"{path}: not readable CVRF XML ({exc.__class__.__name__}: {exc})") from None

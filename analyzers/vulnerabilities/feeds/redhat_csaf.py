@@ -25,7 +25,7 @@ import json
 import re
 from typing import Iterator
 
-from . import FeedError, cvss_entry, open_feed, split_nevra
+from . import MAX_DOCUMENT, FeedError, cvss_entry, open_feed, split_nevra
 
 _CPE = re.compile(r"^cpe:/[ao]:redhat:(enterprise_linux|rhel_els):(\d+)")
 _PLATFORM_ID = re.compile(r"^red_hat_enterprise_linux_(\d+)$")  # VEX's id of a release's unfixed components
@@ -34,8 +34,10 @@ _UNFIXED = ("no_fix_planned", "none_available", "deferred")
 
 def records(path: str, warn) -> Iterator[dict]:
     try:
-        with open_feed(path) as fh:
+        with open_feed(path, MAX_DOCUMENT) as fh:
             doc = json.load(fh)
+    except FeedError:
+        raise
     except (OSError, EOFError, ValueError) as exc:  # json and decompression errors; FeedError is a ValueError
         raise FeedError(f"{path}: not readable CSAF JSON ({exc.__class__.__name__})") from None
     yield from csaf_records(doc, path, warn)

@@ -383,3 +383,36 @@ def test_kylin_image_says_no_public_feed(tmp_path, scan):
     assert rep["vulnerabilities"] == []
     assert any("1 OS packages not checked: no Kylin V10-SP2 advisories (KylinSoft publishes" in w
                for w in rep["scan"]["warnings"]), rep["scan"]["warnings"]
+
+
+# --- hostile vendor files: one counted warning each, never a traceback, the rest imported ------------
+
+def test_hostile_vendor_files_cost_only_themselves(db, tmp_path, monkeypatch):
+    import bz2
+    import gzip
+
+    good = rhsa("RHSA-2020:5566", ["CVE-2020-1971"], "cpe:/o:redhat:enterprise_linux:7::server", "7Server-7.9.Z",
+                "openssl-1:1.0.2k-21.el7_9.src", ["openssl-libs-1:1.0.2k-21.el7_9.x86_64"], "Important")
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    shapes = dict(good, vulnerabilities=[{"cve": "CVE-1", "product_status": {"fixed": 7},
+                                          "remediations": [{"category": "vendor_fix", "product_ids": 3}]}])
+    (tmp_path / "shapes.json").write_text(json.dumps(shapes))
+    nested = '{"document": {"category": "csaf_vex"}, "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (tmp_path / "nested.json").write_text(nested)
+    laughs = ('<?xml version="1.0"?><!DOCTYPE cvrfdoc [<!ENTITY a "aaaaaaaaaa">'
+              + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9))
+              + ']><cvrfdoc><DocumentTitle>&j;</DocumentTitle></cvrfdoc>')
+    (tmp_path / "laughs.xml").write_text(laughs)
+    monkeypatch.setattr(feeds, "MAX_DOCUMENT", 1 << 20)
+    from stowaway.analyzers.vulnerabilities.feeds import cvrf
+    monkeypatch.setattr(cvrf, "MAX_DOCUMENT", 1 << 20)
+    with gzip.open(tmp_path / "bomb.xml.gz", "wb") as fh:  # 2 MB of XML behind a few KB, over the 1 MB cap
+        fh.write(b"<?xml version='1.0'?><cvrfdoc>" + b" " * (2 << 20) + b"</cvrfdoc>")
+    (tmp_path / "trunc.xml.bz2").write_bytes(bz2.compress(b"<?xml version='1.0'?><cvrfdoc><Doc")[:20])
+    result = import_paths(db, [str(tmp_path)])
+    assert _rows(db, "RHSA-2020:5566"), "the good file is imported beside the bad ones"
+    assert result.warnings["malformed redhat-csaf file"] == 1  # shapes.json
+    assert result.warnings["unreadable redhat-csaf file"] == 1  # nested.json
+    assert result.warnings["unreadable cvrf file"] == 2, result.warnings  # laughs (expat refuses), bomb (capped)
+    assert result.warnings["unreadable file"] == 1  # the truncated .bz2 cannot even be sniffed
+    assert any("more than 1 MB uncompressed" in e for e in result.examples)
