@@ -33,13 +33,18 @@ def _rematch(database, args) -> None:
 
 
 def cmd_import(args) -> int:
-    from stowaway.analyzers.vulnerabilities.importer import import_paths
+    from stowaway.analyzers.vulnerabilities.importer import Importer
+    from stowaway.ingest.output import RecordProgress
 
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         raise ScanError(f"{missing[0]}: no such file or directory")
     database = _connect(args.db)
-    result = import_paths(database, args.paths)
+    importer = Importer(database, source=" ".join(args.paths))
+    with RecordProgress(lambda: importer.result.records, "import", False if args.no_progress else None):
+        for path in args.paths:
+            importer.add_path(path)
+        result = importer.finish()
     print(f"imported {result.summary()}", file=sys.stderr)
     for example in result.examples[:5]:
         print(f"  e.g. {example}", file=sys.stderr)
@@ -82,6 +87,7 @@ def _update_vendor(database, args) -> int:
 def cmd_update(args) -> int:
     from stowaway.analyzers.vulnerabilities import download
     from stowaway.analyzers.vulnerabilities.importer import Importer
+    from stowaway.ingest.output import RecordProgress
 
     database = _connect(args.db)
     if args.source != "osv":
@@ -106,7 +112,9 @@ def cmd_update(args) -> int:
             print(f"{eco}: unchanged", file=sys.stderr)
             continue
         importer = importer or Importer(database, source=args.url, kind="osv-download")
-        importer.add_path(path)
+        imp = importer
+        with RecordProgress(lambda: imp.result.records, f"import {eco}", False if args.no_progress else None):
+            importer.add_path(path)
         print(f"{eco}: downloaded {os.path.getsize(path):,} bytes", file=sys.stderr)
     if importer:
         result = importer.finish()

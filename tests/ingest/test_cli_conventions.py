@@ -101,3 +101,67 @@ def test_registry_written_as_users_type_it():
     assert (ref.host, ref.repository, ref.tag, ref.scheme) == ("localhost:5000", "team/app", "1", "http")
     r = run("sync", "ftp://x", "--db", "/nonexistent/x.db")
     assert r.returncode == 2 and "expected a registry as HOST[:PORT]" in r.stderr
+
+
+def _on_a_terminal(argv, cwd=None):
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        if cwd:
+            os.chdir(cwd)
+        os.execv(STOWAWAY, [STOWAWAY, *argv])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
+def test_db_import_counts_records_on_a_terminal_only(tmp_path):
+    feed = tmp_path / "osv"
+    feed.mkdir()
+    for i in range(50):
+        (feed / f"GHSA-{i}.json").write_text(json.dumps({
+            "id": f"GHSA-{i}", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "PyPI", "name": f"p{i}"},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]}))
+    code, out = _on_a_terminal(["db", "import", str(feed), "--db", str(tmp_path / "a.db")])
+    assert code == 0 and "records" in out and "imported 50 records" in out
+    code, out = _on_a_terminal(["db", "import", str(feed), "--db", str(tmp_path / "b.db"), "--no-progress"])
+    assert code == 0 and " records/s" not in out and "imported 50 records" in out
+    r = run("db", "import", str(feed), "--db", str(tmp_path / "c.db"))  # not a terminal: no bar
+    assert r.returncode == 0 and r.stderr.startswith("imported 50 records")
+
+
+def test_scan_progress_counts_layers_and_bytes():
+    import io
+
+    from tqdm import tqdm
+
+    from stowaway.ingest.output import scan_progress
+    from stowaway.ingest.sources import LayerBlob
+
+    events = [LayerBlob(key="l0", open=lambda: io.BytesIO(b"x" * 300_000)),
+              LayerBlob(key="l1", stream=io.BytesIO(b"y" * 200_000)), "image"]
+    got = []
+    screen = io.StringIO()
+    bar = tqdm(file=screen, desc="scan app.tar", unit="B", unit_scale=True, unit_divisor=1024, mininterval=0)
+    for ev in scan_progress(iter(events), True, "docker-archive:app.tar", bar=bar):
+        if isinstance(ev, LayerBlob):
+            raw = ev.open() if ev.open else ev.stream
+            got.append(len(raw.read(1000)) + len(raw.read()))
+        else:
+            got.append(ev)
+    assert got == [300_000, 200_000, "image"]  # the bytes pass through unchanged
+    assert bar.n == 500_000
+    shown = screen.getvalue()
+    assert "scan app.tar" in shown and "layer 2" in shown and "488k" in shown and "B/s" in shown
+    assert list(scan_progress(iter(events[2:]), False, "x")) == ["image"]
