@@ -41,7 +41,7 @@ def rescan_sources(database, ref: str) -> list[str]:
 
 
 def cmd_rescan(args) -> int:
-    from stowaway.ingest.cli import load_policy, open_db
+    from stowaway.ingest.cli import load_policy, open_db, print_warnings
     from stowaway.ingest.tasks import TaskRunner, create_task
 
     database = open_db(args.db, write=True)
@@ -56,4 +56,5 @@ def cmd_rescan(args) -> int:
         else:
             print(f"rescanned {o.reference} (scan {o.scan_id}: {o.layers_text()})",
                   file=sys.stderr)
+        print_warnings(o.reference, o.warnings)
     return 1 if failed else 0
