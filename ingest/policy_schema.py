@@ -148,6 +148,7 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
         "gitleaks": _str_list(scalar_ok=True),
         "builtin": _bool,
         "generic_entropy": _number(),
+        "rule_timeout": _number(0.001),
         "fingerprint_key_file": _str,
     },
     "malware": {

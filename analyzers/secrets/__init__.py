@@ -8,6 +8,7 @@ Policy, section `[secrets]` (every key optional):
     gitleaks = ["/etc/stowaway/gitleaks.toml"]   # gitleaks-format rule files, added to the built-ins
     builtin = true                    # false: only the gitleaks rules
     generic_entropy = 3.0             # minimum entropy of a generic `password = ...` value
+    rule_timeout = 2.0                # seconds a gitleaks (user) rule may spend on one file
     fingerprint_key_file = "PATH"     # HMAC key for fingerprints (default: ~/.local/share/stowaway/...)
 
 Patterns: `AnyPath` is any number of directories, `AnyName` one path component, `*` anything; a

@@ -23,7 +23,7 @@ from stowaway.ingest.model import HARDLINK, REG, Finding, ScanError
 from .._userdirs import data_dir
 from ..base import Analyzer, Fact, register
 from . import gitleaks
-from .rules import _PLACEHOLDER, BUILTIN, Catalogue, Hit, SecretRule, _private_key_label, find, mask
+from .rules import _PLACEHOLDER, BUILTIN, Catalogue, Hit, Limits, SecretRule, _private_key_label, find, mask
 
 DEFAULT_EXCLUDES = (
     "/usr/*", "/lib/*", "/lib32/*", "/bin/*", "/sbin/*", "/var/lib/*", "/var/log/*",
@@ -229,6 +229,13 @@ class Secrets(Analyzer):
             self.max_file_size = int(conf.get("max_file_size", MAX_FILE_SIZE))
         except (TypeError, ValueError):
             raise ScanError("secrets.max_file_size: expected a number of bytes") from None
+        try:
+            timeout = float(conf.get("rule_timeout", 2.0))
+        except (TypeError, ValueError):
+            raise ScanError("secrets.rule_timeout: expected a number of seconds") from None
+        if not timeout > 0:
+            raise ScanError("secrets.rule_timeout: expected a number of seconds above 0")
+        self.rule_limits = Limits(rule_timeout=timeout)
         self.scanner = SecretScanner(self.policy)
         try:
             self.limits = ArchiveLimits.from_policy(self.policy)
@@ -238,7 +245,8 @@ class Secrets(Analyzer):
     def fingerprint(self):
         settings = {"excludes": self.patterns, "includes": self.include_patterns, "max": self.max_file_size,
                     "key": self.scanner.key_id,
-                    "rules": self.scanner.about, "archives": self.limits.key()}
+                    "rules": self.scanner.about, "archives": self.limits.key(),
+                    "rule_timeout": self.rule_limits.rule_timeout}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def is_excluded(self, path: str) -> bool:
@@ -273,9 +281,13 @@ class Secrets(Analyzer):
     def _search(self, data: bytes, path: str) -> list[dict]:
         if b"\0" in data[:BINARY_SNIFF]:
             return [{"path": path, "skipped": "binary"}]
-        return [{"path": path, "rule": h.rule.id, "title": h.rule.title, "severity": h.rule.severity,
-                 "line": h.line, "masked": self.scanner.masked(h), "fingerprint": self.scanner.fingerprint_of(h.secret)}
-                for h in self.scanner.catalogue.scan(data, path)]
+        stopped = len(self.rule_limits.timed_out)
+        records = [{"path": path, "rule": h.rule.id, "title": h.rule.title, "severity": h.rule.severity,
+                    "line": h.line, "masked": self.scanner.masked(h), "fingerprint": self.scanner.fingerprint_of(h.secret)}
+                   for h in self.scanner.catalogue.scan(data, path, self.rule_limits)]
+        records += [{"path": path, "skipped": "rule-timeout", "rule": rule, "seconds": self.rule_limits.rule_timeout}
+                    for rule, _ in self.rule_limits.timed_out[stopped:]]
+        return records
 
     def collect(self, ctx, layers):
         for w in self.scanner.warnings:
@@ -283,6 +295,11 @@ class Secrets(Analyzer):
         binary = 0
         for index, records in enumerate(layers):
             for r in records:
+                if r.get("skipped") == "rule-timeout":
+                    ctx.warn(f"secrets: rule {r['rule']} exceeded its time limit of {r['seconds']} s on {r['path']}"
+                             f" (layer {index}); it was stopped there and not run on the later files of that scan"
+                             " (policy key secrets.rule_timeout)")
+                    continue
                 if r.get("skipped"):
                     if r.get("warning"):
                         ctx.warn(f"secrets: {r['warning']}")

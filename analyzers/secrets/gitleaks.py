@@ -5,11 +5,16 @@ gitleaks writes Go (RE2) regexes. Most are valid Python; the rest differ in a fe
 Python refuses), POSIX classes (`[[:alnum:]]`), `\\z`, `\\Q…\\E` and `(?<name>…)`. A rule that still
 does not compile, or uses what Python's `re` cannot express (`\\p{…}`, the ungreedy flag), is
 reported by id and skipped; the rest of the file loads.
+
+Rules from users are compiled with the `regex` module (same syntax as `re` for these patterns) so
+that every search can be given a time limit: a catastrophic pattern such as `(a+)+$` is stopped
+and named, never left to run for hours (see rules.Limits).
 """
 from __future__ import annotations
 
 import re
 
+import regex
 import tomllib
 
 from stowaway.ingest.model import ScanError
@@ -137,11 +142,12 @@ def _char_class(go: str, i: int) -> tuple[int, str]:
     raise Untranslatable("unterminated character class")
 
 
-def compile_go(pattern: str, as_bytes: bool = True) -> re.Pattern:
+def compile_go(pattern: str, as_bytes: bool = True) -> regex.Pattern:
     py = translate(pattern)
     try:
-        return re.compile(py.encode() if as_bytes else py)
-    except re.error as exc:
+        re.compile(py.encode() if as_bytes else py)  # what Python's re refuses is refused, as before
+        return regex.compile(py.encode() if as_bytes else py)
+    except (re.error, regex.error) as exc:
         raise Untranslatable(str(exc)) from None
 
 

@@ -4,14 +4,30 @@ Every rule is a bytes regex with lowercase keywords: a rule's regex runs on a fi
 its keywords occurs in it (a single Aho-Corasick pass over the file finds them all, see
 `Catalogue`). Rules are ordered specific-first: when two rules match the same bytes, the first wins,
 so a GitHub token is a `github-pat` and not a generic assignment.
+
+Whatever rule matched, some values are never reported (`not_a_secret`): the published example
+credentials of examples.toml, URLs (unless the rule is about a URL, like a webhook), and
+low-diversity fillers of built-in rules (`ghp_xxxx…`; gitleaks rules carry their own entropy). Generic rules (`generic-*`: a keyword, an assignment, a value)
+must also pass `_generic_value`: no UUIDs, hashes, file paths or word-like identifiers, and no value
+assigned to a name that says it is not the secret itself (`secretName`, `tokenFile`, `TOKEN_URL`).
+
+Large files are searched in overlapping windows (`WINDOW`, `OVERLAP`), so memory does not grow with
+a file's size or its line length. Rules from users (gitleaks imports) run under the `regex`
+module's time limit: a rule that exceeds it on a file is stopped there, reported by id, and not run
+again in that scan (see `Limits`).
 """
 from __future__ import annotations
 
 import base64
 import math
+import pathlib
 import re
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
+
+import tomllib
 
 PRIVATE_KEY = "private-key"
 
@@ -48,25 +64,33 @@ class Allow:
         checks = []
         if self.regexes:
             subject = {"match": match, "line": line}.get(self.target, secret)
-            checks.append(any(r.search(subject) for r in self.regexes))
+            checks.append(any(search(r, subject) for r in self.regexes))
         if self.stopwords:
             low = secret.lower()
             checks.append(any(w in low for w in self.stopwords))
         if self.paths:
-            checks.append(any(p.search(path) for p in self.paths))
+            checks.append(any(search(p, path) for p in self.paths))
         if not checks:
             return False
         return all(checks) if self.all_of else any(checks)
+
+
+USER_REGEX_TIMEOUT = 1.0  # seconds, for a user's allowlist or path regex on one subject
+
+
+def search(pattern, subject, timeout: float = USER_REGEX_TIMEOUT):
+    """`pattern.search(subject)`, under a time limit when the pattern is a user's (`regex` module):
+    raises TimeoutError instead of running for hours on a catastrophic pattern."""
+    if isinstance(pattern, re.Pattern):
+        return pattern.search(subject)
+    return pattern.search(subject, timeout=timeout)
 
 
 def entropy(value: bytes) -> float:
     if not value:
         return 0.0
     n = len(value)
-    counts: dict[int, int] = {}
-    for b in value:
-        counts[b] = counts.get(b, 0) + 1
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
 
 
 def mask(value: str, whole_body: bool = False, label: str = "") -> str:
@@ -121,8 +145,10 @@ def _looks_like_a_value(secret: bytes) -> bool:
 
 BUILTIN: tuple[SecretRule, ...] = (
     SecretRule(PRIVATE_KEY, "Private key",
-               _b(r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----[\s\S]{40,}?-----END[ A-Z0-9]{0,30}PRIVATE KEY"
-                  r"(?: BLOCK)?-----"),
+               # the body may not contain '-----': each BEGIN is followed only up to the next marker, so a
+               # file of a million BEGINs without END costs one pass, not a million
+               _b(r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----(?:(?!-----)[\s\S]){40,65536}?-----END[ A-Z0-9]{0,30}"
+                  r"PRIVATE KEY(?: BLOCK)?-----"),
                (b"private key",), "high", whole_body=True),
     # the look-behind comes after the leading 'A' so that the regex engine can skip to each 'A'
     SecretRule("aws-access-key-id", "AWS access key ID",
@@ -190,6 +216,79 @@ BUILTIN: tuple[SecretRule, ...] = (
 )
 
 
+# -- values that are never reported, whatever rule matched them
+
+EXAMPLES_FILE = pathlib.Path(__file__).with_name("examples.toml")
+
+
+def _load_examples() -> tuple[bytes, ...]:
+    with open(EXAMPLES_FILE, "rb") as fh:
+        return tuple(e["value"].encode() for e in tomllib.load(fh)["example"])
+
+
+EXAMPLE_VALUES = _load_examples()
+_EXAMPLE = re.compile(b"|".join(re.escape(v) for v in sorted(EXAMPLE_VALUES, key=len, reverse=True)))
+_URL = re.compile(rb"(?i)^(?:[a-z][a-z0-9+.-]{1,15}:)?//[^\s/]")
+_URL_RULE = re.compile(rb"://|https?|hooks|webhook", re.I)
+MIN_ENTROPY = 2.5  # a value of 16 bytes or more with less is a filler ('ghp_xxxx…', 'AIzaaaa…'), not a key
+
+_UUID = re.compile(rb"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HASH = re.compile(rb"(?i)^(?:sha-?(?:1|224|256|384|512)|md5|blake2[bs]?|xxh\d*|crc32|h1|sha)[:=-]")
+_PATH = re.compile(rb"^(?:~?/|\.\.?/|[A-Za-z]:\\)[^\s]*$")
+_VERSION_MARK = re.compile(rb"(?<![A-Za-z])[vV](?=\d{1,2}(?!\d))")
+_SEGMENTS = re.compile(rb"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+|[^A-Za-z0-9]+")
+_VOWELS = frozenset(b"aeiouyAEIOUY")
+# the name a generic value is assigned to says it is about the secret, not the secret
+_NAME_NOT_VALUE = re.compile(
+    rb"(?i)(?:name|names|ref|file|path|dir|id|ids|url|uri|endpoint|field|type|header|prefix|suffix|policy|question"
+    rb"|hash|hasher|algorithm|algo|length|len|ttl|expiry|expires|timeout|size|count|regex|pattern|format|mode|label"
+    rb"|version|provider|class|method|manager|template|placeholder|hint|description|message|param|key_?id)"
+    rb"""['"]?\s*(?:=|:=|:|=>)\s*['"]?$""")
+
+
+def _word_like(value: bytes) -> bool:
+    """'PasswordMustBeAtLeast8Characters', 'postgres-credentials', 'csrfmiddlewaretoken', 'argon2id':
+    words, short numbers and separators, as identifiers and messages are; random keys are not."""
+    if len(value) > 64:
+        return False
+    letters = digits = 0
+    for seg in _SEGMENTS.findall(_VERSION_MARK.sub(b"", value)):
+        c = seg[0]
+        if 48 <= c <= 57:
+            if len(seg) > 2:
+                return False
+            digits += 1
+        elif 65 <= c <= 90 or 97 <= c <= 122:
+            vowel = any(ch in _VOWELS for ch in seg)
+            if not ((vowel and len(seg) >= 2) or (len(seg) <= 3 and (seg.islower() or seg.isupper()))):
+                return False
+            letters += 1
+        elif seg not in (b"-", b"_", b".", b" ", b"/"):
+            return False
+    return letters > 0 and (digits == 0 or letters >= 3)
+
+
+def _generic_value(secret: bytes, before: bytes) -> bool:
+    """The extra tests of a generic rule's value (`before`: the matched text up to the value)."""
+    if _UUID.match(secret) or _HASH.match(secret) or _PATH.match(secret) or _word_like(secret):
+        return False
+    return _NAME_NOT_VALUE.search(before[-80:]) is None
+
+
+def not_a_secret(rule: SecretRule, secret: bytes) -> str:
+    """Why a matched value is not reported whatever the rule ('' when it may be a secret)."""
+    if _EXAMPLE.search(secret):
+        return "documented example"
+    if rule.whole_body:
+        return ""
+    if _URL.match(secret) and not (rule.regex is not None and _URL_RULE.search(
+            rule.regex.pattern if isinstance(rule.regex.pattern, bytes) else rule.regex.pattern.encode())):
+        return "URL"
+    if rule.origin == "builtin" and len(secret) >= 16 and entropy(secret) < MIN_ENTROPY:
+        return "low entropy"  # a user's rule has its own entropy setting, as in gitleaks
+    return ""
+
+
 @dataclass
 class Hit:
     rule: SecretRule
@@ -199,7 +298,7 @@ class Hit:
     line: int
 
 
-def _secret_of(rule: SecretRule, m: re.Match) -> tuple[bytes, int, int]:
+def _secret_of(rule: SecretRule, m) -> tuple[bytes, int, int]:
     if rule.secret_group and rule.secret_group <= (m.re.groups or 0):
         g = rule.secret_group
         if m.group(g) is not None:
@@ -216,42 +315,103 @@ def _line_bounds(data: bytes, start: int, end: int) -> bytes:
     return data[a: b if b >= 0 else len(data)]
 
 
+@dataclass
+class Limits:
+    """Time limits for user rules, shared by all the files of one scan.
+
+    `rule_timeout`: seconds a user rule may spend on one file (its regex, path and allowlist
+    regexes); a rule that exceeds it is stopped for that file and not run again in that scan.
+    `timed_out` collects (rule id, path) of each stop, for the scan's warnings.
+    """
+
+    rule_timeout: float = 2.0
+    disabled: set[str] = field(default_factory=set)
+    timed_out: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _user(rule: SecretRule) -> bool:
+    return rule.origin != "builtin"
+
+
 def find(rules: list[SecretRule], data: bytes, path: str, global_allow: dict | None = None,
-         max_hits: int = 100) -> list[Hit]:
-    """Every secret the given candidate rules find in `data`; overlapping hits go to the earlier rule."""
+         max_hits: int = 100, limits: Limits | None = None, line_base: int = 0, spent: dict | None = None) -> list[Hit]:
+    """Every secret the given candidate rules find in `data`; overlapping hits go to the earlier rule.
+
+    User rules (not `builtin`) run under `limits.rule_timeout` seconds per rule (`spent` carries the
+    seconds already used on earlier windows of the same file)."""
+    limits = limits or Limits()
+    spent = {} if spent is None else spent
     hits: list[Hit] = []
     taken: list[tuple[int, int]] = []
     lowered = None
     for rule in rules:
-        if rule.path is not None and not rule.path.search(path):
+        user = _user(rule)
+        if user and rule.id in limits.disabled:
             continue
-        if rule.regex is None:
-            hits.append(Hit(rule, 0, len(data), data, 1))
+        if rule.fold and lowered is None:
+            lowered = data.lower()
+        t0 = time.monotonic()
+        try:
+            found = _rule_hits(rule, data, path, global_allow, taken, lowered,
+                               limits.rule_timeout - spent.get(rule.id, 0.0) if user else None, max_hits - len(hits))
+        except TimeoutError:
+            limits.disabled.add(rule.id)
+            limits.timed_out.append((rule.id, path))
             continue
-        allows = rule.allow + ((global_allow or {}).get(rule.origin) or ())
-        subject = data
-        if rule.fold:
-            # bytes.lower() changes ASCII letters only, so offsets stay valid for the original
-            subject = lowered = data.lower() if lowered is None else lowered
-        for m in rule.regex.finditer(subject):
-            secret, start, end = _secret_of(rule, m)
-            if rule.fold:
-                secret = data[start:end]
-            if not secret or any(start < e and s < end for s, e in taken):
-                continue
-            if rule.entropy and entropy(secret) < rule.entropy:
-                continue
-            if rule.check is not None and not rule.check(secret):
-                continue
-            if allows and any(a.allows(secret, data[m.start():m.end()], _line_bounds(data, m.start(), m.end()), path)
-                              for a in allows):
-                continue
-            line = data.count(b"\n", 0, m.start()) + 1
-            hits.append(Hit(rule, start, end, secret, line))
-            taken.append((start, end))
+        finally:
+            if user:
+                spent[rule.id] = spent.get(rule.id, 0.0) + time.monotonic() - t0
+        for h in found:
+            h.line += line_base
+            hits.append(h)
+            taken.append((h.start, h.end))
             if len(hits) >= max_hits:
                 return hits
     return hits
+
+
+def _rule_hits(rule: SecretRule, data: bytes, path: str, global_allow: dict | None, taken: list[tuple[int, int]],
+               lowered: bytes | None, timeout: float | None, max_hits: int) -> list[Hit]:
+    """One rule's hits in `data` (raises TimeoutError when a user rule runs out of time)."""
+    if timeout is not None and timeout <= 0:
+        raise TimeoutError
+    if rule.path is not None and not search(rule.path, path, timeout or USER_REGEX_TIMEOUT):
+        return []
+    if rule.regex is None:
+        return [Hit(rule, 0, len(data), data, 1)]
+    allows = rule.allow + ((global_allow or {}).get(rule.origin) or ())
+    subject = data
+    if rule.fold:
+        # bytes.lower() changes ASCII letters only, so offsets stay valid for the original
+        subject = data.lower() if lowered is None else lowered
+    generic = rule.id.startswith("generic")
+    matches = rule.regex.finditer(subject) if timeout is None else rule.regex.finditer(subject, timeout=timeout)
+    out: list[Hit] = []
+    for m in matches:
+        secret, start, end = _secret_of(rule, m)
+        if rule.fold:
+            secret = data[start:end]
+        if not secret or (out and start < out[-1].end) or any(start < e and s < end for s, e in taken):
+            continue
+        if not_a_secret(rule, secret):
+            continue
+        if rule.entropy and entropy(secret) < rule.entropy:
+            continue
+        if rule.check is not None and not rule.check(secret):
+            continue
+        if generic and not _generic_value(secret, data[m.start():start]):
+            continue
+        if allows and any(a.allows(secret, data[m.start():m.end()], _line_bounds(data, m.start(), m.end()), path)
+                          for a in allows):
+            continue
+        out.append(Hit(rule, start, end, secret, data.count(b"\n", 0, m.start()) + 1))
+        if len(out) >= max_hits:
+            break
+    return out
+
+
+WINDOW = 1 << 20  # bytes searched at once
+OVERLAP = 64 << 10  # carried into the next window: a secret up to this long is never cut in two
 
 
 @dataclass
@@ -282,8 +442,26 @@ class Catalogue:
                 chosen.add(int(m.rule[1:]))
         return [self.rules[i] for i in sorted(chosen)]
 
-    def scan(self, data: bytes, path: str) -> list[Hit]:
-        return find(self.candidates(data), data, path, self.global_allow)
+    def scan(self, data: bytes, path: str, limits: Limits | None = None, max_hits: int = 100) -> list[Hit]:
+        """Hits in `data`, searched window by window: memory stays bounded by WINDOW whatever the file's
+        size or line length, and the keyword prefilter never sees more than one window."""
+        limits = limits or Limits()
+        if len(data) <= WINDOW + OVERLAP:
+            return find(self.candidates(data), data, path, self.global_allow, max_hits, limits)
+        hits: list[Hit] = []
+        spent: dict[str, float] = {}
+        line_base = 0
+        for start in range(0, len(data), WINDOW):
+            window = data[start: start + WINDOW + OVERLAP]
+            last = start + WINDOW >= len(data)
+            for h in find(self.candidates(window), window, path, self.global_allow, max_hits - len(hits), limits,
+                          line_base, spent):
+                if h.start < WINDOW or last:  # the rest is found again, whole, by the next window
+                    hits.append(Hit(h.rule, h.start + start, h.end + start, h.secret, h.line))
+            if len(hits) >= max_hits or last:
+                break
+            line_base += window.count(b"\n", 0, WINDOW)
+        return hits
 
 
 def _yara_escape(keyword: bytes) -> str:
