@@ -32,6 +32,7 @@ DEFAULT_EXCLUDES = (
 )
 MAX_USER_EXCLUDES = 20
 MAX_FILE_SIZE = 20 << 20
+MAX_HITS = 100  # findings per rule and file
 BINARY_SNIFF = 8192
 KEY_FILE = "secret-fingerprint.key"
 
@@ -281,12 +282,14 @@ class Secrets(Analyzer):
     def _search(self, data: bytes, path: str) -> list[dict]:
         if b"\0" in data[:BINARY_SNIFF]:
             return [{"path": path, "skipped": "binary"}]
-        stopped = len(self.rule_limits.timed_out)
+        stopped, capped = len(self.rule_limits.timed_out), len(self.rule_limits.capped)
         records = [{"path": path, "rule": h.rule.id, "title": h.rule.title, "severity": h.rule.severity,
                     "line": h.line, "masked": self.scanner.masked(h), "fingerprint": self.scanner.fingerprint_of(h.secret)}
-                   for h in self.scanner.catalogue.scan(data, path, self.rule_limits)]
+                   for h in self.scanner.catalogue.scan(data, path, self.rule_limits, MAX_HITS)]
         records += [{"path": path, "skipped": "rule-timeout", "rule": rule, "seconds": self.rule_limits.rule_timeout}
                     for rule, _ in self.rule_limits.timed_out[stopped:]]
+        records += [{"path": path, "skipped": "hit-cap", "rule": rule, "max": MAX_HITS}
+                    for rule, _ in dict.fromkeys(self.rule_limits.capped[capped:])]
         return records
 
     def collect(self, ctx, layers):
@@ -299,6 +302,10 @@ class Secrets(Analyzer):
                     ctx.warn(f"secrets: rule {r['rule']} exceeded its time limit of {r['seconds']} s on {r['path']}"
                              f" (layer {index}); it was stopped there and not run on the later files of that scan"
                              " (policy key secrets.rule_timeout)")
+                    continue
+                if r.get("skipped") == "hit-cap":
+                    ctx.warn(f"secrets: rule {r['rule']} matched more than {r['max']} times in {r['path']} (layer {index});"
+                             " only the first are reported")
                     continue
                 if r.get("skipped"):
                     if r.get("warning"):

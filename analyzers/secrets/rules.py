@@ -327,6 +327,7 @@ class Limits:
     rule_timeout: float = 2.0
     disabled: set[str] = field(default_factory=set)
     timed_out: list[tuple[str, str]] = field(default_factory=list)
+    capped: list[tuple[str, str]] = field(default_factory=list)  # (rule id, path) that reached max_hits
 
 
 def _user(rule: SecretRule) -> bool:
@@ -334,26 +335,30 @@ def _user(rule: SecretRule) -> bool:
 
 
 def find(rules: list[SecretRule], data: bytes, path: str, global_allow: dict | None = None,
-         max_hits: int = 100, limits: Limits | None = None, line_base: int = 0, spent: dict | None = None) -> list[Hit]:
+         max_hits: int = 100, limits: Limits | None = None, line_base: int = 0, spent: dict | None = None,
+         counts: dict | None = None) -> list[Hit]:
     """Every secret the given candidate rules find in `data`; overlapping hits go to the earlier rule.
 
-    User rules (not `builtin`) run under `limits.rule_timeout` seconds per rule (`spent` carries the
-    seconds already used on earlier windows of the same file)."""
+    At most `max_hits` per rule and file (`counts` carries the hits of earlier windows of the same
+    file); a rule that reaches it is recorded in `limits.capped`. User rules (not `builtin`) run under
+    `limits.rule_timeout` seconds per rule (`spent` carries the seconds used on earlier windows)."""
     limits = limits or Limits()
     spent = {} if spent is None else spent
+    counts = {} if counts is None else counts
     hits: list[Hit] = []
     taken: list[tuple[int, int]] = []
     lowered = None
     for rule in rules:
         user = _user(rule)
-        if user and rule.id in limits.disabled:
+        if (user and rule.id in limits.disabled) or counts.get(rule.id, 0) >= max_hits:
             continue
         if rule.fold and lowered is None:
             lowered = data.lower()
         t0 = time.monotonic()
         try:
             found = _rule_hits(rule, data, path, global_allow, taken, lowered,
-                               limits.rule_timeout - spent.get(rule.id, 0.0) if user else None, max_hits - len(hits))
+                               limits.rule_timeout - spent.get(rule.id, 0.0) if user else None,
+                               max_hits - counts.get(rule.id, 0))
         except TimeoutError:
             limits.disabled.add(rule.id)
             limits.timed_out.append((rule.id, path))
@@ -365,8 +370,9 @@ def find(rules: list[SecretRule], data: bytes, path: str, global_allow: dict | N
             h.line += line_base
             hits.append(h)
             taken.append((h.start, h.end))
-            if len(hits) >= max_hits:
-                return hits
+        counts[rule.id] = counts.get(rule.id, 0) + len(found)
+        if counts[rule.id] >= max_hits:
+            limits.capped.append((rule.id, path))
     return hits
 
 
@@ -450,15 +456,18 @@ class Catalogue:
             return find(self.candidates(data), data, path, self.global_allow, max_hits, limits)
         hits: list[Hit] = []
         spent: dict[str, float] = {}
+        counts: dict[str, int] = {}
         line_base = 0
         for start in range(0, len(data), WINDOW):
             window = data[start: start + WINDOW + OVERLAP]
             last = start + WINDOW >= len(data)
-            for h in find(self.candidates(window), window, path, self.global_allow, max_hits - len(hits), limits,
-                          line_base, spent):
+            for h in find(self.candidates(window), window, path, self.global_allow, max_hits, limits,
+                          line_base, spent, counts):
                 if h.start < WINDOW or last:  # the rest is found again, whole, by the next window
                     hits.append(Hit(h.rule, h.start + start, h.end + start, h.secret, h.line))
-            if len(hits) >= max_hits or last:
+                else:
+                    counts[h.rule.id] -= 1
+            if last:
                 break
             line_base += window.count(b"\n", 0, WINDOW)
         return hits

@@ -21,8 +21,9 @@ from imagebuilder import File, ImageBuilder
 # built backwards so that this test file is never itself taken for the EICAR test file
 EICAR = b"*H+H$!ELIF-TSET-SURIVITNA-DRADNATS-RACIE$}7)CC7)^P(45XZP\\4[PA@%P!O5X"[::-1]
 JSP_SHELL = b'<% Runtime.getRuntime().exec(request.getParameter("cmd")); %>'
-GHP = "ghp_" + "".join(random.Random(18).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-                        for _ in range(36))
+# one generator for all 36 characters: 'ghp_LLLL…' would be a filler, which the scanner rightly ignores
+GHP = "ghp_" + "".join(random.Random(18).choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                                                 k=36))
 POM = b"version=2.14.1\ngroupId=org.apache.logging.log4j\nartifactId=log4j-core\n"
 
 
