@@ -138,6 +138,7 @@ def record_severity(severities, database_specific) -> tuple[str | None, float | 
 
 # --- records -----------------------------------------------------------------------------------------
 
+_CVE_IN_ID = re.compile(r"^(?:(?:UBUNTU|DEBIAN|ALPINE|REDHAT)-)?(CVE-\d{4}-\d+)$")
 _ISO_Z = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6})\d*)?Z")
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once: json.dumps(**kw) rebuilds it
 
@@ -212,7 +213,8 @@ def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
     rid = rid.strip()
     aliases = _strings(rec.get("aliases"))
     upstream = _strings(rec.get("upstream"))
-    cves = sorted({a for a in [rid, *aliases, *upstream] if a.startswith("CVE-")})
+    # a distribution's per-CVE record id names the CVE too: a USN's upstream is 'UBUNTU-CVE-2021-3782'
+    cves = sorted({m.group(1) for a in [rid, *aliases, *upstream] if (m := _CVE_IN_ID.match(a))})
     level, score, vector, vendor = record_severity(rec.get("severity"), rec.get("database_specific"))
     raw_withdrawn = rec.get("withdrawn")
     # any withdrawn value withdraws the record, even one whose time cannot be read

@@ -416,3 +416,23 @@ def test_hostile_vendor_files_cost_only_themselves(db, tmp_path, monkeypatch):
     assert result.warnings["unreadable cvrf file"] == 2, result.warnings  # laughs (expat refuses), bomb (capped)
     assert result.warnings["unreadable file"] == 1  # the truncated .bz2 cannot even be sniffed
     assert any("more than 1 MB uncompressed" in e for e in result.examples)
+
+
+@real
+def test_ubuntu_22_04_image_against_real_ubuntu_osv_and_usn(tmp_path, scan):
+    status = "".join(
+        f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\nSource: {src}\nVersion: {ver}\n\n"
+        for name, src, ver in (("libwayland-client0", "wayland", "1.20.0-1"),
+                               ("libnetty-java", "netty", "1:4.1.48-4+deb11u1")))
+    img = ImageBuilder()
+    img.layer({"etc/os-release": File((SAMPLES / "os-release/ubuntu-22.04/os-release").read_bytes()),
+               "var/lib/dpkg/status": File(status.encode())}, created_by="ADD ubuntu")
+    img.write_oci_layout(tmp_path / "oci", ref="sample/ubuntu:22.04")
+    from stowaway.ingest.db import connect
+    import_paths(connect(str(tmp_path / "scan.db")), [str(ADVISORIES / "ubuntu" / "osv")])
+    database, outcomes = scan(f"oci:{tmp_path / 'oci'}", risks=["vulnerabilities"])
+    rep = report_of(database, "sample/ubuntu:22.04")
+    # netty's fixes for 22.04 are Ubuntu Pro (ESM) only: a plain image is not matched against them
+    assert [(v["id"], v["package"]["name"], v["fixed_version"], v["severity"]) for v in rep["vulnerabilities"]] == \
+        [("CVE-2021-3782", "libwayland-client0", "1.20.0-1ubuntu0.1", "medium")]
+    assert {m["record"] for m in rep["vulnerabilities"][0]["matched_by"]} == {"UBUNTU-CVE-2021-3782", "USN-5614-1"}
