@@ -12,7 +12,6 @@ the file) reads every layer and produces the same result.
 """
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -253,17 +252,7 @@ class Analysis:
 
 
 def _progress(events, enabled, label):
-    if enabled is False:
-        yield from events
-        return
-    from tqdm import tqdm
+    """Layers and bytes read, with their rate, on a terminal (ingest/output.py draws every bar)."""
+    from .output import scan_progress
 
-    bar = tqdm(desc=f"scan {label}", unit=" step", disable=None if enabled is None else not enabled,
-               file=sys.stderr, leave=False)
-    try:
-        for ev in events:
-            bar.set_postfix_str(getattr(ev, "key", None) or getattr(ev, "reference", "")[-40:])
-            yield ev
-            bar.update(1)
-    finally:
-        bar.close()
+    return scan_progress(events, enabled, label)

@@ -109,6 +109,11 @@ def _on_a_terminal(argv, cwd=None):
 
     pid, fd = pty.fork()
     if pid == 0:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # a 100-column terminal
         if cwd:
             os.chdir(cwd)
         os.execv(STOWAWAY, [STOWAWAY, *argv])
@@ -134,9 +139,9 @@ def test_db_import_counts_records_on_a_terminal_only(tmp_path):
             "affected": [{"package": {"ecosystem": "PyPI", "name": f"p{i}"},
                           "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]}))
     code, out = _on_a_terminal(["db", "import", str(feed), "--db", str(tmp_path / "a.db")])
-    assert code == 0 and "records" in out and "imported 50 records" in out
+    assert code == 0 and "import: " in out and "records/s" in out and "imported 50 records" in out, out
     code, out = _on_a_terminal(["db", "import", str(feed), "--db", str(tmp_path / "b.db"), "--no-progress"])
-    assert code == 0 and " records/s" not in out and "imported 50 records" in out
+    assert code == 0 and "records/s" not in out and "imported 50 records" in out
     r = run("db", "import", str(feed), "--db", str(tmp_path / "c.db"))  # not a terminal: no bar
     assert r.returncode == 0 and r.stderr.startswith("imported 50 records")
 
@@ -165,3 +170,15 @@ def test_scan_progress_counts_layers_and_bytes():
     shown = screen.getvalue()
     assert "scan app.tar" in shown and "layer 2" in shown and "488k" in shown and "B/s" in shown
     assert list(scan_progress(iter(events[2:]), False, "x")) == ["image"]
+
+
+def test_scan_shows_a_byte_bar_on_a_terminal_only(tmp_path):
+    img = ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "srv/blob": File(b"z" * 300_000)})
+    path = img.write_docker_archive(tmp_path / "p.tar", ref="conv/progress:1")
+    code, out = _on_a_terminal(["scan", f"docker-archive:{path}", "--db", str(tmp_path / "a.db"), "--risk", "files"])
+    assert code == 0 and f"scan docker-archive:{path}"[-40:] in out and "B/s" in out, out
+    code, out = _on_a_terminal(["scan", f"docker-archive:{path}", "--db", str(tmp_path / "b.db"), "--risk", "files",
+                                "--no-progress", "--format", "json"])
+    assert code == 0 and "B/s" not in out
+    r = run("scan", f"docker-archive:{path}", "--db", str(tmp_path / "c.db"), "--risk", "files")
+    assert r.returncode == 0 and "B/s" not in r.stderr and r.stdout == ""
