@@ -170,6 +170,11 @@ def test_filters_and_the_gate(ci):
     r = run("report", REF, "--db", ci["db"], "--format", "csv", "--fail-on", "medium", "--ignore-unfixed",
             "--risk", "vulnerabilities")
     assert r.returncode == 3 and "(1 high)" in r.stderr
+    r = run("report", REF, "--db", ci["db"], "--format", "cyclonedx")
+    bom = json.loads(r.stdout)
+    assert bom["bomFormat"] == "CycloneDX" and any(c["name"] == "jinja2" for c in bom["components"])
+    r = run("report", REF, "--db", ci["db"], "--format", "spdx")
+    assert json.loads(r.stdout)["spdxVersion"] == "SPDX-2.3"
     r = run("report", REF, "--db", ci["db"], "--format", "bogus")
     assert r.returncode == 2 and "choose from" in r.stderr
     r = run("report", REF, "--db", ci["db"], "--format", "table", "--format", "json")
@@ -304,6 +309,9 @@ def test_sigterm_during_a_scan_exits_130(tmp_path):
         raise
     assert p.returncode == 130, err
     assert err.strip().endswith("stowaway: interrupted") and "Traceback" not in err
+    tasks = [json.loads(line) for line in run("tasks", "--db", str(tmp_path / "t.db"), "--format", "json").stdout.splitlines()]
+    scans = [json.loads(line) for line in run("scans", "--db", str(tmp_path / "t.db"), "--format", "json").stdout.splitlines()]
+    assert [t["state"] for t in tasks] == ["interrupted"] and [s["status"] for s in scans] == ["interrupted"]
 
 
 @corpus
