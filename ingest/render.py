@@ -355,6 +355,7 @@ def _uri(path: str) -> str:
 def sarif(reports: list[dict], found: list[Item], version: str = "0.1.0") -> dict:
     """One run, every failing unsuppressed finding (no page limit), one rule per distinct id."""
     rules: dict[str, dict] = {}
+    index: dict[str, int] = {}  # rule id -> its position in `rules` (insertion order, as rules is built)
     results = []
     for i in found:
         if i.suppressed:
@@ -397,7 +398,7 @@ def sarif(reports: list[dict], found: list[Item], version: str = "0.1.0") -> dic
             props["masked"] = i.masked
         if i.kind == "unsafe_setting":
             props.update(target=i.target, evidence=i.evidence)
-        results.append({"ruleId": rid, "ruleIndex": list(rules).index(rid), "level": SARIF_LEVEL[i.severity],
+        results.append({"ruleId": rid, "ruleIndex": index.setdefault(rid, len(index)), "level": SARIF_LEVEL[i.severity],
                         "message": {"text": _message(i)}, "locations": [location],
                         "partialFingerprints": {"stowaway/v1": i.fingerprint()}, "properties": props})
     return {

@@ -329,3 +329,6 @@ def test_corpus_gate_and_table(tmp_path):
     assert "log4j-core" in lines[i] and "-> 2.15.0" in lines[i]
     assert "layer 2 (COPY" in lines[i + 1] and "/opt/shop/lib/log4j-core-2.14.1.jar" in lines[i + 1]
     assert max(len(line) for line in lines) <= 100
+    report = json.loads(run("report", "corpus/shop:1.0", "--db", db, "--format", "json").stdout)
+    sarif = json.loads(run("report", "corpus/shop:1.0", "--db", db, "--format", "sarif").stdout)
+    assert len(sarif["runs"][0]["results"]) == failing_unsuppressed(report) > 100  # every one, no page limit
