@@ -88,7 +88,10 @@ def build_for(db, image_id: int, scan_id: int) -> dict:
         "sensitive_information": secrets(db, scan_id),
         "software_compliance": compliance(db, scan_id),
         "base_image": base_image(db, scan_id),
+        # what could be checked for vulnerabilities, per ecosystem (REPORT.md); [] from scans before it was kept
+        "coverage": {"vulnerabilities": facts.get("vulnerability_coverage") or []},
     }
+    _fix_all(report["software"], facts.get("vulnerability_fixes") or [])
     return report
 
 
@@ -102,6 +105,18 @@ def _secret_exclusions(facts: dict) -> dict:
                                    "exclude_paths": conf.get("exclude_paths") or [],
                                    "include_paths": conf.get("include_paths") or [],
                                    "files_excluded": skipped.get("excluded")}}
+
+
+def _fix_all(software: list[dict], fixes: list[dict]) -> None:
+    """software[].fix_all_version: the lowest version that fixes all of a package's findings (null when
+    it has none, or one of them has no fix), and how many findings that upgrade fixes."""
+    by_key = {(f.get("ecosystem"), f.get("name"), f.get("version"), f.get("path")): f for f in fixes
+              if isinstance(f, dict)}
+    for s in software:
+        f = by_key.get((s["ecosystem"], s["name"], s["version"], s["path"]))
+        s["fix_all_version"] = f.get("fix_all_version") if f else None
+        if f and f.get("fix_all_version"):
+            s["fix_all_fixes"] = f.get("findings")
 
 
 def vulnerabilities(db, scan_id):
@@ -119,7 +134,7 @@ def vulnerabilities(db, scan_id):
             "fixed_version": r["fixed_version"], "published": r["published"], "solution": r["solution"],
             "title": r["title"], "layer_index": r["layer_index"], "ignored": bool(r["ignored"]),
         }
-        _extra(item, r, ("epss", "kev", "urgency", "matched_by", "description"))
+        _extra(item, r, ("epss", "kev", "urgency", "matched_by", "description", "severity_source"))
         out.append(item)
     return out
 

@@ -22,7 +22,7 @@ from stowaway.ingest.model import Finding, Package
 from ..base import Analyzer, Fact, register
 from . import ignores as ignore_rules
 from . import store
-from .ecosystems import OS_ECOSYSTEMS, OS_PACKAGE_TYPES, SCHEME_OF, image_release, package_target
+from .ecosystems import APP_ECOSYSTEM, OS_ECOSYSTEMS, OS_PACKAGE_TYPES, SCHEME_OF, image_release, package_target
 from .feeds.status import feed_status
 from .matchers import Match, Matcher
 from .versions import InvalidVersion, parse
@@ -71,6 +71,11 @@ class Evaluation:
         self.ignores = ignores or ignore_rules.IgnoreRules([])
         self.warnings: Counter = Counter()
         self._cores: dict[tuple, list] = {}
+        self._fix_all: dict[tuple, str | None] = {}
+        # of the last evaluate()/evaluate_targets() call: per package with findings, the lowest version
+        # that fixes all of them; and per ecosystem, what could be checked (evaluate() only)
+        self.last_fixes: list[dict] = []
+        self.last_coverage: list[dict] = []
 
     def evaluate(self, packages: Iterable[Package], os_family: str, os_version: str,
                  image: str = "") -> list[Finding]:
@@ -78,27 +83,66 @@ class Evaluation:
         items = []
         seen = set()
         uncovered_os = matched_os = 0
+        per_ecosystem: Counter = Counter()
+        not_covered: Counter = Counter()
         for pkg in packages:
             if pkg.key in seen:
                 continue
             seen.add(pkg.key)
             target = match_target(pkg, os_key)
             if target is None:
+                kind = coverage_gap(pkg.ecosystem, pkg.os_owned, os_family, os_version)
+                if kind:
+                    not_covered[kind] += 1
                 uncovered_os += (pkg.ecosystem or "").lower() in OS_PACKAGE_TYPES and not pkg.os_owned
                 continue
+            per_ecosystem[target[:2]] += 1
             matched_os += target[0] in OS_ECOSYSTEMS
             items.append((pkg, target))
-        return self.evaluate_targets(items, os_family, os_version, image, uncovered_os, matched_os)
+        findings = self.evaluate_targets(items, os_family, os_version, image, uncovered_os, matched_os)
+        self.last_coverage = self.coverage(per_ecosystem, not_covered, os_family, os_version)
+        return findings
+
+    def coverage(self, per_ecosystem: Counter, not_covered: Counter, os_family: str = "",
+                 os_version: str = "") -> list[dict]:
+        """REPORT.md's coverage.vulnerabilities: per ecosystem (and release) with packages, how many
+        packages, how many advisories the store holds for it, and whether they were checked. Warns for
+        every application ecosystem with packages and no advisories (OS ones are worded by
+        evaluate_targets)."""
+        out = []
+        for (eco, release), n in sorted(per_ecosystem.items()):
+            label = f"{eco}:{release}" if release else eco
+            count = self.matcher.advisory_count(eco, release)
+            entry = {"ecosystem": label, "packages": n, "advisories": count, "checked": count > 0}
+            if not count:
+                entry["reason"] = f"not checked: no {label} advisories in the store"
+                if eco in OS_ECOSYSTEMS:
+                    entry["reason"] = feed_status(os_family, os_version, self.matcher.conn)[1]
+                else:
+                    self.warnings[f"no {label} advisories in the store: {n} {label} packages not checked;"
+                                  " import that ecosystem's feed"] += 1
+            out.append(entry)
+        os_label = coverage_gap("deb", False, os_family, os_version)
+        for label, n in sorted(not_covered.items()):
+            reason = feed_status(os_family, os_version, self.matcher.conn)[1] if label == os_label else \
+                f"not checked: no advisory source for {label} packages"
+            out.append({"ecosystem": label, "packages": n, "advisories": 0, "checked": False, "reason": reason})
+        return out
 
     def evaluate_targets(self, items, os_family: str, os_version: str, image: str = "", uncovered_os: int = 0,
                          matched_os: int = 0) -> list[Finding]:
         """Findings of (package, match target) pairs; the counts only word the warnings."""
         out: list[Finding] = []
+        self.last_fixes = []
         for pkg, target in items:
             try:
                 matches = self.matcher.match(*target)
                 if matches:
-                    out.extend(list(self._findings(pkg, target, matches, image)))
+                    found = list(self._findings(pkg, target, matches, image))
+                    out.extend(found)
+                    self.last_fixes.append({"ecosystem": pkg.ecosystem, "name": pkg.name, "version": pkg.version,
+                                            "path": pkg.path, "fix_all_version": self.fix_all(target),
+                                            "findings": len(found)})
             except (ValueError, TypeError, RecursionError) as exc:
                 # one package or record that cannot be read never costs the rest of the image its matching
                 version = target[3] if len(target[3]) <= 60 else f"{target[3][:40]}… ({len(target[3]):,} characters)"
@@ -121,6 +165,33 @@ class Evaluation:
             self._cores[target] = cores
         for vid, core, core_hash in cores:
             yield self._finding(pkg, target[0], vid, core, core_hash, image)
+
+    def fix_all(self, target) -> str | None:
+        """The lowest version that fixes every vulnerability of a (package, version): the highest of the
+        findings' fixed versions, then raised again while that version is itself affected (a later
+        range). None when a finding has no fix."""
+        if target in self._fix_all:
+            return self._fix_all[target]
+        ecosystem, release, name, _ = target
+        scheme = SCHEME_OF[ecosystem]
+        fixes = [core["fixed_version"] for _, core, _ in self._cores.get(target, ())]
+        best = None
+        try:
+            if fixes and None not in fixes:
+                candidate = max(fixes, key=lambda v: parse(scheme, v))
+                for _ in range(8):
+                    still = self.matcher.match(ecosystem, release, name, candidate)
+                    if not still:
+                        best = candidate
+                        break
+                    more = [m.hit.fixed for m in still]
+                    if None in more:
+                        break
+                    candidate = max([candidate, *more], key=lambda v: parse(scheme, v))
+        except (InvalidVersion, TypeError, ValueError):
+            best = None
+        self._fix_all[target] = best
+        return best
 
     def _group(self, matches: list[Match]) -> dict[str, list[Match]]:
         groups: dict[str, list[Match]] = {}
@@ -151,31 +222,48 @@ class Evaluation:
             names.update((a.id, *a.aliases, *a.cves))
         names.discard(vid)
         cves = sorted({c for a in advs for c in a.cves})
-        scored = next((advs[i] for i in order if advs[i].cvss_score is not None), None)
-        vendor = next((m.candidate.severity for m in group if m.candidate.severity), None) \
-            or next((advs[i].database_severity for i in order if advs[i].database_severity), None)
-        if ecosystem in OS_ECOSYSTEMS and vendor:
-            severity = vendor  # the distribution rates the impact of its own build
-        elif scored is not None:
-            severity = scored.severity or "unknown"
-        else:
-            severity = vendor or next((advs[i].severity for i in order if advs[i].severity), None) or "unknown"
+        severity, source, score, vector = self._severity(ecosystem, vid, group, advs, order, names, cves)
         fixed = _best_fixed(SCHEME_OF[ecosystem], group)
         text = next((advs[i].summary for i in order if advs[i].summary), "") or \
             next((advs[i].details for i in order if advs[i].details), "")
-        kev = any(self.matcher.kev(c) for c in cves)
+        # with no KEV catalogue imported, "not listed" would read as "not exploited": it is unknown (None)
+        kev = int(any(self.matcher.kev(c) for c in cves)) if self.matcher.has_kev else None
         epss_values = [e for e in (self.matcher.epss(c) for c in cves) if e is not None]
         epss = max(epss_values) if epss_values else None
         return {
-            "severity": severity, "aliases": sorted(names), "fixed_version": fixed,
-            "cvss_score": scored.cvss_score if scored else None, "cvss_vector": scored.cvss_vector if scored else None,
+            "severity": severity, "severity_source": source, "aliases": sorted(names), "fixed_version": fixed,
+            "cvss_score": score, "cvss_vector": vector,
             "published": min((a.published for a in advs if a.published), default=None),
             "description": text[:DESCRIPTION_MAX],
             "matched_by": [{"record": m.candidate.advisory_id, "ecosystem": m.candidate.raw_ecosystem,
                             "package": m.candidate.raw_name, "version": version, "range": m.hit.why,
                             "source": a.source_file} for m, a in zip(group, advs)],
-            "kev": int(kev), "epss": epss, "urgency": _urgency(severity, kev, epss, fixed),
+            "kev": kev, "epss": epss, "urgency": _urgency(severity, bool(kev), epss, fixed),
         }
+
+    def _severity(self, ecosystem: str, vid: str, group: list[Match], advs: list, order: list[int], names: set,
+                  cves: list[str]) -> tuple[str, str, float | None, str | None]:
+        """(level, where it came from, CVSS score, vector), from the first source that has one: the matched
+        records' own CVSS; the vendor's rating of an OS record (Debian urgency, Ubuntu priority, Red Hat /
+        SUSE / openEuler severity) or an advisory database's own rating (GHSA); another record in the store
+        for the same vulnerability; NVD. 'unknown' only when none has one."""
+        scored = next((advs[i] for i in order if advs[i].cvss_score is not None), None)
+        if scored is not None and scored.severity:
+            return scored.severity, "record_cvss", scored.cvss_score, scored.cvss_vector
+        vendor = next((m.candidate.severity for m in group if m.candidate.severity), None) \
+            or next((advs[i].database_severity for i in order if advs[i].database_severity), None)
+        if vendor:
+            return vendor, "vendor" if ecosystem in OS_ECOSYSTEMS else "record", None, None
+        rated = next((advs[i].severity for i in order if advs[i].severity), None)
+        if rated:
+            return rated, "record", None, None
+        other = self.matcher.aliased_severity({vid, *names, *cves}, exclude={a.id for a in advs})
+        if other:
+            return other[0], "alias", other[1], other[2]
+        from_nvd = self.matcher.nvd_severity(cves or ([vid] if vid.startswith("CVE-") else []))
+        if from_nvd:
+            return from_nvd[0], "nvd", from_nvd[1], from_nvd[2]
+        return "unknown", "unknown", None, None
 
     def _finding(self, pkg, ecosystem: str, vid: str, core: dict, core_hash: str, image: str) -> Finding:
         fixed = core["fixed_version"]
@@ -199,6 +287,36 @@ class Evaluation:
                        path=pkg.path, layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail=detail)
 
 
+def coverage_gap(ecosystem: str, os_owned: bool, os_family: str, os_version: str) -> str | None:
+    """What a package that no advisory source covers is counted under in coverage, or None when it is
+    covered elsewhere (an application package an OS package installed goes with the vendor's data)."""
+    eco = (ecosystem or "").lower()
+    if eco in OS_PACKAGE_TYPES:
+        return None if os_owned else (f"{os_family} {os_version}".strip() or "an unidentified distribution")
+    if os_owned or eco in APP_ECOSYSTEM:
+        return None
+    return ecosystem or "unknown ecosystem"
+
+
+def unchecked_coverage(packages: Iterable[Package], os_family: str, os_version: str,
+                       reason: str = "no advisory database") -> list[dict]:
+    """Coverage when nothing could be checked at all: every ecosystem with packages, not checked."""
+    os_key = image_release(os_family, os_version)
+    counts: Counter = Counter()
+    seen = set()
+    for pkg in packages:
+        if pkg.key in seen:
+            continue
+        seen.add(pkg.key)
+        target = match_target(pkg, os_key)
+        label = (f"{target[0]}:{target[1]}" if target[1] else target[0]) if target else \
+            coverage_gap(pkg.ecosystem, pkg.os_owned, os_family, os_version)
+        if label:
+            counts[label] += 1
+    return [{"ecosystem": label, "packages": n, "advisories": 0, "checked": False, "reason": reason}
+            for label, n in sorted(counts.items())]
+
+
 def policy_ignore_file(policy: dict) -> str | None:
     section = policy.get("vulnerabilities") if isinstance(policy, dict) else None
     return section.get("ignore_file") if isinstance(section, dict) else None
@@ -218,6 +336,7 @@ class Vulnerabilities(Analyzer):
         conn = ctx.db.conn if ctx.db is not None and hasattr(ctx.db, "conn") else ctx.db
         if conn is None or not store.has_store(conn):
             ctx.warn("vulnerabilities: no advisory database; run `stowaway db import` or `stowaway db update`")
+            yield Fact("vulnerability_coverage", unchecked_coverage(ctx.packages, ctx.os.family, ctx.os.version))
             return
         rules = ignore_rules.load(policy_ignore_file(ctx.policy))
         for w in rules.warnings():
@@ -227,3 +346,5 @@ class Vulnerabilities(Analyzer):
         for message, n in (evaluation.warnings + evaluation.matcher.warnings).most_common(20):
             ctx.warn(f"vulnerabilities: {message}" + (f" ({n}×)" if n > 1 else ""))
         yield Fact("vulnerability_feed", store.feed_summary(conn))
+        yield Fact("vulnerability_coverage", evaluation.last_coverage)
+        yield Fact("vulnerability_fixes", evaluation.last_fixes)

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 
 from stowaway.ingest import db as dbm
 
-from . import feeds, store
+from . import feeds, nvd, store
 from .ecosystems import DEBIAN_CODENAMES, SCHEME_OF, normalize_name, split_ecosystem
 
 BATCH = 2000
@@ -51,6 +51,7 @@ class ImportResult:
     seconds: float = 0.0
     kev: int = 0
     epss: int = 0
+    nvd: int = 0
 
     def warn(self, reason: str, example: str = "") -> None:
         self.warnings[reason] += 1
@@ -67,6 +68,8 @@ class ImportResult:
                 f" {self.skipped} skipped in {self.seconds:.1f}s ({rate:,.0f}/s)")
         if self.kev or self.epss:
             text += f"; {self.kev} KEV entries, {self.epss} EPSS scores"
+        if self.nvd:
+            text += f"; {self.nvd} NVD CVE records"
         if self.warnings:
             text += "; warnings: " + ", ".join(f"{n} × {r}" for r, n in self.warnings.most_common(8))
         return text
@@ -576,6 +579,9 @@ class Importer:
         if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list) and "catalogVersion" in doc:
             self._add_kev(doc)
             return
+        if nvd.is_nvd(doc):
+            self._add_nvd(doc)
+            return
         # snapshots without per-record times: a newer file is a newer snapshot
         if is_debian_tracker(doc):
             modified = dt.datetime.fromtimestamp(mtime(), dt.timezone.utc).isoformat()
@@ -625,6 +631,21 @@ class Importer:
             self.conn.executemany("INSERT OR REPLACE INTO kev (cve, vendor, product, name, date_added, due_date,"
                                   " known_ransomware, required_action, imported_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
         self.result.kev += len(rows)
+
+    def _add_nvd(self, doc: dict) -> None:
+        rows = []
+        for cve in nvd.cves_of(doc):
+            row = nvd.row_of(cve, self.now) if isinstance(cve, dict) else None
+            if row is None:
+                self.result.warn("NVD entry without a CVE id")
+                continue
+            rows.append(row)
+            if len(rows) >= BATCH:
+                nvd.store_rows(self.conn, rows)
+                self.result.nvd += len(rows)
+                rows = []
+        nvd.store_rows(self.conn, rows)
+        self.result.nvd += len(rows)
 
     def _add_epss(self, path: str) -> None:
         opener = gzip.open if path.endswith(".gz") else open

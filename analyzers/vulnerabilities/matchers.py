@@ -194,6 +194,64 @@ class Matcher:
         self._epss: dict[str, float | None] = {}
         self._has_kev = self._count("kev") > 0
         self._has_epss = self._count("epss") > 0
+        self._has_nvd = self._count("nvd_cves") > 0
+        self._aliased: dict[frozenset, list[tuple]] = {}
+        self._nvd: dict[str, tuple | None] = {}
+        self._advisory_counts: dict[tuple, int] = {}
+
+    @property
+    def has_kev(self) -> bool:
+        """False when no KEV catalogue was imported: 'not in KEV' then means 'unknown', not 'no'."""
+        return self._has_kev
+
+    @property
+    def has_epss(self) -> bool:
+        return self._has_epss
+
+    def advisory_count(self, ecosystem: str, release: str) -> int:
+        """How many advisories the store holds for an ecosystem and release (coverage)."""
+        key = (ecosystem, release)
+        got = self._advisory_counts.get(key)
+        if got is None:
+            got = self._advisory_counts[key] = self.conn.execute(
+                "SELECT COUNT(DISTINCT advisory_id) FROM advisory_affected WHERE ecosystem = ? AND release = ?",
+                key).fetchone()[0]
+        return got
+
+    def aliased_severity(self, names, exclude=()) -> tuple[str, float | None, str | None, str] | None:
+        """(level, score, vector, record id) of the best-rated other record in the store that names one of
+        `names` (GHSA <-> PYSEC <-> CVE): a scored record first, the highest score among them."""
+        key = frozenset(names)
+        rows = self._aliased.get(key)
+        if rows is None:
+            wanted = sorted(key)[:200]
+            if not wanted:
+                return None
+            marks = ",".join("?" * len(wanted))
+            rows = self._aliased[key] = self.conn.execute(
+                "SELECT id, severity, cvss_score, cvss_vector FROM advisories WHERE withdrawn IS NULL"
+                f" AND severity IS NOT NULL AND (id IN ({marks}) OR id IN"
+                f" (SELECT advisory_id FROM advisory_aliases WHERE alias IN ({marks})))",
+                wanted + wanted).fetchall()
+        usable = [r for r in rows if r[0] not in exclude]
+        if not usable:
+            return None
+        best = min(usable, key=lambda r: (r[2] is None, -(r[2] or 0), r[0]))
+        return best[1], best[2], best[3], best[0]
+
+    def nvd_severity(self, cves) -> tuple[str, float | None, str | None, str] | None:
+        """(level, score, vector, CVE) of the highest NVD score among these CVEs, or None."""
+        if not self._has_nvd:
+            return None
+        found = []
+        for cve in cves:
+            if cve not in self._nvd:
+                row = self.conn.execute("SELECT severity, cvss_score, cvss_vector FROM nvd_cves WHERE cve = ?"
+                                        " AND severity IS NOT NULL", [cve]).fetchone()
+                self._nvd[cve] = tuple(row) + (cve,) if row else None
+            if self._nvd[cve]:
+                found.append(self._nvd[cve])
+        return max(found, key=lambda r: (r[1] or 0, r[3])) if found else None
 
     def _count(self, table: str) -> int:
         try:

@@ -17,7 +17,7 @@ from stowaway.ingest import db as dbm
 from . import ignores as ignore_rules
 from . import store
 from .ecosystems import OS_PACKAGE_TYPES, image_release, package_target
-from .evaluator import Evaluation
+from .evaluator import Evaluation, coverage_gap
 from .matchers import Matcher
 
 
@@ -67,12 +67,15 @@ class StoredPackage(NamedTuple):
     key: tuple  # Package.key, computed once: the evaluator and the writer look it up often
 
 
-def _inventory(conn, scan_id: int, os_key, keys: set) -> tuple[list, dict, int, int, int]:
+def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_version: str = "") -> tuple:
     """The rows of one scan's packages that can match anything, with their match targets; the stored
-    non-zero counts; and how many OS packages could and could not be keyed (for the warnings)."""
+    non-zero counts; how many OS packages could and could not be keyed (for the warnings); the total;
+    and the coverage counts (per matched ecosystem and release, per ecosystem nothing covers)."""
     rows, counts = [], {}
     seen = set()
     uncovered_os = matched_os = 0
+    per_ecosystem: Counter = Counter()
+    not_covered: Counter = Counter()
     stored = conn.execute(
         "SELECT id, ecosystem, name, coalesce(version, ''), coalesce(path, ''), layer_index,"
         " coalesce(source_name, ''), coalesce(source_version, ''), coalesce(purl, ''), os_owned,"
@@ -91,16 +94,20 @@ def _inventory(conn, scan_id: int, os_key, keys: set) -> tuple[list, dict, int, 
         target = package_target(eco, name, version, row[6], row[7], os_key)
         if target is None:
             uncovered_os += is_os
+            gap = coverage_gap(eco, bool(row[9]), family, os_version)
+            if gap:
+                not_covered[gap] += 1
             continue
+        per_ecosystem[target[:2]] += 1
         matched_os += is_os
         keys.add(target[:3])
         rows.append((row, key, target))
-    return rows, counts, uncovered_os, matched_os, len(stored)
+    return rows, counts, uncovered_os, matched_os, len(stored), per_ecosystem, not_covered
 
 
 # the columns every finding of one (package, version, vulnerability) shares, then its own
-CORE_COLUMNS = ("aliases", "fixed_version", "cvss_score", "cvss_vector", "published", "description", "matched_by",
-                "kev", "epss", "urgency")
+CORE_COLUMNS = ("severity_source", "aliases", "fixed_version", "cvss_score", "cvss_vector", "published",
+                "description", "matched_by", "kev", "epss", "urgency")
 OWN_COLUMNS = ("vulnerability_id", "package_name", "ecosystem", "installed_version", "solution", "ignore_reason",
                "content_hash")
 DETAIL_COLUMNS = ("finding_id",) + OWN_COLUMNS + CORE_COLUMNS
@@ -121,7 +128,7 @@ def _core_cells(detail: dict, encoded: dict) -> tuple:
 
 
 def _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql, encoded,
-           fingerprint_of, result) -> bool:
+           fingerprint_of, result, facts: dict | None = None) -> bool:
     """Brings one scan's stored vulnerability findings to `findings`, in one transaction, touching only what
     changed (a finding is kept when its fingerprint and content digest are the same). True if anything did."""
     stored: dict[str, list] = {}
@@ -173,6 +180,8 @@ def _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_f
                              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany(detail_sql, details)
         conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recount)
+        conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
+                         [(scan_id, k, dbm.dumps(v)) for k, v in (facts or {}).items()])
         conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
                      " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
                                                   "removed": len(gone)})])
@@ -206,10 +215,11 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     # read every inventory first so the advisory lookups can be batched by name
     for scan_id, image_id, reference, family, version, old_feed in scans:
         os_key = image_release(family or "", version or "")
-        rows, counts, uncovered_os, matched_os, total = _inventory(conn, scan_id, os_key, keys)
+        rows, counts, uncovered_os, matched_os, total, per_ecosystem, not_covered = _inventory(
+            conn, scan_id, os_key, keys, family or "", version or "")
         result.packages += total
         inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
-                            uncovered_os, matched_os))
+                            uncovered_os, matched_os, per_ecosystem, not_covered))
     matcher.prefetch(keys)
     have = {r[1] for r in conn.execute("PRAGMA table_info(vulnerability_details)")}
     for column in DETAIL_COLUMNS:
@@ -222,8 +232,8 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
     try:
-        for scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os \
-                in inventories:
+        for scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os, \
+                per_ecosystem, not_covered in inventories:
             # only packages that some advisory names become objects: most of an inventory matches nothing
             items, ids = [], {}
             for row, key, target in rows:
@@ -231,8 +241,10 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                     items.append((StoredPackage(*row[1:10], key=key), target))
                     ids[key] = row[0]
             findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
+            facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
+                     "vulnerability_fixes": evaluation.last_fixes}
             changed = _write(conn, scan_id, image_id, [p for p, _ in items], ids, old_counts, findings, feed,
-                             old_feed, detail_sql, encoded, finding_fingerprint, result)
+                             old_feed, detail_sql, encoded, finding_fingerprint, result, facts)
             result.images += 1
             result.changed_images += changed
             result.findings += len(findings)

@@ -131,7 +131,24 @@ STEP3 = """
 ALTER TABLE vulnerability_details ADD COLUMN content_hash TEXT;
 """
 
-STEPS = [STEP1, STEP2, STEP3]
+# NVD's CVE records, for the severity of findings whose own records carry none (nvd.py)
+STEP4 = """
+CREATE TABLE nvd_cves (
+    cve TEXT PRIMARY KEY,
+    last_modified TEXT,
+    published TEXT,
+    status TEXT,
+    severity TEXT,
+    cvss_score REAL,
+    cvss_vector TEXT,
+    cvss_version TEXT,
+    source TEXT,
+    description TEXT,
+    imported_at TEXT
+);
+"""
+
+STEPS = [STEP1, STEP2, STEP3, STEP4]
 dbm.register_schema("advisories", STEPS)
 
 

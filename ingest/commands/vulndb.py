@@ -84,12 +84,33 @@ def _update_vendor(database, args) -> int:
     return 1 if got.failed else 0
 
 
+def _update_nvd(database, args) -> int:
+    from stowaway.analyzers.vulnerabilities import nvd
+
+    cache = args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.db)), "nvd-feed")
+    key = args.api_key or os.environ.get("NVD_API_KEY") or None
+    show = not args.no_progress and sys.stderr.isatty()
+    conn = database.conn if hasattr(database, "conn") else database
+    try:
+        counts = nvd.update(conn, cache, url=args.url or nvd.API_URL, api_key=key,
+                            progress=(lambda text: print(text, file=sys.stderr)) if show else None)
+    except nvd.NvdError as exc:
+        print(f"stowaway: {exc}", file=sys.stderr)
+        return 1
+    print(f"NVD: {counts['cves']:,} CVE records in {counts['pages']} pages", file=sys.stderr)
+    if args.rematch and counts["cves"]:
+        _rematch(database, args)
+    return 0
+
+
 def cmd_update(args) -> int:
     from stowaway.analyzers.vulnerabilities import download
     from stowaway.analyzers.vulnerabilities.importer import Importer
     from stowaway.ingest.output import RecordProgress
 
     database = _connect(args.db)
+    if args.source == "nvd":
+        return _update_nvd(database, args)
     if args.source != "osv":
         return _update_vendor(database, args)
     args.url = args.url or download.DEFAULT_BASE
@@ -171,32 +192,41 @@ def add(sub):
     db.set_defaults(func=lambda args: (db.print_help(), 2)[1])
 
     p = dbsub.add_parser("import", help="import OSV records (files, directories, all.zip), the Debian security"
-                                        " tracker JSON, CISA KEV JSON or EPSS CSV")
+                                        " tracker JSON, NVD CVE API 2.0 JSON (records or yearly feeds, .json.gz"
+                                        " too), CISA KEV JSON or EPSS CSV")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories or all.zip exports to import")
     _add_db(p)
     p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image afterwards")
     p.add_argument("--ignore-file", metavar="FILE", help="ignore rules applied when re-evaluating")
     p.set_defaults(func=cmd_import)
 
-    p = dbsub.add_parser("update", help="download osv.dev ecosystem exports (all.zip), or a vendor's own feed"
-                                        " (--source), and import them")
+    p = dbsub.add_parser("update", help="download osv.dev ecosystem exports (all.zip), a vendor's own feed or NVD's"
+                                        " CVE records (--source), and import them")
     _add_db(p)
     from stowaway.analyzers.vulnerabilities.feeds.sources import DEFAULT_LIMIT, SOURCES
 
-    p.add_argument("--source", choices=("osv", *SOURCES), default="osv",
-                   help="osv: osv.dev's per-ecosystem exports (default); "
+    p.add_argument("--source", choices=("osv", "nvd", *SOURCES), default="osv",
+                   help="osv: osv.dev's per-ecosystem exports (default); nvd: NVD's CVE API 2.0, for the severity of"
+                        " findings whose records carry none (first run downloads every CVE, later runs what changed;"
+                        " an interrupted run resumes); "
                         + "; ".join(f"{s.name}: {s.help}" for s in SOURCES.values())
                         + ". Vendor feeds are fetched incrementally (only new or changed documents)")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                    help=f"vendor feeds: at most N documents fetched per run, the rest next run (default {DEFAULT_LIMIT:,})")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="NVD API key (default: $NVD_API_KEY); optional, it raises NVD's rate limit from 5 to 50"
+                        " requests per 30 s")
     p.add_argument("--ecosystem", action="append", metavar="NAME",
                    help="OSV ecosystem, repeatable (default: the OS and language ecosystems Stowaway matches)")
     from stowaway.analyzers.vulnerabilities.download import DEFAULT_BASE
+    from stowaway.analyzers.vulnerabilities.nvd import API_URL
 
-    p.add_argument("--url", help=f"base URL of the exports (default: {DEFAULT_BASE}), or of the vendor feed named by"
-                                 " --source (default: the vendor's own, see docs/VULNERABILITIES.md)")
-    p.add_argument("--cache-dir", metavar="DIR", help="where the zips or vendor documents are kept (default: osv-feeds/"
-                                                      " or vendor-feeds/ beside the database)")
+    p.add_argument("--url", help=f"base URL of the exports (default: {DEFAULT_BASE}), of NVD's CVE API (default:"
+                                 f" {API_URL}) or of the vendor feed named by --source (default: the vendor's own,"
+                                 " see docs/VULNERABILITIES.md)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where the zips, vendor documents or NVD's resume state are kept"
+                                                      " (default: osv-feeds/, vendor-feeds/ or nvd-feed/ beside the"
+                                                      " database)")
     p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for HTTPS (default: $REQUESTS_CA_BUNDLE or certifi)")
     p.add_argument("--force-import", action="store_true", help="import even when the export did not change")
     p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image when anything changed")

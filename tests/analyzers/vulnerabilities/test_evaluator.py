@@ -135,7 +135,9 @@ def test_no_advisory_store_is_a_warning_not_a_failure():
     import sqlite3
 
     ctx = _ctx(sqlite3.connect(":memory:"), [Package("pypi", "jinja2", "2.10", "/m", 0)], OSInfo("debian", "11"))
-    assert list(Vulnerabilities({}).collect(ctx, [])) == []
+    out = list(Vulnerabilities({}).collect(ctx, []))
+    assert [(o.name, o.value) for o in out] == [("vulnerability_coverage", [
+        {"ecosystem": "PyPI", "packages": 1, "advisories": 0, "checked": False, "reason": "no advisory database"}])]
     assert ctx.warnings == ["vulnerabilities: no advisory database; run `stowaway db import` or `stowaway db update`"]
 
 
@@ -150,7 +152,10 @@ def test_os_packages_of_an_unknown_distribution_are_not_guessed(db):
     pkgs = [Package("deb", "libssl1.1", "1.1.1n-0+deb11u3", "/var/lib/dpkg/status", 0, source_name="openssl")]
     ctx = _ctx(db, pkgs, OSInfo())
     out = list(Vulnerabilities({}).collect(ctx, []))
-    assert [type(o).__name__ for o in out] == ["Fact"]
+    assert [type(o).__name__ for o in out] == ["Fact", "Fact", "Fact"]  # feed, coverage, fixes: no finding
+    coverage = next(o.value for o in out if o.name == "vulnerability_coverage")
+    assert coverage == [{"ecosystem": "an unidentified distribution", "packages": 1, "advisories": 0,
+                         "checked": False, "reason": "not checked: the distribution could not be identified"}]
     assert any("1 OS packages not checked: the distribution could not be identified" in w for w in ctx.warnings)
 
 
