@@ -244,16 +244,20 @@ class Evaluation:
     def _severity(self, ecosystem: str, vid: str, group: list[Match], advs: list, order: list[int], names: set,
                   cves: list[str]) -> tuple[str, str, float | None, str | None]:
         """(level, where it came from, CVSS score, vector), from the first source that has one: the matched
-        records' own CVSS; the vendor's rating of an OS record (Debian urgency, Ubuntu priority, Red Hat /
-        SUSE / openEuler severity) or an advisory database's own rating (GHSA); another record in the store
-        for the same vulnerability; NVD. 'unknown' only when none has one."""
+        records' own rating — for an OS package the vendor's (Debian urgency, Ubuntu priority, Red Hat /
+        SUSE / openEuler severity: the distribution rates the impact of its own build), else the record's
+        CVSS (v3, v4, v2) and then an advisory database's own rating (GHSA); another record in the store
+        for the same vulnerability; NVD. 'unknown' only when none has one. A record's CVSS score is kept
+        beside a vendor rating."""
         scored = next((advs[i] for i in order if advs[i].cvss_score is not None), None)
-        if scored is not None and scored.severity:
-            return scored.severity, "record_cvss", scored.cvss_score, scored.cvss_vector
         vendor = next((m.candidate.severity for m in group if m.candidate.severity), None) \
             or next((advs[i].database_severity for i in order if advs[i].database_severity), None)
+        if vendor and ecosystem in OS_ECOSYSTEMS:
+            return vendor, "vendor", scored.cvss_score if scored else None, scored.cvss_vector if scored else None
+        if scored is not None and scored.severity:
+            return scored.severity, "record_cvss", scored.cvss_score, scored.cvss_vector
         if vendor:
-            return vendor, "vendor" if ecosystem in OS_ECOSYSTEMS else "record", None, None
+            return vendor, "record", None, None
         rated = next((advs[i].severity for i in order if advs[i].severity), None)
         if rated:
             return rated, "record", None, None

@@ -28,7 +28,10 @@ def test_an_image_with_no_feed_for_its_distribution_or_npm_says_not_checked(tmp_
     rep = report_of(database, "demo/shop:1")
     assert _coverage(rep) == {"Debian:11": (3, 0, False), "PyPI": (1, 3, True), "npm": (1, 0, False)}
     warnings = rep["scan"]["warnings"]
-    assert any("no Debian:11 advisories in the store" in w for w in warnings)
+    assert any("3 OS packages not checked: no Debian 11 advisories in the store" in w for w in warnings)
+    reasons = {c["ecosystem"]: c.get("reason") for c in rep["coverage"]["vulnerabilities"]}
+    assert reasons["Debian:11"].startswith("not checked: no Debian 11 advisories in the store; import")
+    assert reasons["npm"] == "not checked: no npm advisories in the store" and reasons["PyPI"] is None
     assert any("no npm advisories in the store: 1 npm packages not checked" in w for w in warnings)
     # the fix roll-up: one upgrade that fixes both findings of Jinja2 2.10
     jinja = next(s for s in rep["software"] if s["name"].lower() == "jinja2")

@@ -257,3 +257,12 @@ def test_nvd_records_leave_no_unknown_severity_in_the_shop_report(tmp_path):
     assert [v["id"] for v in after if v["severity"] == "unknown"] == []
     assert {v["id"] for v in after if v.get("severity_source") == "nvd"} == unknown
     assert all(v.get("severity_source") for v in after)
+
+
+def test_an_os_vendor_rating_wins_over_the_records_cvss_which_is_kept(db):
+    rec = osv("UBUNTU-CVE-2024-6000", "Ubuntu:22.04:LTS", "openssl", [{"introduced": "0"}, {"fixed": "9.9-9"}],
+              aliases=["CVE-2024-6000"])
+    rec["severity"] = [{"type": "CVSS_V3", "score": HIGH}, {"type": "Ubuntu", "score": "low"}]
+    import_records(db, [rec])
+    pkg = Package("deb", "openssl", "1.0-1", "/var/lib/dpkg/status", 0, source_name="openssl")
+    assert _one(db, pkg, "ubuntu", "22.04") == ("low", "vendor", 7.5)
