@@ -1,6 +1,6 @@
 """Imports advisories into the store: OSV records (files, directories, an ecosystem's all.zip, the
-osv.dev API's {"vulns": [...]} answers), the Debian security tracker JSON, Alpine's secdb, CISA's KEV
-catalogue and FIRST's EPSS scores.
+osv.dev API's {"vulns": [...]} answers), the Debian security tracker JSON, Alpine's secdb, NVD's CVE
+API 2.0 JSON (severities, nvd.py), CISA's KEV catalogue and FIRST's EPSS scores.
 
 Idempotent: a record replaces the stored one only when its `modified` time is newer. Fast: records
 are parsed one at a time (an all.zip is streamed member by member) and written with executemany,
