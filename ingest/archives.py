@@ -41,7 +41,7 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 ZIP_MAGIC = b"PK\x03\x04"
 ZIP_EMPTY = b"PK\x05\x06"
@@ -299,6 +299,12 @@ class _Walk:
     # -- zip ---------------------------------------------------------------------------------------
 
     def _zip(self, path: str, data: bytes, depth: int, ancestors: tuple[bytes, ...], maybe: bool) -> Iterator[Member]:
+        directory = _central_directory_size(data)
+        cap = max(self.limits.max_member_bytes // 4, 64 << 10)
+        if directory is not None and directory > cap:
+            # zipfile keeps an object per entry: 16 MiB of directory is about 200,000 of them
+            raise _Cut(f"{path}: zip directory of {directory} bytes, larger than {cap}"
+                       " (a quarter of archives.max_member_bytes); members not read")
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             infos = zf.infolist()
@@ -317,7 +323,7 @@ class _Walk:
 
     # -- tar ---------------------------------------------------------------------------------------
 
-    def _tar(self, path: str, stream: IO[bytes], depth: int, ancestors: tuple[bytes, ...], container: str,
+    def _tar(self, path: str, stream: Any, depth: int, ancestors: tuple[bytes, ...], container: str,
              charged: bool) -> Iterator[Member]:
         """A tar read in one pass; `charged`: the stream below already counts its bytes to the total."""
         try:
@@ -417,6 +423,15 @@ class _Walk:
         self.warn(f"{inner}: larger than {self.limits.max_member_bytes} bytes (archives.max_member_bytes); not read")
 
 
+def _central_directory_size(data: bytes) -> int | None:
+    """From the end-of-central-directory record, before zipfile builds an object per entry."""
+    tail = data[-(65535 + 22):]
+    at = tail.rfind(ZIP_EMPTY)
+    if at < 0 or at + 22 > len(tail):
+        return None
+    return int(struct.unpack_from("<I", tail, at + 12)[0])
+
+
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
               RuntimeError, struct.error, zlib.error, lzma.LZMAError, KeyError, IndexError)
 TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, struct.error,
@@ -463,9 +478,10 @@ def read_zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes | N
     elif info.compress_type == zipfile.ZIP_DEFLATED:
         member = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, limit + 1)
     else:
-        member = _inflate64(raw, limit)
-        if member is None:
+        inflated = _inflate64(raw, limit)
+        if inflated is None:
             return None
+        member = inflated
     if len(member) <= limit and (len(member) != info.file_size or zlib.crc32(member) != info.CRC):
         return None  # not what the directory says: zipfile tells how the member is broken
     return member
@@ -565,7 +581,8 @@ def _capped_tarinfo(cap: int) -> type[tarfile.TarInfo]:
     return CappedTarInfo
 
 
-def _decompressor(kind: str, raw: IO[bytes]) -> IO[bytes]:
+def _decompressor(kind: str, raw: IO[bytes]) -> Any:
+    """A reader of the decompressed bytes (GzipFile, BZ2File, LZMAFile or zstandard's stream reader)."""
     if kind == "gzip":
         import gzip
 
@@ -582,7 +599,7 @@ def _decompressor(kind: str, raw: IO[bytes]) -> IO[bytes]:
 class _BoundedStream(io.RawIOBase):
     """A decompressed stream charged to the walk's total, with the ratio checked against the input read."""
 
-    def __init__(self, inner: IO[bytes], raw: io.BytesIO, walk: _Walk, path: str):
+    def __init__(self, inner: Any, raw: io.BytesIO, walk: _Walk, path: str):
         self.inner = inner
         self.raw = raw
         self.walk = walk

@@ -234,3 +234,11 @@ def test_policy_schema_knows_the_archives_section():
     assert validate({"archives": {"max_depth": -1, "max_members": "many"}}) == [
         "error: archives.max_depth: expected an integer >= 0, got -1",
         "error: archives.max_members: expected an integer, got a string"]
+
+
+def test_a_zip_directory_too_large_to_hold_is_not_opened():
+    many = zip_of({f"c/C{i}.class": b"" for i in range(3000)})  # about 130 KB of directory
+    got, warnings = walk("/many.jar", many, ArchiveLimits(max_member_bytes=256 << 10))
+    assert got == [] and len(warnings) == 1
+    assert warnings[0].startswith("/many.jar: zip directory of ") and "members not read" in warnings[0]
+    assert len(walk("/many.jar", many)[0]) == 3000
