@@ -475,7 +475,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0
     except sqlite3.Error as exc:
-        print(f"stowaway: {getattr(args, 'db', 'database')}: database error: {exc}", file=sys.stderr)
+        hint = ""
+        if "no such table" in str(exc) or "no such column" in str(exc):
+            hint = " (a database of an older Stowaway: a command that writes, such as `stowaway rematch`, upgrades it)"
+        print(f"stowaway: {getattr(args, 'db', 'database')}: database error: {exc}{hint}", file=sys.stderr)
         return 2
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
