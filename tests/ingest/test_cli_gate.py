@@ -298,9 +298,13 @@ def test_sigterm_during_a_scan_exits_130(tmp_path):
     p = subprocess.Popen([STOWAWAY, "scan", f"docker-archive:{fifo}", "--db", str(tmp_path / "t.db"), "--no-progress"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (tmp_path / "t.db").exists():
-        time.sleep(0.1)
-    time.sleep(1.0)
+    state = ""
+    while time.monotonic() < deadline and state != "running":  # the scan has started and blocks on the fifo
+        time.sleep(0.2)
+        if (tmp_path / "t.db").exists():
+            listed = run("tasks", "--db", str(tmp_path / "t.db"), "--format", "json").stdout.splitlines()
+            state = json.loads(listed[0])["state"] if listed else ""
+    time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
     try:
         out, err = p.communicate(timeout=60)
