@@ -73,7 +73,8 @@ def fetch(url: str, dest: str, verify=True, progress: bool | None = None, sessio
     session = session or requests.Session()
     part, meta_path = dest + ".part", dest + ".meta.json"
     meta = _meta(meta_path)
-    headers = {}
+    # the bytes as stored: a transfer-compressed answer would not match its Content-Length, its hash or a range
+    headers = {"Accept-Encoding": "identity"}
     have = os.path.getsize(part) if os.path.exists(part) else 0
     if have and meta.get("part_etag"):
         headers["Range"] = f"bytes={have}-"

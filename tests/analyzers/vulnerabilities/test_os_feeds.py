@@ -275,6 +275,7 @@ def test_centos7_image_gets_vulnerabilities_from_imported_red_hat_data(tmp_path,
     hit = rep["vulnerabilities"][0]
     assert hit["matched_by"][0]["record"] == "RHSA-2020:5566"
     assert hit["matched_by"][0]["ecosystem"] == "Red Hat:enterprise_linux:7"
+    assert [(c["ecosystem"], c["checked"]) for c in rep["coverage"]["vulnerabilities"]] == [("Red Hat:7", True)]
     assert not any("not checked" in w for w in rep["scan"]["warnings"])
 
 
@@ -309,6 +310,9 @@ def test_euleros_image_says_why_it_is_not_checked(tmp_path, scan):
     assert rep["vulnerabilities"] == []
     assert any("1 OS packages not checked: no EulerOS 2.0-SP10 advisories (Huawei publishes" in w
                for w in rep["scan"]["warnings"]), rep["scan"]["warnings"]
+    cov = rep["coverage"]["vulnerabilities"]
+    assert [(c["packages"], c["checked"]) for c in cov] == [(1, False)], cov
+    assert cov[0]["reason"].startswith("not checked: no EulerOS 2.0-SP10 advisories (Huawei publishes")
 
 
 # --- end to end: SUSE, openEuler, Kylin ----------------------------------------------------------------
@@ -383,6 +387,9 @@ def test_kylin_image_says_no_public_feed(tmp_path, scan):
     assert rep["vulnerabilities"] == []
     assert any("1 OS packages not checked: no Kylin V10-SP2 advisories (KylinSoft publishes" in w
                for w in rep["scan"]["warnings"]), rep["scan"]["warnings"]
+    cov = rep["coverage"]["vulnerabilities"]
+    assert [(c["packages"], c["checked"]) for c in cov] == [(1, False)], cov
+    assert cov[0]["reason"].startswith("not checked: no Kylin V10-SP2 advisories (KylinSoft publishes")
 
 
 # --- hostile vendor files: one counted warning each, never a traceback, the rest imported ------------
