@@ -17,12 +17,12 @@ def get_metadata(datasette, key, database, table):
 
 @hookimpl
 def startup(datasette):
-    async def refresh_reports():
+    async def migrate_databases():
         await compat.apply_table_defaults(datasette)
         for name in config.stowaway_databases(datasette):
-            await freshness.refresh(datasette, name)
+            await freshness.migrate(datasette, name)
 
-    return refresh_reports
+    return migrate_databases
 
 
 @hookimpl

@@ -49,9 +49,7 @@ async def can_write(datasette, actor) -> bool:
 # --- settings ------------------------------------------------------------------------------------
 
 async def settings(db) -> dict[str, list[str]]:
-    out = {k: [] for k in KINDS}
-    if schema.SETTINGS_TABLE not in await db.table_names():
-        return out
+    out: dict[str, list[str]] = {k: [] for k in KINDS}
     for r in (await db.execute(f"SELECT kind, value FROM {schema.SETTINGS_TABLE} ORDER BY id")).rows:
         out.setdefault(r[0], []).append(r[1])
     return out
@@ -72,7 +70,6 @@ async def add_setting(db, kind: str, value: str, actor) -> None:
     value = validate(kind, value)
 
     def write(conn):
-        schema.ensure(conn)
         if kind == "sensitive_path_exclusion":
             count = conn.execute(f"SELECT COUNT(*) FROM {schema.SETTINGS_TABLE} WHERE kind = ?", [kind]).fetchone()[0]
             exists = conn.execute(f"SELECT 1 FROM {schema.SETTINGS_TABLE} WHERE kind = ? AND value = ?",
@@ -106,22 +103,33 @@ def with_overrides(policy: dict, overrides: dict) -> dict:
 
 # --- findings ------------------------------------------------------------------------------------
 
-async def ignore_finding(db, finding_id: int, ignored: bool, reason: str) -> None:
+async def ignore_finding(db, finding_id: int, ignored: bool, reason: str, actor=None, scope: str = "tag") -> None:
+    """Ignoring a finding makes a suppression in the findings store (its id, package and path, scoped to
+    the image's tag, its repository or every image), so it holds through rescans and rematches;
+    un-ignoring removes the suppressions that cover it."""
     reason = (reason or "").strip()
     if ignored and not reason:
         raise ActionError("say why the finding is ignored")
     if len(reason) > MAX_REASON:
         raise ActionError(f"a reason is at most {MAX_REASON} characters")
+    if scope not in ("tag", "repository", "everywhere"):
+        raise ActionError("scope is one of tag, repository, everywhere")
 
     def write(conn):
+        from stowaway.ingest import findings as store
+
+        try:
+            suppression = store.suppression_for_finding(conn, finding_id, scope)
+        except LookupError:
+            raise ActionError(f"no finding {finding_id}") from None
         with conn:
-            cur = conn.execute("UPDATE findings SET ignored = ?, ignore_reason = ? WHERE id = ?",
-                               [int(ignored), reason if ignored else None, finding_id])
-        if cur.rowcount == 0:
-            raise ActionError(f"no finding {finding_id}")
-        if schema.has_tables(conn):  # an update in place: the refresh check cannot see it, so redo the image now
-            schema.refresh(conn)
-            schema.rebuild(conn, {conn.execute("SELECT image_id FROM findings WHERE id = ?", [finding_id]).fetchone()[0]})
+            if ignored:
+                suppression.reason = reason
+                suppression.author = (actor or {}).get("id")
+                suppression.source = "datasette"
+                store.add_suppression(conn, suppression)
+            else:
+                store.remove_suppressions(conn, store.covering(conn, finding_id))
 
     await _write(db, write)
 

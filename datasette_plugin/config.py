@@ -34,7 +34,8 @@ TABLES = {
         "facets": ["latest_version", "repository", "os", "base_image"],
         "label_column": "reference",
         "columns": {
-            "critical": "critical vulnerabilities (not ignored)", "high": "high vulnerabilities (not ignored)",
+            "critical": "critical vulnerabilities (not suppressed)", "high": "high vulnerabilities (not suppressed)",
+            "suppressed": "failing findings of every kind that a suppression covers",
             "unsafe_settings": "failed baseline, SSH, password checks", "secrets": "sensitive information found",
             "latest_version": "1 for the newest image of its repository, by created time",
             "failing_critical": "failing findings of every kind rated critical",
@@ -48,7 +49,7 @@ TABLES = {
         "label_column": "vulnerability_id",
         "columns": {"fixed_version": "empty when no fixed version is known yet",
                     "layer_created_by": "the build step that added the vulnerable file",
-                    "ignored": "1 when someone ignored it (see ignore_reason)"},
+                    "suppressed": "1 when a suppression covers it (see suppressed_reason)"},
     },
     "unsafe_settings_view": {
         "title": "Unsafe settings",

@@ -11,8 +11,6 @@ from datasette.filters import Filters
 
 from stowaway.ingest.exports import REPORTS, finish, to_csv, to_xlsx  # noqa: F401  (one implementation)
 
-from . import queries, schema
-
 
 class ExportError(ValueError):
     pass
@@ -39,7 +37,7 @@ def _query(report: str, view_sql: str, view_columns: list[str], pairs: list[tupl
 
 async def fetch(db, report: str, pairs, image_id=None) -> tuple[list[str], list[tuple]]:
     spec = REPORTS[report]
-    view_sql = schema.source(await queries.tables(db), spec["view"])
+    view_sql = f"[{spec['view']}]"
     view_columns = [d[0] for d in (await db.execute(f"SELECT * FROM {view_sql} LIMIT 0")).description]
     sql, params = _query(report, view_sql, view_columns, pairs, image_id)
 

@@ -1,60 +1,45 @@
-"""Keeps the report tables current: before a request reads a Stowaway database, rebuild the rows
-that new scans, rematches or deletions made stale (schema.refresh), when Datasette may write.
+"""Databases the pages can read: those whose read model ingest's migrations have built.
 
-The check is a read (a few primary-key aggregates), so a request during a long scan does not wait
-for the scan's write lock; only a stale database pays for the rebuild, once.
+The plugin never writes during a request. At startup it brings a writable Stowaway database's schema
+up to date through ingest's migrations (once, under their lock; nothing when already current); a
+database that is read-only or immutable and was made by an older Stowaway is served with one clear
+line saying how to upgrade it, rather than pages that silently compute something else.
 """
 from __future__ import annotations
-
-import inspect
 
 from . import config, schema
 
 SKIP = ("/-/static", "/-/stowaway/plotly.min.js", "/favicon.ico")
+UPGRADE = ("this database was made by an older Stowaway: open it once with the stowaway command"
+           " (e.g. `stowaway images --db FILE`) to bring it up to date")
 
 
-LOCK_WAIT_MS = 250  # a scan may hold the write lock for minutes: read the SELECTs meanwhile
+def ready_map(datasette) -> dict[str, bool]:
+    return datasette.__dict__.setdefault("_stowaway_ready", {})
 
 
-def _refresh_or_give_up(conn) -> bool:
-    before = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")
-    try:
-        return schema.refresh(conn)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {before}")
+async def check(datasette, name: str) -> bool:
+    got = ready_map(datasette).get(name)
+    if got is None:
+        got = ready_map(datasette)[name] = await datasette.get_database(name).execute_fn(schema.has_read_model)
+    return got
 
 
-def _own_transaction() -> dict:
-    """Datasette 1.0 opens BEGIN IMMEDIATE around a write function (waiting out a scan's lock) unless
-    told not to; refresh() keeps its own transactions. 0.65 has no such argument."""
-    from datasette.database import Database
+def _migrate(conn) -> None:
+    from stowaway.ingest import db as dbm
 
-    return {"transaction": False} if "transaction" in inspect.signature(Database.execute_write_fn).parameters else {}
+    dbm.migrate(conn)
 
 
-OWN_TRANSACTION = _own_transaction()
-
-
-def fresh_map(datasette) -> dict[str, bool]:
-    return datasette.__dict__.setdefault("_stowaway_fresh", {})
-
-
-def is_fresh(datasette, name: str) -> bool:
-    return fresh_map(datasette).get(name, False)
-
-
-async def refresh(datasette, name: str) -> bool:
+async def migrate(datasette, name: str) -> None:
+    """At startup only: a writable database gets ingest's migrations (a no-op when current)."""
     db = datasette.get_database(name)
-    fresh = await db.execute_fn(schema.is_fresh)
-    if not fresh and db.is_mutable:
+    if db.is_mutable and not db.is_memory:
         try:
-            await db.execute_write_fn(_refresh_or_give_up, block=True, **OWN_TRANSACTION)
-            fresh = True
-        except Exception:  # a read-only file, or a scan holding the lock: read the SELECTs instead
-            fresh = False
-    fresh_map(datasette)[name] = fresh
-    return fresh
+            await db.execute_write_fn(_migrate, block=True)
+        except Exception:  # a read-only file, or a scan holding the lock: served as it is
+            pass
+    ready_map(datasette).pop(name, None)
 
 
 def databases_for(datasette, path: str) -> list[str]:
@@ -70,12 +55,17 @@ def databases_for(datasette, path: str) -> list[str]:
 
 def asgi_wrapper(datasette):
     def wrap(app):
-        async def refreshed(scope, receive, send):
+        async def checked(scope, receive, send):
             if scope.get("type") == "http":
                 for name in databases_for(datasette, scope.get("path", "")):
-                    await refresh(datasette, name)
+                    if not await check(datasette, name):
+                        body = f"{name}: {UPGRADE}\n".encode()
+                        await send({"type": "http.response.start", "status": 503,
+                                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                        await send({"type": "http.response.body", "body": body})
+                        return
             await app(scope, receive, send)
 
-        return refreshed
+        return checked
 
     return wrap

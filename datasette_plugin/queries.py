@@ -1,12 +1,12 @@
-"""What the pages and exports read, as SQL over the plugin's views (or their SELECTs when the
-database is immutable and the views could not be created)."""
+"""What the pages and exports read: SQL over ingest's read model (stowaway.ingest.readmodel), never
+counts or "current scan" of its own."""
 from __future__ import annotations
 
 import json
 
 from stowaway.ingest.model import SEVERITIES
+from stowaway.ingest.readmodel import FAILING
 
-from . import freshness, schema
 from .masking import mask_command, mask_env
 
 IMAGE_SORTS = {
@@ -23,30 +23,31 @@ async def rows(db, sql, params=None, limit_ms=None):
 
 
 async def tables(db) -> set[str]:
-    """Tables and views to read; the report tables only while they are up to date."""
-    names = set(await db.table_names()) | set(await db.view_names())
-    if not freshness.is_fresh(db.ds, db.name):
-        names -= set(schema.SELECTS)
-    return names
+    """Tables and views the database has."""
+    return set(await db.table_names()) | set(await db.view_names())
 
 
 async def src(db, view: str) -> str:
-    return schema.source(await tables(db), view)
+    return f"[{view}]"
 
 
 async def images(db, latest_only=False, q="", sort="worst", page=1, page_size=100):
+    """(total, items) of the image list: ingest's image_list (image_overview's columns, counts per kind
+    and severity), the same rows `stowaway images --format json` prints."""
+    from stowaway.ingest.images import image_list
+
     where, params = [], {}
     if latest_only:
-        where.append("latest_version = 1")
+        where.append("o.latest_version = 1")
     if q:
-        where.append("reference LIKE :q")
+        where.append("o.reference LIKE :q")
         params["q"] = f"%{q}%"
-    clause = (" WHERE " + " AND ".join(where)) if where else ""
-    source = await src(db, "image_overview")
-    total = (await db.execute(f"SELECT COUNT(*) FROM {source}{clause}", params)).rows[0][0]
-    params.update(limit=page_size, offset=(page - 1) * page_size)
-    items = await rows(db, f"SELECT * FROM {source}{clause} ORDER BY {IMAGE_SORTS.get(sort, IMAGE_SORTS['worst'])}, reference, id"
-                           " LIMIT :limit OFFSET :offset", params)
+    clause = " AND ".join(where)
+    total = (await db.execute("SELECT COUNT(*) FROM image_overview o" + (f" WHERE {clause}" if clause else ""),
+                              params)).rows[0][0]
+    order = ", ".join(f"o.{term}" for term in IMAGE_SORTS.get(sort, IMAGE_SORTS["worst"]).split(", "))
+    items = await db.execute_fn(lambda conn: image_list(conn, clause, params, f"{order}, o.reference, o.id",
+                                                        page_size, (page - 1) * page_size))
     return total, items
 
 
@@ -92,15 +93,15 @@ async def image_report(db, image: dict) -> dict:
     scan["analyzers"] = _loads(scan.get("analyzers"), {})
     report["scan"] = scan
     p = {"scan": scan_id}
-    counts = await rows(db, "SELECT kind, severity, COUNT(*) AS n FROM findings WHERE scan_id = :scan AND ignored = 0"
-                            " GROUP BY kind, severity", p)
+    counts = await rows(db, "SELECT kind, severity, failing AS n, suppressed FROM image_finding_counts"
+                            " WHERE image_id = :image", {"image": image["id"]})
     report["severity_counts"] = {s: sum(r["n"] for r in counts if r["kind"] == "vulnerability" and r["severity"] == s)
                                  for s in SEVERITIES}
     report["kind_counts"] = {}
     for r in counts:
         report["kind_counts"][r["kind"]] = report["kind_counts"].get(r["kind"], 0) + r["n"]
     report["vulnerabilities"] = await rows(db, f"SELECT * FROM {await src(db, 'vulnerabilities_view')}"
-                                               " WHERE scan_id = :scan ORDER BY ignored, severity_rank,"
+                                               " WHERE scan_id = :scan ORDER BY suppressed, severity_rank,"
                                                " cvss_score DESC, vulnerability_id LIMIT 500", p)
     report["malware"] = await rows(db, f"SELECT * FROM {await src(db, 'malware_view')} WHERE scan_id = :scan"
                                        " ORDER BY severity_rank, path", p)
@@ -187,11 +188,11 @@ async def dashboard(db) -> dict:
                                " failing_low DESC, reference LIMIT 40")
     images_total = (await db.execute("SELECT COUNT(*) FROM images")).rows[0][0]
     top_packages = await rows(db, f"SELECT package, ecosystem, COUNT(*) AS n, COUNT(DISTINCT image_id) AS images"
-                                  f" FROM {vulns} WHERE ignored = 0 AND package IS NOT NULL"
+                                  f" FROM {vulns} WHERE suppressed = 0 AND package IS NOT NULL"
                                   " GROUP BY package, ecosystem ORDER BY n DESC LIMIT 20")
     # the last 200 finished scans, each a point: how many failing findings it recorded, per severity
     trend = await rows(db, "SELECT s.id AS scan_id, s.finished_at, s.reference, f.severity, COUNT(f.id) AS n"
                            " FROM (SELECT id, finished_at, reference FROM scans WHERE status = 'done'"
                            " ORDER BY id DESC LIMIT 200) s JOIN findings f ON f.scan_id = s.id"
-                           " WHERE f.status = 'fail' GROUP BY s.id, f.severity ORDER BY s.id")
+                           f" WHERE {FAILING} AND f.suppressed = 0 GROUP BY s.id, f.severity ORDER BY s.id")
     return {"per_image": per_image, "images_total": images_total, "top_packages": top_packages, "trend": trend}

@@ -1,19 +1,22 @@
 """Output renderers (SARIF for findings, CycloneDX for packages) and cell rendering (severity
 badges; credentials in ENV and build commands masked).
 
-Renderers get the rows of the page being viewed (`_size=max` for up to max_returned_rows), so
-`/db/vulnerabilities_view.sarif?image_id=3&_size=max` is one image's SARIF log and any facet
-selection narrows it.
+SARIF holds every failing, unsuppressed finding the page's query selects -- not only the rows of the
+page (the query runs again without its page limit), so `/db/vulnerabilities_view.sarif?image_id=3` is
+one image's whole SARIF log and any facet selection narrows it. Passed and not-applicable checks are
+not results; suppressed findings are left out (they are in the JSON report, marked).
 """
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from markupsafe import Markup, escape
 
 from stowaway.ingest.model import SEVERITIES
 from stowaway.ingest.pipeline import TOOL_VERSION
+from stowaway.ingest.readmodel import FAILING
 
 from .masking import mask_command, mask_json_env, mask_json_history
 
@@ -42,8 +45,8 @@ def sarif_can_render(columns):
     return "id" in columns and "severity" in columns and bool({"kind", "vulnerability_id", "rule", "check_id"} & set(columns))
 
 
-FINDINGS_SQL = """
-SELECT f.id, f.kind, f.severity, f.title, f.rule, f.status, f.path, f.layer_index, f.visible, f.ignored,
+FINDINGS_SQL = f"""
+SELECT f.id, f.kind, f.severity, f.title, f.rule, f.status, f.path, f.layer_index, f.visible, f.suppressed,
        i.reference AS image, i.manifest_digest,
        v.vulnerability_id, v.cvss_score, v.cvss_vector, v.fixed_version, v.solution,
        coalesce(p.name, v.package_name) AS package, coalesce(p.version, v.installed_version) AS package_version,
@@ -53,7 +56,7 @@ LEFT JOIN vulnerability_details v ON v.finding_id = f.id
 LEFT JOIN setting_details s ON s.finding_id = f.id
 LEFT JOIN secret_details x ON x.finding_id = f.id
 LEFT JOIN packages p ON p.id = f.package_id
-WHERE f.id IN (SELECT value FROM json_each(:ids))
+WHERE f.id IN (SELECT value FROM json_each(:ids)) AND f.suppressed = 0 AND {FAILING}
 ORDER BY f.severity_rank, f.id
 """
 
@@ -68,13 +71,32 @@ def _rule_id(f):
     return f["vulnerability_id"] or f["check_id"] or f["secret_rule"] or f["rule"] or f["kind"]
 
 
-async def render_sarif(datasette, columns, rows, database):
+_PAGE_LIMIT = re.compile(r"\s+limit\s+\d+(\s+offset\s+\d+)?\s*$", re.I)
+
+
+async def _all_ids(datasette, database, columns, rows, sql, data) -> list:
+    """The ids the page's query selects without its page limit; the page's own rows when it cannot
+    be run again (a canned or arbitrary query)."""
     ids = [dict(zip(columns, r))["id"] for r in rows]
+    params = ((data or {}).get("query") or {}).get("params")
+    if not sql or params is None or not (data or {}).get("table") or not _PAGE_LIMIT.search(sql):
+        return ids
+    db = datasette.get_database(database)
+
+    def run(conn):  # the whole result may take longer than a page's time limit
+        return [r[0] for r in conn.execute(f"SELECT id FROM ({_PAGE_LIMIT.sub('', sql)})", params)]
+
+    try:
+        return await db.execute_fn(run)
+    except Exception:
+        return ids
+
+
+async def render_sarif(datasette, columns, rows, database, sql=None, data=None):
+    ids = await _all_ids(datasette, database, columns, rows, sql, data)
     findings = await _findings(datasette, database, ids)
     rules, results = {}, []
     for f in findings:
-        if f["status"] == "pass":
-            continue
         rule_id = _rule_id(f)
         if rule_id not in rules:
             rule = {"id": rule_id, "shortDescription": {"text": f["title"] or rule_id},
@@ -103,8 +125,6 @@ async def render_sarif(datasette, columns, rows, database):
                   "locations": [location],
                   "properties": {"image": f["image"], "severity": f["severity"], "layer_index": f["layer_index"],
                                  "finding_id": f["id"], "visible": bool(f["visible"])}}
-        if f["ignored"]:
-            result["suppressions"] = [{"kind": "external", "status": "accepted"}]
         results.append(result)
     log = {"version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
            "runs": [{"tool": {"driver": {"name": "Stowaway", "version": TOOL_VERSION,

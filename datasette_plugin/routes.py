@@ -99,6 +99,21 @@ async def images_page(datasette, request):
     }, name, db)
 
 
+async def images_json(datasette, request):
+    """The image list as JSON: the page's columns (image_overview's), counts per kind and severity."""
+    name, db = _database(datasette, request)
+    latest = request.args.get("latest") == "1"
+    q = request.args.get("q", "").strip()
+    sort = request.args.get("sort", "worst")
+    page = max(1, int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1)
+    size = request.args.get("size", "")
+    page_size = min(10000, int(size)) if size.isdigit() and int(size) > 0 else \
+        int(config.plugin_config(datasette)["images_page_size"])
+    total, items = await queries.images(db, latest, q, sort, page, page_size)
+    return Response.json({"database": name, "total": total, "page": page, "pages": max(1, math.ceil(total / page_size)),
+                          "images": items})
+
+
 async def image_page(datasette, request):
     name, db = _database(datasette, request)
     ref = request.url_vars["ref"]
@@ -222,7 +237,8 @@ async def ignore_action(datasette, request):
     form = await request.post_vars()
     finding_id = int(request.url_vars["finding_id"])
     try:
-        await actions.ignore_finding(db, finding_id, form.get("ignored", "1") == "1", form.get("reason", ""))
+        await actions.ignore_finding(db, finding_id, form.get("ignored", "1") == "1", form.get("reason", ""),
+                                     request.actor, form.get("scope") or "tag")
         datasette.add_message(request, f"Finding {finding_id} " +
                               ("ignored." if form.get("ignored", "1") == "1" else "no longer ignored."), datasette.INFO)
     except actions.ActionError as exc:
@@ -289,6 +305,7 @@ def table_actions(datasette, database, table, request):
 ROUTES = [
     (r"^/-/stowaway/?$", index),
     (r"^/-/stowaway/images$", images_page),
+    (r"^/-/stowaway/images\.json$", images_json),
     (r"^/-/stowaway/image/(?P<ref>.+)/rescan$", rescan_action),
     (r"^/-/stowaway/image/(?P<ref>.+)/sbom\.(?P<fmt>cyclonedx|spdx)\.json$", sbom),
     (r"^/-/stowaway/image/(?P<ref>.+)$", image_page),

@@ -116,6 +116,17 @@ def open_db(path: str, write: bool = True):
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'scans'").fetchone():
         conn.close()
         raise ScanError(f"{path}: not a Stowaway database (no scans table)")
+    from .db import MIGRATIONS
+
+    if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+        # made by an older version: its schema (and read model) is brought up to date once, which needs
+        # write access; a read-only copy gets one clear line instead of wrong answers
+        conn.close()
+        if not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            raise ScanError(f"{path}: made by an older Stowaway and read-only here; open it once where it can be"
+                            " written (any stowaway command) to bring it up to date")
+        connect(path).conn.close()
+        return open_db(path, write=False)
     return Database(conn)
 
 
@@ -203,7 +214,15 @@ def load_policy(args, database=None) -> dict:
 
     policy = load(getattr(args, "config", None), overrides=getattr(args, "set", []),
                   approved_bases=getattr(args, "approved_base", []))
-    return with_database_settings(policy, database) if database is not None else policy
+    if database is None:
+        return policy
+    ignore_file = (policy.get("vulnerabilities") or {}).get("ignore_file")
+    if ignore_file:  # an ignore file feeds the findings store's suppressions (they outlive this policy)
+        from .suppression_files import import_into
+
+        for w in import_into(database.conn, ignore_file)[1]:
+            print(f"stowaway: warning: {w}", file=sys.stderr)
+    return with_database_settings(policy, database)
 
 
 def cmd_scan(args) -> int:
@@ -214,6 +233,11 @@ def cmd_scan(args) -> int:
     database = open_db(args.db, write=True)
     policy = scan_connection_policy(database, load_policy(args, database), args, args.sources)
     policy = _with_ignore_file(policy, args)
+    if getattr(args, "ignore_file", None):  # named on the command line: it feeds the findings store
+        from .suppression_files import import_into
+
+        for w in import_into(database.conn, args.ignore_file)[1]:
+            print(f"stowaway: warning: {w}", file=sys.stderr)
     outcomes = manual_scan(database, policy, args)  # one task: scopes, concurrency, limits, retries
     failed = 0
     done = []

@@ -254,7 +254,69 @@ LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_
 LEFT JOIN packages p ON p.id = f.package_id;
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
+# v3: suppressions (the findings store's, see findings.py) and the read model (readmodel.py). Findings
+# ignored by an older version become suppressions of their image's repository and tag.
+SCHEMA_V3 = """
+ALTER TABLE findings ADD COLUMN suppressed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE findings ADD COLUMN suppressed_reason TEXT;
+ALTER TABLE findings ADD COLUMN suppression_id INTEGER;
+CREATE TABLE suppressions (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT '',
+    rule TEXT NOT NULL,
+    package TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    repository TEXT NOT NULL DEFAULT '',
+    tag TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL,
+    author TEXT,
+    created TEXT NOT NULL,
+    expires TEXT,
+    source TEXT,
+    UNIQUE (kind, rule, package, path, repository, tag)
+);
+CREATE INDEX idx_suppressions_rule ON suppressions(rule);
+CREATE INDEX idx_findings_suppressed ON findings(suppressed);
+CREATE TABLE IF NOT EXISTS stowaway_settings (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at TEXT,
+    actor TEXT,
+    UNIQUE (kind, value)
+);
+UPDATE findings SET suppressed = 1, suppressed_reason = coalesce(ignore_reason, 'ignored') WHERE ignored = 1;
+INSERT OR IGNORE INTO suppressions (kind, rule, package, path, repository, tag, reason, author, created, source)
+SELECT f.kind, coalesce(d.vulnerability_id, s.check_id, x.rule_id, f.rule, ''),
+       coalesce(p.name, d.package_name, ''),
+       CASE WHEN f.kind IN ('secret', 'malware', 'compliance') THEN coalesce(f.path, '')
+            WHEN f.kind = 'unsafe_setting' THEN coalesce(s.target, f.path, '') ELSE '' END,
+       coalesce(i.repository, i.reference), coalesce(i.tag, ''), coalesce(f.ignore_reason, 'ignored'), NULL,
+       strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'migrated from findings.ignored'
+FROM findings f JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id
+LEFT JOIN vulnerability_details d ON d.finding_id = f.id
+LEFT JOIN setting_details s ON s.finding_id = f.id
+LEFT JOIN secret_details x ON x.finding_id = f.id
+LEFT JOIN packages p ON p.id = f.package_id
+WHERE f.ignored = 1 AND coalesce(d.vulnerability_id, s.check_id, x.rule_id, f.rule, '') <> '';
+"""
+
+
+def _schema_v3(conn: sqlite3.Connection) -> None:
+    from . import readmodel
+
+    for stmt in _statements(SCHEMA_V3):
+        conn.execute(stmt)
+    # the plugin's report tables of older versions (tables or views): the read model replaces them
+    for name, kind in conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall():
+        if name in readmodel.SELECTS or name in readmodel.OLD_PLUGIN_TABLES:
+            conn.execute(f"DROP {kind.upper()} [{name}]")
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_parts (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    for stmt in _statements(readmodel.migration_v3()):
+        conn.execute(stmt)
+
+
+MIGRATIONS: list = [SCHEMA_V1, SCHEMA_V2, _schema_v3]
 
 # Schema parts owned by other modules (advisories, tasks, registries): name -> ordered SQL steps.
 # Each part keeps its own version in `schema_parts`, so parts can be added in any order.
@@ -307,22 +369,106 @@ def connect(path: str, readonly: bool = False) -> Database:
         return Database(conn)
     conn = sqlite3.connect(path, timeout=60)
     db = Database(conn)
-    db.execute("PRAGMA journal_mode=WAL")
+    _set_wal(conn)
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=NORMAL")
     migrate(db)
-    for name in list(SCHEMA_PARTS):
-        ensure_schema(db, name)
     return db
 
 
-def migrate(db: Database) -> None:
-    current = db.execute("PRAGMA user_version").fetchone()[0]
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode, waiting out another process that is creating the database at the same moment (the
+    switch needs a lock the busy handler does not always wait for)."""
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.05)
+    conn.execute("PRAGMA journal_mode=WAL")
+
+
+def _statements(script: str) -> Iterable[str]:
+    """The statements of a migration script, one at a time (triggers' BEGIN ... END kept whole):
+    executescript() would commit the exclusive transaction the migration runs in."""
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip().strip(";").strip():
+                yield buf
+            buf = ""
+    if buf.strip().strip(";").strip():
+        yield buf
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """Whether this database lacks a migration step that the loaded modules know (a read, no lock)."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+        return True
+    if not SCHEMA_PARTS:
+        return False
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_parts'").fetchone():
+        return True
+    done = dict(conn.execute("SELECT name, version FROM schema_parts").fetchall())
+    return any(done.get(name, 0) < len(steps) for name, steps in SCHEMA_PARTS.items())
+
+
+def migrate(db) -> None:
+    """Brings the schema (the core steps, then every registered part) up to date, once, under an
+    exclusive lock: the version check is made again inside the lock, so any number of processes
+    may open a new database at the same moment and exactly one of them migrates it."""
+    conn = db.conn if hasattr(db, "conn") else db
+    if not _pending(conn):
+        return
+    _exclusive(conn, lambda: _migrate_locked(conn))
+
+
+def _exclusive(conn: sqlite3.Connection, fn) -> None:
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        fn()
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def _migrate_locked(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
     for version, script in enumerate(MIGRATIONS, start=1):
         if version <= current:
             continue
-        with db.conn:
-            db.conn.executescript("BEGIN;" + script + f";PRAGMA user_version={version};COMMIT;")
+        if callable(script):
+            script(conn)
+        else:
+            for stmt in _statements(script):
+                conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version={version}")
+    for name in list(SCHEMA_PARTS):
+        _ensure_part_locked(conn, name)
+    for hook in AFTER_MIGRATE:
+        hook(conn)
+
+
+def _ensure_part_locked(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_parts (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_parts WHERE name = ?", [name]).fetchone()
+    done = row[0] if row else 0
+    for version, script in enumerate(SCHEMA_PARTS[name], start=1):
+        if version <= done:
+            continue
+        for stmt in _statements(script):
+            conn.execute(stmt)
+        conn.execute("INSERT OR REPLACE INTO schema_parts (name, version) VALUES (?, ?)", [name, version])
+
+
+# functions run inside the migration lock after every migration (the read model's first build)
+AFTER_MIGRATE: list = []
 
 
 def register_schema(name: str, steps: list[str]) -> None:
@@ -331,18 +477,16 @@ def register_schema(name: str, steps: list[str]) -> None:
 
 
 def ensure_schema(db, name: str, steps: list[str] | None = None) -> None:
-    """Applies the steps of one schema part that this database has not seen yet."""
+    """Applies the steps of one schema part that this database has not seen yet (under the same
+    exclusive lock as migrate())."""
     if steps is not None:
         register_schema(name, steps)
-    steps = SCHEMA_PARTS[name]
     conn = db.conn if hasattr(db, "conn") else db
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_parts (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-    row = conn.execute("SELECT version FROM schema_parts WHERE name = ?", [name]).fetchone()
-    done = row[0] if row else 0
-    for version, script in enumerate(steps, start=1):
-        if version <= done:
-            continue
-        conn.executescript(f"BEGIN; {script}; INSERT OR REPLACE INTO schema_parts (name, version) VALUES ('{name}', {version}); COMMIT;")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_parts'").fetchone():
+        row = conn.execute("SELECT version FROM schema_parts WHERE name = ?", [name]).fetchone()
+        if row and row[0] >= len(SCHEMA_PARTS[name]):
+            return
+    _exclusive(conn, lambda: _ensure_part_locked(conn, name))
 
 
 def dumps(value: Any) -> str | None:

@@ -13,53 +13,32 @@ import io
 import json
 import re
 
-LAYER_JOIN = "LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_index"
-CURRENT = "JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
+from . import readmodel
 
-SELECTS = {
-    "vulnerabilities": f"""
-SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.vulnerability_id, d.cvss_score,
-       coalesce(p.name, d.package_name) AS package, coalesce(p.version, d.installed_version) AS installed_version,
-       d.fixed_version, CASE WHEN coalesce(d.fixed_version, '') <> '' THEN 'yes' ELSE 'no' END AS fix_available,
-       coalesce(p.ecosystem, d.ecosystem) AS ecosystem, f.path, f.layer_index, il.created_by AS layer_created_by,
-       d.cvss_vector, d.aliases, d.published, f.title, d.solution, f.ignored, f.ignore_reason, f.scan_id
-FROM findings f {CURRENT}
-JOIN vulnerability_details d ON d.finding_id = f.id
-LEFT JOIN packages p ON p.id = f.package_id
-{LAYER_JOIN}
-WHERE f.kind = 'vulnerability'
-""",
-    "baseline": f"""
-SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.category, d.check_id, f.title,
-       coalesce(d.result, f.status) AS result, d.target, d.evidence, d.description, d.suggestion, d.benchmark,
-       f.path, f.layer_index, il.created_by AS layer_created_by, f.ignored, f.ignore_reason, f.scan_id
-FROM findings f {CURRENT}
-JOIN setting_details d ON d.finding_id = f.id
-{LAYER_JOIN}
-WHERE f.kind = 'unsafe_setting'
-""",
-}
+# the read model's SELECTs (ingest/readmodel.py): the same rows the Datasette tables hold
+SELECTS = {"vulnerabilities": readmodel.SELECTS["vulnerabilities_view"],
+           "baseline": readmodel.SELECTS["unsafe_settings_view"]}
 
 REPORTS = {
     "vulnerabilities": {
         "view": "vulnerabilities_view",
         "columns": ["image", "vulnerability_id", "aliases", "severity", "cvss_score", "cvss_vector", "package",
                     "ecosystem", "installed_version", "fixed_version", "fix_available", "path", "layer_index",
-                    "layer_created_by", "published", "title", "solution", "ignored", "ignore_reason"],
+                    "layer_created_by", "published", "title", "solution", "suppressed", "suppressed_reason"],
         "order": "image, severity_rank, cvss_score DESC, vulnerability_id, package",
         "sheet": "Vulnerabilities",
     },
     "baseline": {
         "view": "unsafe_settings_view",
         "columns": ["image", "category", "check_id", "title", "severity", "result", "target", "evidence",
-                    "description", "suggestion", "benchmark", "path", "layer_index", "ignored", "ignore_reason"],
+                    "description", "suggestion", "benchmark", "path", "layer_index", "suppressed", "suppressed_reason"],
         "order": "image, result <> 'fail', severity_rank, category, check_id, target",
         "sheet": "Baseline",
     },
 }
 # spreadsheet column widths (characters); the rest get 14
 WIDTHS = {"image": 28, "vulnerability_id": 20, "aliases": 28, "cvss_vector": 30, "package": 30, "path": 40,
-          "layer_created_by": 50, "title": 48, "solution": 40, "ignore_reason": 30, "check_id": 34, "evidence": 60,
+          "layer_created_by": 50, "title": 48, "solution": 40, "suppressed_reason": 30, "check_id": 34, "evidence": 60,
           "description": 60, "suggestion": 60, "benchmark": 40, "target": 28, "installed_version": 16,
           "fixed_version": 16}
 TEXT_COLUMNS = {"aliases", "vulnerability_id", "installed_version", "fixed_version", "check_id", "target"}
@@ -83,7 +62,7 @@ def finish(report: str, rows) -> list[tuple]:
 
 def rows(database, report: str, image_ids: list[int] | None = None, repository: str | None = None,
          latest_only: bool = False) -> tuple[list[str], list[tuple]]:
-    """The export's rows over the base tables (works on a read-only database): every image's current
+    """The export's rows, from the read model's report tables: every image's current
     scan, or only `image_ids`, one repository, each repository's newest image."""
     spec = REPORTS[report]
     where, params = [], []
@@ -98,7 +77,7 @@ def rows(database, report: str, image_ids: list[int] | None = None, repository: 
                      " coalesce(repository, reference) ORDER BY created DESC, id DESC) AS n FROM images"
                      " WHERE last_scan_id IS NOT NULL) WHERE n = 1)")
     cols = ", ".join(f"[{c}]" for c in spec["columns"])
-    sql = (f"SELECT {cols} FROM ({SELECTS[report]})" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = (f"SELECT {cols} FROM [{REPORTS[report]['view']}]" + (" WHERE " + " AND ".join(where) if where else "")
            + f" ORDER BY {spec['order']}")
     return spec["columns"], finish(report, database.execute(sql, params).fetchall())
 

@@ -1,24 +1,56 @@
-"""The findings store: the one place that writes a scan's packages, findings and facts.
+"""The findings store: the one place that writes a scan's packages, findings and facts, and the
+one owner of suppressions.
 
-Everything that writes findings (the scan writer, rescan, rematch, Datasette actions) goes through here.
+Everything that writes findings (the scan writer, rescan, rematch, Datasette actions, `stowaway
+ignore`) goes through here, so a decision about a finding is made once and holds on every surface.
+
+Fingerprints. A finding is identified across scans by image repository + kind + rule or advisory id +
+package name (+ the path, for kinds that are about a file, and the target, for a check that is about
+an account or a file). Not the package version, the layer, the title or the status: an upgrade scan of
+the same repository that still has CVE-X in log4j-core is the same finding (a vulnerable jar's path
+names its version, so vulnerabilities leave the path out).
+
+Suppressions live in their own table, keyed by those parts rather than by one finding's row: `rule`
+(an advisory id or any alias of it, a check, secret or YARA rule id), optionally `kind`, `package`
+(a name) and `path` (a glob, matched against the finding's path or a check's target), and a scope:
+`repository` and `tag` (globs; both empty = everywhere; an empty tag = every tag of the repository).
+They have a reason, an author, a creation time and an optional expiry (a date; the suppression applies
+through that day). The store applies them when it writes a scan's findings, when rematch rewrites
+them, and whenever a suppression is added or removed (to the current scans of the images it covers),
+so they survive rescans and rematches and counts change at once. An expired suppression stops
+applying at the next write that touches the image (any `stowaway ignore` command re-applies them all).
+Findings keep `suppressed`, `suppressed_reason` and `suppression_id`; the legacy `ignored` and
+`ignore_reason` columns are kept equal to them for queries written against older versions.
 """
 from __future__ import annotations
 
+import datetime as dt
+import fnmatch
 import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Iterable
 
 from stowaway.analyzers.base import ImageContext
 
 from . import db as dbm
 from .model import Finding, Package
 
+# kinds whose findings are about one file: the path is part of their identity
+PATH_KINDS = {"secret", "malware", "unsafe_setting", "compliance"}
 
-def finding_fingerprint(f: Finding, pkg: Package | None) -> str:
-    """Identifies a finding across scans of an image (new / fixed / unchanged): not its status or layer."""
-    ident = f.detail.get("vulnerability_id") or f.detail.get("check_id") or f.detail.get("fingerprint") or ""
-    target = str(f.detail.get("target") or "")  # one check, many accounts or files
-    parts = [f.kind, f.rule, f.path, pkg.ecosystem if pkg else "", pkg.name if pkg else "", str(ident), target, f.title]
+
+def finding_fingerprint(f: Finding, pkg: Package | None, repository: str = "") -> str:
+    """Identifies a finding across scans of an image repository (new / fixed / unchanged), whatever its
+    package version, layer, title or status (see the module's docstring)."""
+    d = f.detail
+    ident = d.get("vulnerability_id") or d.get("check_id") or d.get("rule_id") or f.rule or ""
+    target = str(d.get("target") or "")  # one check, many accounts or files
+    secret = str(d.get("fingerprint") or "") if f.kind == "secret" else ""  # two secrets of one rule in one file
+    parts = [repository or "", f.kind, str(ident), pkg.ecosystem if pkg else str(d.get("ecosystem") or ""),
+             pkg.name if pkg else str(d.get("package_name") or d.get("name") or ""),
+             (f.path or "") if f.kind in PATH_KINDS else "", target, secret]
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
-
 
 def write_results(conn, scan_id: int, image_id: int, ctx: ImageContext) -> None:
     """Packages, findings with their details, facts and file statistics of one scan."""
@@ -40,6 +72,8 @@ def write_results(conn, scan_id: int, image_id: int, ctx: ImageContext) -> None:
              p.layer_index, p.purl, dbm.dumps(list(p.licenses)) if p.licenses else None, int(p.os_owned),
              dbm.dumps(dict(p.metadata)) if p.metadata else None, vuln_counts.get(p.key, 0)]).lastrowid
     details: dict[str, list[dict]] = {}
+    row = conn.execute("SELECT repository FROM images WHERE id = ?", [image_id]).fetchone()
+    repository = (row[0] or "") if row else ""
     for f in ctx.findings:
         pkg = by_key.get(f.package) if f.package else None
         fid = conn.execute(
@@ -47,7 +81,7 @@ def write_results(conn, scan_id: int, image_id: int, ctx: ImageContext) -> None:
             " layer_index, visible, package_id, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [scan_id, image_id, f.kind, f.severity, dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)),
              f.title, f.rule, f.status, f.path, f.layer_index, int(bool(f.visible)),
-             pkg_ids.get(f.package) if f.package else None, finding_fingerprint(f, pkg)]).lastrowid
+             pkg_ids.get(f.package) if f.package else None, finding_fingerprint(f, pkg, repository)]).lastrowid
         table = dbm.DETAIL_TABLES.get(f.kind)
         if table:
             details.setdefault(table, []).append({"finding_id": fid, **dict(f.detail)})
@@ -71,3 +105,257 @@ def write_results(conn, scan_id: int, image_id: int, ctx: ImageContext) -> None:
                        "id_like": list(ctx.os.id_like), "source_file": ctx.os.source_file, "raw": dict(ctx.os.raw)}
     conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
                      [(scan_id, k, dbm.dumps(v)) for k, v in facts.items()])
+    apply_suppressions(conn, scan_ids=[scan_id], recount=True)
+
+
+# --- suppressions ----------------------------------------------------------------------------------
+
+@dataclass
+class Suppression:
+    rule: str
+    reason: str
+    kind: str = ""
+    package: str = ""
+    path: str = ""
+    repository: str = ""
+    tag: str = ""
+    author: str | None = None
+    created: str = ""
+    expires: str | None = None
+    source: str | None = None
+    id: int | None = None
+
+    @property
+    def scope(self) -> str:
+        if not self.repository:
+            return "everywhere"
+        return f"{self.repository}:{self.tag}" if self.tag else self.repository
+
+    def active(self, today: str) -> bool:
+        return not self.expires or self.expires[:10] >= today
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "scope": self.scope}
+
+
+COLUMNS = ("id", "kind", "rule", "package", "path", "repository", "tag", "reason", "author", "created", "expires",
+           "source")
+
+
+def _today() -> str:
+    return dt.date.today().isoformat()
+
+
+def scope_of(image: str | None) -> tuple[str, str]:
+    """(repository, tag) of an --image REPO[:TAG] argument; None: everywhere."""
+    if not image:
+        return "", ""
+    from .pipeline import split_reference
+
+    repo, tag = split_reference(image.strip())
+    return repo, tag
+
+
+def list_suppressions(conn, include_expired: bool = True, today: str | None = None) -> list[Suppression]:
+    rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM suppressions ORDER BY id").fetchall()
+    out = [Suppression(**dict(zip(COLUMNS, r))) for r in rows]
+    today = today or _today()
+    return out if include_expired else [s for s in out if s.active(today)]
+
+
+def add_suppression(conn, s: Suppression, apply: bool = True) -> int:
+    """Adds (or updates the reason, author and expiry of) a suppression, and applies it at once to the
+    current scans of the images it covers. Runs in the caller's transaction."""
+    if not s.rule.strip():
+        raise ValueError("a suppression needs an id (advisory, alias or rule)")
+    if not s.reason.strip():
+        raise ValueError("a suppression needs a reason")
+    if s.expires:
+        try:
+            s.expires = dt.date.fromisoformat(str(s.expires)[:10]).isoformat()
+        except ValueError:
+            raise ValueError(f"expiry {s.expires!r} is not a date (YYYY-MM-DD)") from None
+    s.created = s.created or dbm.now()
+    key = [s.kind or "", s.rule.strip(), s.package or "", s.path or "", s.repository or "", s.tag or ""]
+    conn.execute("INSERT INTO suppressions (kind, rule, package, path, repository, tag, reason, author, created,"
+                 " expires, source) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (kind, rule, package, path,"
+                 " repository, tag) DO UPDATE SET reason = excluded.reason, author = excluded.author,"
+                 " expires = excluded.expires, source = excluded.source",
+                 key + [s.reason.strip(), s.author, s.created, s.expires, s.source])
+    sid = conn.execute("SELECT id FROM suppressions WHERE kind=? AND rule=? AND package=? AND path=? AND"
+                       " repository=? AND tag=?", key).fetchone()[0]
+    s.id = sid
+    if apply:
+        apply_suppressions(conn, image_ids=_images_in_scope(conn, s.repository, s.tag))
+    return sid
+
+
+def remove_suppressions(conn, ids: Iterable[int]) -> int:
+    """Removes suppressions by id and re-applies what is left to the images they covered."""
+    ids = [int(i) for i in ids]
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    scopes = conn.execute(f"SELECT repository, tag FROM suppressions WHERE id IN ({marks})", ids).fetchall()
+    n = conn.execute(f"DELETE FROM suppressions WHERE id IN ({marks})", ids).rowcount
+    images: set[int] = set()
+    for repo, tag in scopes:
+        images |= _images_in_scope(conn, repo, tag) if repo else {-1}
+    apply_suppressions(conn, image_ids=None if -1 in images else images)
+    return n
+
+
+def _images_in_scope(conn, repository: str, tag: str) -> set[int] | None:
+    """Images a suppression of this scope may cover (None: every image)."""
+    if not repository:
+        return None
+    out = set()
+    for iid, repo, t, ref in conn.execute("SELECT id, repository, tag, reference FROM images"):
+        if _scope_matches(repository, tag, repo or ref or "", t or ""):
+            out.add(iid)
+    return out
+
+
+def _scope_matches(repository: str, tag: str, image_repo: str, image_tag: str) -> bool:
+    if not repository:
+        return True
+    if not fnmatch.fnmatchcase(image_repo, repository):
+        return False
+    return not tag or fnmatch.fnmatchcase(image_tag, tag)
+
+
+# what a finding is matched on: its ids (rule, advisory id and aliases, check, secret or YARA rule),
+# its package name, its path and a check's target, and its image's repository and tag
+_MATCH_SQL = """
+SELECT f.id, f.image_id, f.kind, f.rule, f.path, f.suppressed, f.suppressed_reason, f.suppression_id,
+       f.package_id, coalesce(i.repository, i.reference), coalesce(i.tag, ''),
+       coalesce(p.name, v.package_name, c.name), v.vulnerability_id, v.aliases, v.ignore_reason, s.check_id,
+       s.target, x.rule_id, m.rule, c.rule
+FROM findings f JOIN images i ON i.id = f.image_id
+LEFT JOIN packages p ON p.id = f.package_id
+LEFT JOIN vulnerability_details v ON v.finding_id = f.id AND f.kind = 'vulnerability'
+LEFT JOIN setting_details s ON s.finding_id = f.id AND f.kind = 'unsafe_setting'
+LEFT JOIN secret_details x ON x.finding_id = f.id AND f.kind = 'secret'
+LEFT JOIN malware_details m ON m.finding_id = f.id AND f.kind = 'malware'
+LEFT JOIN compliance_details c ON c.finding_id = f.id AND f.kind = 'compliance'
+"""
+
+
+def _has_column(conn, table: str, column: str) -> bool:
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info([{table}])"))
+
+
+def _matches(row, by_rule: dict[str, list[Suppression]]) -> Iterable[Suppression]:
+    """The suppressions (of BY_RULE, the active ones by id) that cover the finding of a _MATCH_SQL row."""
+    (_fid, _iid, kind, rule, path, _sup, _reason, _sid, _pid, repo, tag, package, vid, aliases, _file_reason,
+     check_id, target, secret_rule, malware_rule, compliance_rule) = row
+    ids = {rule, vid, check_id, secret_rule, malware_rule, compliance_rule}
+    if aliases:
+        try:
+            ids.update(a for a in json.loads(aliases) if isinstance(a, str))
+        except ValueError:
+            pass
+    ids.discard(None)
+    ids.discard("")
+    for ident in sorted(ids):
+        for s in by_rule.get(ident, ()):
+            if s.kind and s.kind != kind:
+                continue
+            if s.package and s.package != (package or ""):
+                continue
+            if s.path and not any(v and (fnmatch.fnmatchcase(v, s.path) or fnmatch.fnmatchcase(v, "/" + s.path.lstrip("/")))
+                                  for v in (path, target)):
+                continue
+            if not _scope_matches(s.repository, s.tag, repo or "", tag or ""):
+                continue
+            yield s
+
+
+def _decide(row, by_rule: dict[str, list[Suppression]]) -> tuple[int, str | None, int | None]:
+    for s in _matches(row, by_rule):
+        return 1, s.reason, s.id
+    if row[14]:  # an ignore file in the scan's policy ([vulnerabilities] ignore_file), as the evaluator read it
+        return 1, row[14], None
+    return 0, None, None
+
+
+def _active_by_rule(conn, today: str | None = None) -> dict[str, list[Suppression]]:
+    by_rule: dict[str, list[Suppression]] = {}
+    for s in list_suppressions(conn, include_expired=False, today=today):
+        by_rule.setdefault(s.rule, []).append(s)
+    return by_rule
+
+
+def _match_sql(conn) -> str:
+    if _has_column(conn, "vulnerability_details", "ignore_reason"):
+        return _MATCH_SQL
+    return _MATCH_SQL.replace("v.ignore_reason", "NULL")
+
+
+def covering(conn, finding_id: int) -> list[int]:
+    """Ids of the active suppressions that cover one stored finding."""
+    row = conn.execute(_match_sql(conn) + " WHERE f.id = ?", [finding_id]).fetchone()
+    return [s.id for s in _matches(row, _active_by_rule(conn))] if row else []
+
+
+def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: Iterable[int] | None = None,
+                       recount: bool = False, today: str | None = None) -> int:
+    """Marks the findings of SCAN_IDS (or of the current scans of IMAGE_IDS; both None: every image's
+    current scan) suppressed or not by the active suppressions, keeps their packages' vulnerability
+    counts and the read model in step, in the caller's transaction. Returns how many findings changed."""
+    by_rule = _active_by_rule(conn, today)
+    sql, params = _match_sql(conn), []
+    if scan_ids is not None:
+        ids = json.dumps(sorted(int(i) for i in scan_ids))
+        sql += " WHERE f.scan_id IN (SELECT value FROM json_each(?))"
+        params.append(ids)
+    else:
+        sql += " WHERE f.scan_id = i.last_scan_id"
+        if image_ids is not None:
+            sql += " AND i.id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(int(i) for i in image_ids)))
+    changes, packages, images = [], set(), set()
+    for row in conn.execute(sql, params).fetchall():
+        decision = _decide(row, by_rule)
+        if (int(bool(row[5])), row[6], row[7]) != decision:
+            changes.append((*decision, decision[0], decision[1], row[0]))
+            images.add(row[1])
+            if row[8] is not None and row[2] == "vulnerability":
+                packages.add(row[8])
+    if changes:
+        conn.executemany("UPDATE findings SET suppressed = ?, suppressed_reason = ?, suppression_id = ?,"
+                         " ignored = ?, ignore_reason = ? WHERE id = ?", changes)
+    if recount and scan_ids is not None:
+        conn.execute("UPDATE packages SET vulnerability_count = (SELECT COUNT(*) FROM findings f WHERE"
+                     " f.package_id = packages.id AND f.kind = 'vulnerability' AND f.suppressed = 0)"
+                     " WHERE scan_id IN (SELECT value FROM json_each(?))", [params[0]])
+    elif packages:
+        conn.execute("UPDATE packages SET vulnerability_count = (SELECT COUNT(*) FROM findings f WHERE"
+                     " f.package_id = packages.id AND f.kind = 'vulnerability' AND f.suppressed = 0)"
+                     " WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(sorted(packages))])
+    if scan_ids is not None:  # a scan already current (rematch, a test's direct write): its report rows too
+        images |= {r[0] for r in conn.execute("SELECT id FROM images WHERE last_scan_id IN"
+                                              " (SELECT value FROM json_each(?))", [params[0]])}
+    if images:
+        from .readmodel import refresh_images
+
+        refresh_images(conn, images)
+    return len(changes)
+
+
+def suppression_for_finding(conn, finding_id: int, scope: str = "tag") -> Suppression:
+    """The suppression that covers one stored finding (Datasette's ignore action): its kind, id,
+    package and (for file findings) path, scoped to its image's tag, repository, or everywhere."""
+    row = conn.execute(_match_sql(conn) + " WHERE f.id = ?", [finding_id]).fetchone()
+    if row is None:
+        raise LookupError(f"no finding {finding_id}")
+    (_fid, _iid, kind, rule, path, _s, _r, _sid, _pid, repo, tag, package, vid, _al, _fr, check_id, target,
+     secret_rule, malware_rule, compliance_rule) = row
+    ident = vid or check_id or secret_rule or malware_rule or compliance_rule or rule or ""
+    where = (target or path or "") if kind == "unsafe_setting" else (path or "") if kind in PATH_KINDS else ""
+    if scope == "everywhere":
+        repo, tag = "", ""
+    elif scope == "repository":
+        tag = ""
+    return Suppression(rule=ident, reason="", kind=kind, package=package or "", path=where,
+                       repository=repo or "", tag=tag or "")

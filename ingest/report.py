@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 
+from . import readmodel
 from .model import ScanError
 
 
 def find_image(db, ref: str, platform: str = "") -> tuple[int, int]:
-    """(image_id, scan_id) of the newest finished scan of REF (reference or manifest/config digest)."""
+    """(image_id, scan_id) of REF's current scan (reference or manifest/config digest; the image
+    scanned last when several match): images.last_scan_id, as on every other surface."""
     rows = db.execute(
-        "SELECT i.id, s.id, i.platform FROM images i JOIN scans s ON s.image_id = i.id AND s.status = 'done'"
-        " WHERE i.reference = ? OR i.manifest_digest = ? OR i.config_digest = ? OR i.index_digest = ?"
-        " ORDER BY s.id DESC", [ref, ref, ref, ref]).fetchall()
+        "SELECT i.id, i.last_scan_id, i.platform FROM images i WHERE i.last_scan_id IS NOT NULL"
+        " AND (i.reference = ? OR i.manifest_digest = ? OR i.config_digest = ? OR i.index_digest = ?)"
+        " ORDER BY i.last_scan_id DESC", [ref, ref, ref, ref]).fetchall()
     if platform:
         rows = [r for r in rows if r[2] == platform]
     if not rows:
@@ -90,6 +92,9 @@ def build_for(db, image_id: int, scan_id: int) -> dict:
         "base_image": base_image(db, scan_id),
         # what could be checked for vulnerabilities, per ecosystem (REPORT.md); [] from scans before it was kept
         "coverage": {"vulnerabilities": facts.get("vulnerability_coverage") or []},
+        # failing findings per kind and severity, unsuppressed and suppressed: the read model's counts,
+        # the same on every surface (`stowaway images --format json`, Datasette, the notebooks)
+        "counts": readmodel.scan_counts(db, image_id, scan_id),
     }
     _fix_all(report["software"], facts.get("vulnerability_fixes") or [])
     return report
@@ -105,6 +110,10 @@ def _secret_exclusions(facts: dict) -> dict:
                                    "exclude_paths": conf.get("exclude_paths") or [],
                                    "include_paths": conf.get("include_paths") or [],
                                    "files_excluded": skipped.get("excluded")}}
+def _suppression(r) -> dict:
+    if r.get("suppressed"):
+        return {"suppressed": True, "suppressed_reason": r.get("suppressed_reason")}
+    return {"suppressed": False}
 
 
 def _fix_all(software: list[dict], fixes: list[dict]) -> None:
@@ -132,7 +141,8 @@ def vulnerabilities(db, scan_id):
                         "purl": r["p_purl"]},
             "severity": r["severity"], "cvss_score": r["cvss_score"], "cvss_vector": r["cvss_vector"],
             "fixed_version": r["fixed_version"], "published": r["published"], "solution": r["solution"],
-            "title": r["title"], "layer_index": r["layer_index"], "ignored": bool(r["ignored"]),
+            "title": r["title"], "layer_index": r["layer_index"], "ignored": bool(r["suppressed"]),
+            **_suppression(r),
         }
         _extra(item, r, ("epss", "kev", "urgency", "matched_by", "description", "severity_source"))
         out.append(item)
@@ -149,7 +159,7 @@ def malicious(db, scan_id):
     return [{"path": r["path"], "rule": r["d_rule"] or r["rule"], "namespace": r["namespace"], "severity": r["severity"],
              "title": r["title"], "strings": _loads(r["strings"], r["strings"]), "sha256": r["sha256"], "size": r["size"],
              "layer_index": r["layer_index"], "visible": bool(r["visible"]),
-             "engine": {"ioc": "ioc", "clamav": "clamav"}.get(r["namespace"], "yara")}
+             "engine": {"ioc": "ioc", "clamav": "clamav"}.get(r["namespace"], "yara"), **_suppression(r)}
             for r in _rows(db, "SELECT f.*, d.rule AS d_rule, d.namespace, d.strings, d.sha256, d.size FROM findings f"
                                " JOIN malware_details d ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'malware'"
                                " ORDER BY f.path", [scan_id])]
@@ -179,7 +189,7 @@ def unsafe_settings(db, scan_id):
     return [{"category": r["category"], "check_id": r["check_id"], "title": r["title"], "severity": r["severity"],
              "result": r["result"] or r["status"], "target": r["target"], "evidence": r["evidence"],
              "description": r["description"], "suggestion": r["suggestion"], "benchmark": r["benchmark"],
-             "path": r["path"] or None, "layer_index": r["layer_index"]}
+             "path": r["path"] or None, "layer_index": r["layer_index"], **_suppression(r)}
             for r in _rows(db, "SELECT f.*, d.* FROM findings f JOIN setting_details d ON d.finding_id = f.id"
                                " WHERE f.scan_id = ? AND f.kind = 'unsafe_setting' ORDER BY d.category, d.check_id, d.target",
                                [scan_id])]
@@ -188,14 +198,14 @@ def unsafe_settings(db, scan_id):
 def secrets(db, scan_id):
     return [{"path": r["path"], "rule": r["rule_id"] or r["rule"], "title": r["title"], "severity": r["severity"],
              "line": r["line"], "masked": r["masked"], "layer_index": r["layer_index"], "visible": bool(r["visible"]),
-             "source": r["source"] or "file"}
+             "source": r["source"] or "file", **_suppression(r)}
             for r in _rows(db, "SELECT f.*, d.* FROM findings f JOIN secret_details d ON d.finding_id = f.id"
                                " WHERE f.scan_id = ? AND f.kind = 'secret' ORDER BY f.path, d.line", [scan_id])]
 
 
 def compliance(db, scan_id):
     return [{"name": r["name"], "version": r["version"], "path": r["path"], "layer_index": r["layer_index"],
-             "rule": r["d_rule"] or r["rule"], "reason": r["reason"], "severity": r["severity"]}
+             "rule": r["d_rule"] or r["rule"], "reason": r["reason"], "severity": r["severity"], **_suppression(r)}
             for r in _rows(db, "SELECT f.*, d.name, d.version, d.rule AS d_rule, d.reason FROM findings f"
                                " JOIN compliance_details d ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'compliance'"
                                " ORDER BY d.name", [scan_id])]

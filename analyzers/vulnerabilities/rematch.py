@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from stowaway.ingest import db as dbm
+from stowaway.ingest.findings import apply_suppressions
 
 from . import ignores as ignore_rules
 from . import store
@@ -43,8 +44,8 @@ class RematchResult:
 
 
 def _scans(conn, references: list[str] | None):
-    sql = ("SELECT s.id, s.image_id, i.reference, i.os_family, i.os_version, s.feed_version FROM latest_scans s"
-           " JOIN images i ON i.id = s.image_id")
+    sql = ("SELECT s.id, s.image_id, i.reference, i.os_family, i.os_version, s.feed_version,"
+           " coalesce(i.repository, '') FROM latest_scans s JOIN images i ON i.id = s.image_id")
     if references:
         marks = ",".join("?" * len(references))
         sql += f" WHERE i.reference IN ({marks}) OR i.manifest_digest IN ({marks})"
@@ -127,32 +128,31 @@ def _core_cells(detail: dict, encoded: dict) -> tuple:
     return got[1]
 
 
-def _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql, encoded,
-           fingerprint_of, result, facts: dict | None = None) -> bool:
+def _write(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql,
+           encoded, fingerprint_of, result, facts: dict | None = None) -> bool:
     """Brings one scan's stored vulnerability findings to `findings`, in one transaction, touching only what
     changed (a finding is kept when its fingerprint and content digest are the same). True if anything did."""
     stored: dict[str, list] = {}
-    for fid, fp, digest in conn.execute(
-            "SELECT f.id, f.fingerprint, d.content_hash FROM findings f LEFT JOIN vulnerability_details d"
+    for fid, fp, digest, suppressed in conn.execute(
+            "SELECT f.id, f.fingerprint, d.content_hash, f.suppressed FROM findings f LEFT JOIN vulnerability_details d"
             " ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'vulnerability'", [scan_id]):
-        stored.setdefault(f"{fp}\x1f{digest}", []).append(fid)
+        stored.setdefault(f"{fp}\x1f{digest}", []).append((fid, suppressed))
     by_key = {p.key: p for p in pkgs}
     counts: Counter = Counter()
     fresh = []
     for f in findings:
         reason = f.detail.get("ignore_reason")
         pid = ids.get(f.package)
-        if reason is None and pid is not None:
-            counts[pid] += 1
-        elif reason is not None:
-            result.ignored += 1
-        fp = fingerprint_of(f, by_key.get(f.package))
+        fp = fingerprint_of(f, by_key.get(f.package), repository)
         same = stored.get(f"{fp}\x1f{f.detail['content_hash']}")
-        if same:
-            same.pop()
+        kept = same.pop() if same else None
+        # a kept finding keeps its suppression; a new one gets the store's when it is written
+        if reason is None and pid is not None and not (kept and kept[1]):
+            counts[pid] += 1
+        if kept:
             continue
         fresh.append((f, fp, pid, reason))
-    gone = [fid for fids in stored.values() for fid in fids]
+    gone = [fid for fids in stored.values() for fid, _ in fids]
     recount = [(n, pid) for pid, n in counts.items() if old_counts.get(pid, 0) != n]
     recount += [(0, pid) for pid, n in old_counts.items() if n and pid not in counts]
     if not fresh and not gone and not recount and old_feed == feed:
@@ -182,6 +182,8 @@ def _write(conn, scan_id, image_id, pkgs, ids, old_counts, findings, feed, old_f
         conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recount)
         conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
                          [(scan_id, k, dbm.dumps(v)) for k, v in (facts or {}).items()])
+        # the findings store: suppressions onto the new findings, package counts, the read model's rows
+        apply_suppressions(conn, scan_ids=[scan_id], recount=True)
         conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
                      " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
                                                   "removed": len(gone)})])
@@ -198,9 +200,13 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     store.ensure(conn)
     t0 = time.perf_counter()
     result = RematchResult()
-    rules = ignore_rules.load(ignore_file)
-    for w in rules.warnings():
-        result.warnings[w] += 1
+    if ignore_file:  # feeds the findings store's suppressions, which every later scan and rematch applies
+        from stowaway.ingest.suppression_files import import_into
+
+        _, warnings = import_into(conn, ignore_file)
+        for w in warnings:
+            result.warnings[w] += 1
+    rules = ignore_rules.load(None)
     matcher = Matcher(conn)
     evaluation = Evaluation(matcher, rules)
     scans = _scans(conn, references)
@@ -213,13 +219,13 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     inventories = []
     keys = set()
     # read every inventory first so the advisory lookups can be batched by name
-    for scan_id, image_id, reference, family, version, old_feed in scans:
+    for scan_id, image_id, reference, family, version, old_feed, repository in scans:
         os_key = image_release(family or "", version or "")
         rows, counts, uncovered_os, matched_os, total, per_ecosystem, not_covered = _inventory(
             conn, scan_id, os_key, keys, family or "", version or "")
         result.packages += total
         inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
-                            uncovered_os, matched_os, per_ecosystem, not_covered))
+                            uncovered_os, matched_os, per_ecosystem, not_covered, repository))
     matcher.prefetch(keys)
     have = {r[1] for r in conn.execute("PRAGMA table_info(vulnerability_details)")}
     for column in DETAIL_COLUMNS:
@@ -233,7 +239,7 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
     try:
         for scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os, \
-                per_ecosystem, not_covered in inventories:
+                per_ecosystem, not_covered, repository in inventories:
             # only packages that some advisory names become objects: most of an inventory matches nothing
             items, ids = [], {}
             for row, key, target in rows:
@@ -243,8 +249,8 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
             findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
             facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
                      "vulnerability_fixes": evaluation.last_fixes}
-            changed = _write(conn, scan_id, image_id, [p for p, _ in items], ids, old_counts, findings, feed,
-                             old_feed, detail_sql, encoded, finding_fingerprint, result, facts)
+            changed = _write(conn, scan_id, image_id, repository, [p for p, _ in items], ids, old_counts, findings,
+                             feed, old_feed, detail_sql, encoded, finding_fingerprint, result, facts)
             result.images += 1
             result.changed_images += changed
             result.findings += len(findings)
@@ -254,6 +260,11 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
         if bar:
             bar.close()
+    for i in range(0, len(inventories), 500):  # suppressed, as the store decided them
+        chunk = [inv[0] for inv in inventories[i:i + 500]]
+        result.ignored += conn.execute(
+            f"SELECT COUNT(*) FROM findings WHERE scan_id IN ({','.join('?' * len(chunk))}) AND kind = 'vulnerability'"
+            " AND suppressed <> 0", chunk).fetchone()[0]
     result.warnings.update(evaluation.warnings)
     result.warnings.update(matcher.warnings)
     result.seconds = time.perf_counter() - t0

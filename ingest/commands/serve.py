@@ -51,14 +51,9 @@ def run(args) -> int:
         raise ScanError(f"{args.db}: no such database")
     from datasette.cli import cli
 
-    from stowaway.datasette_plugin import schema
     from stowaway.ingest.db import connect
 
-    database = connect(args.db)  # brings an older database up to the current schema before serving it
-    try:
-        schema.ensure(database.conn)
-    finally:
-        database.conn.close()
+    connect(args.db).conn.close()  # brings an older database up to the current schema (and read model)
     if args.config:
         if not os.path.exists(args.config):
             raise ScanError(f"{args.config}: no such policy file")

@@ -264,32 +264,41 @@ def test_sarif_and_cyclonedx(demo_db):
     assert errors is None, errors
 
 
-def test_immutable_database_works_without_the_views(demo_db):
+def test_an_immutable_database_is_served_and_nothing_is_written(demo_db):
+    """The plugin creates no table and writes nothing: a database opened immutable serves every page
+    (the read model came with ingest's migrations), and its file is byte for byte what it was."""
+    import hashlib
     import sqlite3
 
     from datasette.app import Datasette
 
-    # as a scanner that never loaded the plugin leaves it (in this process, connect() applies every
-    # schema part imported so far, the plugin's included)
-    with sqlite3.connect(demo_db) as conn:
-        for name, kind in conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall():
-            if name in schema.SELECTS or name == schema.STATE_TABLE:
-                conn.execute(f"DROP {kind.upper()} [{name}]")
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_parts'").fetchone():
-            conn.execute("DELETE FROM schema_parts WHERE name = 'plugin_views'")
     with sqlite3.connect(demo_db) as conn:  # immutable=1 readers ignore the WAL
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
+    before = hashlib.sha256(open(demo_db, "rb").read()).hexdigest()
     ds = Datasette(immutables=[demo_db])
     name = db_name(demo_db)
-    got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/image/2", "/-/stowaway/vulnerability/CVE-2021-44228",
-                           "/-/stowaway/dashboard", "/-/stowaway/export/vulnerabilities.csv"]))
+    got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/images.json", "/-/stowaway/image/2",
+                           "/-/stowaway/vulnerability/CVE-2021-44228", "/-/stowaway/dashboard",
+                           "/-/stowaway/export/vulnerabilities.csv", f"/{name}/findings_report",
+                           f"/{name}/vulnerabilities_view.sarif?image_id=2"]))
     assert {p: r.status_code for p, r in got.items()} == {p: 200 for p in got}
-    names = run(ds.get_database(name).view_names()) + run(ds.get_database(name).table_names())
-    assert "vulnerabilities_view" not in names  # nothing was written
-    # section links fall back to the core findings_view, narrowed to the kind
-    assert f"/{name}/findings_view?image_id=2&amp;kind=vulnerability" in got["/-/stowaway/image/2"].text
+    assert f"/{name}/vulnerabilities_view?image_id=2" in got["/-/stowaway/image/2"].text
     assert len(list(csv.DictReader(io.StringIO(got["/-/stowaway/export/vulnerabilities.csv"].text)))) == 9
+    assert hashlib.sha256(open(demo_db, "rb").read()).hexdigest() == before
+
+
+def test_a_database_without_the_read_model_gets_one_clear_line(demo_db):
+    """An older database opened read-only: no silent fallback to other SQL, one sentence instead."""
+    import sqlite3
+
+    from datasette.app import Datasette
+
+    with sqlite3.connect(demo_db) as conn:
+        conn.execute("DROP VIEW image_finding_counts")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ds = Datasette(immutables=[demo_db])
+    page = run(ds.client.get("/-/stowaway/images"))
+    assert page.status_code == 503 and "older Stowaway" in page.text and "Traceback" not in page.text
 
 
 def test_empty_sections_say_so(scan, tmp_path):
@@ -332,7 +341,9 @@ def test_corpus_pages(tmp_path_factory):
 
 
 def test_report_tables_follow_the_database(demo_db):
-    """Rows deleted or added behind Datasette's back (a rematch, a scan) show on the next request."""
+    """What the findings store writes (a rematch, a scan's results) shows on the next request: the
+    report tables are refreshed inside the writing transaction, not by the page."""
+    from stowaway.analyzers.vulnerabilities.rematch import rematch
     from stowaway.ingest.db import connect
 
     ds = datasette_for(demo_db)
@@ -344,10 +355,8 @@ def test_report_tables_follow_the_database(demo_db):
 
     assert "CVE-2021-44228" in vulns()
     database = connect(demo_db)
-    with database.conn:  # as a rematch does: the image's vulnerability findings replaced
-        database.conn.execute("DELETE FROM vulnerability_details WHERE finding_id IN (SELECT id FROM findings"
-                              " WHERE image_id = 2 AND kind = 'vulnerability')")
-        database.conn.execute("DELETE FROM findings WHERE image_id = 2 AND kind = 'vulnerability'")
+    # no advisory in the store matches anything: the rematch removes the image's vulnerability findings
+    assert rematch(database, ["demo/app:1.0"]).deleted == len(VULNS_V1)
     assert vulns() == []
     assert '<td>1.0</td>' in run(ds.client.get("/-/stowaway/images?sort=vulnerabilities")).text.split(
         'class="sw-image-row"')[2]  # demo/app:1.0 is no longer the worst
@@ -359,7 +368,7 @@ def test_report_tables_follow_the_database(demo_db):
 
 
 def test_pages_do_not_wait_for_a_scan_holding_the_lock(demo_db):
-    """Stale report tables and a scan's write lock: the page reads the live SELECTs at once."""
+    """A scan holding the write lock: the page (which never writes) answers at once."""
     import sqlite3
     import time
 

@@ -73,8 +73,15 @@ def test_rematch_cli_with_a_plain_ignore_file(tmp_path, scan, capsys):
     assert reason == "curl: not reachable"
     assert {s["name"]: s["vulnerability_count"] for s in report_of(database, "demo/shop:1")["software"]}["curl"] == 0
 
-    assert cli.main(["rematch", "--db", db_path]) == 0  # without the file the finding is no longer ignored
+    # the file fed the findings store: the suppression holds through a rematch without it, a rescan
+    # (test_suppressions.py), until it is removed
+    assert cli.main(["rematch", "--db", db_path]) == 0
+    assert [v["id"] for v in report_of(database, "demo/shop:1")["vulnerabilities"] if v["suppressed"]] == \
+        ["CVE-2023-0002"]
+    sid = database.execute("SELECT id FROM suppressions WHERE rule = 'CVE-2023-0002'").fetchone()[0]
+    assert cli.main(["ignore", "remove", str(sid), "--db", db_path]) == 0
     assert not any(v["ignored"] for v in report_of(database, "demo/shop:1")["vulnerabilities"])
+    assert {s["name"]: s["vulnerability_count"] for s in report_of(database, "demo/shop:1")["software"]}["curl"] == 1
     assert cli.main(["rematch", "--db", str(tmp_path / "missing.db")]) == 2
 
 

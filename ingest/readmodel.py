@@ -1,0 +1,307 @@
+"""The one read model every surface reads: CLI, JSON report, SBOM, Datasette pages and renderers,
+notebooks. A surface never computes its own counts or its own idea of "current".
+
+- *Current scan* of an image: `images.last_scan_id` (set by the writer when a scan finishes), read
+  through the `latest_scans` view. Nothing else defines it.
+- *Failing*: a finding whose status is not `pass` or `not_applicable` (`FAILING` below). Passed and
+  not-applicable checks are check results, not findings.
+- `failing_findings` (view): the failing findings of every image's current scan, suppressed ones
+  included and marked.
+- `check_results` (view): every check of the current scans (the unsafe-setting checks, pass, not
+  applicable or fail, and any other finding whose status is pass or not applicable, like the base
+  image check when no approved base is configured), with its result.
+- `image_finding_counts` (view): per image × kind × severity, how many failing findings are
+  unsuppressed (`failing`) and how many are suppressed (`suppressed`).
+- The report tables the Datasette pages facet on (`image_overview`, `findings_report`, one per kind,
+  `packages_view`) are those SELECTs kept materialized, with an index on every faceted column: as
+  plain views over 60,000 findings every facet re-ran the joins (3-5 s a page for 1,000 images).
+  They are created and filled by a migration, and kept current inside the transaction that changes
+  them: a trigger rebuilds an image's rows when its `last_scan_id` changes (the end of every scan), and
+  the findings store calls `refresh_images` when rematch or a suppression changes a current scan.
+  Readers never write; a database opened `immutable` serves as it is.
+"""
+from __future__ import annotations
+
+import json
+
+FAILING = "coalesce(f.status, 'fail') NOT IN ('pass', 'not_applicable')"
+LAYER_JOIN = "LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_index"
+CURRENT = "JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
+
+# newest image (by created time) of its repository
+LATEST_WINDOW = ("CASE WHEN ROW_NUMBER() OVER (PARTITION BY coalesce(i.repository, i.reference)\n"
+                 "                                    ORDER BY i.created DESC, i.id DESC) = 1 THEN 1 ELSE 0 END")
+
+VIEWS = f"""
+CREATE VIEW failing_findings AS
+SELECT f.id, f.image_id, i.reference AS image, f.scan_id, f.kind, f.severity, f.severity_rank, f.title, f.rule,
+       f.status, f.path, f.layer_index, il.created_by AS layer_created_by, f.visible, f.suppressed,
+       f.suppressed_reason, f.fingerprint, p.name AS package, p.version AS package_version, p.ecosystem
+FROM findings f {CURRENT}
+LEFT JOIN packages p ON p.id = f.package_id
+{LAYER_JOIN}
+WHERE {FAILING};
+
+CREATE VIEW check_results AS
+SELECT f.id, f.image_id, i.reference AS image, f.scan_id, f.kind, f.severity, f.severity_rank, f.title,
+       coalesce(d.check_id, f.rule) AS check_id, coalesce(d.category, f.kind) AS category,
+       coalesce(d.result, f.status) AS result, d.target, d.evidence, d.suggestion, d.benchmark, f.path,
+       f.layer_index, f.suppressed, f.suppressed_reason
+FROM findings f {CURRENT}
+LEFT JOIN setting_details d ON d.finding_id = f.id
+WHERE f.kind = 'unsafe_setting' OR NOT ({FAILING});
+
+CREATE VIEW image_finding_counts AS
+SELECT i.id AS image_id, i.reference AS image, i.last_scan_id AS scan_id, f.kind, f.severity, f.severity_rank,
+       SUM(f.suppressed = 0) AS failing, SUM(f.suppressed <> 0) AS suppressed
+FROM findings f {CURRENT}
+WHERE {FAILING}
+GROUP BY i.id, f.kind, f.severity;
+"""
+
+
+def _count(where: str) -> str:
+    return (f"(SELECT COUNT(*) FROM findings f WHERE f.scan_id = i.last_scan_id AND f.suppressed = 0"
+            f" AND {FAILING} AND {where})")
+
+
+SELECTS = {
+    "image_overview": f"""
+SELECT i.id, i.reference, i.repository, i.tag, i.platform, i.size,
+       trim(coalesce(nullif(i.os_name, ''), coalesce(i.os_family, '') || ' ' || coalesce(i.os_version, ''))) AS os,
+       i.created, i.last_scan_id AS scan_id, s.finished_at AS last_scan,
+       {_count("f.kind = 'vulnerability'")} AS vulnerabilities,
+       {_count("f.kind = 'vulnerability' AND f.severity_rank = 0")} AS critical,
+       {_count("f.kind = 'vulnerability' AND f.severity_rank = 1")} AS high,
+       {_count("f.kind = 'malware'")} AS malicious_files,
+       (SELECT COUNT(*) FROM packages p WHERE p.scan_id = i.last_scan_id) AS packages,
+       {_count("f.kind = 'unsafe_setting'")} AS unsafe_settings,
+       {_count("f.kind = 'secret'")} AS secrets,
+       {_count("f.kind = 'compliance'")} AS compliance,
+       {_count("f.severity_rank = 0")} AS failing_critical,
+       {_count("f.severity_rank = 1")} AS failing_high,
+       {_count("f.severity_rank = 2")} AS failing_medium,
+       {_count("f.severity_rank = 3")} AS failing_low,
+       {_count("f.severity_rank = 4")} AS failing_negligible,
+       {_count("f.severity_rank >= 5")} AS failing_unknown,
+       (SELECT COUNT(*) FROM findings f WHERE f.scan_id = i.last_scan_id AND f.suppressed <> 0 AND {FAILING})
+           AS suppressed,
+       (SELECT CASE d.approved WHEN 1 THEN 'approved' WHEN 0 THEN 'not approved' END
+          FROM findings f JOIN base_image_details d ON d.finding_id = f.id
+         WHERE f.scan_id = i.last_scan_id AND f.kind = 'base_image' ORDER BY f.id DESC LIMIT 1) AS base_image,
+       {LATEST_WINDOW} AS latest_version
+FROM images i LEFT JOIN scans s ON s.id = i.last_scan_id
+""",
+    "vulnerabilities_view": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.vulnerability_id, d.cvss_score,
+       coalesce(p.name, d.package_name) AS package, coalesce(p.version, d.installed_version) AS installed_version,
+       d.fixed_version, CASE WHEN coalesce(d.fixed_version, '') <> '' THEN 'yes' ELSE 'no' END AS fix_available,
+       coalesce(p.ecosystem, d.ecosystem) AS ecosystem, f.path, f.layer_index, il.created_by AS layer_created_by,
+       d.cvss_vector, d.aliases, d.published, f.title, d.solution, f.suppressed, f.suppressed_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN vulnerability_details d ON d.finding_id = f.id
+LEFT JOIN packages p ON p.id = f.package_id
+{LAYER_JOIN}
+WHERE f.kind = 'vulnerability'
+""",
+    # every check with its result: the check-results page (pass and not applicable included)
+    "unsafe_settings_view": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.category, d.check_id, f.title,
+       coalesce(d.result, f.status) AS result, d.target, d.evidence, d.description, d.suggestion, d.benchmark,
+       f.path, f.layer_index, il.created_by AS layer_created_by, f.suppressed, f.suppressed_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN setting_details d ON d.finding_id = f.id
+{LAYER_JOIN}
+WHERE f.kind = 'unsafe_setting'
+""",
+    # Only the masked value: the database never holds another, and this view must not invent one.
+    "secrets_view": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, coalesce(d.rule_id, f.rule) AS rule,
+       f.title, f.path, d.line, d.masked, f.layer_index, il.created_by AS layer_created_by, f.visible,
+       coalesce(d.source, 'file') AS source, f.suppressed, f.suppressed_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN secret_details d ON d.finding_id = f.id
+{LAYER_JOIN}
+WHERE f.kind = 'secret'
+""",
+    "malware_view": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, coalesce(d.rule, f.rule) AS rule,
+       d.namespace, f.title, f.path, d.sha256, d.size, f.layer_index, il.created_by AS layer_created_by, f.visible,
+       f.suppressed, f.suppressed_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN malware_details d ON d.finding_id = f.id
+{LAYER_JOIN}
+WHERE f.kind = 'malware'
+""",
+    "compliance_view": f"""
+SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.name, d.version,
+       coalesce(d.rule, f.rule) AS rule, d.reason, f.path, f.layer_index, il.created_by AS layer_created_by,
+       f.suppressed, f.suppressed_reason, f.scan_id
+FROM findings f {CURRENT}
+JOIN compliance_details d ON d.finding_id = f.id
+{LAYER_JOIN}
+WHERE f.kind = 'compliance'
+""",
+    # "All findings": failing findings only (passed and not-applicable checks are check results)
+    "findings_report": f"""
+SELECT f.id, f.kind, f.severity, f.severity_rank, f.title, f.rule, f.status, f.path, f.layer_index,
+       il.created_by AS layer_created_by, f.visible, f.suppressed, f.suppressed_reason, i.reference AS image,
+       f.image_id, f.scan_id, p.name AS package, p.version AS package_version, p.ecosystem
+FROM findings f {CURRENT}
+LEFT JOIN packages p ON p.id = f.package_id
+{LAYER_JOIN}
+WHERE {FAILING}
+""",
+    "packages_view": """
+SELECT p.id, i.reference AS image, p.image_id, p.ecosystem, p.name, p.version, p.vulnerability_count, p.path,
+       p.layer_index, il.created_by AS layer_created_by, p.purl, p.licenses, p.os_owned, p.scan_id
+FROM packages p JOIN images i ON i.id = p.image_id AND p.scan_id = i.last_scan_id
+LEFT JOIN image_layers il ON il.image_id = p.image_id AND il.position = p.layer_index
+""",
+    "base_image_view": f"""
+SELECT f.id, i.reference AS image, f.image_id,
+       CASE d.approved WHEN 1 THEN 'approved' WHEN 0 THEN 'not approved' ELSE 'not checked' END AS verdict,
+       d.matched, d.closest, d.own_layers, d.guessed_boundary, f.severity, f.scan_id
+FROM findings f {CURRENT}
+JOIN base_image_details d ON d.finding_id = f.id
+WHERE f.kind = 'base_image'
+""",
+}
+
+# refreshed per image, so the window (which needs every image of a repository) is set afterwards
+MATERIALIZE = {**SELECTS, "image_overview": SELECTS["image_overview"].replace(LATEST_WINDOW, "0")}
+IMAGE_KEY = {name: ("id" if name == "image_overview" else "image_id") for name in SELECTS}
+INDEXED = {
+    "image_overview": ["reference", "repository", "os", "latest_version", "critical", "vulnerabilities", "size",
+                       "created", "last_scan", "base_image", "scan_id"],
+    "vulnerabilities_view": ["image_id", "severity_rank", "severity", "vulnerability_id", "package", "fixed_version",
+                             "cvss_score", "layer_index", "image", "scan_id"],
+    "unsafe_settings_view": ["image_id", "severity_rank", "severity", "result", "category", "image", "scan_id"],
+    "secrets_view": ["image_id", "severity_rank", "severity", "rule", "layer_index", "image", "scan_id"],
+    "malware_view": ["image_id", "severity_rank", "severity", "rule", "layer_index", "image", "scan_id"],
+    "compliance_view": ["image_id", "severity_rank", "name", "rule", "image", "scan_id"],
+    "packages_view": ["image_id", "vulnerability_count", "ecosystem", "name", "image", "scan_id"],
+    "base_image_view": ["image_id", "verdict", "image", "scan_id"],
+    "findings_report": ["image_id", "kind", "severity_rank", "severity", "status", "rule", "image", "scan_id"],
+}
+# the layer facet groups by position and command together
+LAYER_INDEXED = ["vulnerabilities_view", "secrets_view", "malware_view", "unsafe_settings_view", "compliance_view",
+                 "packages_view", "findings_report"]
+
+
+def _latest_update(where: str = "") -> str:
+    return f"""
+UPDATE image_overview SET latest_version = (id = (
+    SELECT o.id FROM image_overview o
+    WHERE coalesce(o.repository, o.reference) = coalesce(image_overview.repository, image_overview.reference)
+    ORDER BY o.created DESC, o.id DESC LIMIT 1)){where}"""
+
+
+# the image columns the report tables show: a change to any of them (a new current scan above all)
+# rebuilds the image's rows
+IMAGE_COLUMNS = ("last_scan_id", "reference", "repository", "tag", "platform", "size", "created", "os_name",
+                 "os_family", "os_version")
+
+
+def _rows_of(image: str) -> str:
+    """Statements rebuilding the report rows of the image whose id is the SQL expression IMAGE."""
+    out = []
+    for name, sql in MATERIALIZE.items():
+        key = IMAGE_KEY[name]
+        out.append(f"DELETE FROM [{name}] WHERE [{key}] = {image};")
+        out.append(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE [{key}] = {image};")
+    return "\n".join(out)
+
+
+# the first read-model migration (ingest/db.py SCHEMA_V3 appends it): views, report tables, their
+# indexes, triggers, and every row built once. A migration step is never edited: a later change to
+# these SELECTs comes with a later step that rebuilds the tables.
+OLD_PLUGIN_TABLES = ["stowaway_refresh"]
+
+
+def migration_v3() -> str:
+    parts = [VIEWS, "CREATE INDEX IF NOT EXISTS idx_images_repository ON images(repository, created);"]
+    parts.append("DELETE FROM schema_parts WHERE name = 'plugin_views';")
+    for name, sql in MATERIALIZE.items():
+        parts.append(f"CREATE TABLE [{name}] AS SELECT * FROM ({sql}) WHERE 0;")
+        parts.append(f"INSERT INTO [{name}] SELECT * FROM ({sql});")
+        parts += [f"CREATE INDEX [idx_{name}_{col}] ON [{name}]([{col}]);" for col in INDEXED[name]]
+    parts.append("CREATE UNIQUE INDEX idx_image_overview_id ON image_overview(id);")
+    parts += [f"CREATE INDEX [idx_{name}_layer] ON [{name}](layer_index, layer_created_by);" for name in LAYER_INDEXED]
+    # the dashboard's top vulnerable packages, read from the index alone
+    parts.append("CREATE INDEX idx_vulnerabilities_view_package_totals ON vulnerabilities_view(package, ecosystem,"
+                 " suppressed, image_id);")
+    parts.append(_latest_update() + ";")
+    parts.append(f"""
+CREATE TRIGGER read_model_current_scan AFTER UPDATE ON images
+WHEN {" OR ".join(f"NEW.[{c}] IS NOT OLD.[{c}]" for c in IMAGE_COLUMNS)}
+BEGIN
+{_rows_of("NEW.id")}
+{_latest_update(" WHERE coalesce(repository, reference) = coalesce(NEW.repository, NEW.reference)")};
+END;
+CREATE TRIGGER read_model_image_deleted AFTER DELETE ON images
+BEGIN
+{chr(10).join(f"DELETE FROM [{name}] WHERE [{IMAGE_KEY[name]}] = OLD.id;" for name in MATERIALIZE)}
+END;
+""")
+    return "\n".join(parts)
+
+
+def refresh_images(conn, image_ids) -> None:
+    """Rebuilds the report rows of IMAGE_IDS, in the caller's transaction (rematch, suppressions)."""
+    ids = sorted({int(i) for i in image_ids if i is not None})
+    if not ids:
+        return
+    marks = json.dumps(ids)
+    for name, sql in MATERIALIZE.items():
+        key = IMAGE_KEY[name]
+        conn.execute(f"DELETE FROM [{name}] WHERE [{key}] IN (SELECT value FROM json_each(?))", [marks])
+        conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE [{key}] IN"
+                     " (SELECT value FROM json_each(?))", [marks])
+    conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
+                                " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
+
+
+def rebuild_all(conn) -> None:
+    """Every report row again (a repair; migrations and the store keep them current otherwise)."""
+    for name, sql in MATERIALIZE.items():
+        conn.execute(f"DELETE FROM [{name}]")
+        conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql})")
+    conn.execute(_latest_update())
+
+
+# --- readers shared by the CLI, the report, the notebooks and the plugin ----------------------------
+
+def counts(conn, image_id: int | None = None) -> dict[int, dict]:
+    """{image_id: {"failing": {kind: {severity: n}}, "suppressed": {kind: {severity: n}}}} from
+    image_finding_counts: what every surface shows as an image's counts."""
+    sql = "SELECT image_id, kind, severity, failing, suppressed FROM image_finding_counts"
+    params: list = []
+    if image_id is not None:
+        sql += " WHERE image_id = ?"
+        params.append(image_id)
+    out: dict[int, dict] = {}
+    for iid, kind, severity, failing, suppressed in conn.execute(sql, params):
+        entry = out.setdefault(iid, {"failing": {}, "suppressed": {}})
+        sev = severity or "unknown"
+        if failing:
+            entry["failing"].setdefault(kind, {})[sev] = entry["failing"].get(kind, {}).get(sev, 0) + failing
+        if suppressed:
+            entry["suppressed"].setdefault(kind, {})[sev] = entry["suppressed"].get(kind, {}).get(sev, 0) + suppressed
+    return out
+
+
+def scan_counts(conn, image_id: int, scan_id: int) -> dict:
+    """counts() of one image, for the scan SCAN_ID: the image's current scan through the view; an older
+    scan (a report of a past scan) by the same predicate over that scan's findings."""
+    current = conn.execute("SELECT last_scan_id FROM images WHERE id = ?", [image_id]).fetchone()
+    if current and current[0] == scan_id:
+        return counts(conn, image_id).get(image_id, {"failing": {}, "suppressed": {}})
+    out: dict = {"failing": {}, "suppressed": {}}
+    for kind, severity, failing, suppressed in conn.execute(
+            f"SELECT f.kind, f.severity, SUM(f.suppressed = 0), SUM(f.suppressed <> 0) FROM findings f"
+            f" WHERE f.scan_id = ? AND {FAILING} GROUP BY f.kind, f.severity", [scan_id]):
+        for side, n in (("failing", failing), ("suppressed", suppressed)):
+            if n:
+                out[side].setdefault(kind, {})[severity or "unknown"] = n
+    return out
