@@ -87,9 +87,10 @@ TABLES = {
     },
     "findings_report": {
         "title": "All findings",
-        "description": "Every finding of every kind in each image's current scan, worst first.",
+        "description": "Every failing finding of every kind in each image's current scan, worst first"
+                       " (suppressed ones marked; passed and not-applicable checks are in Unsafe settings).",
         "sort": "severity_rank",
-        "facets": [{"kind": "kind"}, SEVERITY_FACET, "status", "image"],
+        "facets": [{"kind": "kind"}, SEVERITY_FACET, "suppressed", "image"],
     },
     "findings": {"sort": "severity_rank", "facets": [{"kind": "kind"}, SEVERITY_FACET], "label_column": "title"},
     "images": {"label_column": "reference", "facets": ["os_family", "repository"]},

@@ -400,20 +400,26 @@ def cmd_report(args) -> int:
 
 
 def cmd_images(args) -> int:
+    """The image list of the read model (the same rows as Datasette's image list and images.json): failing,
+    unsuppressed findings and suppressed ones; `--format json` adds each image's counts per kind and
+    severity and the per-kind columns."""
+    from .images import image_list
     from .output import print_listing
 
     database = open_db(args.db, write=False)
-    rows = database.execute(
-        "SELECT i.reference, i.platform, TRIM(COALESCE(i.os_family, '') || ' ' || COALESCE(i.os_version, '')),"
-        " i.size, s.finished_at,"
-        " (SELECT COUNT(*) FROM findings f WHERE f.scan_id = s.id AND f.status = 'fail'),"
-        " i.manifest_digest FROM images i LEFT JOIN latest_scans s ON s.image_id = i.id ORDER BY i.reference").fetchall()
-    columns = ["reference", "platform", "os", "size", "last_scan", "findings", "digest"]
+    items = image_list(database.conn)
+    columns = ["reference", "platform", "os", "size", "last_scan", "findings", "suppressed", "digest"]
     if args.format == "json":
-        print_listing(columns, rows, "json")
+        for i in items:
+            extra = {k: v for k, v in i.items() if k not in ("failing", "manifest_digest") and k not in columns}
+            print(json.dumps({"reference": i["reference"], "platform": i["platform"], "os": i["os"],
+                              "size": i["size"], "last_scan": i["last_scan"], "findings": i["failing"],
+                              "suppressed": i["suppressed"], "digest": i["manifest_digest"], **extra},
+                             ensure_ascii=False))
         return 0
-    print_listing(columns, [(r[0], r[1] or "", r[2] or "", _human(r[3]), r[4] or "-", r[5], (r[6] or "")[:19])
-                            for r in rows])
+    print_listing(columns, [(i["reference"], i["platform"] or "", i["os"] or "", _human(i["size"]),
+                             i["last_scan"] or "-", i["failing"], i["suppressed"], (i["manifest_digest"] or "")[:19])
+                            for i in items])
     return 0
 
 

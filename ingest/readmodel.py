@@ -182,7 +182,8 @@ INDEXED = {
     "compliance_view": ["image_id", "severity_rank", "name", "rule", "image", "scan_id"],
     "packages_view": ["image_id", "vulnerability_count", "ecosystem", "name", "image", "scan_id"],
     "base_image_view": ["image_id", "verdict", "image", "scan_id"],
-    "findings_report": ["image_id", "kind", "severity_rank", "severity", "status", "rule", "image", "scan_id"],
+    "findings_report": ["image_id", "kind", "severity_rank", "severity", "status", "suppressed", "rule", "image",
+                        "scan_id"],
 }
 # the layer facet groups by position and command together
 LAYER_INDEXED = ["vulnerabilities_view", "secrets_view", "malware_view", "unsafe_settings_view", "compliance_view",

@@ -65,13 +65,13 @@ def add(sub):
     p.set_defaults(func=cmd_list)
 
     p = igsub.add_parser("remove", help="remove suppressions by id (see `stowaway ignore list`)")
-    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID", help="suppression ids, as `stowaway ignore list` shows them")
     _add_db(p)
     p.set_defaults(func=cmd_remove)
 
     p = igsub.add_parser("import", help="import a .trivyignore, a structured ignore file (YAML/TOML) or an"
                                         " OpenVEX document (not_affected statements)")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help=".trivyignore, ignore file (.yaml, .yml, .toml) or OpenVEX JSON")
     _scope_args(p, required=False)
     p.add_argument("--format", choices=["auto", "trivyignore", "structured", "openvex"], default="auto",
                    help="the file's format (default: from its name and content)")

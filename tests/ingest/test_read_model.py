@@ -26,6 +26,14 @@ def _cli_json(*argv):
     return json.loads(out.getvalue())
 
 
+def _cli_lines(*argv):
+    """A listing's `--format json`: one object a line."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main([str(a) for a in argv]) == 0
+    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+
+
 def _drop_zeros(counts: dict) -> dict:
     return {k: {s: n for s, n in v.items() if n} for k, v in counts.items() if any(v.values())}
 
@@ -37,7 +45,7 @@ def surfaces(db: str) -> dict[str, dict[str, dict]]:
     from stowaway.notebooks import data
 
     out: dict[str, dict] = {}
-    out["cli"] = {i["reference"]: i["counts"] for i in _cli_json("images", "--format", "json", "--db", db)}
+    out["cli"] = {i["reference"]: i["counts"] for i in _cli_lines("images", "--format", "json", "--db", db)}
     refs = list(out["cli"])
     reports = {ref: _cli_json("report", ref, "--db", db) for ref in refs}
     out["report"] = {ref: r["counts"] for ref, r in reports.items()}
@@ -87,7 +95,7 @@ def assert_same_everywhere(db: str) -> dict:
     # the image list's own columns and the notebooks' per-kind frame agree with the counts
     from stowaway.notebooks import data
 
-    items = {i["reference"]: i for i in _cli_json("images", "--format", "json", "--db", db)}
+    items = {i["reference"]: i for i in _cli_lines("images", "--format", "json", "--db", db)}
     frame = data.images(db).set_index("reference")
     for ref, item in items.items():
         failing = item["counts"]["failing"]

@@ -36,7 +36,7 @@ def suppressed_ids(db, ref=REF) -> dict[str, bool]:
 def cli_counts(db) -> dict:
     code, text = stowaway("images", "--format", "json", "--db", db)
     assert code == 0
-    return {i["reference"]: i["counts"] for i in json.loads(text)}
+    return {i["reference"]: i["counts"] for i in map(json.loads, text.splitlines())}
 
 
 def datasette_get(db, path):
