@@ -128,7 +128,9 @@ def split_nevra(text: str) -> tuple[str, str, str] | None:
     if not m:
         return None
     evr = f"{m.group('version')}-{m.group('release')}"
-    return m.group("name"), (f"{m.group('epoch')}:{evr}" if m.group("epoch") else evr), m.group("arch")
+    # a module's component may carry its stream ('nodejs:18:8080020230613:63b34585:nodejs-1:18.16.1-1…')
+    name = m.group("name").rsplit(":", 1)[-1]
+    return name, (f"{m.group('epoch')}:{evr}" if m.group("epoch") else evr), m.group("arch")
 
 
 def cvss_entry(vector: str) -> dict | None:

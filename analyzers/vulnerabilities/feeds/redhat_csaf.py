@@ -43,9 +43,10 @@ def records(path: str, warn) -> Iterator[dict]:
     yield from csaf_records(doc, path, warn)
 
 
-def _platforms(tree: dict) -> dict[str, str]:
-    """product id -> CPE, for every product of the tree that carries one."""
-    out: dict[str, str] = {}
+def _platforms(tree: dict) -> tuple[dict[str, str], dict[str, tuple[str, str, str]]]:
+    """(product id -> CPE, product id -> (name, epoch:version-release, arch) from its rpm purl)."""
+    cpes: dict[str, str] = {}
+    purls: dict[str, tuple[str, str, str]] = {}
     stack = list(tree.get("branches") or ())
     while stack:
         b = stack.pop()
@@ -53,11 +54,31 @@ def _platforms(tree: dict) -> dict[str, str]:
             continue
         prod = b.get("product")
         if isinstance(prod, dict) and isinstance(prod.get("product_id"), str):
-            cpe = (prod.get("product_identification_helper") or {}).get("cpe")
-            if isinstance(cpe, str):
-                out[prod["product_id"]] = cpe
+            helper = prod.get("product_identification_helper") or {}
+            if isinstance(helper.get("cpe"), str):
+                cpes[prod["product_id"]] = helper["cpe"]
+            got = _rpm_purl(helper.get("purl"))
+            if got:
+                purls[prod["product_id"]] = got
         stack.extend(b.get("branches") or ())
-    return out
+    return cpes, purls
+
+
+def _rpm_purl(text) -> tuple[str, str, str] | None:
+    """'pkg:rpm/redhat/bind@9.8.2-0.68.rc1.el6_10.17?arch=src&epoch=32' -> ('bind', '32:9.8.2-…', 'src')."""
+    if not isinstance(text, str) or not text.startswith("pkg:rpm/"):
+        return None
+    from packageurl import PackageURL
+
+    try:
+        p = PackageURL.from_string(text)
+    except ValueError:
+        return None
+    if not p.version or not p.name:
+        return None
+    q = p.qualifiers if isinstance(p.qualifiers, dict) else {}
+    epoch = q.get("epoch") or "0"
+    return p.name, f"{epoch}:{p.version}", q.get("arch") or ""
 
 
 def _release(cpe: str | None) -> tuple[str, str] | None:
@@ -71,7 +92,7 @@ def csaf_records(doc, name: str, warn) -> Iterator[dict]:
     document = doc["document"]
     tracking: dict = document["tracking"] if isinstance(document.get("tracking"), dict) else {}
     tree: dict = doc["product_tree"] if isinstance(doc.get("product_tree"), dict) else {}
-    cpes = _platforms(tree)
+    cpes, purls = _platforms(tree)
     relations: dict[str, tuple[str, str]] = {}
     for rel in tree.get("relationships") or ():
         try:
@@ -90,7 +111,7 @@ def csaf_records(doc, name: str, warn) -> Iterator[dict]:
     # and its source rpm apart (often as known_not_affected), with the same epoch:version-release
     sources: dict[tuple[str, str], set[str]] = {}
     for platform, component in relations.values():
-        nevra = split_nevra(component)
+        nevra = purls.get(component) or split_nevra(component)
         if nevra and nevra[2] == "src":
             sources.setdefault((platform, nevra[1]), set()).add(nevra[0])
 
@@ -105,7 +126,7 @@ def csaf_records(doc, name: str, warn) -> Iterator[dict]:
             release = ("enterprise_linux", m.group(1))
         if release is None or not component:
             return None
-        nevra = split_nevra(component)
+        nevra = purls.get(component) or split_nevra(component)
         if nevra:
             return platform, release, nevra[0], nevra[1], nevra[2]
         # an unfixed component is named without a version; a module stream as 'nodejs:18/nodejs'

@@ -443,3 +443,25 @@ def test_ubuntu_22_04_image_against_real_ubuntu_osv_and_usn(tmp_path, scan):
     assert [(v["id"], v["package"]["name"], v["fixed_version"], v["severity"]) for v in rep["vulnerabilities"]] == \
         [("CVE-2021-3782", "libwayland-client0", "1.20.0-1ubuntu0.1", "medium")]
     assert {m["record"] for m in rep["vulnerabilities"][0]["matched_by"]} == {"UBUNTU-CVE-2021-3782", "USN-5614-1"}
+
+
+def test_red_hat_module_stream_components_are_keyed_by_package_name(db, tmp_path):
+    """RHEL 8 module builds name their components with the stream ('nodejs:18:…:nodejs-1:18.16.1-…') and
+    carry an rpm purl with the epoch as a qualifier; either gives the package name and epoch:version."""
+    stream = "nodejs:18:8080020230613094537:63b34585"
+    src = f"{stream}:nodejs-1:18.16.1-1.module+el8.8.0+19049+1ac5a4c1.src"
+    binary = f"{stream}:nodejs-1:18.16.1-1.module+el8.8.0+19049+1ac5a4c1.x86_64"
+    doc = rhsa("RHSA-2023:4537", ["CVE-2023-30581"], "cpe:/a:redhat:enterprise_linux:8::appstream",
+               "AppStream-8.8.0.Z.MAIN", src, [binary], "Important")
+    (tmp_path / "plain.json").write_text(json.dumps(doc))
+    with_purls = json.loads(json.dumps(doc).replace("RHSA-2023:4537", "RHSA-2023:4538"))
+    for product in with_purls["product_tree"]["branches"][0]["branches"][1]["branches"]:
+        arch = product["name"].rsplit(".", 1)[1]
+        product["product"]["product_identification_helper"] = {
+            "purl": f"pkg:rpm/redhat/nodejs@18.16.1-1.module%2Bel8.8.0%2B19049%2B1ac5a4c1?arch={arch}&epoch=1"
+                    f"&rpmmod={stream}"}
+    (tmp_path / "purls.json").write_text(json.dumps(with_purls))
+    import_paths(db, [str(tmp_path)])
+    for rid in ("RHSA-2023:4537", "RHSA-2023:4538"):
+        assert [(r, n, _fixed(rg)) for _e, r, n, rg, _s in _rows(db, rid)] == \
+            [("8", "nodejs", "1:18.16.1-1.module+el8.8.0+19049+1ac5a4c1")], rid
