@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 from stowaway.analyzers.base import Analyzer, select
 
 from . import db as dbm
-from .apply import Applier
+from .apply import Applier, IndexedLayer, records_by_analyzer
 from .cache import LayerCache
 from .layers import LayerResult, walk
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
@@ -206,8 +206,7 @@ class Analysis:
         return res
 
     def _index_and_apply(self, spec: ImageSpec, pending: dict, claimed: set[str], res: ImageResult) -> None:
-        entries: list[list[tuple]] = []
-        records: dict[str, list[list[dict]]] = {a.name: [] for a in self.analyzers}
+        layers: list[IndexedLayer] = []
         for d in spec.layers:
             got = pending.get(d.key)
             if got is None:
@@ -234,22 +233,22 @@ class Analysis:
                     if known[0] is not None and not known[1]:
                         res.layers_known += 1
                 layer_id = self.cache.indexed(d.diff_id)
-                layer_entries = [tuple(e) for e in got.entries]
+                layer = IndexedLayer(d.index, d.diff_id, [tuple(e) for e in got.entries])
                 fresh = got.records
             else:
                 layer_id = got.layer_id
                 res.layers_cached += 1
-                layer_entries = self.cache.entries(layer_id)
+                layer = IndexedLayer(d.index, d.diff_id, self.cache.entries(layer_id), cached=True)
                 fresh = {}
-            entries.append(layer_entries)
             for a in self.readers:
-                records[a.name].append(fresh[a.name] if a.name in fresh else self.cache.records(layer_id, a))
-        ctx = self.applier.apply(spec, entries, records)
+                layer.records[a.name] = fresh[a.name] if a.name in fresh else self.cache.records(layer_id, a)
+            layers.append(layer)
+        ctx = self.applier.apply(spec, layers)
         res.warnings += ctx.warnings
         res.os, res.packages, res.findings, res.facts = ctx.os, ctx.packages, ctx.findings, ctx.facts
         res.fs, res.layer_entries, res.owned_files = ctx.fs, ctx.layer_entries, ctx.owned_files
-        res.records = {a.name: records[a.name] for a in self.analyzers if a.stage == "evaluate" and a.reads_layers}
-
+        evaluators = [a for a in self.analyzers if a.stage == "evaluate" and a.reads_layers]
+        res.records = records_by_analyzer(evaluators, layers)
 
 def _progress(events, enabled, label):
     """Layers and bytes read, with their rate, on a terminal (ingest/output.py draws every bar)."""

@@ -1,7 +1,8 @@
 """The applier: once per image, the layers' results become one image (after Trivy's `applier`).
 
-Input: the image's layers bottom first, each as the walker's entry list and each index analyzer's
-records (fresh from this scan or from the layer cache). Output: an `ImageContext` holding
+Input: the image's layers bottom first, each an `IndexedLayer` (the index stage's typed result: its
+position, diff_id, the walker's entry list, each analyzer's records, and whether it came from the layer
+cache). Output: an `ImageContext` holding
 
 * the squashed filesystem (`fs`): whiteouts and opaque directories applied, what is still visible,
   and the layer that added each visible path;
@@ -18,12 +19,24 @@ the database. Nested archives are opened by their analyzers through one resolver
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from stowaway.analyzers.base import Analyzer, Fact, ImageContext
 
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
 from .squash import Filesystem
+
+
+@dataclass
+class IndexedLayer:
+    """The index stage's result for one layer of one image, whether read now or taken from the cache."""
+
+    position: int  # in this image, bottom first
+    diff_id: str
+    entries: list[tuple]  # the walker's entry tuples (path, type, size, mode, uid, gid, linkname)
+    records: dict[str, list[dict]] = field(default_factory=dict)  # analyzer name -> its records for this layer
+    cached: bool = False  # True: walk and records came from the layer cache, the layer was not read
 
 
 def run_collect(analyzers: Iterable[Analyzer], ctx: ImageContext, records: dict[str, list[list[dict]]]) -> None:
@@ -54,11 +67,17 @@ class Applier:
         self.analyzers = [a for a in analyzers if a.stage == "index"]
         self.policy = policy
 
-    def apply(self, spec: ImageSpec, entries: list[list[tuple]], records: dict[str, list[list[dict]]]) -> ImageContext:
+    def apply(self, spec: ImageSpec | None, layers: list[IndexedLayer]) -> ImageContext:
+        entries = [layer.entries for layer in layers]
         ctx = ImageContext(spec=spec, fs=Filesystem.build(entries), policy=self.policy, layer_entries=entries)
-        run_collect(self.analyzers, ctx, records)
+        run_collect(self.analyzers, ctx, records_by_analyzer(self.analyzers, layers))
         ctx.packages = unique_packages(ctx.packages)
         return ctx
+
+
+def records_by_analyzer(analyzers: Iterable[Analyzer], layers: list[IndexedLayer]) -> dict[str, list[list[dict]]]:
+    """What `collect` takes: per analyzer, its records of every layer in image order."""
+    return {a.name: [layer.records.get(a.name, []) for layer in layers] for a in analyzers}
 
 
 def unique_packages(packages: list[Package]) -> list[Package]:

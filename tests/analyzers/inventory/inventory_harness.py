@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from imagebuilder import layer_tar
 
 from stowaway.analyzers.base import ImageContext, load_all, ordered
-from stowaway.ingest.apply import Applier
+from stowaway.ingest.apply import Applier, IndexedLayer
 from stowaway.ingest.layers import walk
 from stowaway.ingest.model import Package
 from stowaway.ingest.streams import Limits
@@ -36,11 +36,9 @@ def inspect(layers: list[dict], names=("os-release", "dpkg", "rpm", "apk"), poli
     collect in their declared order, package de-duplication)."""
     registry = load_all()
     analyzers = [cls(policy or {}) for cls in ordered([registry[n] for n in names])]
-    entries, records, warnings = [], {a.name: [] for a in analyzers}, []
+    indexed, warnings = [], []
     for index, spec in enumerate(layers):
         result = walk(io.BytesIO(layer_tar(spec)), index, analyzers, Limits(), f"layer {index}")
-        entries.append(result.entries)
         warnings += result.warnings
-        for a in analyzers:
-            records[a.name].append(result.records.get(a.name, []))
-    return Inspected(Applier(analyzers, policy or {}).apply(None, entries, records), warnings)
+        indexed.append(IndexedLayer(index, "", result.entries, result.records))
+    return Inspected(Applier(analyzers, policy or {}).apply(None, indexed), warnings)
