@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from . import db as dbm
 from .analysis import Analysis, ImageResult
@@ -299,7 +299,7 @@ class TaskRunner:
         inline = self.dask is None and (concurrency == 1 or unfinished <= 1)
         analysis = Analysis(self.db, self.policy, risks, self.analyzer_names, self.progress,
                             self._event) if inline else None
-        executor = None
+        executor: Any = None  # LocalExecutor or DaskExecutor: submit, wait, slots, close
         if not inline:
             if self.dask is not None:
                 from .dask_runner import DaskExecutor
@@ -337,7 +337,7 @@ class TaskRunner:
                     job = Job(database_path(self.db), self.policy, tuple(risks) if risks else None,
                               self.analyzer_names, source)
                     self._heartbeat(force=True)
-                    if inline:
+                    if analysis is not None:  # inline
                         t0 = time.time()
                         outcomes = [writer.write(r) for r in analysis.source_results(source)]
                         self._finish_item(item_id, outcomes, [], (t0, time.time()), retries, retry_delay, summary)
