@@ -169,8 +169,17 @@ def software(db, scan_id):
     return [{"ecosystem": r["ecosystem"], "name": r["name"], "version": r["version"], "arch": r["arch"] or None,
              "source_name": r["source_name"] or None, "source_version": r["source_version"] or None,
              "path": r["path"], "purl": r["purl"], "licenses": _loads(r["licenses"], []), "layer_index": r["layer_index"],
-             "os_owned": bool(r["os_owned"]), "vulnerability_count": r["vulnerability_count"] or 0}
+             "os_owned": bool(r["os_owned"]), "vulnerability_count": r["vulnerability_count"] or 0,
+             **_found_by(_loads(r["metadata"], {}))}
             for r in _rows(db, "SELECT * FROM packages WHERE scan_id = ? ORDER BY ecosystem, name, version, path", [scan_id])]
+
+
+def _found_by(meta) -> dict:
+    """How a package was found: source ('lockfile', 'pom.properties', 'class-fingerprint', ...), detected_by and
+    confidence (class fingerprints of shaded libraries)."""
+    meta = meta if isinstance(meta, dict) else {}
+    return {"source": meta.get("source") or None, "detected_by": meta.get("detected_by") or None,
+            "confidence": meta.get("confidence") or None}
 
 
 def files(db, scan_id):

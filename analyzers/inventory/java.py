@@ -23,6 +23,7 @@ from stowaway.ingest.archives import ARCHIVE_SUFFIXES, ArchiveLimits, iter_membe
 from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, register
+from . import _classprints as classprints
 from ._app import collect_packages, package, warning
 
 SUFFIXES = (".jar", ".war", ".ear", ".par", ".jpi", ".hpi", ".sar")
@@ -200,13 +201,16 @@ def identify(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path: str, walk: 
         else:  # another project's classes bundled (shaded) into this archive; the manifest is not theirs
             out.append(package("maven", f"{group}:{artifact}", version, path,
                                metadata={"source": "pom.properties", "shaded_in": base}))
-    if own:
-        return out
-    ident = from_manifest(manifest, file_artifact, file_version)
-    if ident:
-        group, artifact, version, source = ident
-        out.append(package("maven", f"{group}:{artifact}", version, path, licenses=licenses,
-                           metadata={"source": source}))
+    if not own:
+        ident = from_manifest(manifest, file_artifact, file_version)
+        if ident:
+            group, artifact, version, source = ident
+            out.append(package("maven", f"{group}:{artifact}", version, path, licenses=licenses,
+                               metadata={"source": source}))
+    # libraries whose classes are here without their metadata (shaded, relocated): _classprints.py
+    known = {r["name"].split(":", 1)[-1] for r in out}
+    out += [package("maven", name, version, path, metadata=meta)
+            for name, version, meta in classprints.fingerprint(z, infos, known)]
     return out
 
 
@@ -266,7 +270,7 @@ def _is_java(name: str) -> bool:
 @register
 class JavaArchives(Analyzer):
     name = "java-archive"
-    version = 3
+    version = 4
     risk = "software"
     consumes = ("owned_files",)
     produces = ("packages",)
