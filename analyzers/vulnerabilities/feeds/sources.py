@@ -9,6 +9,10 @@ and imports what changed.
 | openeuler-cvrf | repo.openeuler.org/security/data/cvrf/ (one XML per openEuler-SA) | index.txt (paths) |
 | suse-cvrf | ftp.suse.com/pub/projects/security/cvrf/ (one XML per SUSE-SU / openSUSE-SU) | the directory listing |
 
+Red Hat's sources offer a full archive (`archive_latest.txt` -> `csaf_vex_<date>.tar.zst`): a first run
+downloads it (resumable) and extracts it instead of asking for every document, then fetches what
+changes.csv says changed after the archive's date.
+
 Indexed sources keep `state.json` (path -> the index's time, or the size for index.txt and listings)
 in their cache directory: a run fetches only documents that are new or changed since the last run, so an
 interrupted run resumes where it stopped. Every document is capped in size (MAX_DOCUMENT) and a run in
@@ -40,15 +44,17 @@ class Source:
     kind: str  # file | csv | index | listing
     index: str = ""
     help: str = ""
+    archive: str = ""  # a file naming the latest full archive (tar.zst), used on a first run
 
 
 SOURCES = {s.name: s for s in (
     Source("debian-tracker", "https://security-tracker.debian.org/tracker/data/json", "file",
            help="Debian security tracker JSON (per source package, CVE and release; urgency)"),
     Source("redhat-csaf", "https://security.access.redhat.com/data/csaf/v2/advisories/", "csv", "changes.csv",
-           help="Red Hat CSAF advisories (RHSA; CentOS and RHEL)"),
+           help="Red Hat CSAF advisories (RHSA; CentOS and RHEL)", archive="archive_latest.txt"),
     Source("redhat-vex", "https://security.access.redhat.com/data/csaf/v2/vex/", "csv", "changes.csv",
-           help="Red Hat CSAF VEX, one file per CVE, with unfixed ('Will not fix') components"),
+           help="Red Hat CSAF VEX, one file per CVE, with unfixed ('Will not fix') components",
+           archive="archive_latest.txt"),
     Source("openeuler-cvrf", "https://repo.openeuler.org/security/data/cvrf/", "index", "index.txt",
            help="openEuler CVRF advisories (openEuler-SA)"),
     Source("suse-cvrf", "https://ftp.suse.com/pub/projects/security/cvrf/", "listing",
@@ -146,8 +152,14 @@ def update(name: str, cache_dir: str, verify=True, base_url: str | None = None, 
             state = json.load(fh)
     except (OSError, ValueError):
         state = {}
+    entries = _entries(src, base, index)
+    if src.archive and not state:
+        # a first run: the full archive in one download instead of a request per document
+        if not _from_archive(src, base, folder, entries, state, session, verify, timeout, progress, result):
+            return result  # an interrupted archive download resumes on the next run
+        _save(state_path, state)
     todo = []
-    for rel, stamp in _entries(src, base, index):
+    for rel, stamp in entries:
         if not _SAFE.match(rel) or ".." in rel.split("/"):
             result.failed.append(f"{rel[:120]!r}: not a plain relative document path; ignored")
             continue
@@ -185,3 +197,65 @@ def _save(path: str, state: dict) -> None:
     with open(path + ".part", "w", encoding="utf-8") as fh:
         json.dump(state, fh)
     os.replace(path + ".part", path)
+
+
+MAX_ARCHIVE_MEMBERS = 2_000_000
+
+
+def _from_archive(src: Source, base: str, folder: str, entries: list[tuple[str, str]], state: dict, session,
+                  verify, timeout: float, progress, result: UpdateResult) -> bool:
+    """Red Hat's archive_latest.txt names 'csaf_vex_2024-11-10.tar.zst': every document as of that date.
+    Its documents are extracted into the cache (plain relative .json paths only, each capped) and marked
+    current when changes.csv's time for them is not after the archive's date; the rest is fetched one by
+    one as usual. False when the archive's download failed (the next run resumes it); an archive that
+    is not offered, or cannot be read, leaves the run to fetch every document."""
+    import tarfile
+
+    import zstandard
+
+    from .. import download
+
+    try:
+        name = _get(session, base + src.archive, verify, timeout, 4096).decode("utf-8", "replace").strip()
+    except SourceError:
+        return True  # no archive offered: documents one by one
+    m = re.fullmatch(r"[A-Za-z0-9_.-]+?(\d{4}-\d\d-\d\d)[A-Za-z0-9_.-]*\.tar\.zst", name)
+    if not m:
+        result.failed.append(f"{base + src.archive}: names no .tar.zst archive ({name[:80]!r}); documents fetched one by one")
+        return True
+    dest = os.path.join(folder, ".archive", name)
+    try:
+        download.fetch(base + name, dest, verify=verify, progress=progress is not None, timeout=timeout,
+                       label=f"{src.name} archive", is_zip=False)
+    except download.DownloadError as exc:
+        result.failed.append(str(exc))
+        return False
+    extracted = set()
+    try:
+        with open(dest, "rb") as raw:
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for n, member in enumerate(tar):
+                    if n >= MAX_ARCHIVE_MEMBERS:
+                        result.failed.append(f"{name}: more than {MAX_ARCHIVE_MEMBERS:,} members; the rest not read")
+                        break
+                    rel = member.name[2:] if member.name.startswith("./") else member.name
+                    if not member.isfile() or not _SAFE.match(rel) or ".." in rel.split("/") or member.size > MAX_DOCUMENT:
+                        continue
+                    fh = tar.extractfile(member)
+                    if fh is None:
+                        continue
+                    local = os.path.join(folder, *rel.split("/"))
+                    os.makedirs(os.path.dirname(local), exist_ok=True)
+                    with open(local + ".part", "wb") as out:
+                        out.write(fh.read())
+                    os.replace(local + ".part", local)
+                    extracted.add(rel)
+                    result.changed.append(local)
+    except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
+        result.failed.append(f"{name}: unreadable archive ({exc.__class__.__name__}: {exc}); the rest fetched one by one")
+    day = m.group(1)
+    for rel, stamp in entries:
+        if rel in extracted and stamp[:10] <= day:
+            state[rel] = stamp
+    return True

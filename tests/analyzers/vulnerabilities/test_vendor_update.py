@@ -100,3 +100,51 @@ def test_an_unreachable_source_is_one_line(tmp_path, capsys):
                      "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("stowaway: http://127.0.0.1:9/vex/changes.csv: ConnectionError")
+
+
+def _tar_zst(members: dict) -> bytes:
+    import io
+    import tarfile
+
+    import zstandard
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return zstandard.ZstdCompressor().compress(buf.getvalue())
+
+
+def test_redhat_first_run_takes_the_archive_then_what_changed_after_it(feed, tmp_path, capsys):
+    def doc(rid, cve, fixed, when):
+        d = rhsa(rid, [cve], "cpe:/o:redhat:enterprise_linux:9::baseos", "BaseOS-9.4.0.Z.MAIN",
+                 f"zlib-0:{fixed}.src", [f"zlib-0:{fixed}.x86_64"], "Moderate", modified=when)
+        return json.dumps(d).encode()
+
+    old = doc("RHSA-2024:0001", "CVE-2024-0001", "1.2.11-40.el9", "2024-01-02T00:00:00+00:00")
+    stale = doc("RHSA-2024:0002", "CVE-2024-0002", "1.2.11-41.el9", "2024-02-01T00:00:00+00:00")
+    fresh = doc("RHSA-2024:0002", "CVE-2024-0002", "1.2.11-42.el9", "2024-12-01T00:00:00+00:00")
+    feed.files["/rh/archive_latest.txt"] = b"csaf_advisories_2024-11-10.tar.zst\n"
+    feed.files["/rh/csaf_advisories_2024-11-10.tar.zst"] = _tar_zst({
+        "2024/rhsa-2024_0001.json": old, "2024/rhsa-2024_0002.json": stale, "../escape.json": b"{}"})
+    feed.files["/rh/2024/rhsa-2024_0002.json"] = fresh
+    feed.files["/rh/changes.csv"] = (b'"2024/rhsa-2024_0002.json","2024-12-01T00:00:00+00:00"\n'
+                                     b'"2024/rhsa-2024_0001.json","2024-01-02T00:00:00+00:00"\n')
+    db = str(tmp_path / "s.db")
+    assert _update(feed, db, "redhat-csaf", "/rh/") == 0
+    fetched = [p for p, _h in feed.requests]
+    # one archive, then only the document changed after its date; nothing outside the cache
+    assert fetched == ["/rh/changes.csv", "/rh/archive_latest.txt", "/rh/csaf_advisories_2024-11-10.tar.zst",
+                       "/rh/2024/rhsa-2024_0002.json"]
+    cache = tmp_path / "vendor-feeds" / "redhat-csaf"
+    assert sorted(p.name for p in cache.rglob("*.json") if p.parent.name == "2024") == \
+        ["rhsa-2024_0001.json", "rhsa-2024_0002.json"]
+    assert not any(p.name == "escape.json" for p in tmp_path.rglob("*"))  # '../escape.json' is not extracted
+    rows = connect(db).conn.execute("SELECT advisory_id, ranges FROM advisory_affected ORDER BY 1").fetchall()
+    assert [(a, json.loads(r)[0]["events"][1]["fixed"]) for a, r in rows] == \
+        [("RHSA-2024:0001", "0:1.2.11-40.el9"), ("RHSA-2024:0002", "0:1.2.11-42.el9")]
+    feed.requests.clear()
+    assert _update(feed, db, "redhat-csaf", "/rh/") == 0  # later runs: the index only
+    assert [p for p, _h in feed.requests] == ["/rh/changes.csv"]
