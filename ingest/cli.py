@@ -232,11 +232,13 @@ def cmd_scan(args) -> int:
     outputs = _outputs(args, scan=True)
     database = open_db(args.db, write=True)
     policy = scan_connection_policy(database, load_policy(args, database), args, args.sources)
-    policy = _with_ignore_file(policy, args)
-    if getattr(args, "ignore_file", None):  # named on the command line: it feeds the findings store
+    ignore_file = _ignore_file(policy, args)
+    if ignore_file:  # it feeds the findings store's suppressions, which every later scan and report keeps
         from .suppression_files import import_into
 
-        for w in import_into(database.conn, args.ignore_file)[1]:
+        count, warnings = import_into(database.conn, ignore_file)
+        print(f"{count} suppression(s) from {ignore_file} in the findings store", file=sys.stderr)
+        for w in warnings:
             print(f"stowaway: warning: {w}", file=sys.stderr)
     outcomes = manual_scan(database, policy, args)  # one task: scopes, concurrency, limits, retries
     failed = 0
@@ -261,25 +263,22 @@ def cmd_scan(args) -> int:
     return 1 if failed else 0
 
 
-def _with_ignore_file(policy: dict, args) -> dict:
-    """--ignore-file, or ./.stowawayignore / ./.trivyignore when neither it nor the policy names one."""
+def _ignore_file(policy: dict, args) -> str | None:
+    """--ignore-file, or ./.stowawayignore / ./.trivyignore(.yaml) when neither it nor the policy names
+    one (the policy's own ignore_file was imported by load_policy)."""
     path = getattr(args, "ignore_file", None)
     conf = policy.get("vulnerabilities") if isinstance(policy.get("vulnerabilities"), dict) else {}
     if path:
         if not os.path.isfile(path):
             raise ScanError(f"--ignore-file {path}: no such file")
-    elif not conf.get("ignore_file"):
-        for name in (".stowawayignore", ".trivyignore", ".trivyignore.yaml"):
-            if os.path.isfile(name):
-                path = name
-                print(f"using the ignore rules of ./{name} (found in the working directory)", file=sys.stderr)
-                break
-    if not path:
-        return policy
-    from stowaway.analyzers.vulnerabilities import ignores
-
-    ignores.load(path)  # a broken file stops here, before any image is read
-    return {**policy, "vulnerabilities": {**conf, "ignore_file": os.path.abspath(path)}}
+        return path
+    if conf.get("ignore_file"):
+        return None
+    for name in (".stowawayignore", ".trivyignore", ".trivyignore.yaml"):
+        if os.path.isfile(name):
+            print(f"using the ignore rules of ./{name} (found in the working directory)", file=sys.stderr)
+            return name
+    return None
 
 
 def _outputs(args, scan: bool) -> list[tuple[str, str | None]]:
@@ -334,7 +333,8 @@ def _emit(args, outputs, reports: list[dict], database) -> bool:
         elif fmt == "table":
             colour = path is None and colour_enabled(sys.stdout)
             text = "\n".join(render.table(r, [i for i in found if i.image == (r.get("image") or {}).get("reference")],
-                                          colour, "; ".join(shown)) for r in reports)
+                                          colour, "; ".join(shown), None if shown else _read_model_counts(database, r))
+                             for r in reports)
             if not reports:
                 text = "no image scanned\n"
         elif fmt == "sarif":
@@ -355,6 +355,21 @@ def _emit(args, outputs, reports: list[dict], database) -> bool:
         else:
             print(f"no unsuppressed finding at or above {args.fail_on}", file=sys.stderr)
     return bool(bad)
+
+
+def _read_model_counts(database, report: dict) -> dict | None:
+    """The image's counts from the findings store's read model, when the report is of its current scan."""
+    scan_id = (report.get("scan") or {}).get("id")
+    try:
+        row = database.execute("SELECT i.id FROM images i JOIN scans s ON s.image_id = i.id WHERE s.id = ?"
+                               " AND i.last_scan_id = s.id", [scan_id]).fetchone()
+        if not row:
+            return None
+        from .readmodel import counts
+
+        return counts(database.conn, row[0]).get(row[0], {"failing": {}, "suppressed": {}})
+    except sqlite3.Error:  # an older database without the read model: the report's own findings
+        return None
 
 
 def _sbom(database, reports: list[dict], fmt: str) -> str:

@@ -214,18 +214,27 @@ def _mask_command(command: str) -> str:
     return mask_command(command) or ""
 
 
-def summary_rows(found: list[Item]) -> list[tuple]:
+def summary_rows(found: list[Item], counts: dict | None = None) -> list[tuple]:
+    """Per item: failing unsuppressed findings by severity, fixable, suppressed. `counts` is the read
+    model's (readmodel.counts) for an unfiltered view; with filters they come from the filtered items."""
     rows = []
     for kind, title in KIND_TITLES.items():
         mine = [i for i in found if i.kind == kind]
-        if not mine:
+        if counts is not None:
+            failing = (counts.get("failing") or {}).get(kind) or {}
+            suppressed = sum(((counts.get("suppressed") or {}).get(kind) or {}).values())
+        else:
+            failing = {}
+            for i in mine:
+                if not i.suppressed:
+                    failing[i.severity] = failing.get(i.severity, 0) + 1
+            suppressed = sum(1 for i in mine if i.suppressed)
+        if not failing and not suppressed:
             continue
-        live = [i for i in mine if not i.suppressed]
-        counts = [sum(1 for i in live if i.severity == s) for s in ("critical", "high", "medium", "low")]
-        other = len(live) - sum(counts)
-        fixable = sum(1 for i in live if i.fixed) if kind == "vulnerability" else None
-        rows.append((title, *counts, other, len(live), "-" if fixable is None else fixable,
-                     len(mine) - len(live)))
+        main = [failing.get(s, 0) for s in ("critical", "high", "medium", "low")]
+        total = sum(failing.values())
+        fixable = sum(1 for i in mine if i.fixed and not i.suppressed) if kind == "vulnerability" else None
+        rows.append((title, *main, total - sum(main), total, "-" if fixable is None else fixable, suppressed))
     return rows
 
 
@@ -258,7 +267,8 @@ def exclusions_note(excl: dict) -> str | None:
     return note + "; see the policy's [secrets] exclude_paths, default_excludes and include_paths"
 
 
-def table(report: dict, found: list[Item], colour: bool = False, shown_filters: str = "") -> str:
+def table(report: dict, found: list[Item], colour: bool = False, shown_filters: str = "",
+          counts: dict | None = None) -> str:
     out = io.StringIO()
     img = report.get("image") or {}
     scan = report.get("scan") or {}
@@ -276,7 +286,7 @@ def table(report: dict, found: list[Item], colour: bool = False, shown_filters: 
     w(_cut(f"scan {scan.get('id')} finished {scan.get('finished_at')}" + (f"; filters: {shown_filters}" if shown_filters
                                                                            else ""), WIDTH))
     w()
-    rows = summary_rows(found)
+    rows = summary_rows(found, counts)
     head = ("", "CRITICAL", "HIGH", "MEDIUM", "LOW", "OTHER", "TOTAL", "FIXABLE", "SUPPRESSED")
     if rows:
         widths = [20, 8, 6, 6, 5, 5, 5, 7, 10]

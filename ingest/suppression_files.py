@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from urllib.parse import parse_qs, unquote
 
 from . import findings
@@ -37,6 +38,8 @@ def detect(path: str, text: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext in (".yaml", ".yml", ".toml"):
         return "structured"
+    if re.search(r"(?m)^(?:\[\[(?:vulnerabilities|ignore)\]\]|(?:vulnerabilities|ignore)\s*:)", text):
+        return "structured"  # .stowawayignore: the structured form without an extension
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:

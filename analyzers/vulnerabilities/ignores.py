@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import os
+import re
 from dataclasses import dataclass
 
 from stowaway.ingest.model import ScanError
@@ -136,6 +137,12 @@ def load(path: str | None, today: dt.date | None = None) -> IgnoreRules:
         raise ScanError(f"{path}: cannot read ignore file ({exc.strerror})") from None
     text = data.decode("utf-8", "replace")
     ext = os.path.splitext(path)[1].lower()
+    if not ext:
+        # a file without an extension (.stowawayignore) may hold the structured form: say so by its shape
+        if re.search(r"(?m)^\[\[(?:vulnerabilities|ignore)\]\]", text):
+            ext = ".toml"
+        elif re.search(r"(?m)^(?:vulnerabilities|ignore)\s*:", text):
+            ext = ".yaml"
     if ext in (".yaml", ".yml"):
         import yaml
 

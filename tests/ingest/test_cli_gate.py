@@ -209,6 +209,26 @@ def test_scan_gate_then_suppressed_by_the_ignore_file_in_the_working_directory(c
     assert r.returncode == 2 and "no such file" in r.stderr
 
 
+def test_structured_stowawayignore_with_a_reason(ci, tmp_path):
+    db = str(tmp_path / "s.db")
+    assert run("db", "import", str(ci["dir"] / "osv"), "--db", db).returncode == 0
+    gate = ["--db", db, "--no-progress", "--fail-on", "medium", "--risk", "vulnerabilities", "--severity", "medium"]
+    r = run("scan", f"docker-archive:{ci['archive']}", *gate, cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    (tmp_path / ".stowawayignore").write_text(
+        "vulnerabilities:\n  - id: CVE-2099-0002\n    packages: [jinja2]\n    reason: no untrusted templates\n")
+    r = run("scan", f"docker-archive:{ci['archive']}", *gate, "--format", f"json={tmp_path / 'r.json'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "using the ignore rules of ./.stowawayignore" in r.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    unfixed = next(v for v in report["vulnerabilities"] if v["id"] == "CVE-2099-0002")
+    assert unfixed["suppressed"] is True and unfixed["suppressed_reason"] == "no untrusted templates"
+    # the suppression lives in the store: a report elsewhere, without the file, still has it
+    r = run("report", REF, "--db", db, "--format", "csv", "--fail-on", "medium", "--severity", "medium", "--risk",
+            "vulnerabilities")
+    assert r.returncode == 0 and "no untrusted templates" in r.stdout
+
+
 def test_exports_open_and_match_the_report(ci, tmp_path):
     from openpyxl import load_workbook
 
@@ -336,3 +356,16 @@ def test_corpus_gate_and_table(tmp_path):
     report = json.loads(run("report", "corpus/shop:1.0", "--db", db, "--format", "json").stdout)
     sarif = json.loads(run("report", "corpus/shop:1.0", "--db", db, "--format", "sarif").stdout)
     assert len(sarif["runs"][0]["results"]) == failing_unsuppressed(report) > 100  # every one, no page limit
+
+
+def test_table_counts_are_the_read_models(ci):
+    from stowaway.ingest import render
+    from stowaway.ingest.cli import _read_model_counts, open_db
+    from stowaway.ingest.report import build
+
+    database = open_db(ci["db"], write=False)
+    report = build(database, REF)
+    counts = _read_model_counts(database, report)
+    assert counts is not None and counts["failing"]["vulnerability"]
+    found = render.items(report)
+    assert render.summary_rows(found, counts) == render.summary_rows(found)
