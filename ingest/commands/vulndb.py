@@ -193,7 +193,8 @@ def add(sub):
 
     p = dbsub.add_parser("import", help="import OSV records (files, directories, all.zip), the Debian security"
                                         " tracker JSON, NVD CVE API 2.0 JSON (records or yearly feeds, .json.gz"
-                                        " too), CISA KEV JSON or EPSS CSV")
+                                        " too), Red Hat CSAF/VEX JSON, SUSE and openEuler CVRF XML (.gz/.bz2 too),"
+                                        " CISA KEV JSON or EPSS CSV")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories or all.zip exports to import")
     _add_db(p)
     p.add_argument("--rematch", action="store_true", help="re-evaluate every stored image afterwards")

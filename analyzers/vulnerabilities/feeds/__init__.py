@@ -86,6 +86,8 @@ def sniff(path: str, head: bytes | None = None) -> str | None:
     if base.endswith(".xml"):
         if b"<cvrfdoc" in head:
             return "cvrf"
+        if b"<oval_definitions" in head:
+            return "oval"  # recognised to say why it is not read
         return None
     if _TRACKER_HEAD.match(head):
         return "debian-tracker"
@@ -106,6 +108,9 @@ def records(path: str, kind: str, modified: str, warn) -> Iterator[dict]:
     elif kind == "debian-tracker":
         from . import debian_tracker
         yield from debian_tracker.records(path, modified, warn)
+    elif kind == "oval":
+        raise FeedError(f"{path}: OVAL is not read (it names binary rpms only); import the vendor's CSAF"
+                        " (Red Hat) or CVRF (SUSE) instead")
     else:
         raise FeedError(f"{path}: unknown feed kind {kind}")
 

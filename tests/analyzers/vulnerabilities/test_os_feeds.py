@@ -465,3 +465,10 @@ def test_red_hat_module_stream_components_are_keyed_by_package_name(db, tmp_path
     for rid in ("RHSA-2023:4537", "RHSA-2023:4538"):
         assert [(r, n, _fixed(rg)) for _e, r, n, rg, _s in _rows(db, rid)] == \
             [("8", "nodejs", "1:18.16.1-1.module+el8.8.0+19049+1ac5a4c1")], rid
+
+
+@real
+def test_oval_is_recognised_and_refused_with_a_reason(db):
+    result = import_paths(db, [str(ADVISORIES / "redhat" / "oval"), str(ADVISORIES / "suse" / "oval")])
+    assert result.warnings["unreadable oval file"] == 3 and result.inserted == 0
+    assert any("OVAL is not read" in e and "CSAF" in e for e in result.examples)
