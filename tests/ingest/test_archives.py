@@ -242,3 +242,13 @@ def test_a_zip_directory_too_large_to_hold_is_not_opened():
     assert got == [] and len(warnings) == 1
     assert warnings[0].startswith("/many.jar: zip directory of ") and "members not read" in warnings[0]
     assert len(walk("/many.jar", many)[0]) == 3000
+
+
+def test_sevenzip_bomb_refused_by_declared_ratio_and_members_capped():
+    bomb = sevenz_of({"zeros": bytes(32 << 20)})
+    got, warnings = walk("/b.7z", bomb)
+    assert got == [] and warnings == ["/b.7z: compression ratio over 200:1 (archives.max_ratio); members not read"]
+    data = sevenz_of({"big": bytes(range(256)) * 40, "small": b"s"})
+    got, warnings = walk("/m.7z", data, ArchiveLimits(max_member_bytes=4096))
+    assert dict(got) == {"/m.7z!/big": None, "/m.7z!/small": b"s"}
+    assert warnings == ["/m.7z!/big: larger than 4096 bytes (archives.max_member_bytes); not read"]
