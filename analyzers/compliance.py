@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from stowaway.ingest.model import HARDLINK, REG, SEVERITIES, SYMLINK, Finding
 
+from . import ecosystems as ecosystem_registry
 from .base import Analyzer, register
 
 MAX_HASH_SIZE = 64 << 20
@@ -41,7 +42,6 @@ MAX_WARNINGS = 20
 # sniffs, relays, cracks or exploits. Names are binary package names across deb/rpm/apk, plus the
 # language ecosystems where the tool itself ships (`also`): 'hydra' or 'john' on npm are unrelated
 # libraries. Executables are what the tools install.
-OS_ECOSYSTEMS = ("deb", "rpm", "apk")
 DEFAULT_RULES: tuple[dict, ...] = (
     {"id": "default/nmap", "packages": ["nmap"], "executables": ["nmap"], "severity": "high",
      "reason": "network and port scanner (reconnaissance)"},
@@ -109,10 +109,10 @@ _CONSTRAINT = re.compile(r"^\s*(>=|<=|==|!=|=|>|<)?\s*(\S+)\s*$")
 
 def _parse_version(ecosystem: str, text: str):
     """The package's version in its ecosystem's order: the same schemes the vulnerability matcher uses."""
-    from .vulnerabilities import ecosystems, versions
+    from .vulnerabilities import versions
 
-    scheme = ecosystems.OS_PACKAGE_TYPES.get(ecosystem) or ecosystems.SCHEME_OF.get(
-        ecosystems.APP_ECOSYSTEM.get(ecosystem, ""))
+    entry = ecosystem_registry.get(ecosystem)
+    scheme = entry.scheme if entry else None
     # dpkg ordering is a sound natural order (1.9 < 1.10, letters, tildes) for ecosystems without a scheme
     return versions.parse(scheme or "dpkg", text)
 
@@ -327,7 +327,7 @@ def load_rules(policy: dict) -> tuple[list[Rule], set[str], list[str]]:
 
 def _default_kwargs(r: dict) -> dict:
     return {"id": r["id"], "reason": r["reason"], "severity": r["severity"], "packages": tuple(r["packages"]),
-            "ecosystems": OS_ECOSYSTEMS + tuple(r.get("also", ())),
+            "ecosystems": ecosystem_registry.OS_PACKAGE_TYPES + tuple(r.get("also", ())),
             "executables": tuple(r.get("executables", ()))}
 
 

@@ -12,25 +12,18 @@ the final image shows counts, with the layer that wrote that copy.
 from __future__ import annotations
 
 import json
-import re
 from typing import Iterator
 
 from packageurl import PackageURL
 
 from stowaway.ingest.model import Package
 
+from ..ecosystems import purl_type
+
 MAX_WARNINGS = 20
 
-PURL_TYPE = {"maven": "maven", "pypi": "pypi", "npm": "npm", "go": "golang", "gem": "gem",
-             "composer": "composer", "nuget": "nuget"}
-
-
-def pep503(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def purl_of(ecosystem: str, name: str, version: str) -> str:
-    kind = PURL_TYPE.get(ecosystem, ecosystem)
+    kind = purl_type(ecosystem)
     namespace = None
     if ecosystem == "maven" and ":" in name:
         namespace, name = name.split(":", 1)

@@ -6,7 +6,8 @@ names are PEP 503-normalized so that 'Jinja2' and 'jinja2' are one package to th
 from __future__ import annotations
 
 from ..base import Analyzer, register
-from ._app import collect_packages, package, pep503, warning
+from ..ecosystems import pep503
+from ._app import collect_packages, package, warning
 
 MAX_HEADER = 256 << 10  # header block of a METADATA file; past it the file is malformed
 

@@ -10,25 +10,30 @@ from __future__ import annotations
 import functools
 import re
 
-# OSV base ecosystem -> version scheme (versions.SCHEMES); an ecosystem missing here is not matched
-SCHEME_OF = {
+from .. import ecosystems as registry
+
+# The distributions' side; what each package ecosystem is (purl type, name rule, scheme, OSV name) is
+# in analyzers/ecosystems.py, the one place per ecosystem.
+# OSV base ecosystem of a distribution -> the version scheme of its packages (versions.SCHEMES)
+DISTRIBUTION_SCHEME = {
     "Debian": "dpkg", "Ubuntu": "dpkg",
     "Alpine": "apk", "Wolfi": "apk", "Chainguard": "apk",
     "Red Hat": "rpm", "Rocky Linux": "rpm", "AlmaLinux": "rpm", "SUSE": "rpm", "openSUSE": "rpm",
-    "openEuler": "rpm", "EulerOS": "rpm", "HCE": "rpm", "Mageia": "rpm", "Photon OS": "rpm", "Mariner": "rpm", "Azure Linux": "rpm",
-    "Maven": "maven", "PyPI": "pep440", "npm": "semver", "crates.io": "semver", "Go": "go",
-    "NuGet": "nuget", "Packagist": "composer", "RubyGems": "rubygems", "Pub": "semver", "Hex": "semver",
+    "openEuler": "rpm", "EulerOS": "rpm", "HCE": "rpm", "Mageia": "rpm", "Photon OS": "rpm", "Mariner": "rpm",
+    "Azure Linux": "rpm",
 }
+# OSV base ecosystem -> version scheme; an ecosystem missing here is not matched
+SCHEME_OF = {**DISTRIBUTION_SCHEME, **{e.osv: e.scheme for e in registry.ECOSYSTEMS if e.osv}}
 
-OS_ECOSYSTEMS = frozenset(k for k, v in SCHEME_OF.items() if v in ("dpkg", "apk", "rpm"))
+# OSV ecosystems of distributions, whose advisories cover OS packages by source package and release
+# (not registry.OS_PACKAGE_TYPES, the package types 'deb', 'rpm', 'apk' of OS package managers)
+DISTRIBUTION_ECOSYSTEMS = frozenset(DISTRIBUTION_SCHEME)
 
-# Package.ecosystem (as the inventory writes it) -> OSV base ecosystem, for application packages
-APP_ECOSYSTEM = {
-    "maven": "Maven", "pypi": "PyPI", "npm": "npm", "go": "Go", "golang": "Go", "cargo": "crates.io",
-    "crates.io": "crates.io", "gem": "RubyGems", "rubygems": "RubyGems", "composer": "Packagist",
-    "packagist": "Packagist", "nuget": "NuGet", "pub": "Pub", "hex": "Hex",
-}
-OS_PACKAGE_TYPES = {"deb": "dpkg", "rpm": "rpm", "apk": "apk"}
+# Package.ecosystem (any spelling) -> OSV base ecosystem, for application packages
+APP_ECOSYSTEM = {spelling: e.osv for e in registry.ECOSYSTEMS if e.osv for spelling in (e.name, *e.aliases)}
+# OS package type -> its version scheme
+OS_PACKAGE_TYPES = {e.name: e.scheme for e in registry.ECOSYSTEMS if e.os}
+_BY_OSV = {e.osv: e for e in registry.ECOSYSTEMS if e.osv}
 _GO_RELEASE = re.compile(r"^go(\d+)\.(\d+)(?:\.(\d+))?(?:(rc|beta)(\d+))?$")
 
 # images.os_family -> OSV base ecosystem of the vendor data that is authoritative for it
@@ -55,11 +60,10 @@ DEBIAN_CODENAMES = {
 
 
 def normalize_name(ecosystem: str, name: str) -> str:
-    if ecosystem == "PyPI":
-        return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
-    if ecosystem in ("Maven", "NuGet", "Packagist"):
-        return name.lower()  # these registries treat names case-insensitively
-    return name
+    """A package name as the OSV ecosystem's registry compares names (PEP 503 for PyPI, case-insensitive
+    Maven, NuGet and Packagist); distributions' names are exact."""
+    entry = _BY_OSV.get(ecosystem)
+    return entry.normalize(name) if entry else name
 
 
 def _major(text: str) -> str:
@@ -67,6 +71,7 @@ def _major(text: str) -> str:
     return m.group(0) if m else text
 
 
+@functools.lru_cache(maxsize=4096)
 def split_ecosystem(ecosystem: str) -> tuple[str, str]:
     """'Ubuntu:22.04:LTS' -> ('Ubuntu', '22.04'). Ubuntu Pro and FIPS streams keep a prefix so that a
     plain image never matches them: their fixes are not in the archive that image installs from."""

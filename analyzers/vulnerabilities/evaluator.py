@@ -22,7 +22,14 @@ from stowaway.ingest.model import Finding, Package
 from ..base import Analyzer, Fact, register
 from . import ignores as ignore_rules
 from . import store
-from .ecosystems import APP_ECOSYSTEM, OS_ECOSYSTEMS, OS_PACKAGE_TYPES, SCHEME_OF, image_release, package_target
+from .ecosystems import (
+    APP_ECOSYSTEM,
+    DISTRIBUTION_ECOSYSTEMS,
+    OS_PACKAGE_TYPES,
+    SCHEME_OF,
+    image_release,
+    package_target,
+)
 from .feeds.status import feed_status
 from .matchers import Match, Matcher
 from .versions import InvalidVersion, parse
@@ -97,7 +104,7 @@ class Evaluation:
                 uncovered_os += (pkg.ecosystem or "").lower() in OS_PACKAGE_TYPES and not pkg.os_owned
                 continue
             per_ecosystem[target[:2]] += 1
-            matched_os += target[0] in OS_ECOSYSTEMS
+            matched_os += target[0] in DISTRIBUTION_ECOSYSTEMS
             items.append((pkg, target))
         findings = self.evaluate_targets(items, os_family, os_version, image, uncovered_os, matched_os)
         self.last_coverage = self.coverage(per_ecosystem, not_covered, os_family, os_version)
@@ -116,7 +123,7 @@ class Evaluation:
             entry = {"ecosystem": label, "packages": n, "advisories": count, "checked": count > 0}
             if not count:
                 entry["reason"] = f"not checked: no {label} advisories in the store"
-                if eco in OS_ECOSYSTEMS:
+                if eco in DISTRIBUTION_ECOSYSTEMS:
                     entry["reason"] = feed_status(os_family, os_version, self.matcher.conn)[1]
                 else:
                     self.warnings[f"no {label} advisories in the store: {n} {label} packages not checked;"
@@ -252,7 +259,7 @@ class Evaluation:
         scored = next((advs[i] for i in order if advs[i].cvss_score is not None), None)
         vendor = next((m.candidate.severity for m in group if m.candidate.severity), None) \
             or next((advs[i].database_severity for i in order if advs[i].database_severity), None)
-        if vendor and ecosystem in OS_ECOSYSTEMS:
+        if vendor and ecosystem in DISTRIBUTION_ECOSYSTEMS:
             return vendor, "vendor", scored.cvss_score if scored else None, scored.cvss_vector if scored else None
         if scored is not None and scored.severity:
             return scored.severity, "record_cvss", scored.cvss_score, scored.cvss_vector
@@ -271,9 +278,9 @@ class Evaluation:
 
     def _finding(self, pkg, ecosystem: str, vid: str, core: dict, core_hash: str, image: str) -> Finding:
         fixed = core["fixed_version"]
-        target_name = pkg.source_name if ecosystem in OS_ECOSYSTEMS and pkg.source_name else pkg.name
+        target_name = pkg.source_name if ecosystem in DISTRIBUTION_ECOSYSTEMS and pkg.source_name else pkg.name
         solution = f"upgrade {target_name} to {fixed} or later" if fixed else "no fix available"
-        if ecosystem in OS_ECOSYSTEMS and fixed and target_name != pkg.name:
+        if ecosystem in DISTRIBUTION_ECOSYSTEMS and fixed and target_name != pkg.name:
             solution += f" (source package of {pkg.name})"
         detail = {"vulnerability_id": vid, "package_name": pkg.name, "ecosystem": pkg.ecosystem,
                   "installed_version": pkg.version, "solution": solution, **core}

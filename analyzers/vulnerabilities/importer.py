@@ -184,6 +184,13 @@ def _strings(value) -> list[str]:
     return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
 
 
+_EVENT_KINDS = frozenset(("introduced", "fixed", "last_affected", "limit"))
+
+
+def _event_ok(item: tuple) -> bool:
+    return item[0] in _EVENT_KINDS and item[1].__class__ is str
+
+
 def _clean_ranges(ranges, result: ImportResult, rid: str) -> list[dict]:
     out = []
     for r in ranges if isinstance(ranges, list) else ():
@@ -193,13 +200,12 @@ def _clean_ranges(ranges, result: ImportResult, rid: str) -> list[dict]:
         kind = r.get("type")
         if kind not in RANGE_TYPES:
             continue  # GIT ranges name commits, not package versions
-        events = [e for e in r.get("events") or () if isinstance(e, dict) and len(e) == 1
-                  and next(iter(e)) in ("introduced", "fixed", "last_affected", "limit")
-                  and isinstance(next(iter(e.values())), str)]
+        raw = r.get("events") or ()
+        events = [e for e in raw if e.__class__ is dict and len(e) == 1 and _event_ok(*e.items())]
         if not events or not any("introduced" in e for e in events):
             result.warn("range without an introduced event", rid)
             continue
-        if len(events) != len(r.get("events") or ()):
+        if len(events) != len(raw):
             result.warn("range with malformed events", rid)
             continue
         out.append({"type": kind, "events": events})
