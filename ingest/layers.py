@@ -6,6 +6,8 @@ opaque-directory markers are recorded as entries of their own type; `squash.py` 
 """
 from __future__ import annotations
 
+import io
+import os
 import posixpath
 import tarfile
 import time
@@ -19,7 +21,7 @@ WHITEOUT, OPAQUE = "whiteout", "opaque"
 WH_PREFIX, WH_OPAQUE = ".wh.", ".wh..wh..opq"
 MAX_NAME = 4096
 MAX_WARNINGS = 200
-HARDLINK_CACHE_BYTES = 64 << 20
+HARDLINK_CACHE_BYTES = 32 << 20  # recent small files, for hard links to them
 
 # Entry tuples keep the per-layer index small: (path, type, size, mode, uid, gid, linkname)
 Entry = tuple
@@ -153,6 +155,80 @@ def _clean(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+class Spool:
+    """A tar member too large to hold in memory, copied to an unnamed temporary file.
+
+    TemporaryFile has no name on Linux (O_TMPFILE, or unlinked at once): nothing is left in TMPDIR
+    and nothing can be reached through it. Readers get independent positions through pread."""
+
+    def __init__(self, source, size: int):
+        import tempfile
+
+        self.size = size
+        self.file = tempfile.TemporaryFile(prefix="stowaway-")
+        self._map = None
+        left = size
+        while left > 0:
+            chunk = source.read(min(1 << 20, left))
+            if not chunk:
+                break
+            self.file.write(chunk)
+            left -= len(chunk)
+        self.file.flush()
+        self.written = size - left
+
+    @property
+    def path(self) -> str:
+        return f"/proc/self/fd/{self.file.fileno()}"
+
+    def read_all(self) -> bytes:
+        return os.pread(self.file.fileno(), self.written, 0)
+
+    def map(self):
+        import mmap
+
+        if self._map is None:
+            self._map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ) if self.written else b""
+        return self._map
+
+    def open(self):
+        return _PreadFile(self.file.fileno(), self.written)
+
+    def close(self) -> None:
+        if self._map is not None and not isinstance(self._map, bytes):
+            try:
+                self._map.close()
+            except BufferError:  # an analyzer still holds a slice view; the mapping goes with the file
+                pass
+        self.file.close()
+
+
+class _PreadFile(io.RawIOBase):
+    """A read-only, seekable file object of its own over a shared descriptor."""
+
+    def __init__(self, fd: int, size: int):
+        self.fd, self.size, self.pos = fd, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def readinto(self, b):
+        data = os.pread(self.fd, min(len(b), max(self.size - self.pos, 0)), self.pos)
+        b[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def seek(self, pos, whence=0):
+        self.pos = {0: pos, 1: self.pos + pos, 2: self.size + pos}[whence]
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+
 @dataclass
 class LayerResult:
     index: int
@@ -248,6 +324,12 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
             elif size > limits.max_file_read:
                 result.warn(f"{path}: {size} bytes, larger than the read limit; not analyzed")
                 continue
+            elif size > limits.max_in_memory_file:
+                fh = tf.extractfile(member)
+                data = Spool(fh, size)
+                if data.written != size:
+                    data.close()
+                    raise ScanError(f"{what}: truncated tar (file {path} cut short)")
             else:
                 fh = tf.extractfile(member)
                 data = fh.read() if fh is not None else b""
@@ -259,17 +341,21 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                     _, old = kept.popitem(last=False)
                     kept_bytes -= len(old)
             lf = LayerFile(info, data, index)
-            for a in wanted:
-                t0 = time.perf_counter()
-                try:
-                    out = a.analyze(lf)
-                    if out:
-                        result.records[a.name].extend(out)
-                except ScanError:
-                    raise
-                except Exception as exc:  # an analyzer bug must not lose the rest of the scan
-                    result.warn(f"{a.name} failed on {path}: {exc.__class__.__name__}: {str(exc)[:200]}")
-                result.seconds[a.name] += time.perf_counter() - t0
+            try:
+                for a in wanted:
+                    t0 = time.perf_counter()
+                    try:
+                        out = a.analyze(lf)
+                        if out:
+                            result.records[a.name].extend(out)
+                    except ScanError:
+                        raise
+                    except Exception as exc:  # an analyzer bug must not lose the rest of the scan
+                        result.warn(f"{a.name} failed on {path}: {exc.__class__.__name__}: {str(exc)[:200]}")
+                    result.seconds[a.name] += time.perf_counter() - t0
+            finally:
+                if isinstance(data, Spool):
+                    data.close()
         _stopped_cleanly(reader, tf, what)
     except ScanError:
         raise

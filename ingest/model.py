@@ -51,17 +51,57 @@ class FileInfo:
         return self.type in (REG, HARDLINK)
 
 
-@dataclass(frozen=True)
 class LayerFile:
-    """One file handed to an analyzer: its metadata and its bytes (read once, shared by all analyzers)."""
+    """One file handed to analyzers: its metadata and its content, read once and shared by all.
 
-    info: FileInfo
-    data: bytes
-    layer_index: int
+    A file up to the walker's in-memory limit is bytes. A larger one (limits.max_in_memory_file) is
+    spooled to an unnamed temporary file (`Spool`) so that memory stays bounded by design, whatever
+    the size of the files an image holds:
+
+    - `data`: the whole content as bytes. For a spooled file this reads it whole, each time: use it
+      only where the whole content is needed and capped (Analyzer.size_cap).
+    - `view`: bytes for a small file; a read-only memory map of a spooled one. Slicing, find(),
+      struct.unpack_from() and len() work on both; only the pages touched are read.
+    - `open()`: a new, independent, seekable binary file object over the content (zipfile, streams).
+    - `disk_path`: a path that opens a spooled file (for libraries that take a path), else None.
+    """
+
+    __slots__ = ("info", "layer_index", "_bytes", "_spool")
+
+    def __init__(self, info: FileInfo, data, layer_index: int):
+        self.info = info
+        self.layer_index = layer_index
+        self._bytes = data if isinstance(data, (bytes, bytearray)) else None
+        self._spool = None if self._bytes is not None else data
 
     @property
     def path(self) -> str:
         return self.info.path
+
+    @property
+    def size(self) -> int:
+        return len(self._bytes) if self._bytes is not None else self._spool.size
+
+    @property
+    def spooled(self) -> bool:
+        return self._spool is not None
+
+    @property
+    def data(self) -> bytes:
+        return self._bytes if self._bytes is not None else self._spool.read_all()
+
+    @property
+    def view(self):
+        return self._bytes if self._bytes is not None else self._spool.map()
+
+    @property
+    def disk_path(self) -> str | None:
+        return None if self._spool is None else self._spool.path
+
+    def open(self):
+        import io
+
+        return io.BytesIO(self._bytes) if self._bytes is not None else self._spool.open()
 
     def text(self, errors: str = "replace") -> str:
         return self.data.decode("utf-8", errors)

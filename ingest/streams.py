@@ -25,6 +25,7 @@ class Limits:
     max_ratio: float = 250.0
     ratio_floor: int = 64 << 20
     max_file_read: int = 256 << 20  # largest single file handed to analyzers
+    max_in_memory_file: int = 16 << 20  # larger files reach analyzers through an unnamed temporary file
     max_json: int = 8 << 20  # manifests, configs, index.json
     max_entries: int = 2_000_000  # tar entries in one layer: each costs memory in the file index
     max_tar_header: int = 1 << 20  # PAX, GNU long-name and sparse extension headers of one tar entry

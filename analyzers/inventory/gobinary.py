@@ -7,6 +7,7 @@ ELF program headers. Pure Python, the same reading as Go's own debug/buildinfo.
 """
 from __future__ import annotations
 
+import mmap
 import struct
 
 from ..base import Analyzer, register
@@ -80,10 +81,19 @@ class _Elf:
         section = self.sections.get(".go.buildinfo")
         if section and self.data[section[0]:section[0] + len(MAGIC)] == MAGIC:
             return section[0]
-        at = self.data.find(MAGIC)  # stripped section headers: search, 16-byte aligned as written
-        while at >= 0 and at % 16:
-            at = self.data.find(MAGIC, at + 1)
-        return at
+        # no section headers: search, 16-byte aligned as written, a window at a time, so that a memory
+        # map of a large binary gives each searched window's pages back before the next
+        window = 16 << 20
+        for start in range(0, len(self.data), window):
+            end = min(start + window + len(MAGIC), len(self.data))
+            at = self.data.find(MAGIC, start, end)
+            while at >= 0 and at % 16:
+                at = self.data.find(MAGIC, at + 1, end)
+            if hasattr(self.data, "madvise"):
+                self.data.madvise(mmap.MADV_DONTNEED, start - start % mmap.PAGESIZE, min(window, len(self.data) - start))
+            if at >= 0:
+                return at
+        return -1
 
 
 def _uvarint(data: bytes, at: int) -> tuple[int, int]:
@@ -171,13 +181,13 @@ class GoBinaries(Analyzer):
         return ".so" not in base and not base.endswith((".sh", ".py", ".pl", ".rb", ".js", ".txt", ".jar"))
 
     def analyze(self, file):
-        data = file.data
+        data = file.view  # a memory map for a large binary: only the headers and build info are read
         if data[:4] != ELF:
             return []
         try:
             found = read_build_info(data)
         except (BuildInfoError, struct.error, IndexError) as exc:
-            if MAGIC in data:
+            if data.find(MAGIC) >= 0:
                 return [warning(file.path, f"{file.path}: unreadable Go build info ({exc})")]
             return []
         if not found:

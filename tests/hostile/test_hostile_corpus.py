@@ -130,6 +130,8 @@ def test_hostile_input(corpus_runs, name):
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         scans = conn.execute("SELECT reference, status, error, warnings FROM scans ORDER BY id").fetchall()
+        if case.check:
+            case.check(conn)
     good = [s for s in scans if s[0] == "good:1"]
     assert good and good[-1][1] == "done", scans
     others = [s for s in scans if s[0] != "good:1"]
