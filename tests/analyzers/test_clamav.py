@@ -164,3 +164,10 @@ def test_reply_parsing():
     assert parse_reply("stdin: Win.Test.X FOUND\nstdin: OK", "stdin") == ["Win.Test.X"]
     with pytest.raises(ClamAVError, match="INSTREAM size limit exceeded"):
         parse_reply("INSTREAM size limit exceeded. ERROR", "stream")
+
+
+def test_a_file_over_clamav_max_bytes_is_not_read_nor_sent(tmp_path):
+    a = Malware({"malware": {"clamd": str(tmp_path / "none.sock"), "clamav_max_bytes": 4, "default_rules": False}})
+    recs = a.analyze(LayerFile(FileInfo("/big", "file", 10), b"0123456789", 0))
+    assert recs == [{"path": "/big", "skipped": "clamav",
+                     "reason": "larger than 4 bytes (malware.clamav_max_bytes); not sent to ClamAV"}]
