@@ -123,8 +123,9 @@ def iter_members(tf: tarfile.TarFile):
         member = tf.next()
         if member is None:
             return
-        if len(tf.members) > 1024:
-            tf.members.clear()
+        members = tf.members  # type: ignore[attr-defined]  # the list getmembers() returns, kept by tarfile
+        if len(members) > 1024:
+            members.clear()
         yield member
 
 
@@ -255,11 +256,12 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         result.seconds[a.name] = 0.0
     sizes: dict[str, int] = {}
     kept: OrderedDict[str, bytes] = OrderedDict()  # recent contents, for hard links to read files
+    data: bytes | Spool | None
     kept_bytes = 0
     try:
         capped = type("CappedTarInfo", (CappedTarInfo,), {"max_header": limits.max_tar_header})
         reader = ForwardReader(tar_stream)
-        tf = tarfile.open(fileobj=reader, mode="r:", errorlevel=1, tarinfo=capped)
+        tf = tarfile.open(fileobj=reader, mode="r:", errorlevel=1, tarinfo=capped)  # type: ignore[call-overload]
     except TarHeaderTooLarge:
         raise ScanError(f"{what}: a tar extended header is larger than {limits.max_tar_header} bytes"
                         " (limits.max_tar_header)") from None
@@ -325,11 +327,11 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 result.warn(f"{path}: {size} bytes, larger than the read limit; not analyzed")
                 continue
             elif size > limits.max_in_memory_file:
-                fh = tf.extractfile(member)
-                data = Spool(fh, size)
-                if data.written != size:
-                    data.close()
+                spool = Spool(tf.extractfile(member) or io.BytesIO(), size)
+                if spool.written != size:
+                    spool.close()
                     raise ScanError(f"{what}: truncated tar (file {path} cut short)")
+                data = spool
             else:
                 fh = tf.extractfile(member)
                 data = fh.read() if fh is not None else b""

@@ -72,7 +72,7 @@ class LayerFile:
         self.info = info
         self.layer_index = layer_index
         self._bytes = data if isinstance(data, (bytes, bytearray)) else None
-        self._spool = None if self._bytes is not None else data
+        self._spool: Any = None if self._bytes is not None else data  # ingest.layers.Spool
 
     @property
     def path(self) -> str:
@@ -88,7 +88,9 @@ class LayerFile:
 
     @property
     def data(self) -> bytes:
-        return self._bytes if self._bytes is not None else self._spool.read_all()
+        if self._bytes is not None:
+            return bytes(self._bytes)
+        return self._spool.read_all()
 
     @property
     def view(self):

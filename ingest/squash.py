@@ -38,10 +38,11 @@ class Filesystem:
         return fs
 
     # --- building -------------------------------------------------------------------------------
-    def _dir(self, path: str, layer: int) -> _Node:
+    def _dir(self, path: str, layer: int) -> dict[str, _Node]:
+        """The children of the directory at `path`, creating what is missing on the way."""
         node = self.root
+        children: dict[str, _Node] = node.children if node.children is not None else {}
         for part in path.strip("/").split("/") if path != "/" else ():
-            children = node.children
             child = children.get(part)
             if child is None or child.children is None:
                 # a missing parent, or a file where a directory is now needed: the directory wins
@@ -49,7 +50,8 @@ class Filesystem:
                 child.children = {}
                 children[part] = child
             node = child
-        return node
+            children = child.children
+        return children
 
     def apply(self, index: int, entries: list[tuple]) -> None:
         self.layer_count = max(self.layer_count, index + 1)
@@ -72,9 +74,9 @@ class Filesystem:
             if path == "/":
                 self.root.entry, self.root.layer = e, index
                 continue
-            parent = self._dir(posixpath.dirname(path), index)
+            siblings = self._dir(posixpath.dirname(path), index)
             name = posixpath.basename(path)
-            old = parent.children.get(name)
+            old = siblings.get(name)
             if kind == DIR:
                 if old is not None and old.children is not None:
                     old.entry, old.layer = e, index  # metadata change; children stay
@@ -83,7 +85,7 @@ class Filesystem:
                 node.children = {}
             else:
                 node = _Node(e, index)
-            parent.children[name] = node
+            siblings[name] = node
 
     # --- queries --------------------------------------------------------------------------------
     def _find(self, path: str) -> _Node | None:

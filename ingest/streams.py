@@ -64,6 +64,8 @@ class HashingReader(io.RawIOBase):
             pass
 
     def digest(self) -> str:
+        if self.hash is None:
+            raise ValueError("this reader only counts bytes")
         return "sha256:" + self.hash.hexdigest()
 
 
@@ -168,7 +170,7 @@ class LayerStream:
         elif self.compression == "zstd":
             import zstandard
 
-            inner = zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)
+            inner = zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)  # type: ignore[arg-type]
         else:
             inner = peek
         # an uncompressed blob's digest is its diff_id: hash those bytes once, not twice
@@ -198,7 +200,7 @@ def open_outer(fileobj, limits: Limits, what: str):
     else:
         import zstandard
 
-        inner = zstandard.ZstdDecompressor().stream_reader(counted, read_across_frames=True)
+        inner = zstandard.ZstdDecompressor().stream_reader(counted, read_across_frames=True)  # type: ignore[arg-type]
     outer_limits = Limits(max_layer_bytes=limits.max_layer_bytes * 8, max_ratio=limits.max_ratio,
                           ratio_floor=limits.ratio_floor)
     return io.BufferedReader(BoundedDecompressor(inner, counted, outer_limits, what), buffer_size=CHUNK), kind

@@ -7,6 +7,7 @@ can only be streamed once (layers are analyzed as they pass, images matched at t
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import posixpath
@@ -73,7 +74,7 @@ class Tree:
         name = posixpath.normpath(name)
         if not self.exists(name):
             raise ScanError(f"{self.location}: blob {name} is missing")
-        if self.dir:
+        if self.dir or self.tar is None:
             return open(self._safe(name), "rb", buffering=CHUNK)
         return self.tar.extractfile(self.members[name])
 
@@ -232,7 +233,7 @@ def _layer_digests(text: str, transport: str, location: str, ref: str, limits: L
     with open(location, "rb", buffering=CHUNK) as raw:
         stream, _ = open_outer(raw, limits, text)
         try:
-            tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")
+            tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")  # type: ignore[call-overload]
             for member in iter_members(tf):
                 if member.isreg() and member.size <= limits.max_json:
                     name = posixpath.normpath(member.name.lstrip("./") or ".")
@@ -287,7 +288,7 @@ def _random_access(tree: Tree, text: str, transport: str, ref: str, limits: Limi
             if d.key not in offered:
                 offered.add(d.key)
                 yield LayerBlob(key=d.key, digest=d.digest, diff_id=d.diff_id, size=tree.size(d.key),
-                                open=lambda key=d.key: tree.open(key))
+                                open=functools.partial(tree.open, d.key))
         yield spec
 
 
@@ -304,7 +305,7 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
     with (open(location, "rb", buffering=CHUNK) if fileobj is None else contextlib.nullcontext(fileobj)) as raw:
         stream, _ = open_outer(raw, limits, text)
         try:
-            tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")
+            tf = tarfile.open(fileobj=ForwardReader(stream), mode="r:")  # type: ignore[call-overload]
             for member in iter_members(tf):
                 if not member.isreg():
                     continue
