@@ -139,6 +139,19 @@ def test_htpasswd_registry_needs_credentials_and_takes_them_from_env_or_docker_c
         # credentials are never stored
         dump = "\n".join(database.conn.iterdump())
         assert "s3cret-pass" not in dump
+
+        # the command line as CI types it: http:// says plain HTTP, the password comes on stdin
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nodocker"))
+        monkeypatch.delenv(f"STOWAWAY_REGISTRY_{key}_PASSWORD")
+        cli = [sys.executable, "-m", "stowaway.ingest.cli", "scan", f"registry:http://{reg.host}/private/app:1",
+               "--db", str(tmp_path / "c.db"), "--risk", "files", "--no-progress"]
+        r = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and "authentication required" in r.stderr
+        r = subprocess.run(cli + ["--username", "scanner", "--password-stdin"], input="s3cret-pass\n",
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        for stored in tmp_path.glob("c.db*"):  # the database and its WAL
+            assert b"s3cret-pass" not in stored.read_bytes()
     finally:
         reg.stop()
 
