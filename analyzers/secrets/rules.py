@@ -182,8 +182,8 @@ BUILTIN: tuple[SecretRule, ...] = (
     SecretRule("slack-webhook-url", "Slack incoming webhook",
                _b(r"(https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{43,56})"), (b"hooks.slack.com",),
                "medium"),
-    SecretRule("stripe-secret-key", "Stripe secret key", _b(r"\b((?:sk|rk)_live_[A-Za-z0-9]{24,99})\b"),
-               (b"sk_live_", b"rk_live_"), "critical"),
+    SecretRule("stripe-secret-key", "Stripe secret key", _b(r"\b((?:sk|rk)_(?:live|prod)_[A-Za-z0-9]{24,99})\b"),
+               (b"sk_live_", b"rk_live_", b"sk_prod_", b"rk_prod_"), "critical"),
     SecretRule("stripe-test-key", "Stripe test secret key", _b(r"\b((?:sk|rk)_test_[A-Za-z0-9]{24,99})\b"),
                (b"sk_test_", b"rk_test_"), "low"),
     SecretRule("google-api-key", "Google API key", _b(r"\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])"), (b"aiza",), "high"),
@@ -210,7 +210,8 @@ BUILTIN: tuple[SecretRule, ...] = (
                (b"://",), "high", allow=_NOT_PLACEHOLDER),
     SecretRule("generic-secret", "Secret assigned in configuration",
                _b(r"(?:password|passwd|pwd|secret|token|api[_.-]?key|access[_.-]?key|auth[_.-]?key|client[_.-]?secret"
-                  r"|credentials?)[\w.-]{0,20}['\"]?\s*(?:=|:=|:|=>)\s*['\"]?([^\s'\"`;,<>{}()\[\]$%\\]{8,128})"),
+                  r"|credentials?)[\w.-]{0,20}(?:[ \t]+(?:string|str|String))?['\"]?\s*(?:=|:{1,3}=|:|=>|\?=|\.=|,|>)"
+                  r"\s*[`'\"]?([^\s'\"`;,<>{}()\[\]$%\\]{8,128})"),
                (b"pass", b"pwd", b"secret", b"token", b"key", b"credential"), "medium", entropy=3.0,
                allow=_NOT_PLACEHOLDER, check=_looks_like_a_value, fold=True),
 )

@@ -176,6 +176,17 @@ def build(seed: int = 18) -> list[Doc]:
     docs.append(Doc("reference", "/app/locales/en.json", json.dumps(
         {"password_too_short": "PasswordMustBeAtLeast8Characters", "token_expired": "YourSessionHasExpired",
          "secret_question": "WhatWasYourFirstPetsName"}, indent=2)))
+    docs.append(Doc("reference", "/app/templates/account.html",
+                    '<form><input type="password" name="password" autocomplete="new-password">\n'
+                    '<label for="token">AccessToken</label><input name="apiKey" value="{{ form.api_key }}">\n'
+                    '<span class="secret">SecretQuestion</span></form>\n'))
+    docs.append(Doc("reference", "/app/src/Auth.java",
+                    'String password = request.getParameter("password");\n'
+                    'authService.login(username, password, rememberMeToken);\n'
+                    'setPassword(password, confirmPassword);\nvar token string = os.Getenv("TOKEN")\n'))
+    docs.append(Doc("reference", "/app/conf/server.xml",
+                    "<datasource>\n  <password>${DB_PASSWORD}</password>\n  <token>{{ token }}</token>\n"
+                    "  <secretKeyRef>app-secrets</secretKeyRef>\n</datasource>\n"))
     docs.append(Doc("public-key", "/root/.ssh/authorized_keys",
                     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + _tok(rnd, B64, 43) + " deploy@ci\n"))
 

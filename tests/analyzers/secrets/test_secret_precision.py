@@ -50,9 +50,9 @@ def test_examples_file_names_its_source_and_licence():
 
 def test_builtin_catalogue_precision_and_recall():
     true, false, missed, recall = _measure(Catalogue(list(BUILTIN)), BUILTIN_COVERS)
-    # before this work: 33 false findings on the traps (precision 0.175); recall 0.949
+    # before this work (92f90b0): 33 false findings on the traps (precision 0.175); recall 0.949
     assert false == 0 and missed == 0 and true >= 7
-    assert recall >= 0.94
+    assert recall >= 0.99
 
 
 @pytest.mark.skipif(not GITLEAKS.exists(), reason="../shared/rules/secrets/gitleaks not present")
