@@ -20,7 +20,11 @@ classes themselves hold:
 * jackson-databind: cfg/PackageVersion.class holds its version string.
 * fastjson: JSON.class holds its `VERSION` constant.
 * commons-collections 3.x: functors/InvokerTransformer.class reads 'enableUnsafeSerialization' from
-  3.2.2 on (the fix of its deserialization gadget); without it, 3.2.1 or older.
+  3.2.2 on (the fix of its deserialization gadget); without it, 3.2.1 or older. commons-collections4:
+  its InvokerTransformer is java/io/Serializable in 4.0 only (4.1 removed it, COLLECTIONS-580).
+* shiro-core: up to 1.2.4 mgt/AbstractRememberMeManager.class holds the published default cookie key
+  'kPH+bIxk5D2deZiIxcaaaA==' (CVE-2016-4437, fixed in 1.2.5 by a generated key); later copies are not
+  reported, since their classes do not pin a version.
 
 Reported as maven packages with metadata `detected_by: class-fingerprint`, a `confidence` (high:
 the classes pin the version; medium: a range, reported as its newest release so that only what that
@@ -43,6 +47,9 @@ MARKERS = {
     "fastjson": ("com.alibaba:fastjson", "com/alibaba/fastjson/JSON.class"),
     "commons-collections": ("commons-collections:commons-collections",
                             "org/apache/commons/collections/functors/InvokerTransformer.class"),
+    "commons-collections4": ("org.apache.commons:commons-collections4",
+                             "org/apache/commons/collections4/functors/InvokerTransformer.class"),
+    "shiro-core": ("org.apache.shiro:shiro-core", "org/apache/shiro/mgt/AbstractRememberMeManager.class"),
 }
 
 
@@ -98,8 +105,22 @@ def _collections(read, prefix):
     return "3.2.1", "<=3.2.1", "medium", {}
 
 
+def _collections4(read, prefix):
+    data = read(prefix + "org/apache/commons/collections4/functors/InvokerTransformer.class") or b""
+    if b"java/io/Serializable" in data:
+        return "4.0", "4.0", "high", {}
+    return "4.1", ">=4.1", "medium", {}
+
+
+def _shiro(read, prefix):
+    data = read(prefix + "org/apache/shiro/mgt/AbstractRememberMeManager.class") or b""
+    if b"kPH+bIxk5D2deZiIxcaaaA==" in data:
+        return "1.2.4", "<=1.2.4", "medium", {}
+    return None
+
+
 VERSIONERS = {"log4j-core": _log4j, "jackson-databind": _jackson, "fastjson": _fastjson,
-              "commons-collections": _collections}
+              "commons-collections": _collections, "commons-collections4": _collections4, "shiro-core": _shiro}
 
 
 def fingerprint(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], known: set[str]) -> list[tuple[str, str, dict]]:

@@ -98,6 +98,19 @@ def test_jackson_fastjson_and_commons_collections():
     assert ("commons-collections:commons-collections", "3.2.2") in maven({"opt/b.jar": app_jar(fixed)})
 
 
+def test_shiro_default_key_and_commons_collections4():
+    old = {"s/org/apache/shiro/mgt/AbstractRememberMeManager.class": cls("kPH+bIxk5D2deZiIxcaaaA==", "getCipherKey"),
+           "org/apache/commons/collections4/functors/InvokerTransformer.class": cls("java/io/Serializable")}
+    got = maven({"opt/app.jar": app_jar(old)})
+    assert got[("org.apache.shiro:shiro-core", "1.2.4")]["relocated_to"] == "s"
+    assert ("org.apache.commons:commons-collections4", "4.0") in got
+    new = {"org/apache/shiro/mgt/AbstractRememberMeManager.class": cls("generateNewKey", "getCipherKey"),
+           "org/apache/commons/collections4/functors/InvokerTransformer.class": cls("transform")}
+    got = maven({"opt/app.jar": app_jar(new)})
+    assert not any(n.startswith("org.apache.shiro") for n, _ in got)  # a later shiro: its classes pin no version
+    assert ("org.apache.commons:commons-collections4", "4.1") in got
+
+
 @pytest.mark.skipif(not REAL_JAR.exists(), reason="Debian's liblog4j2-java is not installed")
 def test_the_real_log4j_core_jar_relocated_and_stripped():
     with zipfile.ZipFile(REAL_JAR) as z:
