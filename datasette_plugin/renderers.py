@@ -147,7 +147,7 @@ WHERE p.id IN (SELECT value FROM json_each(:ids)) ORDER BY p.ecosystem, p.name, 
 """
 VULNS_SQL = """
 SELECT f.package_id, f.severity, v.vulnerability_id, v.aliases, v.cvss_score, v.cvss_vector, v.fixed_version,
-       v.description, v.solution
+       v.description, v.solution, f.suppressed, f.suppressed_reason
 FROM findings f JOIN vulnerability_details v ON v.finding_id = f.id
 WHERE f.kind = 'vulnerability' AND f.package_id IN (SELECT value FROM json_each(:ids))
   AND f.scan_id IN (SELECT DISTINCT scan_id FROM packages WHERE id IN (SELECT value FROM json_each(:ids)))
@@ -195,6 +195,12 @@ async def render_cyclonedx(datasette, columns, rows, database):
         ref = {"ref": f"pkg-{v['package_id']}"}
         if ref not in entry["affects"]:
             entry["affects"].append(ref)
+        entry.setdefault("_suppressed", []).append(v["suppressed_reason"] if v["suppressed"] else None)
+    for entry in by_id.values():
+        # suppressed wherever it occurs here: a VEX "not affected" (what `stowaway ignore export` says too)
+        reasons = entry.pop("_suppressed")
+        if all(r is not None for r in reasons):
+            entry["analysis"] = {"state": "not_affected", "detail": "; ".join(dict.fromkeys(reasons))}
     bom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "serialNumber": f"urn:uuid:{uuid.uuid4()}", "version": 1,
            "metadata": {"tools": [{"vendor": "Stowaway", "name": "stowaway", "version": TOOL_VERSION}]},
            "components": components}

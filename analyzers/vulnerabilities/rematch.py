@@ -6,14 +6,13 @@ image — a reader sees either the old or the new findings of an image, never a 
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from stowaway.ingest import db as dbm
-from stowaway.ingest.findings import apply_suppressions
+from stowaway.ingest.findings import DETAIL_COLUMNS, replace_vulnerabilities
 
 from . import ignores as ignore_rules
 from . import store
@@ -106,96 +105,8 @@ def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_versi
     return rows, counts, uncovered_os, matched_os, len(stored), per_ecosystem, not_covered
 
 
-# the columns every finding of one (package, version, vulnerability) shares, then its own
-CORE_COLUMNS = ("severity_source", "aliases", "fixed_version", "cvss_score", "cvss_vector", "published",
-                "description", "matched_by", "kev", "epss", "urgency")
-OWN_COLUMNS = ("vulnerability_id", "package_name", "ecosystem", "installed_version", "solution", "ignore_reason",
-               "content_hash")
-DETAIL_COLUMNS = ("finding_id",) + OWN_COLUMNS + CORE_COLUMNS
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-
-
-def _cell(value):
-    return _JSON.encode(value) if isinstance(value, (list, dict)) else value
-
-
-def _core_cells(detail: dict, encoded: dict) -> tuple:
-    # keyed by the shared matched_by list: encoded once, however many images carry the package
-    shared = detail["matched_by"]
-    got = encoded.get(id(shared))
-    if got is None or got[0] is not shared:
-        got = encoded[id(shared)] = (shared, tuple(_cell(detail.get(c)) for c in CORE_COLUMNS))
-    return got[1]
-
-
-def _write(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed, detail_sql,
-           encoded, fingerprint_of, result, facts: dict | None = None) -> bool:
-    """Brings one scan's stored vulnerability findings to `findings`, in one transaction, touching only what
-    changed (a finding is kept when its fingerprint and content digest are the same). True if anything did."""
-    stored: dict[str, list] = {}
-    for fid, fp, digest, suppressed in conn.execute(
-            "SELECT f.id, f.fingerprint, d.content_hash, f.suppressed FROM findings f LEFT JOIN vulnerability_details d"
-            " ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'vulnerability'", [scan_id]):
-        stored.setdefault(f"{fp}\x1f{digest}", []).append((fid, suppressed))
-    by_key = {p.key: p for p in pkgs}
-    counts: Counter = Counter()
-    fresh = []
-    for f in findings:
-        reason = f.detail.get("ignore_reason")
-        pid = ids.get(f.package)
-        fp = fingerprint_of(f, by_key.get(f.package), repository)
-        same = stored.get(f"{fp}\x1f{f.detail['content_hash']}")
-        kept = same.pop() if same else None
-        # a kept finding keeps its suppression; a new one gets the store's when it is written
-        if reason is None and pid is not None and not (kept and kept[1]):
-            counts[pid] += 1
-        if kept:
-            continue
-        fresh.append((f, fp, pid, reason))
-    gone = [fid for fids in stored.values() for fid, _ in fids]
-    recount = [(n, pid) for pid, n in counts.items() if old_counts.get(pid, 0) != n]
-    recount += [(0, pid) for pid, n in old_counts.items() if n and pid not in counts]
-    if not fresh and not gone and not recount and old_feed == feed:
-        return False
-    with conn:
-        conn.execute("UPDATE scans SET feed_version = ? WHERE id = ?", [feed, scan_id])  # takes the write lock
-        for i in range(0, len(gone), 500):
-            chunk = gone[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            conn.execute(f"DELETE FROM vulnerability_details WHERE finding_id IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM findings WHERE id IN ({marks})", chunk)
-        if fresh:
-            # ids handed out here so both tables go in with executemany; safe: this transaction holds the lock
-            next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
-            rows, details = [], []
-            for fid, (f, fp, pid, reason) in enumerate(fresh, next_id):
-                rows.append((fid, scan_id, image_id, f.kind, f.severity,
-                             dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status,
-                             f.path, f.layer_index, int(bool(f.visible)), pid, fp, int(reason is not None), reason))
-                d = f.detail
-                details.append((fid, d["vulnerability_id"], d["package_name"], d["ecosystem"], d["installed_version"],
-                                d["solution"], reason, d["content_hash"]) + _core_cells(d, encoded))
-            conn.executemany("INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
-                             " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
-                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            conn.executemany(detail_sql, details)
-        conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recount)
-        conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
-                         [(scan_id, k, dbm.dumps(v)) for k, v in (facts or {}).items()])
-        # the findings store: suppressions onto the new findings, package counts, the read model's rows
-        apply_suppressions(conn, scan_ids=[scan_id], recount=True)
-        conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
-                     " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
-                                                  "removed": len(gone)})])
-    result.inserted += len(fresh)
-    result.deleted += len(gone)
-    return True
-
-
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,
             progress: bool = False) -> RematchResult:
-    from stowaway.ingest.findings import finding_fingerprint
-
     conn = database.conn if hasattr(database, "conn") else database
     store.ensure(conn)
     t0 = time.perf_counter()
@@ -249,8 +160,8 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
             findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
             facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
                      "vulnerability_fixes": evaluation.last_fixes}
-            changed = _write(conn, scan_id, image_id, repository, [p for p, _ in items], ids, old_counts, findings,
-                             feed, old_feed, detail_sql, encoded, finding_fingerprint, result, facts)
+            changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
+                                              old_counts, findings, feed, old_feed, detail_sql, encoded, result, facts)
             result.images += 1
             result.changed_images += changed
             result.findings += len(findings)

@@ -11,6 +11,7 @@ import pathlib
 import sqlite3
 import sys
 
+from conftest import corpus
 from store_fixtures import LOG4J, REF, shop, shop_db, shop_template  # noqa: F401 (fixtures)
 
 from stowaway.ingest import cli
@@ -84,6 +85,12 @@ def test_cli_suppression_holds_through_rescan_and_rematch_on_every_surface(shop_
         software = {p["name"]: p["vulnerability_count"] for p in rep["software"]}
         assert software[LOG4J] == 1  # the suppressed one is not counted against the package
     assert len({r[0] for r in sqlite3.connect(db).execute("SELECT id FROM scans WHERE status = 'done'")}) == 2
+    # the CycloneDX export of the packages says the same: a VEX analysis on the suppressed vulnerability
+    name = db.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    bom = json.loads(datasette_get(db, f"/{name}/packages_view.cyclonedx?image={REF}&_size=max").text)
+    analysis = {v["id"]: v.get("analysis") for v in bom["vulnerabilities"]}
+    assert analysis["CVE-2021-44228"] == {"state": "not_affected", "detail": "JNDI lookups disabled by the start script"}
+    assert analysis["CVE-2021-45046"] is None
 
 
 def test_suppression_survives_an_upgrade_scan_of_the_same_repository(shop_db, tmp_path):
@@ -240,3 +247,34 @@ def test_old_ignored_findings_become_suppressions(tmp_path):
         ("CVE-1", "x", "corp/app", "1", "accepted")]
     assert database.execute("SELECT suppressed, suppressed_reason FROM findings").fetchone() == (1, "accepted")
     assert database.execute("SELECT vulnerabilities, suppressed FROM image_overview").fetchone() == (0, 1)
+
+
+@corpus
+def test_corpus_shop_suppression_holds_through_rescan_and_rematch(tmp_path_factory, tmp_path):
+    """The issue's own example on the public corpus: CVE-2021-44228 in corpus/shop, found by the real
+    matcher from ../shared/feeds/osv, suppressed for the repository, then rescan and rematch."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "datasette_plugin"))
+    from plugin_fixtures import corpus_db_path
+
+    src = sqlite3.connect(corpus_db_path(tmp_path_factory))
+    db = str(tmp_path / "corpus.db")
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    dst.close()
+    ref = "corpus/shop:1.0"
+    assert stowaway("ignore", "add", "--image", "corpus/shop", "--id", "CVE-2021-44228", "--reason",
+                    "accepted: lookups disabled", "--db", db)[0] == 0
+    for step in (("rescan", ref), ("rematch", "--no-progress")):
+        assert stowaway(*step, "--db", db)[0] == 0, step
+        rep = report(db, ref)
+        hits = [v for v in rep["vulnerabilities"] if v["id"] == "CVE-2021-44228"
+                or "CVE-2021-44228" in (v.get("aliases") or [])]
+        assert hits and all(v["suppressed"] and v["suppressed_reason"] == "accepted: lookups disabled" for v in hits)
+        assert rep["counts"]["suppressed"]["vulnerability"]
+        assert cli_counts(db)[ref] == rep["counts"]
+        page = {i["reference"]: i for i in datasette_get(db, "/-/stowaway/images.json?size=1000").json()["images"]}
+        assert page[ref]["counts"] == rep["counts"]
+        name = pathlib.Path(db).stem
+        sarif = json.loads(datasette_get(db, f"/{name}/vulnerabilities_view.sarif?image={ref}").text)
+        rules = {r["ruleId"] for r in sarif["runs"][0]["results"]}
+        assert rules and "CVE-2021-44228" not in rules
