@@ -99,7 +99,8 @@ def write_results(conn, scan_id: int, image_id: int, ctx: ImageContext) -> None:
                          [(scan_id, i, x["path"], x["size"], x["layer_index"]) for i, x in enumerate(files["largest"])])
         conn.executemany("INSERT INTO layer_stats (scan_id, layer_index, layer_id, files, size, visible_files,"
                          " visible_size, whiteouts) VALUES (?,?,?,?,?,?,?,?)",
-                         [(scan_id, s["layer_index"], ctx.layer_ids[s["layer_index"]], s["files"], s["size"],
+                         [(scan_id, s["layer_index"], ctx.layer_ids[s["layer_index"]],  # type: ignore[attr-defined]
+                           s["files"], s["size"],
                            s["visible_files"], s["visible_size"], s["whiteouts"]) for s in files["layers"]])
     facts = {k: v for k, v in ctx.facts.items() if k != "files"}
     if ctx.os.family or ctx.os.raw:
@@ -202,7 +203,7 @@ def remove_suppressions(conn, ids: Iterable[int]) -> int:
     n = conn.execute(f"DELETE FROM suppressions WHERE id IN ({marks})", ids).rowcount
     images: set[int] = set()
     for repo, tag in scopes:
-        images |= _images_in_scope(conn, repo, tag) if repo else {-1}
+        images |= (_images_in_scope(conn, repo, tag) or set()) if repo else {-1}
     apply_suppressions(conn, image_ids=None if -1 in images else images)
     return n
 
@@ -297,7 +298,7 @@ def _match_sql(conn) -> str:
 def covering(conn, finding_id: int) -> list[int]:
     """Ids of the active suppressions that cover one stored finding."""
     row = conn.execute(_match_sql(conn) + " WHERE f.id = ?", [finding_id]).fetchone()
-    return [s.id for s in _matches(row, _active_by_rule(conn))] if row else []
+    return [s.id for s in _matches(row, _active_by_rule(conn)) if s.id is not None] if row else []
 
 
 def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: Iterable[int] | None = None,

@@ -128,7 +128,7 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
 
         bar = tqdm(total=len(scans), desc="rematch", unit=" image", leave=False)
     inventories = []
-    keys = set()
+    keys: set[tuple] = set()
     # read every inventory first so the advisory lookups can be batched by name
     for scan_id, image_id, reference, family, version, old_feed, repository in scans:
         os_key = image_release(family or "", version or "")
@@ -155,7 +155,7 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
             items, ids = [], {}
             for row, key, target in rows:
                 if matcher.has_candidates(target[:3]):
-                    items.append((StoredPackage(*row[1:10], key=key), target))
+                    items.append((StoredPackage(*row[1:10], key=key), target))  # type: ignore[misc]
                     ids[key] = row[0]
             findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
             facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
