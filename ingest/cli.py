@@ -54,8 +54,13 @@ def _add_output_options(p, scan: bool) -> None:
     p.add_argument("--exit-code", type=int, default=3, metavar="N", help="exit status when --fail-on trips (default 3)")
     if scan:
         p.add_argument("--ignore-file", metavar="FILE",
-                       help="suppression rules (.trivyignore plain text, or YAML/TOML); suppressed findings stay in the"
-                            " database, marked. Default: ./.stowawayignore or ./.trivyignore when present")
+                       help="suppression rules (.trivyignore plain text, YAML/TOML or OpenVEX) added to the findings"
+                            " store; suppressed findings stay, marked. Default: ./.stowawayignore or ./.trivyignore"
+                            " when present")
+    else:
+        p.add_argument("--ignore-file", metavar="FILE",
+                       help="add these suppression rules (.trivyignore, YAML/TOML or OpenVEX) to the findings store"
+                            " first (the database is then opened for writing); without it report only reads")
 
 
 def _db_problem(path: str, write: bool) -> str | None:
@@ -408,6 +413,15 @@ def cmd_report(args) -> int:
     from .report import build
 
     outputs = _outputs(args, scan=False)
+    if args.ignore_file:
+        if not os.path.isfile(args.ignore_file):
+            raise ScanError(f"--ignore-file {args.ignore_file}: no such file")
+        from .suppression_files import import_into
+
+        count, warnings = import_into(open_db(args.db, write=True).conn, args.ignore_file)
+        print(f"{count} suppression(s) from {args.ignore_file} in the findings store", file=sys.stderr)
+        for w in warnings:
+            print(f"stowaway: warning: {w}", file=sys.stderr)
     database = open_db(args.db, write=False)
     report = build(database, args.ref, args.platform)
     tripped = _emit(args, outputs, [report], database)

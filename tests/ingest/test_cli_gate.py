@@ -227,6 +227,13 @@ def test_structured_stowawayignore_with_a_reason(ci, tmp_path):
     r = run("report", REF, "--db", db, "--format", "csv", "--fail-on", "medium", "--severity", "medium", "--risk",
             "vulnerabilities")
     assert r.returncode == 0 and "no untrusted templates" in r.stdout
+    # report --ignore-file adds rules to the store too, then reads: the gate on the high one opens
+    gate_high = ["--format", "csv", "--fail-on", "high", "--risk", "vulnerabilities"]
+    assert run("report", REF, "--db", db, *gate_high).returncode == 3
+    (tmp_path / "vex.trivyignore").write_text("CVE-2099-0001 # fixed by the base image next week\n")
+    r = run("report", REF, "--db", db, *gate_high, "--ignore-file", str(tmp_path / "vex.trivyignore"))
+    assert r.returncode == 0 and "1 suppression(s) from" in r.stderr, r.stderr
+    assert run("report", REF, "--db", db, *gate_high).returncode == 0
 
 
 def test_exports_open_and_match_the_report(ci, tmp_path):
