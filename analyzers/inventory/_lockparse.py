@@ -190,8 +190,8 @@ def poetry_lock(data: bytes) -> Iterator[Entry]:
     for p in doc.get("package") or ():
         if not isinstance(p, dict) or p.get("category") == "dev":
             continue
-        source = p.get("source") if isinstance(p.get("source"), dict) else {}
-        if source.get("type") in ("directory", "file", "git", "url"):
+        source = p.get("source")
+        if isinstance(source, dict) and source.get("type") in ("directory", "file", "git", "url"):
             continue
         name, version = p.get("name"), p.get("version")
         if isinstance(name, str) and isinstance(version, str) and name and version:

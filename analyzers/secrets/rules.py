@@ -25,7 +25,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import tomllib
 
@@ -36,12 +36,12 @@ PRIVATE_KEY = "private-key"
 class SecretRule:
     id: str
     title: str
-    regex: re.Pattern | None  # bytes pattern; None for path-only rules (the file itself is the secret)
+    regex: Any  # bytes pattern (re, or the regex module's for user rules); None for path-only rules
     keywords: tuple[bytes, ...] = ()  # lowercase; empty = runs on every file
     severity: str = "high"
     secret_group: int = 0  # 0: the first non-empty group, or the whole match when there is none
     entropy: float = 0.0  # minimum Shannon entropy (bits per byte) of the secret
-    path: re.Pattern | None = None  # str pattern: only files whose path matches (searched)
+    path: Any = None  # str pattern (re or regex): only files whose path matches (searched); None: every file
     allow: tuple["Allow", ...] = ()
     check: Callable[[bytes], bool] | None = None  # a last structural test of the secret
     whole_body: bool = False  # private keys: nothing of the value is shown
@@ -428,7 +428,7 @@ class Catalogue:
     rules: list[SecretRule]
     global_allow: dict[str, tuple[Allow, ...]] = field(default_factory=dict)
     _always: list[int] = field(default_factory=list)
-    _prefilter: object = None
+    _prefilter: Any = None
 
     def __post_init__(self):
         import yara
