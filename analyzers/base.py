@@ -70,6 +70,12 @@ class Analyzer:
     def analyze(self, file: LayerFile) -> Iterable[dict]:
         return ()
 
+    def settle(self, layers: list[list[dict]]) -> None:
+        """Completes records whose work `analyze` started in the background (weak-password guessing).
+        The applier calls it once per image where the layers were read, after the index stage's
+        `collect` and before the records leave the process (stored, pickled, or evaluated in the
+        writer); `collect` may call it first."""
+
     def collect(self, ctx: "ImageContext", layers: list[list[dict]]) -> Iterable[Package | Finding | OSInfo | Fact]:
         return ()
 

@@ -70,7 +70,10 @@ class Applier:
     def apply(self, spec: ImageSpec | None, layers: list[IndexedLayer]) -> ImageContext:
         entries = [layer.entries for layer in layers]
         ctx = ImageContext(spec=spec, fs=Filesystem.build(entries), policy=self.policy, layer_entries=entries)
-        run_collect(self.analyzers, ctx, records_by_analyzer(self.analyzers, layers))
+        records = records_by_analyzer(self.analyzers, layers)
+        run_collect(self.analyzers, ctx, records)
+        for a in self.analyzers:  # background work started in analyze() ends before the records leave this process
+            a.settle(records.get(a.name, []))
         ctx.packages = unique_packages(ctx.packages)
         return ctx
 

@@ -74,6 +74,21 @@ def _anything(v):
     return None
 
 
+def _max_cost(v):
+    """[passwords] max_cost: scheme = positive number, for the schemes whose cost a hash sets."""
+    from stowaway.analyzers.settings.crypt import DEFAULT_MAX_COST
+
+    if not isinstance(v, dict):
+        return f"expected a table of scheme = cost, got {_kind(v)}"
+    problems = []
+    for scheme, cost in v.items():
+        if scheme not in DEFAULT_MAX_COST:
+            problems.append(f"unknown scheme {scheme!r} (known: {', '.join(sorted(DEFAULT_MAX_COST))})")
+        elif isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0:
+            problems.append(f"{scheme}: expected a positive number, got {_kind(cost)}")
+    return "; ".join(problems) or None
+
+
 def _forbid_rules(v):
     """Each rule as the compliance analyzer reads it, so a bad rule fails here with its reason."""
     from stowaway.analyzers.compliance import PolicyError, make_rule
@@ -171,6 +186,9 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
         "extra_file": _str,
         "budget_seconds": _number(0.001),
         "workers": _int(1),
+        "max_cost": _max_cost,
+        "max_accounts": _int(1),
+        "verdict_cache": _bool,
     },
     "settings": {"include_max_files": _int(1), "include_max_bytes": _int(1)},
     "compliance": {

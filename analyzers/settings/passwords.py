@@ -1,47 +1,73 @@
-"""Weak passwords of Linux accounts: /etc/shadow (and legacy hashes in /etc/passwd) verified against a
-built-in weak-password list, guesses made from each user name, and the policy's own list.
+"""Weak passwords of Linux accounts: /etc/shadow (and legacy hashes in /etc/passwd) verified against the
+policy's own list, guesses made from each user name and a built-in list of weak passwords, in that
+order (most likely first).
 
-Hashes are credentials, so they never leave `analyze`: verification happens there, per layer, and
-the cached records keep only account names, schemes and verdicts (the per-layer cache is keyed by a
-fingerprint of the candidate lists and the budget). A matched password is never stored, nor where
-in the list it sat. yescrypt is slow on purpose (~40 ms a try), so every copy of /etc/shadow gets
-a time budget (policy `[passwords] budget_seconds`); accounts not finished within it are reported
-as unverified, with the number of candidates tried recorded.
+A strong hash costs tens of milliseconds a guess by design, so guessing must neither dominate nor
+stall a scan:
+
+* It starts as soon as `analyze` sees a password file, in a child process (`_guesser.py`), and runs
+  while the rest of the layers are read; the image's `collect` (or the applier's `settle` call,
+  before records leave the analysis process) waits for it only then.
+* Before any guess, each hash's cost is read from its own settings (bcrypt cost, sha-crypt rounds,
+  yescrypt/scrypt N, r, p, t, bsdicrypt and sha1crypt/sunmd5 rounds): above the policy's cap
+  (`[passwords] max_cost.SCHEME`) the account is reported "hash cost too high to check" and nothing
+  is tried.
+* The guessing of an image has a time budget (`[passwords] budget_seconds`), counted from the first
+  guess; when it is spent the child is killed, even in the middle of a guess, and every account says
+  how far it was checked ("checked 40 of 214 candidates before the time budget ... ran out").
+* Verdicts are remembered by a keyed fingerprint of the hash and the candidate list
+  (verdict_cache.py): the same hash in fifty images costs once, and a partly checked hash goes on
+  where the last scan stopped.
+
+Hashes are credentials: they go to the child through a pipe and nowhere else. The per-layer records
+keep account names, schemes, costs and verdicts only; a matched password is never stored, nor where
+in the list it sat.
 
 Policy:
     [passwords]
-    extra = ["Sh0p2024!", ...]     # candidates tried after the user-name guesses
+    extra = ["Sh0p2024!", ...]     # candidates tried first
     extra_file = "/path/list.txt"  # one per line
-    budget_seconds = 30
-    workers = 2                    # threads; libcrypt runs without the GIL
+    budget_seconds = 10            # per image
+    workers = 2                    # guessing threads in the child; libcrypt runs without the GIL
+    max_accounts = 1000            # accounts with a hash checked per file
+    verdict_cache = true           # remember verdicts across scans (a file in the user's cache dir)
+    [passwords.max_cost]           # per scheme, see crypt.DEFAULT_MAX_COST
+    bcrypt = 13
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
-import hmac
+import itertools
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterable
+from typing import IO, Iterable
 
 from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, Fact, register
-from .crypt import MAX_PASSPHRASE, CryptUnavailable, libcrypt, scheme_of
+from .crypt import DEFAULT_MAX_COST, MAX_PASSPHRASE, CryptUnavailable, cost_of, libcrypt, scheme_of, too_costly
 from .env import Env, visible_records
 from .model import Check, Result, baseline_of, catalog, evaluator, run_checks
+from .verdict_cache import VerdictCache
 
 FILES = ("/etc/shadow", "/etc/passwd")
 MAX_SIZE = 4 << 20
-# 30 s covers a full pass of the default candidates (~215) over three yescrypt accounts at the
-# default cost (~40 ms a try) on one core; container images rarely have more human accounts
-DEFAULT_BUDGET = 30.0
-DERIVATION_VERSION = 1
-VERDICTS = ("weak", "empty", "not_found", "unverified", "unsupported", "locked")
+# Per image, from the first guess. 10 s covers the default candidates (~215) over two yescrypt
+# accounts at the default cost (~40 ms a guess) with two threads on an idle machine; more is reported
+# as partly checked, and the verdict cache lets the next scan go on from there.
+DEFAULT_BUDGET = 10.0
+DEFAULT_MAX_ACCOUNTS = 1000
+DERIVATION_VERSION = 2  # 2: the policy's list first, then the user-name guesses, then the built-in list
+VERDICTS = ("weak", "empty", "not_found", "unverified", "unsupported", "locked", "too_costly")
+GUESSER = "stowaway.analyzers.settings._guesser"
 
 
 def builtin_list() -> list[str]:
@@ -70,106 +96,213 @@ def dedupe(items: Iterable[str]) -> list[str]:
     return out
 
 
-# Final verdicts of this process, by a digest of (candidate lists, account, hash): the same account
-# in another layer, image or scan of one process (a batch, a worker, a test run) is not verified
-# again. Memory only, bounded, and it holds no hash.
-_VERDICTS: OrderedDict[str, tuple[str, int]] = OrderedDict()
-_VERDICTS_MAX = 4096
-_VERDICTS_LOCK = threading.Lock()
+def candidates(name: str, extra: list[str], builtin: list[str]) -> list[str]:
+    """What is tried against one account, most likely first: the policy's list (the owner knows their
+    own habits), the user-name guesses, then the built-in list, which is ordered by frequency.
+    What libcrypt cannot take as a passphrase would read as an unsupported hash: it is left out."""
+    return [w for w in dedupe(extra + derived(name) + builtin)
+            if "\0" not in w and len(w.encode("utf-8")) < MAX_PASSPHRASE]
 
 
-class Verifier:
-    """Verifies accounts' hashes against candidates within a deadline, round-robin across accounts."""
+# --- the guesser process ------------------------------------------------------------------------
+_PROCS: set[subprocess.Popen] = set()
 
-    def __init__(self, words: list[str], budget: float, workers: int):
-        self.words = words
+
+@atexit.register
+def _kill_all() -> None:
+    for proc in list(_PROCS):
+        _kill(proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    _PROCS.discard(proc)
+
+
+@dataclass(eq=False)
+class Task:
+    account: dict
+    stored: str
+    words: list[str]
+    start: int  # candidates before this one were checked by an earlier scan (verdict cache)
+    key: str  # verdict-cache key
+    cost: str  # the hash's cost, said when it could not be checked through
+
+
+@dataclass(eq=False)
+class Job:
+    """One password file's accounts to guess, handed to the guesser process."""
+
+    id: int
+    tasks: list[Task]
+    state: str = "queued"  # queued | running | done | cut
+    reason: str = ""  # why a cut job stopped
+    progress: dict[int, int] = field(default_factory=dict)  # task index -> candidates checked from the first
+    weak: set[int] = field(default_factory=set)
+    unsupported: set[int] = field(default_factory=set)
+    started: float = 0.0
+    ended: float = 0.0
+    event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def seconds(self) -> float:
+        return round(max(0.0, self.ended - self.started), 3) if self.started else 0.0
+
+
+class GuessService:
+    """Runs jobs one at a time in a guesser child process, started when first needed.
+
+    The time budget covers a busy spell: it starts with the first job dispatched while idle and ends
+    when nothing is queued or running (an image's layer walk followed by its `settle`). When it is spent
+    the child is killed, the running job keeps the progress it reported, and queued jobs are cut
+    before their first guess."""
+
+    def __init__(self, threads: int, budget: float):
+        self.threads = threads
         self.budget = budget
-        self.workers = max(1, workers)
-        self.scope = hashlib.sha256("\n".join(words).encode()).hexdigest()
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._queue: deque[Job] = deque()
+        self._running: Job | None = None
+        self._proc: subprocess.Popen | None = None
+        self._deadline: float | None = None
 
-    def _key(self, name: str, stored: str) -> str:
-        return hashlib.sha256(f"{self.scope}\0{name}\0{stored}".encode()).hexdigest()
+    def __del__(self):
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            _kill(proc)
 
-    def candidates(self, name: str) -> list[str]:
-        # what libcrypt cannot take as a passphrase would read as an unsupported hash
-        return [w for w in dedupe(derived(name) + self.words)
-                if "\0" not in w and len(w.encode("utf-8")) < MAX_PASSPHRASE]
+    @property
+    def budget_reason(self) -> str:
+        return f"the time budget of {self.budget:g} s ([passwords] budget_seconds) ran out"
 
-    def run(self, accounts: list[dict], hashes: dict[str, str]) -> dict:
-        """Fills each account's status and tried count; returns the statistics of this run."""
+    def submit(self, tasks: list[Task]) -> Job:
+        job = Job(next(self._ids), tasks)
+        with self._lock:
+            self._queue.append(job)
+            self._next()
+        return job
+
+    def wait(self, job: Job) -> float:
+        """Waits for a job until the budget ends; returns the seconds waited."""
         t0 = time.monotonic()
-        deadline = t0 + self.budget
-        todo = []
-        for acc in accounts:
-            stored = hashes.get(acc["name"])
-            if stored is None:
-                continue
-            key = self._key(acc["name"], stored)
-            with _VERDICTS_LOCK:
-                known = _VERDICTS.get(key)
-            if known:
-                acc["status"], acc["tried"] = known
-                continue
-            todo.append((acc, stored, key))
-        try:
-            lib = libcrypt()
-        except CryptUnavailable as exc:
-            for acc, _, _ in todo:
-                acc["status"], acc["tried"], acc["reason"] = "unverified", 0, str(exc)
-            return {"tried": 0, "seconds": 0.0, "exhausted": False, "error": str(exc)}
-        if todo:
-            tasks = self._interleave(todo)
-            with ThreadPoolExecutor(self.workers) as pool:
-                list(pool.map(lambda _: self._work(lib, tasks, deadline), range(self.workers)))
-        for acc, _, _ in todo:
-            if acc["status"] == "pending":
-                acc["status"] = "not_found" if acc["tried"] == acc["candidates"] else "unverified"
-            del acc["candidates"]
-        exhausted = any(acc["status"] == "unverified" for acc, _, _ in todo)
-        tried = sum(acc["tried"] for acc, _, _ in todo)
-        with _VERDICTS_LOCK:
-            for acc, _, key in todo:
-                if acc["status"] in ("weak", "not_found", "unsupported"):
-                    _VERDICTS[key] = (acc["status"], acc["tried"])
-            while len(_VERDICTS) > _VERDICTS_MAX:
-                _VERDICTS.popitem(last=False)
-        return {"tried": tried, "seconds": round(time.monotonic() - t0, 3), "exhausted": exhausted}
+        while not job.event.is_set():
+            with self._lock:
+                deadline = self._deadline
+            timeout = 0.05 if deadline is None else max(0.0, deadline - time.monotonic())
+            if job.event.wait(timeout):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                self._expire(deadline)
+        return time.monotonic() - t0
 
-    def _interleave(self, todo):
-        """One shared queue, round-robin across accounts, so the likeliest candidates reach every account
-        first and all workers help with the slowest account."""
-        lists = []
-        for acc, stored, _ in todo:
-            words = self.candidates(acc["name"])
-            acc["tried"], acc["candidates"] = 0, len(words)
-            lists.append((acc, stored, words))
-        longest = max((len(w) for _, _, w in lists), default=0)
-        order = ((acc, stored, words[i]) for i in range(longest) for acc, stored, words in lists if i < len(words))
-        lock = threading.Lock()
+    def close(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+            for job in ([self._running] if self._running else []) + list(self._queue):
+                self._finish(job, "cut", "the scan ended before this file was checked")
+            self._running, self._deadline = None, None
+            self._queue.clear()
+        if proc is not None:
+            _kill(proc)
 
-        def next_task():
-            with lock:
-                return next(order, None)
-        return next_task
+    # --- under self._lock -----------------------------------------------------------------------
+    def _finish(self, job: Job, state: str, reason: str = "") -> None:
+        job.state, job.reason = state, reason
+        job.ended = time.monotonic()
+        job.event.set()
 
-    def _work(self, lib, next_task, deadline) -> None:
-        while time.monotonic() < deadline:
-            task = next_task()
-            if task is None:
-                return
-            acc, stored, word = task
-            if acc["status"] != "pending":
+    def _next(self) -> None:
+        while self._running is None and self._queue:
+            job = self._queue.popleft()
+            now = time.monotonic()
+            if self._deadline is None:
+                self._deadline = now + self.budget
+            left = self._deadline - now
+            if left <= 0:
+                self._finish(job, "cut", self.budget_reason)
                 continue
-            got = lib.crypt(word.encode("utf-8"), stored)
-            with self.lock:
-                if got is None:
-                    # libcrypt refuses the setting itself: every candidate would be refused alike
-                    acc["status"] = "unsupported"
+            try:
+                proc = self._process()
+                payload = {"id": job.id, "threads": self.threads, "seconds": left + 1.0,
+                           "accounts": [{"i": i, "hash": t.stored, "words": t.words, "start": t.start}
+                                        for i, t in enumerate(job.tasks)]}
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps(payload) + "\n")
+                proc.stdin.flush()
+            except OSError as exc:
+                if self._proc is not None:
+                    _kill(self._proc)
+                    self._proc = None
+                self._finish(job, "cut", f"the guesser process could not be started ({exc})")
+                continue
+            job.state, job.started = "running", now
+            self._running = job
+        if self._running is None and not self._queue:
+            self._deadline = None
+
+    def _process(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            proc = subprocess.Popen([sys.executable, "-m", GUESSER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, bufsize=1, close_fds=True)
+            _PROCS.add(proc)
+            self._proc = proc
+            assert proc.stdout is not None
+            threading.Thread(target=self._read, args=(proc, proc.stdout), daemon=True,
+                             name="weak-passwords reader").start()
+        return self._proc
+
+    def _expire(self, deadline: float) -> None:
+        with self._lock:
+            if self._deadline != deadline:
+                return  # another waiter expired it, or a new spell began
+            proc, self._proc = self._proc, None
+            if self._running is not None:
+                self._finish(self._running, "cut", self.budget_reason)
+                self._running = None
+            while self._queue:
+                self._finish(self._queue.popleft(), "cut", self.budget_reason)
+            self._deadline = None
+        if proc is not None:
+            _kill(proc)
+
+    # --- the reader thread ------------------------------------------------------------------------
+    def _read(self, proc: subprocess.Popen, stream: IO[str]) -> None:
+        for line in stream:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            with self._lock:
+                job = self._running
+                if proc is not self._proc or job is None or parts[1] != str(job.id):
                     continue
-                acc["tried"] += 1
-                if hmac.compare_digest(got.encode("utf-8", "surrogateescape"), stored.encode("utf-8", "surrogateescape")):
-                    acc["status"] = "weak"
+                kind = parts[0]
+                try:
+                    if kind == "p" and len(parts) == 4:
+                        job.progress[int(parts[2])] = int(parts[3])
+                    elif kind == "w" and len(parts) == 3:
+                        job.weak.add(int(parts[2]))
+                    elif kind == "u" and len(parts) == 3:
+                        job.unsupported.add(int(parts[2]))
+                    elif kind == "d":
+                        self._finish(job, "done")
+                        self._running = None
+                        self._next()
+                except ValueError:
+                    continue
+        code = proc.wait()
+        _PROCS.discard(proc)
+        with self._lock:
+            if proc is self._proc:
+                self._proc = None
+                if self._running is not None:
+                    self._finish(self._running, "cut", f"the guesser process ended unexpectedly (exit status {code})")
+                    self._running = None
+                self._next()
 
 
 def parse_accounts(path: str, text: str) -> tuple[list[dict], dict[str, str]]:
@@ -195,12 +328,43 @@ def parse_accounts(path: str, text: str) -> tuple[list[dict], dict[str, str]]:
     return accounts, hashes
 
 
+def _max_cost(conf: dict) -> dict[str, float]:
+    given = conf.get("max_cost") or {}
+    if not isinstance(given, dict):
+        raise ScanError("[passwords] max_cost must be a table of scheme = cost (e.g. bcrypt = 13)")
+    unknown = sorted(set(given) - set(DEFAULT_MAX_COST))
+    if unknown:
+        raise ScanError(f"[passwords] max_cost: unknown scheme(s) {', '.join(unknown)};"
+                        f" known: {', '.join(sorted(DEFAULT_MAX_COST))}")
+    caps = dict(DEFAULT_MAX_COST)
+    for scheme, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ScanError(f"[passwords] max_cost.{scheme} must be a positive number, got {value!r}")
+        caps[scheme] = float(value)
+    return caps
+
+
+def _positive(conf: dict, key: str, default, kind):
+    value = conf.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise ScanError(f"[passwords] {key} must be a number, got {value!r}") from None
+    if value <= 0:
+        raise ScanError(f"[passwords] {key} must be positive, got {value!r}")
+    return value
+
+
 @register
 class WeakPasswords(Analyzer):
     name = "weak-passwords"
-    version = 1
+    version = 2
     risk = "unsafe_settings"
-    consumes = ("os",)
+    # collects after every other index analyzer (packages and findings are not read): its collect
+    # waits for the guessing, which so overlaps the layer walk and all their collects
+    consumes = ("os", "packages", "findings")
     produces = ("findings",)
 
     def __init__(self, policy=None):
@@ -213,17 +377,19 @@ class WeakPasswords(Analyzer):
                     extra += read_list(fh.read())
             except OSError as exc:
                 raise ScanError(f"[passwords] extra_file {conf['extra_file']}: cannot read ({exc.strerror})") from None
-        try:
-            budget = float(conf.get("budget_seconds", DEFAULT_BUDGET))
-            workers = int(conf.get("workers", min(2, os.cpu_count() or 1)))
-        except (TypeError, ValueError):
-            raise ScanError("[passwords] budget_seconds and workers must be numbers") from None
-        if budget <= 0 or workers <= 0:
-            raise ScanError("[passwords] budget_seconds and workers must be positive")
-        self.words = dedupe(extra + builtin_list())
-        self.verifier = Verifier(self.words, budget, workers)
+        self.budget = _positive(conf, "budget_seconds", DEFAULT_BUDGET, float)
+        self.workers = _positive(conf, "workers", min(2, os.cpu_count() or 1), int)
+        self.max_accounts = _positive(conf, "max_accounts", DEFAULT_MAX_ACCOUNTS, int)
+        self.max_cost = _max_cost(conf)
+        self.extra = dedupe(extra)
+        self.builtin = builtin_list()
+        self.words = dedupe(self.extra + self.builtin)
+        self.service = GuessService(self.workers, self.budget)
+        self.cache = VerdictCache(conf.get("verdict_cache", True) is not False)
+        self._jobs: dict[int, Job] = {}
         self._fingerprint = hashlib.sha256(json.dumps(
-            {"words": self.words, "budget": budget, "derived": DERIVATION_VERSION}).encode()).hexdigest()[:16]
+            {"extra": self.extra, "builtin": self.builtin, "budget": self.budget, "derived": DERIVATION_VERSION,
+             "max_cost": self.max_cost, "max_accounts": self.max_accounts}, sort_keys=True).encode()).hexdigest()[:16]
 
     def fingerprint(self):
         return self._fingerprint
@@ -233,24 +399,142 @@ class WeakPasswords(Analyzer):
 
     def analyze(self, file):
         accounts, hashes = parse_accounts(file.path, file.text())
-        stats = self.verifier.run(accounts, hashes)
-        weak = sum(a["status"] == "weak" for a in accounts)
+        record = {"path": file.path, "accounts": accounts, "tried": 0, "weak": 0, "seconds": 0.0, "waited": 0.0,
+                  "exhausted": False, "error": "", "budget_seconds": self.budget, "candidates": len(self.words),
+                  "cached": 0, "too_costly": 0}
+        tasks = self._tasks(record, accounts, hashes)
+        if tasks:
+            job = self.service.submit(tasks)
+            self._jobs[job.id] = job
+            record["_job"] = job.id
+        else:
+            self._summarize(record)
+        return [record]
+
+    def _tasks(self, record: dict, accounts: list[dict], hashes: dict[str, str]) -> list[Task]:
+        """Decides every account that needs no guess (cost too high, verdict known, over the account
+        cap) and returns the guesses to make for the others."""
+        pending = [a for a in accounts if a["status"] == "pending" and a["name"] in hashes]
+        try:
+            libcrypt()
+        except CryptUnavailable as exc:
+            for acc in pending:
+                acc.update(status="unverified", tried=0, reason=str(exc))
+            record["error"] = str(exc)
+            return []
+        todo: list[tuple[dict, str, list[str], str, str]] = []
+        for n, acc in enumerate(pending):
+            stored = hashes[acc["name"]]
+            cost = cost_of(stored)
+            acc["cost"] = cost.text if cost else acc["scheme"]
+            refused = too_costly(cost, self.max_cost)
+            if refused:
+                acc.update(status="too_costly", reason=refused)
+                record["too_costly"] += 1
+                continue
+            words = candidates(acc["name"], self.extra, self.builtin)
+            if n >= self.max_accounts:
+                acc.update(status="unverified", tried=0, candidates=len(words),
+                           reason=f"more than {self.max_accounts} accounts with a password hash in this file"
+                                  " ([passwords] max_accounts)")
+                continue
+            digest = hashlib.sha256("\n".join(words).encode("utf-8", "replace")).hexdigest()
+            todo.append((acc, stored, words, self.cache.key_of(digest, stored), acc["cost"]))
+        known = self.cache.get([t[3] for t in todo])
+        tasks = []
+        for acc, stored, words, key, cost_text in todo:
+            status, checked = known.get(key, ("", 0))
+            if status in ("weak", "not_found", "unsupported"):
+                acc["status"] = status
+                if status == "not_found":
+                    acc.update(tried=checked, candidates=len(words))
+                record["cached"] += 1
+                continue
+            start = min(checked, len(words)) if status == "partial" else 0
+            tasks.append(Task(acc, stored, words, start, key, cost_text))
+        return tasks
+
+    def settle(self, layers: list[list[dict]]) -> None:
+        """Waits for the guessing of these records (within the budget) and writes its verdicts into them.
+        Called by `collect`, and by the applier before records leave the process that read the layers."""
+        for records in layers:
+            for record in records:
+                job_id = record.pop("_job", None) if isinstance(record, dict) else None
+                if job_id is None:
+                    continue
+                job = self._jobs.pop(job_id, None)
+                if job is None:  # made by another process or analyzer: its guesses are not here to wait for
+                    for acc in record["accounts"]:
+                        if acc["status"] == "pending":
+                            acc.update(status="unverified", tried=0, reason="the guessing ran in another process")
+                    self._summarize(record)
+                    continue
+                record["waited"] = round(self.service.wait(job), 3)
+                self._complete(record, job)
+
+    def _complete(self, record: dict, job: Job) -> None:
+        verdicts: dict[str, tuple[str, int]] = {}
+        for i, task in enumerate(job.tasks):
+            acc, total = task.account, len(task.words)
+            if i in job.weak:
+                acc["status"] = "weak"
+                verdicts[task.key] = ("weak", 0)
+            elif i in job.unsupported:
+                acc["status"] = "unsupported"
+                verdicts[task.key] = ("unsupported", 0)
+            else:
+                checked = max(job.progress.get(i, task.start), task.start)
+                acc.update(tried=checked, candidates=total)
+                if checked >= total:
+                    acc["status"] = "not_found"
+                    verdicts[task.key] = ("not_found", checked)
+                else:
+                    acc["status"] = "unverified"
+                    acc["reason"] = (f"checked {checked} of {total} candidates before "
+                                     f"{job.reason or 'the guessing stopped'}; {task.cost}")
+                    if checked > task.start:
+                        verdicts[task.key] = ("partial", checked)
+            task.stored = ""
+        record["seconds"] = job.seconds
+        self.cache.put(verdicts)
+        if self.cache.warning:
+            record["error"] = record["error"] or self.cache.warning
+        self._summarize(record)
+
+    @staticmethod
+    def _summarize(record: dict) -> None:
+        accounts = record["accounts"]
         for a in accounts:
             if a["status"] == "weak":
-                a.pop("tried", None)  # how far down the list it matched would say which password it was
-        tried = sum(a.get("tried", 0) for a in accounts)
-        return [{"path": file.path, "accounts": accounts, "tried": tried, "weak": weak,
-                 "seconds": stats["seconds"], "exhausted": stats["exhausted"], "error": stats.get("error", ""),
-                 "budget_seconds": self.verifier.budget, "candidates": len(self.words)}]
+                # how far down the list it matched would say which password it was
+                a.pop("tried", None)
+        record["weak"] = sum(a["status"] == "weak" for a in accounts)
+        record["tried"] = sum(a.get("tried", 0) for a in accounts)
+        record["exhausted"] = any(a["status"] == "unverified" for a in accounts)
 
     def collect(self, ctx, layers):
+        self.settle(layers)
         visible = visible_records(ctx, layers)
         env = Env(ctx, {}, baseline_of(ctx.os))
         env.password_files = visible
         if visible:
             yield Fact("weak_passwords", {
-                path: {k: r[k] for k in ("tried", "weak", "seconds", "exhausted", "budget_seconds", "candidates", "error")}
+                path: {k: r.get(k, 0) for k in ("tried", "weak", "seconds", "waited", "exhausted", "budget_seconds",
+                                                 "candidates", "error", "cached", "too_costly")}
                 | {"layer_index": layer, "accounts": len(r["accounts"])} for path, (r, layer) in visible.items()})
+        for path, (r, _) in visible.items():
+            unverified = [a for a in r["accounts"] if a["status"] == "unverified"]
+            costly = [a for a in r["accounts"] if a["status"] == "too_costly"]
+            if unverified:
+                ctx.warn(f"weak-passwords: {path}: {len(unverified)} account(s) not fully checked: "
+                         + "; ".join(f"{a['name']}: {a.get('reason', '')}" for a in unverified[:5])
+                         + ("; ..." if len(unverified) > 5 else ""))
+            if costly:
+                ctx.warn(f"weak-passwords: {path}: {len(costly)} account(s) not checked: "
+                         + "; ".join(f"{a['name']}: {a['reason']}" for a in costly[:5])
+                         + ("; ..." if len(costly) > 5 else ""))
+            if r.get("error"):
+                ctx.warn(f"weak-passwords: {path}: {r['error']}")
         wanted = [c for c in catalog().values() if c.id in PASSWORD_CHECKS]
         yield from run_checks(env, wanted, env.baseline)
 
@@ -289,7 +573,13 @@ def weak_account(env: Env, check: Check) -> Iterable[Result]:
                          f" {acc.get('tried', 0)} candidates tried", **common)
         elif status == "unverified":
             yield Result(check.id, "not_applicable", f"{path}:{line}: {name} ({acc['scheme']}) not verified: "
-                         + (acc.get("reason") or f"time budget spent after {acc.get('tried', 0)} candidates"), **common)
+                         + (acc.get("reason") or f"checked {acc.get('tried', 0)} candidates"), **common)
+        elif status == "too_costly":
+            yield Result(check.id, "not_applicable", f"{path}:{line}: {name} ({acc['scheme']}) not checked: "
+                         + acc.get("reason", "hash cost too high to check"), **common)
+        elif status == "pending":  # its guessing was never waited for: say so, never 'pass'
+            yield Result(check.id, "not_applicable", f"{path}:{line}: {name} ({acc['scheme']}) not verified:"
+                         " the guessing did not finish in the analysis", **common)
         elif status == "unsupported":
             yield Result(check.id, "not_applicable", f"{path}:{line}: {name}: hash scheme {acc['scheme']} is not"
                          " supported by this system's libcrypt", **common)

@@ -1,5 +1,6 @@
 """Acceptance on the shared corpus: check_report.py --only weak_passwords,ssh,password_policy,baseline."""
 import json
+import re
 import subprocess
 import sys
 
@@ -33,7 +34,14 @@ def test_shop_passes_every_unsafe_settings_area(scan, tmp_path):
     assert "$y$" not in text and "$6$" not in text and "S3cr3tP4ss" not in text
     facts = dict(database.execute("SELECT name, value FROM scan_facts").fetchall())
     stats = json.loads(facts["weak_passwords"])["/etc/shadow"]
-    assert stats["weak"] == 2 and stats["tried"] > 0 and not stats["exhausted"]
+    assert stats["weak"] == 2 and stats["tried"] > 0
+    # deploy's strong yescrypt hash: checked through, or (on a loaded machine) said to be partly checked
+    deploy = next(u for u in report["unsafe_settings"] if u["category"] == "weak_password" and u["target"] == "deploy")
+    if stats["exhausted"]:
+        assert deploy["result"] == "not_applicable" and re.search(r"checked \d+ of \d+ candidates before the time"
+                                                                  r" budget of 10 s", deploy["evidence"])
+    else:
+        assert deploy["result"] == "pass"
     # the Dockerfile set the hashes with 'chpasswd -e', so the image history holds them
     history = [u for u in report["unsafe_settings"] if u["check_id"] == "container.secrets-in-history"]
     assert [u["result"] for u in history] == ["fail"] and "layer 7" in history[0]["evidence"]

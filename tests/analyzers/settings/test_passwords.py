@@ -7,8 +7,19 @@ from imagebuilder import File, ImageBuilder
 from settings_fixtures import build_env, results
 
 from stowaway.analyzers.settings.crypt import libcrypt, scheme_of
-from stowaway.analyzers.settings.passwords import Verifier, WeakPasswords, builtin_list, derived, parse_accounts
+from stowaway.analyzers.settings.passwords import WeakPasswords, builtin_list, derived
+from stowaway.analyzers.settings.verdict_cache import forget_memory
 from stowaway.ingest.model import FileInfo, LayerFile, ScanError
+
+
+@pytest.fixture(autouse=True)
+def own_verdict_cache(tmp_path, monkeypatch):
+    """Each test its own verdict cache and key, and no verdicts remembered from an earlier test."""
+    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STOWAWAY_DATA_DIR", str(tmp_path / "data"))
+    forget_memory()
+    yield
+    forget_memory()
 
 
 def tool_hash(scheme: str, password: str) -> str:
@@ -59,10 +70,14 @@ def shadow(lines):
     return "".join(f"{name}:{field}:19000:0:99999:7:::\n" for name, field in lines)
 
 
-def analyze(text, path="/etc/shadow", policy=None):
-    analyzer = WeakPasswords(policy or {})
+def analyze(text, path="/etc/shadow", policy=None, analyzer=None):
+    """The record of one password file, once its guessing is settled (as the pipeline does per image)."""
+    analyzer = analyzer or WeakPasswords(policy or {})
     data = text.encode()
-    return analyzer, analyzer.analyze(LayerFile(FileInfo(path, "file", len(data), 0o640), data, 0))[0]
+    record = analyzer.analyze(LayerFile(FileInfo(path, "file", len(data), 0o640), data, 0))[0]
+    analyzer.settle([[record]])
+    assert "_job" not in record
+    return analyzer, record
 
 
 def test_weak_derived_policy_and_strong_accounts():
@@ -123,29 +138,49 @@ def test_policy_lists_change_the_cache_fingerprint():
     assert WeakPasswords({}).fingerprint() != WeakPasswords({"passwords": {"budget_seconds": 5}}).fingerprint()
 
 
-def test_budget_stops_slow_schemes_and_counts_what_was_tried():
+def test_the_same_hash_in_another_layer_image_or_scan_is_not_guessed_twice(tmp_path):
     lib = libcrypt()
-    strong = lib.crypt(b"not-in-any-list-9f8e", lib.gensalt("$y$"))
-    verifier = Verifier(builtin_list(), budget=0.3, workers=1)
-    accounts, hashes = parse_accounts("/etc/shadow", shadow([("alice", strong), ("bob", strong)]))
-    stats = verifier.run(accounts, hashes)
-    assert stats["exhausted"] and {a["status"] for a in accounts} == {"unverified"}
-    assert 0 < stats["tried"] < 2 * len(verifier.candidates("alice"))
-    # round-robin: both accounts got their likeliest candidates before the time ran out
-    assert all(a["tried"] >= 1 for a in accounts)
-
-
-def test_the_same_hash_in_another_layer_or_scan_is_not_verified_twice():
-    lib = libcrypt()
-    text = shadow([("deploy", lib.crypt(b"k7#Vq9!zR2mW", lib.gensalt("$6$")))])
+    stored = lib.crypt(b"k7#Vq9!zR2mW", lib.gensalt("$6$"))
+    text = shadow([("deploy", stored)])
     analyzer, first = analyze(text)
+    assert first["accounts"][0]["status"] == "not_found" and first["cached"] == 0
     again = analyzer.analyze(LayerFile(FileInfo("/etc/shadow", "file", len(text), 0o640), text.encode(), 1))[0]
-    assert first["accounts"] == again["accounts"] and again["seconds"] < first["seconds"]
-    _, other_scan = analyze(text)  # a new analyzer, as a later scan of the process builds
-    assert other_scan["accounts"] == first["accounts"] and other_scan["seconds"] < first["seconds"]
-    # another candidate list may judge the same hash otherwise: it is verified again
+    assert "_job" not in again and again["cached"] == 1  # decided in analyze: nothing to guess
+    assert again["accounts"] == first["accounts"]
+    # another process (its memory empty) on the same machine: the verdict comes from the cache file
+    forget_memory()
+    _, other_scan = analyze(text)
+    assert other_scan["cached"] == 1 and other_scan["accounts"] == first["accounts"]
+    # another candidate list may judge the same hash otherwise: it is guessed again
     _, other_list = analyze(text, policy={"passwords": {"extra": ["k7#Vq9!zR2mW"]}})
-    assert other_list["accounts"][0]["status"] == "weak"
+    assert other_list["accounts"][0]["status"] == "weak" and other_list["cached"] == 0
+    # the cache holds keyed fingerprints only: neither the hash nor its salt, nor a password
+    stored_bytes = b"".join(p.read_bytes() for p in (tmp_path / "cache").iterdir())
+    for secret in (stored, stored.split("$")[2], "k7#Vq9!zR2mW"):
+        assert secret.encode() not in stored_bytes
+    # without the verdict cache nothing is written
+    forget_memory()
+    for p in (tmp_path / "cache").iterdir():
+        p.unlink()
+    _, uncached = analyze(text, policy={"passwords": {"verdict_cache": False}})
+    assert uncached["cached"] == 0 and not list((tmp_path / "cache").iterdir())
+
+
+def test_unknown_or_bad_cost_caps_are_refused():
+    with pytest.raises(ScanError, match="unknown scheme"):
+        WeakPasswords({"passwords": {"max_cost": {"bcrpyt": 12}}})
+    with pytest.raises(ScanError, match="max_cost.bcrypt must be a positive number"):
+        WeakPasswords({"passwords": {"max_cost": {"bcrypt": "high"}}})
+    with pytest.raises(ScanError, match="max_accounts"):
+        WeakPasswords({"passwords": {"max_accounts": 0}})
+
+
+def test_accounts_past_the_account_cap_are_reported_unverified():
+    lib = libcrypt()
+    text = shadow([(f"u{i}", lib.crypt(b"x9!long-unguessable", lib.gensalt("$1$"))) for i in range(3)])
+    _, record = analyze(text, policy={"passwords": {"max_accounts": 2}})
+    assert [a["status"] for a in record["accounts"]] == ["not_found", "not_found", "unverified"]
+    assert "more than 2 accounts" in record["accounts"][2]["reason"] and record["exhausted"]
 
 
 def test_unsupported_scheme_and_legacy_passwd_hashes():
@@ -203,7 +238,7 @@ def test_scan_end_to_end_with_a_visible_and_a_replaced_shadow(scan, tmp_path):
         assert "$6$" not in text and "$y$" not in text
     facts = dict(database.execute("SELECT name, value FROM scan_facts").fetchall())
     stats = json.loads(facts["weak_passwords"])["/etc/shadow"]
-    assert stats["layer_index"] == 1 and stats["budget_seconds"] == 30.0
+    assert stats["layer_index"] == 1 and stats["budget_seconds"] == 10.0
 
 
 def test_a_missing_libcrypt_is_one_clear_error():
