@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""Benchmark: the plugin's pages on a generated database of 1,000 images, against Datasette's facet
-time limit (facet_time_limit_ms, 200 ms by default).
+"""Benchmark: the plugin's pages on a generated database (1,000 images by default; issue 16 asks for
+10,000 images and 1,000,000 findings), against a budget of 300 ms a page (--budget).
 
-    .venv/bin/python tests/bench/bench_datasette_pages.py [--images 1000] [--db PATH] [--runs 5]
+    .venv/bin/python tests/bench/bench_datasette_pages.py [--images 1000] [--findings 100] [--db PATH] [--runs 5]
 
-The database is generated once (kept at --db, default /tmp/stowaway-bench-pages-N.db): one small
+The database is generated once (kept at --db, default /tmp/stowaway-bench-pages-NxF.db): one small
 image built in code is scanned by the real pipeline for its layers, then N images (100 repositories
-x N/100 versions) each get a finished scan written through pipeline.write_results with 150 packages
-and 60 findings of every kind (40 vulnerabilities drawn from a pool of 400 CVEs). Every page is
+x N/100 versions) each get a finished scan with 150 packages and --findings findings of every kind
+(all but 19 of them vulnerabilities drawn from a pool of 400 CVEs), written in bulk (one transaction
+per 500 images, the report tables built once at the end); 10,000 images make 1,000,000 findings. Every page is
 then requested through datasette.client: --runs times after one warm-up; the median and the worst
 are printed, as `stowaway serve` configures Datasette (suggest_facets off) and, for comparison, as
 plain `datasette DB` does (Datasette's defaults: every table page also runs two or three suggestion
-queries per column). Exit status 1 when, as served, a page's median exceeds the facet time limit,
+queries per column). Exit status 1 when, as served, a page's median exceeds --budget (300 ms),
 or when a facet timed out in either configuration.
 """
 from __future__ import annotations
@@ -32,14 +33,17 @@ SEVERITIES = ["critical", "high", "medium", "low", "negligible", "unknown"]
 SEVERITY_WEIGHTS = [3, 12, 30, 35, 10, 10]
 
 
-def generate(path: str, images: int, seed: int = 8) -> None:
-    from types import SimpleNamespace
-
+def generate(path: str, images: int, findings: int = 100, seed: int = 8, batch: int = 500) -> None:
+    """Writes IMAGES finished scans of FINDINGS findings each in bulk: one transaction and one
+    executemany per table per BATCH images, the report tables built once at the end (as the read-model
+    migration does), not one scan at a time through the writer."""
     from imagebuilder import ImageBuilder
 
     from stowaway.ingest import db as dbm
-    from stowaway.ingest.model import Finding, OSInfo, Package
-    from stowaway.ingest.pipeline import Scanner, write_results
+    from stowaway.ingest import readmodel
+    from stowaway.ingest.findings import finding_fingerprint
+    from stowaway.ingest.model import Finding, Package
+    from stowaway.ingest.pipeline import Scanner
 
     rnd = random.Random(seed)
     layout = Path(path + ".oci")
@@ -59,61 +63,119 @@ def generate(path: str, images: int, seed: int = 8) -> None:
         score = {"critical": 9.8, "high": 7.5, "medium": 5.3, "low": 3.1}.get(sev)
         pool.append((f"CVE-{2018 + n % 7}-{10000 + n}", sev, score, rnd.random() < 0.6))
     names = [f"lib{n}" for n in range(600)]
+    vulns = max(0, findings - 19)  # 5 malware, 5 secrets, 7 checks, 1 compliance, 1 base image
+    next_id = {t: (conn.execute(f"SELECT coalesce(MAX(id), 0) FROM {t}").fetchone()[0] + 1)
+               for t in ("scans", "images", "packages", "findings")}
     t0 = time.perf_counter()
-    for i in range(images):
-        repo, version = f"bench/app{i % 100}", f"{i // 100}.0"
-        with conn:
-            scan_id = conn.execute("INSERT INTO scans (source, reference, status, started_at, finished_at, seconds)"
-                                   " VALUES (?, ?, 'done', ?, ?, 1.0)",
-                                   [f"oci:{layout}", f"{repo}:{version}", dbm.now(), dbm.now()]).lastrowid
-            image_id = dbm.insert_rows(conn, "images", [{
-                "reference": f"{repo}:{version}", "repository": repo, "tag": version,
-                "manifest_digest": f"sha256:{i:064x}", "platform": "linux/amd64", "source": f"oci:{layout}",
-                "size": rnd.randint(5, 900) << 20, "created": f"2024-{1 + i // 100 % 12:02d}-01T00:00:00Z",
-                "os_family": "debian", "os_version": "11", "os_name": "Debian GNU/Linux 11 (bullseye)",
-                "env": '["PATH=/usr/bin"]', "last_scan_id": scan_id, "first_seen": dbm.now()}])[0]
-            conn.execute("UPDATE scans SET image_id = ? WHERE id = ?", [image_id, scan_id])
-            conn.executemany("INSERT INTO image_layers (image_id, position, layer_id, created_by) VALUES (?,?,?,?)",
-                             [(image_id, p, lid, cmd) for p, (lid, cmd) in enumerate(zip(layer_ids, commands))])
-            # what the writer hands write_results: the results and the scan's layer ids
-            ctx = SimpleNamespace(os=OSInfo(), packages=[], findings=[], facts={}, layer_ids=layer_ids)
-            packages = [Package("deb", name, f"1.{rnd.randint(0, 9)}", "/var/lib/dpkg/status", layer_index=rnd.randint(0, 2),
-                                purl=f"pkg:deb/debian/{name}@1") for name in rnd.sample(names, 150)]
-            ctx.packages.extend(packages)
-            for vid, sev, score, fixed in rnd.sample(pool, 40):
+    shown = t0
+    for first in range(0, images, batch):
+        rows: dict[str, list] = {}
+        details: dict[str, list[dict]] = {}
+
+        def add(table, *values):
+            rows.setdefault(table, []).append(values)
+
+        for i in range(first, min(images, first + batch)):
+            repo, version = f"bench/app{i % 100}", f"{i // 100}.0"
+            scan_id, image_id = next_id["scans"], next_id["images"]
+            next_id["scans"] += 1
+            next_id["images"] += 1
+            add("scans", scan_id, f"oci:{layout}", f"{repo}:{version}", "done", dbm.now(), dbm.now(), 1.0, image_id)
+            add("images", image_id, f"{repo}:{version}", repo, version, f"sha256:{i:064x}", "linux/amd64",
+                f"oci:{layout}", rnd.randint(5, 900) << 20, f"2024-{1 + i // 100 % 12:02d}-01T00:00:00Z", "debian",
+                "11", "Debian GNU/Linux 11 (bullseye)", '["PATH=/usr/bin"]', scan_id, dbm.now())
+            for p, (lid, cmd) in enumerate(zip(layer_ids, commands)):
+                add("image_layers", image_id, p, lid, cmd)
+            packages = [Package("deb", name, f"1.{rnd.randint(0, 9)}", "/var/lib/dpkg/status",
+                                layer_index=rnd.randint(0, 2), purl=f"pkg:deb/debian/{name}@1")
+                        for name in rnd.sample(names, 150)]
+            found = []
+            for vid, sev, score, fixed in rnd.sample(pool, vulns):
                 pkg = rnd.choice(packages)
-                ctx.findings.append(Finding("vulnerability", f"{vid} in {pkg.name}", sev, path=pkg.path,
-                                            layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail={
-                                                "vulnerability_id": vid, "aliases": [f"GHSA-{vid[-5:]}"],
-                                                "package_name": pkg.name, "ecosystem": "deb",
-                                                "installed_version": pkg.version,
-                                                "fixed_version": "9.9" if fixed else "", "cvss_score": score,
-                                                "published": "2023-01-01", "description": "generated"}))
+                found.append((Finding("vulnerability", f"{vid} in {pkg.name}", sev, path=pkg.path,
+                                      layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail={
+                                          "vulnerability_id": vid, "aliases": [f"GHSA-{vid[-5:]}"],
+                                          "package_name": pkg.name, "ecosystem": "deb",
+                                          "installed_version": pkg.version, "fixed_version": "9.9" if fixed else "",
+                                          "cvss_score": score, "published": "2023-01-01",
+                                          "description": "generated"}), pkg))
             for k in range(5):
-                ctx.findings.append(Finding("malware", "test file", "high", path=f"/tmp/m{k}", layer_index=2,
-                                            rule="EICAR_Test_File", detail={"rule": "EICAR_Test_File"}))
-                ctx.findings.append(Finding("secret", "token", "high", path=f"/opt/app/.env{k}", layer_index=2,
-                                            rule="github-pat", detail={"rule_id": "github-pat", "line": k,
-                                                                       "masked": "ghp_Y5…uXov"}))
+                found.append((Finding("malware", "test file", "high", path=f"/tmp/m{k}", layer_index=2,
+                                      rule="EICAR_Test_File", detail={"rule": "EICAR_Test_File"}), None))
+                found.append((Finding("secret", "token", "high", path=f"/opt/app/.env{k}", layer_index=2,
+                                      rule="github-pat", detail={"rule_id": "github-pat", "line": k,
+                                                                 "masked": "ghp_Y5…uXov"}), None))
             for k in range(7):
                 result = "fail" if k < 4 else "pass"
-                ctx.findings.append(Finding("unsafe_setting", f"check {k}", rnd.choice(SEVERITIES[:4]),
-                                            path="/etc/ssh/sshd_config", layer_index=1, rule=f"ssh.check{k}",
-                                            status=result, detail={"category": "ssh", "check_id": f"ssh.check{k}",
-                                                                   "result": result, "target": "/etc/ssh/sshd_config",
-                                                                   "description": "d", "suggestion": "s"}))
-            ctx.findings.append(Finding("compliance", "nmap", "medium", path="/usr/bin/nmap", layer_index=1,
-                                        rule="forbid:nmap", detail={"name": "nmap", "version": "7", "rule": "forbid:nmap"}))
-            ctx.findings.append(Finding("base_image", "base", "unknown", detail={"approved": i % 3 != 0}))
-            ctx.facts["files"] = {"total_files": 5000, "total_size": 1 << 27, "directories": 300, "symlinks": 40,
-                                  "largest": [{"path": f"/opt/f{k}", "size": 1 << (20 - k // 5), "layer_index": 2}
-                                              for k in range(50)],
-                                  "layers": [{"layer_index": p, "files": 10, "size": 100, "visible_files": 10,
-                                              "visible_size": 100, "whiteouts": 0} for p in range(3)]}
-            write_results(conn, scan_id, image_id, ctx)
+                found.append((Finding("unsafe_setting", f"check {k}", rnd.choice(SEVERITIES[:4]),
+                                      path="/etc/ssh/sshd_config", layer_index=1, rule=f"ssh.check{k}", status=result,
+                                      detail={"category": "ssh", "check_id": f"ssh.check{k}", "result": result,
+                                              "target": "/etc/ssh/sshd_config", "description": "d",
+                                              "suggestion": "s"}), None))
+            found.append((Finding("compliance", "nmap", "medium", path="/usr/bin/nmap", layer_index=1,
+                                  rule="forbid:nmap", detail={"name": "nmap", "version": "7", "rule": "forbid:nmap"}),
+                          None))
+            found.append((Finding("base_image", "base", "unknown", detail={"approved": i % 3 != 0}), None))
+            vuln_counts: dict[tuple, int] = {}
+            for f, pkg in found:
+                if pkg is not None:
+                    vuln_counts[pkg.key] = vuln_counts.get(pkg.key, 0) + 1
+            pkg_ids = {}
+            for p in packages:
+                pkg_ids[p.key] = next_id["packages"]
+                next_id["packages"] += 1
+                add("packages", pkg_ids[p.key], scan_id, image_id, p.ecosystem, p.name, p.version, p.path,
+                    p.layer_index, p.purl, 1, vuln_counts.get(p.key, 0))
+            for f, pkg in found:
+                fid = next_id["findings"]
+                next_id["findings"] += 1
+                add("findings", fid, scan_id, image_id, f.kind, f.severity,
+                    dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status, f.path,
+                    f.layer_index, 1, pkg_ids.get(f.package) if f.package else None,
+                    finding_fingerprint(f, pkg, repo))
+                details.setdefault(dbm.DETAIL_TABLES[f.kind], []).append({"finding_id": fid, **f.detail})
+            add("file_stats", scan_id, image_id, 5000, 1 << 27, 300, 40)
+            for k in range(50):
+                add("largest_files", scan_id, k, f"/opt/f{k}", 1 << (20 - k // 5), 2)
+            for p in range(3):
+                add("layer_stats", scan_id, p, layer_ids[p], 10, 100, 10, 100, 0)
+        sql = {
+            "scans": "scans (id, source, reference, status, started_at, finished_at, seconds, image_id)",
+            "images": "images (id, reference, repository, tag, manifest_digest, platform, source, size, created,"
+                      " os_family, os_version, os_name, env, last_scan_id, first_seen)",
+            "image_layers": "image_layers (image_id, position, layer_id, created_by)",
+            "packages": "packages (id, scan_id, image_id, ecosystem, name, version, path, layer_index, purl,"
+                        " os_owned, vulnerability_count)",
+            "findings": "findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule, status, path,"
+                        " layer_index, visible, package_id, fingerprint)",
+            "file_stats": "file_stats (scan_id, image_id, total_files, total_size, directories, symlinks)",
+            "largest_files": "largest_files (scan_id, rank, path, size, layer_index)",
+            "layer_stats": "layer_stats (scan_id, layer_index, layer_id, files, size, visible_files, visible_size,"
+                           " whiteouts)",
+        }
+        with conn:  # inserted, not updated: the read-model trigger (on UPDATE of images) does not run per image
+            conn.execute("PRAGMA defer_foreign_keys = ON")  # scans and images name each other
+            for table, target in sql.items():
+                width = len(rows[table][0])
+                conn.executemany(f"INSERT INTO {target} VALUES ({', '.join('?' * width)})", rows[table])
+            for table, dicts in details.items():
+                dbm.insert_rows(conn, table, dicts[:1])  # adds any column the table lacks
+                keys = list(dicts[0])
+                conn.executemany(f"INSERT INTO [{table}] ({', '.join(f'[{k}]' for k in keys)})"
+                                 f" VALUES ({', '.join('?' * len(keys))})",
+                                 [[dbm._cell(d.get(k)) for k in keys] for d in dicts[1:]])
+        if time.perf_counter() - shown > 10:
+            shown = time.perf_counter()
+            print(f"  {min(images, first + batch)}/{images} images, {shown - t0:.0f} s", file=sys.stderr, flush=True)
+    t1 = time.perf_counter()
+    conn.execute("ANALYZE")  # without statistics on the fresh tables the report SELECTs are planned badly
+    with conn:
+        readmodel.rebuild_all(conn)
+    t2 = time.perf_counter()
     conn.execute("ANALYZE")
     database.conn.close()
-    print(f"generated {images} images in {time.perf_counter() - t0:.1f} s -> {path}", file=sys.stderr)
+    print(f"generated {images} images ({findings} findings each) in {t1 - t0:.1f} s, report tables"
+          f" {t2 - t1:.1f} s, ANALYZE {time.perf_counter() - t2:.1f} s -> {path}", file=sys.stderr)
 
 
 def pages(name: str, vuln: str) -> list[str]:
@@ -162,12 +224,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--db")
+    ap.add_argument("--findings", type=int, default=100, help="findings per image (default 100: 10,000 images"
+                    " make 1,000,000 findings)")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=300, help="ms a page's median may take (issue 16: 300)")
     args = ap.parse_args()
-    path = args.db or f"/tmp/stowaway-bench-pages-{args.images}.db"
+    path = args.db or f"/tmp/stowaway-bench-pages-{args.images}x{args.findings}.db"
     if not os.path.exists(path):
-        generate(path, args.images)
-    limit, served = asyncio.run(measure(path, args.runs, {"suggest_facets": False}))
+        generate(path, args.images, args.findings)
+    facet_limit, served = asyncio.run(measure(path, args.runs, {"suggest_facets": False}))
+    limit = args.budget
     _, plain = asyncio.run(measure(path, args.runs, {}))
     images = __import__("sqlite3").connect(path).execute("SELECT COUNT(*), (SELECT COUNT(*) FROM findings),"
                                                          " (SELECT COUNT(*) FROM packages) FROM images").fetchone()
@@ -183,7 +249,8 @@ def main() -> int:
                                if timed_out or plain_timed_out else "")
         page = page.replace(f"/{Path(path).stem}/", "/DB/")
         print(f"{page:<66} {median:>8.1f} {worst:>7.1f} {plain_median:>16.1f}{flag}")
-    print(f"{len(served) - len(slow)}/{len(served)} pages within {limit} ms as served; no facet timed out"
+    print(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{len(served) - len(slow)}/{len(served)} pages within {limit:.0f} ms as served; no facet timed out"
           if not any(t for *_, t in served + plain) else "some facets timed out")
     return 1 if slow else 0
 
