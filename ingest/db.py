@@ -530,7 +530,7 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: Iterable[dict], repl
     ids = []
     for row in rows:
         cur = conn.execute(sql, [_cell(row.get(k)) for k in keys])
-        ids.append(cur.lastrowid)
+        ids.append(int(cur.lastrowid or 0))
     return ids
 
 

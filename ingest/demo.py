@@ -73,7 +73,10 @@ def _hash(password: str, prefix: str = "$6$") -> str:
     from stowaway.analyzers.settings.crypt import libcrypt
 
     lib = libcrypt()
-    return lib.crypt(password.encode(), lib.gensalt(prefix))
+    hashed = lib.crypt(password.encode(), lib.gensalt(prefix))
+    if hashed is None:
+        raise RuntimeError(f"this system's libcrypt cannot make {prefix} hashes")
+    return hashed
 
 
 def base_image() -> ImageBuilder:

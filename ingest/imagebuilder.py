@@ -17,6 +17,7 @@ import json
 import os
 import tarfile
 from dataclasses import dataclass, field
+from typing import Any
 
 import zstandard
 
@@ -192,7 +193,7 @@ class ImageBuilder:
         """An OCI image layout directory (or tar). `platforms` {'linux/arm64': builder} makes an index."""
         path = str(path)
         files: dict[str, bytes] = {}
-        index = {"schemaVersion": 2, "manifests": []}
+        index: dict[str, Any] = {"schemaVersion": 2, "manifests": []}
         if append and os.path.exists(os.path.join(path, "index.json")):
             index = json.load(open(os.path.join(path, "index.json")))
         if platforms:

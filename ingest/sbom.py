@@ -81,7 +81,7 @@ def cyclonedx(db, ref: str, platform: str = "", spec_version: str = "1.6") -> st
         components.append(os_component)
     for p in packages:
         group, name = _split_name(p)
-        licenses = []
+        licenses: list[LicenseExpression | DisjunctiveLicense] = []
         names = p["licenses"]
         if len(names) == 1 and not fixup_id(names[0]) and is_expression(names[0]):
             licenses = [LicenseExpression(names[0])]
@@ -122,8 +122,9 @@ def _spdx_licence(names: list[str]) -> tuple[str, str]:
     if not names:
         return "NOASSERTION", ""
     ids = [fixup_id(n) for n in names]
-    if all(ids):
-        unique = list(dict.fromkeys(ids))
+    found = [i for i in ids if i]
+    if len(found) == len(ids):
+        unique = list(dict.fromkeys(found))
         return (unique[0] if len(unique) == 1 else " AND ".join(unique)), ""
     if len(names) == 1 and is_expression(names[0]):
         return names[0], ""

@@ -108,7 +108,7 @@ class Policy:
             return False
         if self.last_run_at is None:
             return True
-        if self.window_start:
+        if self.window_start and self.window_end:
             # with a window, "every N days" counts windows: a run at 03:00 and one at 02:00 two days on are due
             days = window_day(now, self.window_start, self.window_end) - \
                 window_day(self.last_run_at, self.window_start, self.window_end)

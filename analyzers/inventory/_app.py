@@ -12,7 +12,7 @@ the final image shows counts, with the layer that wrote that copy.
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Any, Iterator
 
 from packageurl import PackageURL
 
@@ -37,7 +37,7 @@ def purl_of(ecosystem: str, name: str, version: str) -> str:
 
 def package(ecosystem: str, name: str, version: str, path: str, *, file: str | None = None,
             licenses=(), metadata: dict | None = None) -> dict:
-    record = {"ecosystem": ecosystem, "name": name, "version": version, "path": path}
+    record: dict[str, Any] = {"ecosystem": ecosystem, "name": name, "version": version, "path": path}
     if file and file != path:
         record["file"] = file
     lic = [x for x in dict.fromkeys(str(x).strip() for x in licenses or ()) if x]

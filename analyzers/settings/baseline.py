@@ -3,7 +3,7 @@ checks that need code. The checks that compare one value are data in checks.toml
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
 from .container import PROFILE_FILES
 from .env import Env
@@ -72,7 +72,9 @@ def duplicate_names(env: Env, check: Check) -> Iterable[Result]:
     if conf is None:
         yield Result(check.id, "not_applicable", "no /etc/passwd in the image", target="/etc/passwd")
         return
-    seen_names, seen_uids, problems = {}, {}, []
+    seen_names: dict[str, Any] = {}
+    seen_uids: dict[Any, Any] = {}
+    problems: list[str] = []
     for a in env.accounts:
         if a.name in seen_names:
             problems.append(f"{conf.path}:{a.line}: user name {a.name} repeats line {seen_names[a.name]}")

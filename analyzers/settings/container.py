@@ -72,7 +72,8 @@ class FileFacts:
 def file_facts(env: Env) -> FileFacts:
     if "file_facts" not in env.memo:
         env.memo["file_facts"] = FileFacts(env)
-    return env.memo["file_facts"]
+    facts: FileFacts = env.memo["file_facts"]
+    return facts
 
 
 def _listing(items: list[str], count: int | None = None) -> str:

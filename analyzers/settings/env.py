@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cached_property
+from typing import Any
 
 # Budgets of one include expansion (sshd Include, PAM @include/include/substack, pwquality.conf.d):
 # policy [settings] include_max_files / include_max_bytes
@@ -116,7 +117,7 @@ class Env:
         self.files = files  # real path -> (text, layer of the visible copy)
         self.baseline = baseline
         self.password_files: dict[str, tuple[dict, int]] = {}  # weak-passwords records of the visible copies
-        self.memo: dict[object, object] = {}  # parsed configurations shared by the checks of one image
+        self.memo: dict[object, Any] = {}  # parsed configurations shared by the checks of one image
         self._warned: set[str] = set()
 
     # --- image --------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ class Env:
     @cached_property
     def accounts(self) -> list[Account]:
         conf = self.read("/etc/passwd")
-        out = []
+        out: list[Account] = []
         if conf is None:
             return out
         for n, line in enumerate(conf.text.splitlines(), 1):
@@ -184,8 +185,9 @@ class Env:
         if conf is not None:
             for line in conf.text.splitlines():
                 parts = line.split(":")
-                if len(parts) >= 3 and parts[0] and _int(parts[2]) is not None:
-                    out.setdefault(parts[0], _int(parts[2]))
+                gid = _int(parts[2]) if len(parts) >= 3 and parts[0] else None
+                if gid is not None:
+                    out.setdefault(parts[0], gid)
         return out
 
     def uid_names(self) -> dict[int, str]:

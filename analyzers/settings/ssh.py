@@ -169,7 +169,8 @@ def _splice(env: Env, conf, outer_match: str, out: list, depth: int, active: fro
 def sshd_config(env: Env) -> SshdConfig | None:
     if "sshd_config" not in env.memo:
         env.memo["sshd_config"] = parse(env)
-    return env.memo["sshd_config"]
+    found: SshdConfig | None = env.memo["sshd_config"]
+    return found
 
 
 def _seconds(text: str) -> str:

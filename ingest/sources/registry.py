@@ -16,6 +16,7 @@ or the user's Docker config.json; they are never stored in the database.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -506,6 +507,6 @@ def registry_events(text: str, location: str, limits: Limits, client: RegistryCl
                 yield SourceFailure(display, f"{display}: layer {d.index} is a foreign layer; it cannot be pulled")
                 break
             yield LayerBlob(key=d.key, digest=d.digest, diff_id=d.diff_id, size=d.size,
-                            open=lambda digest=d.digest: client.open_blob(repo, digest))
+                            open=functools.partial(client.open_blob, repo, d.digest))
         else:
             yield spec
