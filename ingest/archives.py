@@ -182,19 +182,75 @@ def iter_members(name: str, source: bytes | IO[bytes], limits: ArchiveLimits | N
     which spares reading members nobody wants (inventory reads only jars and their metadata).
     Every cut is appended to `warnings` as one sentence."""
     walk = _Walk(limits or ArchiveLimits(), warnings if warnings is not None else [], want, sniff)
-    if not isinstance(source, (bytes, bytearray, memoryview)):
-        source = _read_bounded(source, walk.limits.max_total_bytes + 1)
-        if len(source) > walk.limits.max_total_bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        blob = _Blob(bytes(source), None)
+    elif _seekable(source):
+        blob = _Blob(None, source)  # a large file stays where it is: zipfile and the streams seek in it
+    else:
+        data = _read_bounded(source, walk.limits.max_total_bytes + 1)
+        if len(data) > walk.limits.max_total_bytes:
             walk.warn(f"{name}: larger than {walk.limits.max_total_bytes} bytes (archives.max_total_bytes); not opened")
             return
-    data = bytes(source)
+        blob = _Blob(data, None)
     try:
-        yield from walk.container(name, data, 0, ())
+        yield from walk.container(name, blob, 0, ())
     except _Stop:
         pass
     finally:
         if walk.suppressed:
             walk.warnings.append(f"{name}: {walk.suppressed} more archive limit warning(s) not shown")
+
+
+def _seekable(stream) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Blob:
+    """An archive's bytes: in memory, or in a seekable file (a large file spooled by the layer walker)."""
+
+    def __init__(self, data: bytes | None, fh: IO[bytes] | None):
+        self.data = data
+        self.fh = fh
+
+    def head(self, n: int) -> bytes:
+        if self.data is not None:
+            return self.data[:n]
+        assert self.fh is not None
+        self.fh.seek(0)
+        return self.fh.read(n)
+
+    def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        assert self.fh is not None
+        return self.fh.seek(0, io.SEEK_END)
+
+    def tail(self, n: int) -> bytes:
+        if self.data is not None:
+            return self.data[-n:]
+        assert self.fh is not None
+        self.fh.seek(max(0, self.size() - n))
+        return self.fh.read(n)
+
+    def digest(self) -> bytes:
+        if self.data is not None:
+            return hashlib.sha1(self.data).digest()
+        assert self.fh is not None
+        h = hashlib.sha1()
+        self.fh.seek(0)
+        for chunk in iter(lambda: self.fh.read(CHUNK), b""):  # type: ignore[union-attr]
+            h.update(chunk)
+        return h.digest()
+
+    def stream(self) -> IO[bytes]:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.fh is not None
+        self.fh.seek(0)
+        return self.fh
 
 
 def _read_bounded(stream: IO[bytes], limit: int) -> bytes:
@@ -249,9 +305,9 @@ class _Walk:
                       " (archives.max_members); the rest not read")
             raise _Stop
 
-    def container(self, path: str, data: bytes, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
-        """The members of `data` (a file at `path`, `depth` archive levels down) if it is an archive."""
-        kind = kind_of(path, data[:SNIFF])
+    def container(self, path: str, blob: _Blob, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
+        """The members of `blob` (a file at `path`, `depth` archive levels down) if it is an archive."""
+        kind = kind_of(path, blob.head(SNIFF))
         if not kind:
             return
         if depth == 0:
@@ -261,20 +317,20 @@ class _Walk:
                 self.warn(f"{path}: archive nested deeper than {self.limits.max_depth} levels"
                           " (archives.max_depth); not opened")
             return
-        digest = hashlib.sha1(data).digest()
+        digest = blob.digest()
         if digest in ancestors:
             self.warn(f"{path}: contains an archive it is nested in (recursive nesting); not opened again")
             return
         ancestors = ancestors + (digest,)
         try:
             if kind in ("zip", "zip?"):
-                yield from self._zip(path, data, depth + 1, ancestors, kind == "zip?")
+                yield from self._zip(path, blob, depth + 1, ancestors, kind == "zip?")
             elif kind == "tar":
-                yield from self._tar(path, io.BytesIO(data), depth + 1, ancestors, "tar", charged=False)
+                yield from self._tar(path, blob.stream(), depth + 1, ancestors, "tar", charged=False)
             elif kind == "7z":
-                yield from self._sevenzip(path, data, depth + 1, ancestors)
+                yield from self._sevenzip(path, blob, depth + 1, ancestors)
             else:
-                yield from self._compressed(path, kind, data, depth + 1, ancestors)
+                yield from self._compressed(path, kind, blob, depth + 1, ancestors)
         except _Cut as cut:
             self.warn(str(cut))
 
@@ -283,7 +339,7 @@ class _Walk:
             return
         data = member.read()
         if data is not None:
-            yield from self.container(member.path, data, member.depth, ancestors)
+            yield from self.container(member.path, _Blob(data, None), member.depth, ancestors)
 
     def _emit(self, member: Member, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
         self.count(member.path)
@@ -298,15 +354,15 @@ class _Walk:
 
     # -- zip ---------------------------------------------------------------------------------------
 
-    def _zip(self, path: str, data: bytes, depth: int, ancestors: tuple[bytes, ...], maybe: bool) -> Iterator[Member]:
-        directory = _central_directory_size(data)
+    def _zip(self, path: str, blob: _Blob, depth: int, ancestors: tuple[bytes, ...], maybe: bool) -> Iterator[Member]:
+        directory = _central_directory_size(blob.tail(65535 + 22))
         cap = max(self.limits.max_member_bytes // 4, 64 << 10)
         if directory is not None and directory > cap:
             # zipfile keeps an object per entry: 16 MiB of directory is about 200,000 of them
             raise _Cut(f"{path}: zip directory of {directory} bytes, larger than {cap}"
                        " (a quarter of archives.max_member_bytes); members not read")
         try:
-            zf = zipfile.ZipFile(io.BytesIO(data))
+            zf = zipfile.ZipFile(blob.stream())
             infos = zf.infolist()
         except ZIP_ERRORS as exc:
             if maybe:
@@ -318,7 +374,7 @@ class _Walk:
                     continue
                 inner = f"{path}!/{info.filename}"
                 member = Member(inner, info.filename, info.file_size, depth, "zip",
-                                _zip_reader(self, zf, data, info, inner))
+                                _zip_reader(self, zf, blob.data, info, inner))
                 yield from self._emit(member, ancestors)
 
     # -- tar ---------------------------------------------------------------------------------------
@@ -353,8 +409,8 @@ class _Walk:
 
     # -- single-stream compression (gzip, bzip2, xz, zstd) -----------------------------------------
 
-    def _compressed(self, path: str, kind: str, data: bytes, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
-        raw = io.BytesIO(data)
+    def _compressed(self, path: str, kind: str, blob: _Blob, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
+        raw = blob.stream()
         stream = _BoundedStream(_decompressor(kind, raw), raw, self, path)
         head = stream.peek(SNIFF)
         if kind_of("", head) == "tar":
@@ -380,18 +436,18 @@ class _Walk:
 
     # -- 7z ----------------------------------------------------------------------------------------
 
-    def _sevenzip(self, path: str, data: bytes, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
+    def _sevenzip(self, path: str, blob: _Blob, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
         try:
             import py7zr
         except ImportError:
             raise _Cut(f"{path}: 7z archive, but py7zr is not installed; members not read") from None
         try:
-            with py7zr.SevenZipFile(io.BytesIO(data), mode="r") as archive:
+            with py7zr.SevenZipFile(blob.stream(), mode="r") as archive:
                 infos = [i for i in archive.list() if not i.is_directory]
                 if archive.needs_password():
                     raise _Cut(f"{path}: encrypted 7z archive; members not read")
                 declared = sum(int(i.uncompressed or 0) for i in infos)
-                packed = max(len(data), 1)
+                packed = max(blob.size(), 1)
                 if declared > self.limits.ratio_floor and declared > self.limits.max_ratio * packed:
                     raise _Cut(f"{path}: compression ratio over {self.limits.max_ratio:g}:1 (archives.max_ratio);"
                                " members not read")
@@ -423,9 +479,9 @@ class _Walk:
         self.warn(f"{inner}: larger than {self.limits.max_member_bytes} bytes (archives.max_member_bytes); not read")
 
 
-def _central_directory_size(data: bytes) -> int | None:
-    """From the end-of-central-directory record, before zipfile builds an object per entry."""
-    tail = data[-(65535 + 22):]
+def _central_directory_size(tail: bytes) -> int | None:
+    """From the end-of-central-directory record (in the archive's last 64 KiB), before zipfile builds an
+    object per entry."""
     at = tail.rfind(ZIP_EMPTY)
     if at < 0 or at + 22 > len(tail):
         return None
@@ -508,7 +564,7 @@ def _inflate64(raw: memoryview, limit: int) -> bytes | None:
     return b"".join(parts)[:limit + 1]
 
 
-def _zip_reader(walk: _Walk, zf: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo,
+def _zip_reader(walk: _Walk, zf: zipfile.ZipFile, data: bytes | None, info: zipfile.ZipInfo,
                 inner: str) -> Callable[[], bytes | None]:
     def read() -> bytes | None:
         lim = walk.limits
@@ -526,7 +582,7 @@ def _zip_reader(walk: _Walk, zf: zipfile.ZipFile, data: bytes, info: zipfile.Zip
         if info.file_size > room:
             walk.charge(info.file_size)  # past the total: raises _Stop with its warning
         try:
-            content = read_zip_member(data, info, room)
+            content = read_zip_member(data, info, room) if data is not None else None
             if content is None:
                 with zf.open(info) as fh:
                     # zipfile stops at the declared size, so a lying header cannot inflate past it
@@ -599,7 +655,7 @@ def _decompressor(kind: str, raw: IO[bytes]) -> Any:
 class _BoundedStream(io.RawIOBase):
     """A decompressed stream charged to the walk's total, with the ratio checked against the input read."""
 
-    def __init__(self, inner: Any, raw: io.BytesIO, walk: _Walk, path: str):
+    def __init__(self, inner: Any, raw: IO[bytes], walk: _Walk, path: str):
         self.inner = inner
         self.raw = raw
         self.walk = walk

@@ -240,15 +240,22 @@ def from_manifest(manifest: dict[str, str], file_artifact: str, file_version: st
     return group or artifact, artifact, version, source
 
 
-def identify_archive(data: bytes, path: str, walk: _Walk) -> None:
+def identify_archive(data, path: str, walk: _Walk) -> None:
     """The packages of one jar/war/ear (its own pom.properties and manifest; nested archives are the
-    resolver's)."""
-    cds = _central_directory_size(data)
+    resolver's). `data`: its bytes, or a seekable file (a large jar stays in its spool)."""
+    if isinstance(data, (bytes, bytearray)):
+        tail, source = data[-(65535 + 22):], io.BytesIO(data)
+    else:
+        size = data.seek(0, io.SEEK_END)
+        data.seek(max(0, size - (65535 + 22)))
+        tail, source = data.read(), data
+        data.seek(0)
+    cds = _central_directory_size(tail)
     if cds is not None and cds > MAX_CENTRAL_DIRECTORY:
         walk.warn(f"{path}: central directory of {cds} bytes, too many entries; not opened")
         return
     try:
-        z = zipfile.ZipFile(io.BytesIO(data))
+        z = zipfile.ZipFile(source)
         infos = z.infolist()
     except READ_ERRORS as exc:
         walk.warn(f"{path}: not a readable zip archive ({exc.__class__.__name__}: {str(exc)[:120]})")
@@ -290,14 +297,21 @@ class JavaArchives(Analyzer):
 
     def analyze(self, file):
         walk = _Walk(file.path)
-        if _is_java(file.path):
-            identify_archive(file.data, file.path, walk)
-        warnings: list[str] = []
-        # jars nested in jars, wars and ears, and in tars, zips and compressed files of any depth
-        for member in iter_members(file.path, file.data, self.limits, warnings=warnings, want=_is_java, sniff=False):
-            data = member.read()
-            if data is not None:
-                identify_archive(data, member.path, walk)
+        # a large file stays in its spool: zipfile and the resolver seek in it
+        source = file.open() if file.spooled else file.data
+        try:
+            if _is_java(file.path):
+                identify_archive(source, file.path, walk)
+            warnings: list[str] = []
+            # jars nested in jars, wars and ears, and in tars, zips and compressed files of any depth
+            for member in iter_members(file.path, source, self.limits, warnings=warnings, want=_is_java,
+                                       sniff=False):
+                data = member.read()
+                if data is not None:
+                    identify_archive(data, member.path, walk)
+        finally:
+            if file.spooled:
+                source.close()
         for w in warnings:
             walk.warn(w)
         return walk.records

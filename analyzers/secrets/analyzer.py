@@ -261,22 +261,28 @@ class Secrets(Analyzer):
                                                    and info.size <= self.limits.max_total_bytes)
 
     def analyze(self, file):
-        data = file.data
-        if not is_archive(file.path, data[:SNIFF]):
-            return self._search(data, file.path)
+        if not is_archive(file.path, bytes(file.view[:SNIFF])):
+            if file.size > self.max_file_size:  # named like an archive (required() let it in), but not one
+                return [{"path": file.path, "skipped": "too large"}]
+            return self._search(file.data, file.path)
         out: list[dict] = []
         warnings: list[str] = []
-        for member in iter_members(file.path, data, self.limits, warnings=warnings):
-            if member.size > self.max_file_size:
-                out.append({"path": member.path, "skipped": "too large"})
-                continue
-            content = member.read()
-            if content is None:
-                continue
-            if len(content) > self.max_file_size:
-                out.append({"path": member.path, "skipped": "too large"})
-                continue
-            out += self._search(content, member.path)
+        source = file.open() if file.spooled else file.data  # a large archive stays in its spool
+        try:
+            for member in iter_members(file.path, source, self.limits, warnings=warnings):
+                if member.size > self.max_file_size:
+                    out.append({"path": member.path, "skipped": "too large"})
+                    continue
+                content = member.read()
+                if content is None:
+                    continue
+                if len(content) > self.max_file_size:
+                    out.append({"path": member.path, "skipped": "too large"})
+                    continue
+                out += self._search(content, member.path)
+        finally:
+            if file.spooled:
+                source.close()
         return out + [{"path": file.path, "skipped": "archive", "warning": w} for w in warnings]
 
     def _search(self, data: bytes, path: str) -> list[dict]:

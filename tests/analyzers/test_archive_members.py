@@ -82,6 +82,9 @@ def archives_report(tmp_path_factory):
         # bombs: a gzip bomb member and a zip of zips, each a few KB
         "opt/logs.tar": tar_of({"bomb.gz": gzip.compress(b"\0" * (300 << 20))}),
         "opt/42.zip": zip_of_zips(10),
+        # over the walker's in-memory limit: spooled, and read in place by the resolver
+        "opt/big.tar": tar_of({"blob.bin": random.Random(1).randbytes(17 << 20), "e.com": EICAR,
+                               "conf/.env": f"GITHUB_TOKEN={GHP}\n".encode(), "lib/log4j-core-2.14.1.jar": log4j}),
     }
     img = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n"})
     img.layer({k: File(v) for k, v in files.items()})
@@ -109,22 +112,25 @@ def test_malware_inside_every_archive_kind(archives_report):
             ("/opt/bundle.tar!/lib/inner.zip!/deep/e.com", "EICAR_Test_File", "yara"),
             ("/opt/drop.7z!/e.com", "EICAR_Test_File", "yara"),
             ("/opt/e.com.gz!/e.com", "EICAR_Test_File", "yara"),
-            ("/opt/e.zip!/e.com", "EICAR_Test_File", "yara")} <= got
+            ("/opt/e.zip!/e.com", "EICAR_Test_File", "yara"),
+            ("/opt/big.tar!/e.com", "EICAR_Test_File", "yara")} <= got
     assert all(m["visible"] and m["layer_index"] == 1 for m in rep["malicious_files"])
 
 
 def test_secrets_inside_a_jar_and_a_tarball(archives_report):
     _, rep = archives_report
     got = {(s["path"], s["rule"]) for s in rep["sensitive_information"]}
-    assert got == {("/opt/app.jar!/config/.env", "github-pat"), ("/srv/backup.tgz!/home/app/.env", "github-pat")}
+    assert got == {("/opt/app.jar!/config/.env", "github-pat"), ("/srv/backup.tgz!/home/app/.env", "github-pat"),
+                   ("/opt/big.tar!/conf/.env", "github-pat")}
     assert all(GHP not in s["masked"] and s["visible"] for s in rep["sensitive_information"])
 
 
 def test_inventory_of_a_jar_inside_a_tar_gz(archives_report):
     _, rep = archives_report
     maven = [(s["name"], s["version"], s["path"]) for s in rep["software"] if s["ecosystem"] == "maven"]
-    assert maven == [("org.apache.logging.log4j:log4j-core", "2.14.1",
-                      "/opt/dist.tar.gz!/app/lib/log4j-core-2.14.1.jar")]
+    assert sorted(maven) == [("org.apache.logging.log4j:log4j-core", "2.14.1", "/opt/big.tar!/lib/log4j-core-2.14.1.jar"),
+                             ("org.apache.logging.log4j:log4j-core", "2.14.1",
+                              "/opt/dist.tar.gz!/app/lib/log4j-core-2.14.1.jar")]
 
 
 def test_bomb_image_scan_memory_is_bounded(tmp_path):

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 import zstandard
 
-from stowaway.ingest.archives import ArchiveLimits, _Walk, is_archive, iter_members, kind_of
+from stowaway.ingest.archives import ArchiveLimits, _Blob, _Walk, is_archive, iter_members, kind_of
 
 
 def tar_of(members: dict, mode: str = "w") -> bytes:
@@ -192,7 +192,7 @@ def test_recursive_nesting_is_not_opened_again():
     inner = zip_of({"x": b"1"})
     w = _Walk(ArchiveLimits(), [], None, True)
     # as in a zip quine: the member's bytes are those of an archive it is nested in
-    got = [m.path for m in w.container("/q.zip!/self.zip", inner, 1, (hashlib.sha1(inner).digest(),))]
+    got = [m.path for m in w.container("/q.zip!/self.zip", _Blob(inner, None), 1, (hashlib.sha1(inner).digest(),))]
     assert got == [] and w.warnings == ["/q.zip!/self.zip: contains an archive it is nested in (recursive nesting);"
                                         " not opened again"]
 
@@ -252,3 +252,20 @@ def test_sevenzip_bomb_refused_by_declared_ratio_and_members_capped():
     got, warnings = walk("/m.7z", data, ArchiveLimits(max_member_bytes=4096))
     assert dict(got) == {"/m.7z!/big": None, "/m.7z!/small": b"s"}
     assert warnings == ["/m.7z!/big: larger than 4096 bytes (archives.max_member_bytes); not read"]
+
+
+@pytest.mark.parametrize("name, make", [
+    ("/f.tar.gz", lambda: tar_of({"lib/in.jar": INNER}, "w:gz")),
+    ("/f.zip", lambda: zip_of({"lib/in.jar": INNER})),
+    ("/f.7z", lambda: sevenz_of({"lib/in.jar": INNER})),
+])
+def test_a_large_file_is_read_in_place_from_its_spool(name, make, tmp_path):
+    import tempfile
+
+    data = make()
+    with tempfile.TemporaryFile() as spool:  # what the layer walker hands over for a large file
+        spool.write(data)
+        got, warnings = walk(name, spool)
+    assert got == walk(name, data)[0] and [p for p, _ in got] == [f"{name}!/lib/in.jar", f"{name}!/lib/in.jar!/app/.env",
+                                                                   f"{name}!/lib/in.jar!/a.class"]
+    assert warnings == []
