@@ -244,7 +244,7 @@ def identify_archive(data, path: str, walk: _Walk) -> None:
     """The packages of one jar/war/ear (its own pom.properties and manifest; nested archives are the
     resolver's). `data`: its bytes, or a seekable file (a large jar stays in its spool)."""
     if isinstance(data, (bytes, bytearray)):
-        tail, source = data[-(65535 + 22):], io.BytesIO(data)
+        tail, source = bytes(data[-(65535 + 22):]), io.BytesIO(data)
     else:
         size = data.seek(0, io.SEEK_END)
         data.seek(max(0, size - (65535 + 22)))
