@@ -144,6 +144,7 @@ def complexity_module(env: Env, check: Check) -> Iterable[Result]:
                      path=conf.path, layer_index=conf.layer, target=conf.path)
         return
     first = _complexity(found[0][1])
+    assert first is not None  # no stack is missing one
     yield Result(check.id, "pass", first.evidence(), path=first.path, line=first.line, layer_index=first.layer,
                  target=first.path)
 
@@ -168,12 +169,13 @@ def min_length(env: Env, check: Check) -> Iterable[Result]:
         if conf is None:
             yield _no_pam(check)
             return
-        value = None
+        setting: tuple[int, str] | None = None
         for n, key, v in keyword_values(conf):
             if key == "PASS_MIN_LEN":
-                value = (n, v)
-        ok = value is not None and value[1].isdigit() and int(value[1]) >= MIN_LENGTH
-        evidence = f"{conf.path}:{value[0]}: PASS_MIN_LEN {value[1]}" if value else f"no minimum length: PASS_MIN_LEN is not set in {conf.path}"
+                setting = (n, v)
+        ok = setting is not None and setting[1].isdigit() and int(setting[1]) >= MIN_LENGTH
+        evidence = (f"{conf.path}:{setting[0]}: PASS_MIN_LEN {setting[1]}" if setting
+                    else f"no minimum length: PASS_MIN_LEN is not set in {conf.path}")
         yield Result(check.id, "pass" if ok else "fail", evidence, path=conf.path, layer_index=conf.layer, target=conf.path)
         return
     for conf, lines in found:
@@ -187,7 +189,7 @@ def min_length(env: Env, check: Check) -> Iterable[Result]:
             unix = next((l for l in lines if l.module == "pam_unix.so"), None)
             value = unix.arg("minlen") if unix else None
             n = int(value) if value and value.isdigit() else PAM_UNIX_BUILTIN_MINLEN
-            evidence = (f"{unix.evidence()}" if value else
+            evidence = (f"{unix.evidence()}" if unix and value else
                         f"no minimum length set in {conf.path}: only pam_unix's built-in minimum of {PAM_UNIX_BUILTIN_MINLEN} applies")
         if n < MIN_LENGTH:
             yield Result(check.id, "fail", f"{evidence} (minimum length {n}, want {MIN_LENGTH} or more)",
@@ -272,6 +274,7 @@ def lockout(env: Env, check: Check) -> Iterable[Result]:
     if not found:
         yield _no_pam(check)
         return
+    module: PamLine | None = None
     for conf, lines in found:
         module = next((l for l in lines if l.module in ("pam_faillock.so", "pam_tally2.so", "pam_tally.so")), None)
         if module is None:
@@ -290,5 +293,6 @@ def lockout(env: Env, check: Check) -> Iterable[Result]:
             yield Result(check.id, "fail", f"{module.evidence()} (deny={deny_n or 'unset'}; want 1 to 5)", path=module.path,
                          line=module.line, layer_index=module.layer, target=module.path)
             return
+    assert module is not None  # every stack has one
     yield Result(check.id, "pass", module.evidence(), path=module.path, line=module.line, layer_index=module.layer,
                  target=module.path)

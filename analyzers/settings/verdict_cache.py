@@ -60,6 +60,15 @@ def forget_memory() -> None:
         _MEMORY.clear()
 
 
+_PROCESS_KEY: list[bytes] = []
+
+
+def _process_key() -> bytes:
+    if not _PROCESS_KEY:
+        _PROCESS_KEY.append(os.urandom(32))
+    return _PROCESS_KEY[0]
+
+
 def _key_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as fh:
@@ -109,6 +118,8 @@ class VerdictCache:
         return self._conn
 
     def key_of(self, list_digest: str, stored: str) -> str:
+        if self._key is None and not self.persistent:
+            self._key = _process_key()  # nothing on disk: the fingerprints of this process only
         if self._key is None:
             try:
                 self._key = _key_bytes(str(data_dir() / KEY_FILE))

@@ -162,8 +162,10 @@ def test_the_same_hash_in_another_layer_image_or_scan_is_not_guessed_twice(tmp_p
     forget_memory()
     for p in (tmp_path / "cache").iterdir():
         p.unlink()
+    (tmp_path / "data" / "password-verdicts.key").unlink()
     _, uncached = analyze(text, policy={"passwords": {"verdict_cache": False}})
     assert uncached["cached"] == 0 and not list((tmp_path / "cache").iterdir())
+    assert not list((tmp_path / "data").iterdir())
 
 
 def test_unknown_or_bad_cost_caps_are_refused():
