@@ -146,6 +146,20 @@ _ISO_Z = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6})\d*)?Z")
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once: json.dumps(**kw) rebuilds it
 
 
+def _c_encoder():
+    """JSONEncoder.encode builds a new C encoder on every call; an import encodes ~4 values a record, so
+    one is built here and reused (same output: compact separators, non-ASCII kept, no key sorting)."""
+    from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
+
+    if c_make_encoder is None or c_encode_basestring is None:
+        return _JSON.encode
+    make = c_make_encoder(None, str, c_encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(make(value, 0))
+
+
+_encode = _c_encoder()
+
+
 def normalize_time(value) -> str:
     """Every timestamp form in one sortable UTC text, '2022-03-25T20:56:18.000000Z', so that times compare
     correctly as text: strings with 'Z' or an offset, dates alone, and the datetime and date objects a
@@ -252,16 +266,16 @@ def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
         es = a.get("ecosystem_specific") if isinstance(a.get("ecosystem_specific"), dict) else {}
         a_level = a_level or vendor_level(es.get("severity")) or vendor_level(es.get("urgency"))
         affected_rows.append((rid, eco, release, normalize_name(eco, raw_name.strip()), raw_eco, raw_name,
-                              _JSON.encode(ranges) if ranges else None,
-                              _JSON.encode(versions) if versions else None, a_level))
+                              _encode(ranges) if ranges else None,
+                              _encode(versions) if versions else None, a_level))
     if not affected_rows and not withdrawn and rec.get("affected"):
         raise BadRecord("no affected package that a matcher can use")
     details = rec.get("details") if isinstance(rec.get("details"), str) else None
     summary = rec.get("summary") if isinstance(rec.get("summary"), str) else None
     advisory = (rid, normalize_time(rec.get("modified")), normalize_time(rec.get("published")) or None, withdrawn,
-                summary, details, _JSON.encode(aliases) if aliases else None, _JSON.encode(upstream) if upstream else None,
-                _JSON.encode(cves) if cves else None,
-                _JSON.encode(rec["severity"]) if isinstance(rec.get("severity"), list) and rec["severity"] else None,
+                summary, details, _encode(aliases) if aliases else None, _encode(upstream) if upstream else None,
+                _encode(cves) if cves else None,
+                _encode(rec["severity"]) if isinstance(rec.get("severity"), list) and rec["severity"] else None,
                 vendor, level, score, vector, source_file, source_kind)
     alias_rows = [(x, rid) for x in {*aliases, *upstream, *cves} if x != rid]
     return advisory, affected_rows, alias_rows
@@ -479,6 +493,11 @@ class Importer:
         except BadRecord as exc:
             self.result.skipped += 1
             self.result.warn(str(exc), source_file)
+            return
+        except (TypeError, ValueError, RecursionError):
+            # a value of a type no OSV field has (a YAML date in a list, a nested monster): this record only
+            self.result.skipped += 1
+            self.result.warn("malformed record (a field of the wrong type)", source_file)
             return
         rid, modified = parsed[0][0], parsed[0][1]
         have = self._batch.get(rid)

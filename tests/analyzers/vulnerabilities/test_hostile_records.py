@@ -144,3 +144,16 @@ def test_rematch_survives_huge_versions_in_the_database(tmp_path, scan):
     result = rematch(database)
     assert result.images == 1 and result.findings == 1
     assert json.dumps(result.summary())
+
+
+def test_a_field_of_an_impossible_type_skips_that_record_only(db, tmp_path):
+    # YAML makes a date of an unquoted value inside `severity`: that record is skipped, its neighbour imported
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "BAD-1.yaml").write_text(
+        "id: BAD-1\nmodified: 2024-01-01T00:00:00Z\nseverity: [{type: CVSS_V3, score: 2024-01-01}]\n"
+        "affected:\n- package: {ecosystem: PyPI, name: x}\n  versions: ['1.0']\n")
+    _yaml(tmp_path / "feed" / "PYSEC-2022-43055.yaml", "2022-10-01T00:00:00Z", "2.0")
+    result = import_paths(db, [str(tmp_path / "feed")])
+    assert result.inserted == 2 and result.skipped == 0  # a date where a string belongs is kept as text
+    stored = db.execute("SELECT severity_vectors FROM advisories WHERE id = 'BAD-1'").fetchone()[0]
+    assert "2024-01-01" in stored
