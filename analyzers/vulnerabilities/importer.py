@@ -555,12 +555,14 @@ class Importer:
     # files -----------------------------------------------------------------------------------------
     def add_path(self, path: str) -> None:
         if os.path.isdir(path):
+            wanted = (".json", ".json.gz", ".yaml", ".yml", ".zip", ".csv", ".csv.gz") + feeds.EXTENSIONS
             for root, dirs, files in os.walk(path):
                 dirs.sort()
+                present = set(files)  # a PyPA checkout holds thousands of files a directory
                 for name in sorted(files):
-                    if name.endswith((".json", ".json.gz", ".yaml", ".yml", ".zip", ".csv", ".csv.gz") + feeds.EXTENSIONS):
+                    if name.endswith(wanted):
                         # a PYSEC-….yaml beside its .json is the same record: read the JSON only
-                        if name.endswith((".yaml", ".yml")) and os.path.splitext(name)[0] + ".json" in files:
+                        if name.endswith((".yaml", ".yml")) and os.path.splitext(name)[0] + ".json" in present:
                             continue
                         self.add_path(os.path.join(root, name))
             return
