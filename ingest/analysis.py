@@ -22,6 +22,7 @@ from stowaway.analyzers.base import Analyzer, select
 from . import db as dbm
 from .apply import Applier, IndexedLayer, records_by_analyzer
 from .cache import LayerCache
+from .failures import describe
 from .layers import LayerResult, walk
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
 from .sources import LayerBlob, SourceFailure, open_source
@@ -177,7 +178,7 @@ class Analysis:
             yield timed(failure(source, source, str(exc), analyzers=self.versions, risks=self.risks))
         except Exception as exc:  # a bug must fail this source's scan, never the batch
             produced = True
-            yield timed(failure(source, source, f"internal error: {exc.__class__.__name__}: {exc}",
+            yield timed(failure(source, source, f"{source}: {describe(exc)}",
                                 traceback.format_exc(), analyzers=self.versions, risks=self.risks))
         if not produced:
             yield timed(failure(source, source, f"{source}: no image found", analyzers=self.versions, risks=self.risks))
@@ -201,7 +202,7 @@ class Analysis:
             return failure(spec.source, spec.reference, str(exc), analyzers=res.analyzers, risks=self.risks)
         except Exception as exc:
             return failure(spec.source, spec.reference,
-                           f"{spec.reference}: internal error: {exc.__class__.__name__}: {exc}",
+                           f"{spec.reference}: {describe(exc)}",
                            traceback.format_exc(), analyzers=res.analyzers, risks=self.risks)
         return res
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from . import db as dbm
 from .analysis import Analysis, ImageResult, failure
+from .failures import describe
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def run_job(job: Job) -> list[ImageResult]:
             r.ran = (t0, time.time())
         return results
     except Exception as exc:
-        return [failure(job.source, job.source, f"internal error: {exc.__class__.__name__}: {exc}",
+        return [failure(job.source, job.source, f"{job.source}: {describe(exc)}",
                         traceback.format_exc())]
 
 

@@ -9,6 +9,7 @@ failed scan with its one-line reason and nothing else.
 """
 from __future__ import annotations
 
+import sqlite3
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from . import db as dbm
 from .analysis import ImageResult
 from .cache import pack
 from .evaluate import Evaluator
+from .failures import describe
 from .findings import write_results
 from .layers import LayerResult
 from .model import ImageSpec, OSInfo, ScanError
@@ -83,8 +85,7 @@ class Writer:
                 return self._failed(res, str(exc))
             except Exception as exc:
                 res.seconds = round(res.seconds + time.perf_counter() - t0, 3)
-                return self._failed(res, f"{res.reference}: internal error: {exc.__class__.__name__}: {exc}",
-                                    traceback.format_exc())
+                return self._failed(res, f"{res.reference}: {describe(exc)}", traceback.format_exc())
         finally:
             res.release()
 
@@ -97,11 +98,15 @@ class Writer:
 
     def _failed(self, res: ImageResult, error: str, detail: str = "") -> ScanOutcome:
         error = error.splitlines()[0][:2000] if error else "unknown error"
-        with self.db.conn:
-            scan_id = self._insert_scan(res, "failed")
-            self.db.conn.execute("UPDATE scans SET error=?, finished_at=?, seconds=?, warnings=? WHERE id=?",
-                                 [error, dbm.now(), res.seconds or None, dbm.dumps([detail]) if detail else None,
-                                  scan_id])
+        try:
+            with self.db.conn:
+                scan_id = self._insert_scan(res, "failed")
+                self.db.conn.execute("UPDATE scans SET error=?, finished_at=?, seconds=?, warnings=? WHERE id=?",
+                                     [error, dbm.now(), res.seconds or None, dbm.dumps([detail]) if detail else None,
+                                      scan_id])
+        except sqlite3.Error as exc:  # a full or locked database cannot take the failure's row either
+            error = f"{error} (and the failure could not be recorded: {describe(exc)})"
+            scan_id = 0
         self.on_event("scan_failed", {"reference": res.reference, "error": error})
         return ScanOutcome(res.reference, scan_id, "failed", error, layers_read=res.layers_read,
                            layers_cached=res.layers_cached, layers_known=res.layers_known)
