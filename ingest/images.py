@@ -17,7 +17,8 @@ def image_list(conn, where: str = "", params=None, order: str = "reference, id",
     cur = conn.execute(sql, params or [])
     cols = [c[0] for c in cur.description]
     items = [dict(zip(cols, r)) for r in cur.fetchall()]
-    counts = readmodel.counts(conn)
+    # a page: the counts of its images only (all of them: 1,000,000 findings grouped for 100 rows)
+    counts = readmodel.counts(conn, image_ids=[item["id"] for item in items] if limit is not None else None)
     for item in items:
         c = counts.get(item["id"], {"failing": {}, "suppressed": {}})
         item["counts"] = c

@@ -273,14 +273,19 @@ def rebuild_all(conn) -> None:
 
 # --- readers shared by the CLI, the report, the notebooks and the plugin ----------------------------
 
-def counts(conn, image_id: int | None = None) -> dict[int, dict]:
+def counts(conn, image_id: int | None = None, image_ids=None) -> dict[int, dict]:
     """{image_id: {"failing": {kind: {severity: n}}, "suppressed": {kind: {severity: n}}}} from
-    image_finding_counts: what every surface shows as an image's counts."""
+    image_finding_counts: what every surface shows as an image's counts; of IMAGE_ID or of the images
+    IMAGE_IDS only when given (a page of the image list: the view's grouping then reads only theirs)."""
     sql = "SELECT image_id, kind, severity, failing, suppressed FROM image_finding_counts"
     params: list = []
     if image_id is not None:
         sql += " WHERE image_id = ?"
         params.append(image_id)
+    elif image_ids is not None:
+        ids = sorted({int(i) for i in image_ids})
+        sql += f" WHERE image_id IN ({', '.join('?' * len(ids))})"
+        params += ids
     out: dict[int, dict] = {}
     for iid, kind, severity, failing, suppressed in conn.execute(sql, params):
         entry = out.setdefault(iid, {"failing": {}, "suppressed": {}})

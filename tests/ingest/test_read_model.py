@@ -125,6 +125,13 @@ def test_counts_are_identical_on_every_surface(shop_db, tmp_path):
     got = assert_same_everywhere(db)
     assert got["cli"][REF]["suppressed"] == {"vulnerability": {"critical": 1}}
     assert got["cli"]["corpus/shop:2.0"]["failing"]["vulnerability"] == {"high": 1}
+    # a page of the image list counts its own images only, and the same as the whole list does
+    from stowaway.ingest.images import image_list
+
+    conn = sqlite3.connect(db)
+    whole = image_list(conn)
+    assert len(whole) == 2 and all(item["failing"] for item in whole)
+    assert image_list(conn, limit=1) + image_list(conn, limit=1, offset=1) == whole
 
 
 def test_findings_are_failing_findings_and_checks_are_check_results(shop_db):
