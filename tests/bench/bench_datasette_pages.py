@@ -55,6 +55,7 @@ def generate(path: str, images: int, findings: int = 100, seed: int = 8, batch: 
     database = dbm.connect(path)
     Scanner(database, {}, progress=False, analyzer_names=["os-release", "files"]).run([f"oci:{layout}"])
     conn = database.conn
+    conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the indexes of 1,000,000 findings stay in memory
     layer_ids = [r[0] for r in conn.execute("SELECT layer_id FROM image_layers WHERE image_id = 1 ORDER BY position")]
     commands = [r[0] for r in conn.execute("SELECT created_by FROM image_layers WHERE image_id = 1 ORDER BY position")]
     pool = []

@@ -1,5 +1,6 @@
 """Re-evaluation benchmark: N stored images (default 1,000) of ~200 packages each, re-matched from the
-database alone (`stowaway rematch`). Target: <= 10 s.
+database alone (`stowaway rematch`). Target: <= 10 s; 60 s for 10,000 images (issue 16: with
+--advisories 75000 they hold about 1,000,000 findings).
 
     .venv/bin/python tests/bench/bench_vuln_rematch.py [--images 1000] [--packages 200] [--advisories 30000]
 
@@ -64,11 +65,13 @@ def populate(database, images: int, per_image: int, rnd: random.Random, distinct
     with conn:
         for n in range(images):
             d = DISTROS[n % len(DISTROS)]
-            image_id = conn.execute("INSERT INTO images (reference, manifest_digest, platform, os_family, os_version)"
-                                    " VALUES (?, ?, '', ?, ?)", [f"bench/app{n}:1", f"sha256:{n:064x}", d[0], d[1]]).lastrowid
-            scan_id = conn.execute("INSERT INTO scans (image_id, reference, status) VALUES (?, ?, 'done')",
-                                   [image_id, f"bench/app{n}:1"]).lastrowid
-            conn.execute("UPDATE images SET last_scan_id = ? WHERE id = ?", [scan_id, image_id])  # as the pipeline does
+            # inserted with its current scan (the report tables are built once below, not per image)
+            scan_id = conn.execute("INSERT INTO scans (reference, status) VALUES (?, 'done')",
+                                   [f"bench/app{n}:1"]).lastrowid
+            image_id = conn.execute("INSERT INTO images (reference, manifest_digest, platform, os_family, os_version,"
+                                    " last_scan_id) VALUES (?, ?, '', ?, ?, ?)",
+                                    [f"bench/app{n}:1", f"sha256:{n:064x}", d[0], d[1], scan_id]).lastrowid
+            conn.execute("UPDATE scans SET image_id = ? WHERE id = ?", [image_id, scan_id])
             rows = []
             n_os = int(per_image * 0.7)
             for k in rnd.sample(range(600), n_os):
@@ -85,6 +88,11 @@ def populate(database, images: int, per_image: int, rnd: random.Random, distinct
             conn.executemany("INSERT INTO packages (scan_id, image_id, ecosystem, name, version, source_name,"
                              " source_version, path, layer_index) VALUES (?,?,?,?,?,?,?,?,?)", rows)
             total += len(rows)
+    from stowaway.ingest import readmodel
+
+    with conn:
+        conn.execute("ANALYZE")
+        readmodel.rebuild_all(conn)
     return total
 
 
@@ -95,7 +103,10 @@ def main(argv=None) -> int:
     ap.add_argument("--advisories", type=int, default=30000)
     ap.add_argument("--distinct-app-versions", action="store_true",
                     help="every application package at a random version (worst case) instead of a shared pool")
+    ap.add_argument("--target", type=float, help="seconds a rematch may take (default: 10 for up to 1,000 images,"
+                    " 60 above: issue 16's 10,000 images)")
     args = ap.parse_args(argv)
+    target = args.target or (10 if args.images <= 1000 else 60)
 
     from stowaway.analyzers.vulnerabilities.importer import import_records
     from stowaway.analyzers.vulnerabilities.rematch import rematch
@@ -115,7 +126,7 @@ def main(argv=None) -> int:
             # CPU time beside wall time: on a shared machine the wall clock measures the neighbours too
             print(f"{label}: {result.images:,} images, {result.packages:,} packages, {result.findings:,} findings"
                   f" ({result.inserted:,} written, {result.deleted:,} removed) in {took:.1f}s wall ({cpu:.1f}s CPU);"
-                  " target <= 10 s")
+                  f" target <= {target:.0f} s; load {os.getloadavg()[0]:.1f}")
 
         timed("first rematch (every finding new)")
         timed("second rematch (nothing changed)")
