@@ -272,7 +272,8 @@ def _ignore_file(policy: dict, args) -> str | None:
     """--ignore-file, or ./.stowawayignore / ./.trivyignore(.yaml) when neither it nor the policy names
     one (the policy's own ignore_file was imported by load_policy)."""
     path = getattr(args, "ignore_file", None)
-    conf = policy.get("vulnerabilities") if isinstance(policy.get("vulnerabilities"), dict) else {}
+    found = policy.get("vulnerabilities")
+    conf: dict = found if isinstance(found, dict) else {}
     if path:
         if not os.path.isfile(path):
             raise ScanError(f"--ignore-file {path}: no such file")

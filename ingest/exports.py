@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+from typing import Any
 
 from . import readmodel
 
@@ -19,7 +20,7 @@ from . import readmodel
 SELECTS = {"vulnerabilities": readmodel.SELECTS["vulnerabilities_view"],
            "baseline": readmodel.SELECTS["unsafe_settings_view"]}
 
-REPORTS = {
+REPORTS: dict[str, dict[str, Any]] = {
     "vulnerabilities": {
         "view": "vulnerabilities_view",
         "columns": ["image", "vulnerability_id", "aliases", "severity", "cvss_score", "cvss_vector", "package",
@@ -65,7 +66,8 @@ def rows(database, report: str, image_ids: list[int] | None = None, repository: 
     """The export's rows, from the read model's report tables: every image's current
     scan, or only `image_ids`, one repository, each repository's newest image."""
     spec = REPORTS[report]
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if image_ids is not None:
         where.append(f"image_id IN ({', '.join('?' for _ in image_ids) or 'NULL'})")
         params += image_ids

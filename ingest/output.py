@@ -6,6 +6,7 @@ line, the same keys as the table's columns, lower-case), so every listing reads 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -94,6 +95,10 @@ def _bar(enabled: bool | None, **kw):
                 dynamic_ncols=True, **kw)
 
 
+def _counting(opener, bar):
+    return _CountingReader(opener(), bar)
+
+
 class _CountingReader:
     """A layer blob's reader that moves the scan's byte bar as the walker reads it."""
 
@@ -129,8 +134,7 @@ def scan_progress(events, enabled: bool | None, label: str, bar=None):
                 seen += 1
                 bar.set_postfix_str(f"layer {seen}", refresh=False)
                 if ev.open is not None:
-                    opener = ev.open
-                    ev = dataclasses.replace(ev, open=lambda opener=opener: _CountingReader(opener(), bar))
+                    ev = dataclasses.replace(ev, open=functools.partial(_counting, ev.open, bar))
                 elif ev.stream is not None:
                     ev = dataclasses.replace(ev, stream=_CountingReader(ev.stream, bar))
             yield ev

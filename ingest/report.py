@@ -105,7 +105,8 @@ def _secret_exclusions(facts: dict) -> dict:
     conf = facts.get("secrets_policy")
     if not isinstance(conf, dict):
         return {}
-    skipped = facts.get("secrets_skipped") if isinstance(facts.get("secrets_skipped"), dict) else {}
+    found = facts.get("secrets_skipped")
+    skipped: dict = found if isinstance(found, dict) else {}
     return {"secrets_exclusions": {"default_excludes": conf.get("default_excludes", True),
                                    "exclude_paths": conf.get("exclude_paths") or [],
                                    "include_paths": conf.get("include_paths") or [],
