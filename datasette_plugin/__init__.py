@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datasette import hookimpl
 
-from . import actions, compat, config, facets, freshness, renderers, routes
+from . import actions, compat, config, facets, freshness, private, renderers, routes
 
 
 @hookimpl
@@ -52,7 +52,13 @@ def render_cell(value, column, database, datasette):
 
 @hookimpl
 def permission_allowed(datasette, actor, action, resource):
-    return actions.permission_allowed(datasette, actor, action)
+    refused = private.permission_allowed(datasette, actor, action, resource)
+    return refused if refused is not None else actions.permission_allowed(datasette, actor, action)
+
+
+@hookimpl
+def prepare_connection(conn):
+    private.prepare_connection(conn)
 
 
 @hookimpl

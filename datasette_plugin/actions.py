@@ -15,7 +15,7 @@ from stowaway.ingest import db as dbm
 from stowaway.ingest.policy import SETTINGS_POLICY_KEYS as POLICY_KEYS  # noqa: F401 (routes read POLICY_KEYS)
 from stowaway.ingest.policy import add_lists, database_settings
 
-from . import compat, config, schema
+from . import compat, config, private, schema
 
 MAX_EXCLUSIONS = 20
 MAX_REASON = 500
@@ -48,10 +48,16 @@ async def can_write(datasette, actor) -> bool:
 
 # --- settings ------------------------------------------------------------------------------------
 
-async def settings(db) -> dict[str, list[str]]:
+async def settings(db, private_ok: bool = False) -> dict[str, list[str]]:
+    """The settings; the weak passwords only with `private_ok` (the caller checked the permission)."""
     out: dict[str, list[str]] = {k: [] for k in KINDS}
-    for r in (await db.execute(f"SELECT kind, value FROM {schema.SETTINGS_TABLE} ORDER BY id")).rows:
-        out.setdefault(r[0], []).append(r[1])
+    sql = f"SELECT kind, value FROM {schema.SETTINGS_TABLE}"
+    if not private_ok:  # anyone may read the exclusions
+        sql += " WHERE kind = 'sensitive_path_exclusion'"
+    rows = await db.execute_fn(lambda conn: private.read_private(conn, sql + " ORDER BY id"))
+    for r in rows:
+        if r[1] is not None:
+            out.setdefault(r[0], []).append(r[1])
     return out
 
 
@@ -70,6 +76,10 @@ async def add_setting(db, kind: str, value: str, actor) -> None:
     value = validate(kind, value)
 
     def write(conn):
+        with private.lifted(conn):
+            add(conn)
+
+    def add(conn):
         if kind == "sensitive_path_exclusion":
             count = conn.execute(f"SELECT COUNT(*) FROM {schema.SETTINGS_TABLE} WHERE kind = ?", [kind]).fetchone()[0]
             exists = conn.execute(f"SELECT 1 FROM {schema.SETTINGS_TABLE} WHERE kind = ? AND value = ?",
@@ -85,7 +95,7 @@ async def add_setting(db, kind: str, value: str, actor) -> None:
 
 async def remove_setting(db, kind: str, value: str) -> None:
     def write(conn):
-        with conn:
+        with private.lifted(conn), conn:
             conn.execute(f"DELETE FROM {schema.SETTINGS_TABLE} WHERE kind = ? AND value = ?", [kind, value])
 
     await _write(db, write)
@@ -171,6 +181,8 @@ async def rescan(datasette, db, image: dict, wait_seconds: float):
             policy = json.loads(row[0]) if row and row[0] else {}
         except ValueError:
             policy = {}
+        if isinstance(policy.get("passwords"), dict):  # the record counts the words; the settings hold them
+            policy["passwords"] = {k: v for k, v in policy["passwords"].items() if k != "extra_count"}
     task = asyncio.get_running_loop().run_in_executor(None, _rescan, db.path, image["manifest_digest"], policy)
     try:
         return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds)

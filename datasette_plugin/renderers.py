@@ -92,7 +92,14 @@ async def _all_ids(datasette, database, columns, rows, sql, data) -> list:
         return ids
 
 
+def _refused(what: str) -> dict:
+    return {"body": f"this table or query has no {what} to export: open a findings view (e.g. findings_report)"
+                    " or the packages table\n", "status_code": 400, "content_type": "text/plain; charset=utf-8"}
+
+
 async def render_sarif(datasette, columns, rows, database, sql=None, data=None):
+    if not sarif_can_render(columns):  # asked for by URL on a table that is not one of findings
+        return _refused("findings")
     ids = await _all_ids(datasette, database, columns, rows, sql, data)
     findings = await _findings(datasette, database, ids)
     rules, results = {}, []
@@ -156,6 +163,8 @@ ORDER BY v.vulnerability_id
 
 
 async def render_cyclonedx(datasette, columns, rows, database):
+    if not cyclonedx_can_render(columns):
+        return _refused("packages")
     db = datasette.get_database(database)
     ids = json.dumps([dict(zip(columns, r))["id"] for r in rows])
     packages = [dict(r) for r in (await db.execute(PACKAGES_SQL, {"ids": ids})).rows]

@@ -213,7 +213,7 @@ async def settings_page(datasette, request):
         except actions.ActionError as exc:
             datasette.add_message(request, str(exc), datasette.ERROR)
             status = 400
-    current = await actions.settings(db)
+    current = await actions.settings(db, private_ok=can_write)
     return await _render(datasette, request, "stowaway_settings.html", {
         "exclusions": current["sensitive_path_exclusion"], "weak_passwords": current["weak_password"],
         "max_exclusions": actions.MAX_EXCLUSIONS, "policy_keys": actions.POLICY_KEYS,

@@ -320,7 +320,15 @@ MIGRATIONS: list = [SCHEMA_V1, SCHEMA_V2, _schema_v3]
 
 # Schema parts owned by other modules (advisories, tasks, registries): name -> ordered SQL steps.
 # Each part keeps its own version in `schema_parts`, so parts can be added in any order.
-SCHEMA_PARTS: dict[str, list[str]] = {}
+SCHEMA_PARTS: dict[str, list[str]] = {
+    # scans recorded before the policy record left out the custom weak passwords ([passwords] extra)
+    "scan_policy_redaction": ["""
+UPDATE scans SET policy = json_remove(json_set(policy, '$.passwords.extra_count',
+                                               json_array_length(policy, '$.passwords.extra')),
+                                      '$.passwords.extra')
+WHERE json_valid(policy) AND json_type(policy, '$.passwords.extra') = 'array';
+"""],
+}
 
 
 def now() -> str:

@@ -212,8 +212,17 @@ def split_reference(ref: str) -> tuple[str, str]:
 
 
 def _policy_record(policy: dict) -> dict:
-    """The policy in force, as recorded with the scan (credentials never among it)."""
-    return _without_secrets({k: v for k, v in policy.items() if k not in ("source_options", "credentials")})
+    """The policy in force, as recorded with the scan (credentials never among it). The custom weak
+    passwords are private settings (shown only to actors with the write permission): the record keeps
+    how many there were, never the words."""
+    record = _without_secrets({k: v for k, v in policy.items() if k not in ("source_options", "credentials")})
+    passwords = record.get("passwords")
+    if isinstance(passwords, dict) and "extra" in passwords:
+        passwords = dict(passwords)
+        extra = passwords.pop("extra")
+        passwords["extra_count"] = len(extra) if isinstance(extra, list) else 1
+        record["passwords"] = passwords
+    return record
 
 
 # credential settings (registry logins) by name: "password", "api_token", ...; the [secrets] section of
