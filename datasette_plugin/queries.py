@@ -48,7 +48,34 @@ async def images(db, latest_only=False, q="", sort="worst", page=1, page_size=10
     order = ", ".join(f"o.{term}" for term in IMAGE_SORTS.get(sort, IMAGE_SORTS["worst"]).split(", "))
     items = await db.execute_fn(lambda conn: image_list(conn, clause, params, f"{order}, o.reference, o.id",
                                                         page_size, (page - 1) * page_size))
+    await _scan_states(db, items)
     return total, items
+
+
+async def _scan_states(db, items: list[dict]) -> None:
+    """Adds to each image its vulnerability coverage gaps (`not_checked`: the ecosystems of its current
+    scan's `vulnerability_coverage` fact that were not checked) and its last scan attempt
+    (`scan_state`: done, running or failed, with `scan_error`), both read from the scans tables."""
+    if not items:
+        return
+    ids = json.dumps([i["id"] for i in items])
+    facts = await rows(db, "SELECT s.image_id, f.value FROM scan_facts f JOIN scans s ON s.id = f.scan_id"
+                           " JOIN images i ON i.id = s.image_id AND i.last_scan_id = s.id"
+                           " WHERE f.name = 'vulnerability_coverage' AND s.image_id IN (SELECT value FROM json_each(:ids))",
+                       {"ids": ids})
+    coverage = {r["image_id"]: _loads(r["value"], []) for r in facts}
+    last = await rows(db, "SELECT s.image_id, s.id, s.status, s.error, s.finished_at FROM scans s"
+                          " WHERE s.id IN (SELECT MAX(id) FROM scans WHERE image_id IN (SELECT value FROM json_each(:ids))"
+                          " GROUP BY image_id)", {"ids": ids})
+    attempts = {r["image_id"]: r for r in last}
+    for item in items:
+        gaps = [c for c in coverage.get(item["id"], []) if isinstance(c, dict) and not c.get("checked", True)]
+        item["not_checked"] = gaps
+        item["not_checked_packages"] = sum(int(c.get("packages") or 0) for c in gaps)
+        attempt = attempts.get(item["id"]) or {}
+        item["scan_state"] = attempt.get("status") or ("done" if item.get("scan_id") else "never scanned")
+        item["scan_error"] = attempt.get("error") if attempt.get("status") == "failed" else None
+        item["scan_attempt_at"] = attempt.get("finished_at")
 
 
 async def find_image(db, ref: str):
