@@ -41,7 +41,7 @@ def test_ignore_needs_the_permission_and_the_token(demo_db):
         (1, "not reachable in our deployment")
     # an ignored finding leaves the counts and is marked in the report
     images = run(ds.client.get("/-/stowaway/images")).text
-    assert '<span class="sw-sev sw-sev-high">1</span>' not in images.split('class="sw-image-row"')[1]
+    assert "sw-sev-high" not in images.split('class="sw-image-row"')[1]
 
     back = run(post_form(ds, page, action, {"ignored": "0", "next": "//evil.example/"}, actor=ROOT))
     assert back.status_code == 302 and back.headers["location"] == "/-/stowaway/images"  # no open redirect
