@@ -23,12 +23,14 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import select
 import sys
 import threading
 import time
 
 from stowaway.analyzers.settings.crypt import CryptUnavailable, LibCrypt, libcrypt
 
+IDLE_SECONDS = 5.0  # a guesser with no job for this long exits
 PROGRESS_EVERY = 0.02  # seconds between progress lines of one account (final states are sent at once)
 
 
@@ -110,14 +112,21 @@ def main() -> int:
         write(f"e {exc}")
         return 1
     parent = os.getppid()
-    for line in sys.stdin:
+    idle = float(sys.argv[1]) if len(sys.argv) > 1 else IDLE_SECONDS
+    while True:
+        # an idle guesser ends: the parent starts another for its next job (none is left waiting forever)
+        ready, _, _ = select.select([sys.stdin], [], [], idle)
+        if not ready:
+            return 0
+        line = sys.stdin.readline()
+        if not line:
+            return 0
         if not line.strip():
             continue
         job = json.loads(line)
         write(f"s {job['id']}")
         run_job(lib, job, write, parent)
         write(f"d {job['id']}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ class Job:
     unsupported: set[int] = field(default_factory=set)
     started: float = 0.0
     ended: float = 0.0
+    acknowledged: bool = False  # the guesser said it started this job
     event: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -161,9 +162,10 @@ class GuessService:
     the child is killed, the running job keeps the progress it reported, and queued jobs are cut
     before their first guess."""
 
-    def __init__(self, threads: int, budget: float):
+    def __init__(self, threads: int, budget: float, idle: float = 5.0):
         self.threads = threads
         self.budget = budget
+        self.idle = idle  # seconds an idle guesser waits for a job before it exits
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._queue: deque[Job] = deque()
@@ -247,7 +249,8 @@ class GuessService:
 
     def _process(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            proc = subprocess.Popen([sys.executable, "-m", GUESSER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            proc = subprocess.Popen([sys.executable, "-m", GUESSER, str(self.idle)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, text=True, bufsize=1, close_fds=True)
             _PROCS.add(proc)
             self._proc = proc
@@ -282,7 +285,9 @@ class GuessService:
                     continue
                 kind = parts[0]
                 try:
-                    if kind == "p" and len(parts) == 4:
+                    if kind == "s":
+                        job.acknowledged = True
+                    elif kind == "p" and len(parts) == 4:
                         job.progress[int(parts[2])] = int(parts[3])
                     elif kind == "w" and len(parts) == 3:
                         job.weak.add(int(parts[2]))
@@ -299,9 +304,12 @@ class GuessService:
         with self._lock:
             if proc is self._proc:
                 self._proc = None
-                if self._running is not None:
-                    self._finish(self._running, "cut", f"the guesser process ended unexpectedly (exit status {code})")
-                    self._running = None
+                job = self._running
+                self._running = None
+                if job is not None and code == 0 and not job.acknowledged:
+                    self._queue.appendleft(job)  # it ended idle as the job was sent: a new guesser takes it
+                elif job is not None:
+                    self._finish(job, "cut", f"the guesser process ended unexpectedly (exit status {code})")
                 self._next()
 
 

@@ -187,3 +187,28 @@ def test_a_scan_of_an_image_with_hostile_hashes_ends(tmp_path):
     assert "hash cost too high to check: sha512crypt with 999,999,999 rounds" in rows["slow"][1]
     assert any("2 account(s) not checked" in w for w in value["warnings"])
     assert json.dumps(value).count("$2b$31$") == 0  # no hash in results or warnings
+
+
+def test_an_idle_guesser_ends_and_the_next_job_starts_another():
+    """A guesser left waiting forever would be a process per scan for the life of a long process."""
+    import time
+
+    lib = libcrypt()
+    analyzer = WeakPasswords({})
+    analyzer.service.idle = 0.3
+    text = shadow([("ops", lib.crypt(b"ops123", lib.gensalt("$1$")))])
+    data = text.encode()
+    first = analyzer.analyze(LayerFile(FileInfo("/etc/shadow", "file", len(data), 0o640), data, 0))[0]
+    analyzer.settle([[first]])
+    proc = analyzer.service._proc
+    assert first["accounts"][0]["status"] == "weak" and proc is not None
+    for _ in range(200):  # bounded wait, no timed assertion
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() == 0
+    forget_memory()
+    analyzer.cache = type(analyzer.cache)(persistent=False)
+    second = analyzer.analyze(LayerFile(FileInfo("/etc/shadow", "file", len(data), 0o640), data, 1))[0]
+    analyzer.settle([[second]])
+    assert second["accounts"][0]["status"] == "weak" and analyzer.service._proc is not proc
