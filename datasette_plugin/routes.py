@@ -142,14 +142,26 @@ async def dashboard_page(datasette, request):
 
 
 async def plotly_js(datasette, request):
-    """plotly.js from the plotly package itself: pages work offline and need no CDN."""
+    """plotly.js from the plotly package itself: pages work offline and need no CDN. 4.8 MB as stored,
+    so it is gzipped once (about a third of that) for every client that accepts gzip, and cached."""
     global PLOTLY_JS
     if PLOTLY_JS is None:
+        import gzip
+        import hashlib
+
         import plotly
 
-        PLOTLY_JS = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
-    return Response(PLOTLY_JS, content_type="application/javascript; charset=utf-8",
-                    headers={"Cache-Control": "max-age=86400"})
+        raw = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+        PLOTLY_JS = (raw, gzip.compress(raw, compresslevel=6), '"' + hashlib.sha256(raw).hexdigest()[:20] + '"')
+    raw, packed, etag = PLOTLY_JS
+    headers = {"Cache-Control": "public, max-age=604800", "Vary": "Accept-Encoding", "ETag": etag}
+    if etag in (request.headers.get("if-none-match") or ""):
+        return Response("", status=304, headers=headers)
+    accepts = [p.split(";")[0].strip() for p in (request.headers.get("accept-encoding") or "").lower().split(",")]
+    if "gzip" in accepts:
+        headers["Content-Encoding"] = "gzip"
+        return Response(packed, content_type="application/javascript; charset=utf-8", headers=headers)
+    return Response(raw, content_type="application/javascript; charset=utf-8", headers=headers)
 
 
 async def export(datasette, request):

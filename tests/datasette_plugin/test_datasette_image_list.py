@@ -80,3 +80,29 @@ def test_a_failed_last_scan_shows_its_reason(demo_db):
     assert all("failed" not in r for i, r in rows.items() if i != image_id)
     listed = {i["id"]: i for i in run(ds.client.get("/-/stowaway/images.json")).json()["images"]}
     assert listed[image_id]["scan_state"] == "failed" and listed[image_id]["scan_id"] == last
+
+
+def test_plotly_is_served_gzipped_and_cached(demo_db):
+    import gzip
+    from pathlib import Path
+
+    import httpx
+    import plotly
+
+    raw = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    ds = datasette_for(demo_db)
+
+    async def get(headers):
+        transport = httpx.ASGITransport(app=ds.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            async with client.stream("GET", "/-/stowaway/plotly.min.js", headers=headers) as got:
+                return got.status_code, got.headers, b"".join([c async for c in got.aiter_raw()])
+
+    status, headers, body = run(get({"accept-encoding": "gzip, deflate"}))
+    assert status == 200 and headers["content-encoding"] == "gzip" and "accept-encoding" in headers["vary"].lower()
+    assert len(body) < len(raw) / 2 and gzip.decompress(body) == raw
+    assert "max-age" in headers["cache-control"]
+    status, plain, body = run(get({"accept-encoding": "identity"}))
+    assert status == 200 and "content-encoding" not in plain and body == raw
+    status, _, body = run(get({"accept-encoding": "gzip", "if-none-match": headers["etag"]}))
+    assert status == 304 and body == b""
