@@ -155,7 +155,8 @@ class Evaluation:
                 version = target[3] if len(target[3]) <= 60 else f"{target[3][:40]}… ({len(target[3]):,} characters)"
                 self.warnings[f"{target[0]} package {pkg.name} {version}: not checked, its version or an"
                               f" advisory for it cannot be compared ({str(exc)[:120]})"] += 1
-        if uncovered_os or (matched_os and not self.matcher.covers(*image_release(os_family, os_version))):
+        release = image_release(os_family, os_version)
+        if uncovered_os or (matched_os and not (release and self.matcher.covers(*release))):
             # says which vendor feed would cover them, or that the vendor publishes none (feeds/status.py)
             self.warnings[f"{uncovered_os or matched_os} OS packages "
                           + feed_status(os_family, os_version, self.matcher.conn)[1]] += 1
@@ -224,7 +225,7 @@ class Evaluation:
         ecosystem, _, _, version = target
         advs = [self.matcher.advisory(m.candidate.advisory_id) for m in group]
         order = sorted(range(len(advs)), key=lambda i: (not advs[i].id.startswith(_PREFERRED_PREFIX), advs[i].id))
-        names = set()
+        names: set[str] = set()
         for a in advs:
             names.update((a.id, *a.aliases, *a.cves))
         names.discard(vid)

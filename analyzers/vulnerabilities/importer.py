@@ -21,7 +21,7 @@ import time
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from stowaway.ingest import db as dbm
 
@@ -263,7 +263,8 @@ def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
         a_level = None
         if a.get("severity"):
             a_level = record_severity(a.get("severity"), None)[0]
-        es = a.get("ecosystem_specific") if isinstance(a.get("ecosystem_specific"), dict) else {}
+        found = a.get("ecosystem_specific")
+        es: dict = found if isinstance(found, dict) else {}
         a_level = a_level or vendor_level(es.get("severity")) or vendor_level(es.get("urgency"))
         affected_rows.append((rid, eco, release, normalize_name(eco, raw_name.strip()), raw_eco, raw_name,
                               _encode(ranges) if ranges else None,
@@ -679,7 +680,8 @@ class Importer:
         rows = []
         score_date = ""
         try:
-            with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            with opener(path, "rt", encoding="utf-8", newline="") as opened:
+                fh: Any = opened
                 first = fh.readline()
                 if first.startswith("#"):
                     score_date = next((p.split(":", 1)[1] for p in first[1:].strip().split(",")

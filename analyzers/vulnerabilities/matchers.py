@@ -85,7 +85,7 @@ def _walk(installed, compiled: tuple) -> RangeHit | None:
 def compile_ranges(scheme: str, ranges: list[dict] | None) -> tuple:
     """Each range compiled, or what its use is counted as: the warning of a range that cannot be read,
     None for one whose versions do not compare (worded with the record that uses it)."""
-    out = []
+    out: list = []
     for r in ranges or ():
         try:
             out.append(compile_range(scheme, r["events"]))
@@ -197,6 +197,7 @@ class Matcher:
         self._has_nvd = self._count("nvd_cves") > 0
         self._aliased: dict[frozenset, list[tuple]] = {}
         self._nvd: dict[str, tuple | None] = {}
+        self._covers: dict[tuple, bool] = {}
         self._advisory_counts: dict[tuple, int] = {}
 
     @property
@@ -249,8 +250,9 @@ class Matcher:
                 row = self.conn.execute("SELECT severity, cvss_score, cvss_vector FROM nvd_cves WHERE cve = ?"
                                         " AND severity IS NOT NULL", [cve]).fetchone()
                 self._nvd[cve] = tuple(row) + (cve,) if row else None
-            if self._nvd[cve]:
-                found.append(self._nvd[cve])
+            cached = self._nvd[cve]
+            if cached:
+                found.append(cached)
         return max(found, key=lambda r: (r[1] or 0, r[3])) if found else None
 
     def _count(self, table: str) -> int:
@@ -261,10 +263,10 @@ class Matcher:
 
     def covers(self, ecosystem: str, release: str) -> bool:
         """Whether the store holds any advisory for this ecosystem and release."""
-        key = ("covers", ecosystem, release)
-        got = self._candidates.get(key)
+        key = (ecosystem, release)
+        got = self._covers.get(key)
         if got is None:
-            got = self._candidates[key] = self.conn.execute(
+            got = self._covers[key] = self.conn.execute(
                 "SELECT 1 FROM advisory_affected WHERE ecosystem = ? AND release = ? LIMIT 1",
                 [ecosystem, release]).fetchone() is not None
         return got

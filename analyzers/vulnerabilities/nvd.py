@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import os
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from stowaway.ingest.model import ScanError
 
@@ -183,7 +183,7 @@ def update(conn, cache_dir: str, url: str = API_URL, api_key: str | None = None,
     except (OSError, ValueError):
         state = {}
     until = now or dt.datetime.now(dt.timezone.utc)
-    run = state.get("run")
+    run: dict[str, Any] = state.get("run") or {}
     if not run or run.get("url") != url:
         # a new run: its windows fixed now, so that a resumed run asks the same questions
         run = {"url": url, "started": _api_time(until), "windows": windows(state.get("complete_until"), until),
@@ -207,8 +207,9 @@ def update(conn, cache_dir: str, url: str = API_URL, api_key: str | None = None,
         store_rows(conn, rows)
         counts["pages"] += 1
         counts["cves"] += len(rows)
-        total = doc.get("totalResults") if isinstance(doc.get("totalResults"), int) else 0
-        got = doc.get("resultsPerPage") if isinstance(doc.get("resultsPerPage"), int) else len(rows)
+        found_total, found_page = doc.get("totalResults"), doc.get("resultsPerPage")
+        total: int = found_total if isinstance(found_total, int) else 0
+        got: int = found_page if isinstance(found_page, int) else len(rows)
         run["start_index"] += got
         if progress:
             progress(f"NVD: {min(run['start_index'], total):,} of {total:,} CVEs")
@@ -217,7 +218,7 @@ def update(conn, cache_dir: str, url: str = API_URL, api_key: str | None = None,
             run["start_index"] = 0
         save()
     state = {"complete_until": run["started"]}
-    run = None
+    run = {}
     with open(state_path, "w", encoding="utf-8") as fh:
         json.dump(state, fh)
     return counts

@@ -187,7 +187,7 @@ def _apk_tokens(text: str) -> tuple:
     m = re.match(r"\d+", text)
     if not m:
         raise InvalidVersion(f"apk: {text!r} does not start with a digit")
-    tokens = [(_INITIAL_DIGIT, _num(m.group(0)), m.group(0))]
+    tokens: list[tuple] = [(_INITIAL_DIGIT, _num(m.group(0)), m.group(0))]
     pos = m.end()
     prev = _INITIAL_DIGIT
     while pos < len(text):
