@@ -145,8 +145,12 @@ def test_the_budget_stops_a_guess_in_progress():
         a = WeakPasswords({"passwords": {"budget_seconds": 2, "max_cost": {"bcrypt": 31, "sha512crypt": 1e9}}})
         record = a.analyze(LayerFile(FileInfo("/etc/shadow", "file", len(text), 0o640), text.encode(), 0))[0]
         a.settle([[record]])
-        children = [p for p in os.listdir("/proc") if p.isdigit() and
-                    open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
+        def parent_of(pid):
+            try:  # a process may end between listing /proc and reading its stat
+                return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                return None
+        children = [p for p in os.listdir("/proc") if p.isdigit() and parent_of(p) == str(os.getpid())]
         done({"accounts": record["accounts"], "children": children})
     """, timeout=120, env={"STOWAWAY_CACHE_DIR": os.environ["STOWAWAY_CACHE_DIR"],
                            "STOWAWAY_DATA_DIR": os.environ["STOWAWAY_DATA_DIR"]})
