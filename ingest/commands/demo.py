@@ -38,7 +38,7 @@ def run(args) -> int:
     database = connect(db_path)
     print(f"built sample images in {args.dir}/", file=sys.stderr)
     result = import_paths(database, [paths["feed"]])
-    print(f"imported the demo advisory feed ({getattr(result, 'imported', '?')} records)", file=sys.stderr)
+    print(f"imported the demo advisory feed ({result.records} records)", file=sys.stderr)
     # the base first: the other images are checked against it as the approved base
     Scanner(database, {}, progress=None).run([f"oci:{paths['oci']}:demo/base:1"])
     policy = {"base_images": {"approved": ["demo/base:1"]}}
