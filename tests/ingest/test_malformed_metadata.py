@@ -92,18 +92,24 @@ def test_manifest_field_of_the_wrong_type(tmp_path, path, kind):
     assert_contained(scan(tmp_path, f"oci:{root}"))
 
 
-@pytest.mark.parametrize("path", CONFIG_PATHS)
-@pytest.mark.parametrize("kind", sorted(WRONG))
-def test_config_field_of_the_wrong_type(tmp_path, path, kind):
+def with_bad_config(tmp_path, change) -> str:
+    """The pair's layout with the bad image's config changed by `change`, every digest kept consistent."""
     root, index = oci_pair(tmp_path)
     entry = index["manifests"][1]
     manifest = json.load(open(blob(root, entry["digest"])))
     config = json.load(open(blob(root, manifest["config"]["digest"])))
-    cdata = json.dumps(set_path(config, path, WRONG[kind])).encode()
+    cdata = json.dumps(change(config)).encode()
     manifest["config"]["digest"], manifest["config"]["size"] = put(root, cdata), len(cdata)
     data = json.dumps(manifest).encode()
     entry["digest"], entry["size"] = put(root, data), len(data)
     json.dump(index, open(os.path.join(root, "index.json"), "w"))
+    return root
+
+
+@pytest.mark.parametrize("path", CONFIG_PATHS)
+@pytest.mark.parametrize("kind", sorted(WRONG))
+def test_config_field_of_the_wrong_type(tmp_path, path, kind):
+    root = with_bad_config(tmp_path, lambda config: set_path(config, path, WRONG[kind]))
     assert_contained(scan(tmp_path, f"oci:{root}"))
 
 
@@ -142,16 +148,7 @@ def test_docker_save_manifest_entry_of_the_wrong_type(tmp_path, path, kind):
 @pytest.mark.parametrize("os_name, says", [("windows", "Windows images are not supported"),
                                            ("freebsd", "'freebsd' images are not supported")])
 def test_an_image_of_another_os_fails_with_a_sentence(tmp_path, os_name, says):
-    root, index = oci_pair(tmp_path)
-    entry = index["manifests"][1]
-    manifest = json.load(open(blob(root, entry["digest"])))
-    config = json.load(open(blob(root, manifest["config"]["digest"])))
-    config["os"] = os_name
-    cdata = json.dumps(config).encode()
-    manifest["config"]["digest"], manifest["config"]["size"] = put(root, cdata), len(cdata)
-    data = json.dumps(manifest).encode()
-    entry["digest"], entry["size"] = put(root, data), len(data)
-    json.dump(index, open(os.path.join(root, "index.json"), "w"))
+    root = with_bad_config(tmp_path, lambda config: {**config, "os": os_name})
     outcomes = scan(tmp_path, f"oci:{root}")
     assert_contained(outcomes)
     bad = next(o for o in outcomes if o.reference == "bad:1")
