@@ -253,7 +253,7 @@ class _Blob:
         return self.fh
 
 
-def _read_bounded(stream: IO[bytes], limit: int) -> bytes:
+def _read_bounded(stream: IO[bytes] | _BoundedStream, limit: int) -> bytes:
     parts, got = [], 0
     while got < limit:
         chunk = stream.read(min(CHUNK, limit - got))
@@ -701,14 +701,7 @@ class _BoundedStream(io.RawIOBase):
         return len(data)
 
     def read_all(self, limit: int) -> bytes:
-        parts, got = [], 0
-        while got < limit:
-            chunk = self.read(min(CHUNK, limit - got))
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+        return _read_bounded(self, limit)
 
 
 class _CappedWriter:
