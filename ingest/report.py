@@ -132,7 +132,7 @@ def _fix_all(software: list[dict], fixes: list[dict]) -> None:
 def vulnerabilities(db, scan_id):
     out = []
     for r in _rows(db, "SELECT f.*, d.*, p.ecosystem AS p_ecosystem, p.name AS p_name, p.version AS p_version,"
-                       " p.path AS p_path, p.purl AS p_purl FROM findings f JOIN vulnerability_details d ON d.finding_id = f.id"
+                       " p.path AS p_path, p.purl AS p_purl, p.metadata AS p_metadata FROM findings f JOIN vulnerability_details d ON d.finding_id = f.id"
                        " LEFT JOIN packages p ON p.id = f.package_id WHERE f.scan_id = ? AND f.kind = 'vulnerability'"
                        " ORDER BY f.severity_rank, d.cvss_score DESC, d.vulnerability_id", [scan_id]):
         item = {
@@ -146,8 +146,29 @@ def vulnerabilities(db, scan_id):
             **_suppression(r),
         }
         _extra(item, r, ("epss", "kev", "urgency", "matched_by", "description", "severity_source"))
+        item.update(_certainty(item, _loads(r["p_metadata"], {})))
         out.append(item)
     return out
+
+
+_LOWER = {"high": "medium", "medium": "low", "low": "low"}
+
+
+def _certainty(item: dict, meta) -> dict:
+    """possibly_affected, confidence and reason of a vulnerability: a package whose version is known only
+    as a range (a library found by its classes) that overlaps the affected versions is possibly affected,
+    with its confidence one step lower."""
+    meta = meta if isinstance(meta, dict) else {}
+    found = item.get("matched_by")
+    matched: list = found if isinstance(found, list) else []
+    possibly = bool(matched) and all(isinstance(m, dict) and m.get("possibly_affected") for m in matched)
+    confidence = meta.get("confidence") or None
+    if not possibly:
+        return {"possibly_affected": False, "confidence": confidence}
+    version = (item.get("package") or {}).get("version")
+    return {"possibly_affected": True, "confidence": _LOWER.get(confidence or "", "low"),
+            "reason": f"the installed version is known only as a range ({version}), which overlaps the affected"
+                      f" versions ({matched[0].get('range')}); the exact version decides"}
 
 
 def _extra(item, row, names):
@@ -180,7 +201,8 @@ def _found_by(meta) -> dict:
     confidence (class fingerprints of shaded libraries)."""
     meta = meta if isinstance(meta, dict) else {}
     return {"source": meta.get("source") or None, "detected_by": meta.get("detected_by") or None,
-            "confidence": meta.get("confidence") or None}
+            "confidence": meta.get("confidence") or None, "version_exact": meta.get("version_exact") is not False,
+            **({"version_note": meta["version_note"]} if meta.get("version_note") else {})}
 
 
 def files(db, scan_id):

@@ -29,6 +29,8 @@ def purl_of(ecosystem: str, name: str, version: str) -> str:
         namespace, name = name.split(":", 1)
     elif ecosystem in ("npm", "composer", "go") and "/" in name:
         namespace, name = name.rsplit("/", 1)
+    if version.startswith((">", "<")):
+        version = ""  # a range (a library found by its classes): the purl names no version
     try:
         return PackageURL(type=kind, namespace=namespace or None, name=name, version=version or None).to_string()
     except ValueError:

@@ -245,7 +245,8 @@ class Evaluation:
             "description": text[:DESCRIPTION_MAX],
             "matched_by": [{"record": m.candidate.advisory_id, "ecosystem": m.candidate.raw_ecosystem,
                             "package": m.candidate.raw_name, "version": version, "range": m.hit.why,
-                            "source": a.source_file} for m, a in zip(group, advs)],
+                            "source": a.source_file, **({"possibly_affected": True} if m.hit.possible else {})}
+                           for m, a in zip(group, advs)],
             "kev": kev, "epss": epss, "urgency": _urgency(severity, bool(kev), epss, fixed),
         }
 
@@ -295,7 +296,10 @@ class Evaluation:
         own = "\x1f".join((core_hash, vid, pkg.name, pkg.version, pkg.ecosystem, pkg.path, str(pkg.layer_index),
                             solution, reason or ""))
         detail["content_hash"] = hashlib.sha1(own.encode()).hexdigest()
-        return Finding(kind="vulnerability", title=f"{vid} in {pkg.name} {pkg.version}", severity=severity,
+        # a version known only as a range that overlaps the affected versions (matchers.version_range)
+        possibly = all(m.get("possibly_affected") for m in core["matched_by"])
+        title = f"{vid} in {pkg.name} {pkg.version}" + (" (possibly affected)" if possibly else "")
+        return Finding(kind="vulnerability", title=title, severity=severity,
                        path=pkg.path, layer_index=pkg.layer_index, rule=vid, package=pkg.key, detail=detail)
 
 

@@ -8,11 +8,18 @@ most of their packages.
 
 A version or event that its scheme cannot read makes that range unusable: it is skipped and counted,
 never compared by some looser rule.
+
+An installed version may itself be a range, when the inventory could not pin it (a library found by
+its classes: '>=1.2.5', '>=4.3.0, <5.0.0', see analyzers/inventory/_classprints.py). Such a version is
+matched conservatively: an advisory whose affected versions overlap the range is a hit; when the whole
+range lies inside one affected interval it is affected for certain, otherwise the hit is marked
+`possible` ("possibly affected"), never dropped.
 """
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -26,6 +33,17 @@ _KIND_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2, "limit": 3}
 class RangeHit:
     fixed: str | None  # the first fixed version above the installed one, None when unfixed
     why: str  # the range (or 'listed in versions') that matched, as text
+    possible: bool = False  # the installed version is a range that only overlaps the affected versions
+
+
+# an installed version known only as a range: '>=1.2.5' or '>=4.3.0, <5.0.0' (upper bound excluded)
+_VERSION_RANGE = re.compile(r"^>=\s*([^\s,<>=]+)(?:\s*,\s*<\s*([^\s,<>=]+))?$")
+
+
+def version_range(version: str) -> tuple[str, str | None] | None:
+    """(lowest, first version above) of an installed version written as a range, else None."""
+    m = _VERSION_RANGE.match(version) if version[:2] == ">=" else None
+    return (m.group(1), m.group(2)) if m else None
 
 
 _LISTED = RangeHit(None, "listed in versions")
@@ -80,6 +98,57 @@ def _walk(installed, compiled: tuple) -> RangeHit | None:
     if not vulnerable:
         return None
     return _hit(introduced, fixed, last)
+
+
+def _overlap(low, high, compiled: tuple) -> tuple[RangeHit, bool] | None:
+    """(hit, whole) when versions in [low, high) (high None: unbounded) fall in a compiled range; whole:
+    every version of it does. Affected intervals open at `introduced` events, so they overlap the span
+    when `low` is affected or an introduced event inside the span is."""
+    ordered, _last = compiled
+    hit = _walk(low, compiled)
+    inside = [(at, kind) for at, kind, _ in ordered if at is not None and at > low and (high is None or at < high)]
+    if hit is not None:
+        # certain when no fixed, limit or last_affected event closes the interval inside the span
+        closing = [at for at, kind, _ in ordered if at is not None and kind != 0
+                   and (at > low or (kind == 2 and at == low)) and (high is None or at < high)]
+        return hit, not closing
+    for at, kind in inside:
+        if kind == 0:
+            hit = _walk(at, compiled)
+            if hit is not None:
+                return hit, False
+    return None
+
+
+def _range_hit(low, high, version: str, compiled: tuple, versions, scheme: str, warnings: Counter | None,
+               record: str) -> RangeHit | None:
+    for rule in compiled:
+        if rule.__class__ is str:
+            if warnings is not None:
+                warnings[rule] += 1
+            continue
+        try:
+            if rule is None:
+                raise TypeError
+            found = _overlap(low, high, rule)
+        except TypeError:
+            if warnings is not None:
+                warnings[f"advisory range skipped: incomparable versions in {record}"] += 1
+            continue
+        if found:
+            hit, whole = found
+            if whole:
+                return RangeHit(hit.fixed, f"{hit.why}; all of {version}")
+            return RangeHit(hit.fixed, f"{hit.why}; overlaps {version} (exact version unknown)", True)
+    for listed in sorted(versions or ()):
+        try:
+            v = parse(scheme, listed)
+            if v >= low and (high is None or v < high):
+                return RangeHit(None, f"listed in versions ({listed}); overlaps {version} (exact version unknown)",
+                                True)
+        except (InvalidVersion, TypeError):
+            continue
+    return None
 
 
 def compile_ranges(scheme: str, ranges: list[dict] | None) -> tuple:
@@ -325,6 +394,10 @@ class Matcher:
             return got
         got = []
         cands = self.candidates(ecosystem, release, name)
+        span = version_range(version) if cands else None
+        if span is not None:
+            got = self._match_range(ecosystem, name, version, span, cands)
+            cands = []
         if cands:
             scheme = SCHEME_OF[ecosystem]
             try:
@@ -347,6 +420,24 @@ class Matcher:
                     if c.advisory_id not in self._advisories:
                         self._pending.add(c.advisory_id)
         self._answers[key] = got
+        return got
+
+    def _match_range(self, ecosystem: str, name: str, version: str, span: tuple[str, str | None],
+                     cands: list[Candidate]) -> list[Match]:
+        scheme = SCHEME_OF[ecosystem]
+        try:
+            low, high = parse(scheme, span[0]), parse(scheme, span[1]) if span[1] else None
+        except InvalidVersion:
+            self.warnings[f"{ecosystem} package {name}: version range {version!r} is not of valid {scheme}"
+                          " versions; not checked"] += 1
+            return []
+        got = []
+        for c in cands:
+            hit = _range_hit(low, high, version, c.compiled, c.versions, scheme, self.warnings, c.advisory_id)
+            if hit:
+                got.append(Match(c, hit))
+                if c.advisory_id not in self._advisories:
+                    self._pending.add(c.advisory_id)
         return got
 
     def advisory(self, aid: str) -> Advisory:

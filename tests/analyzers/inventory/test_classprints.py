@@ -1,7 +1,9 @@
 """Shaded Java libraries found by their classes (analyzers/inventory/_classprints.py): log4j-core relocated
 into an application jar without Maven metadata, its version from the JNDI features of its classes (each
 Log4Shell release's), jackson-databind, fastjson and commons-collections; the real log4j-core jar of
-Debian's liblog4j2-java relocated; and CVE-2021-44228 found in a relocated copy in a scanned image."""
+Debian's liblog4j2-java relocated; and CVE-2021-44228 found in a relocated copy in a scanned image.
+spring-core and struts2-core by the classes each release line added (Debian's real spring-core 4.3.30
+jar relocated), and versions the classes leave open reported as ranges, "possibly affected"."""
 import pathlib
 import zipfile
 
@@ -57,7 +59,7 @@ def maven(layer: dict) -> dict:
 @pytest.mark.parametrize("era, version, confidence", [
     ("beta8", "2.0-beta8", "low"), ("2.0", "2.0.2", "medium"), ("2.14", "2.14.1", "medium"),
     ("2.15", "2.15.0", "high"), ("2.16", "2.16.0", "high"), ("2.17.0", "2.17.0", "high"),
-    ("2.17.1", "2.17.1", "medium"),
+    ("2.17.1", ">=2.17.1", "medium"),
 ])
 def test_relocated_log4j_versions_from_its_jndi_classes(era, version, confidence):
     got = maven({"opt/app/app.jar": app_jar(log4j_classes(era))})
@@ -95,7 +97,8 @@ def test_jackson_fastjson_and_commons_collections():
     assert got[("commons-collections:commons-collections", "3.2.1")]["version_range"] == "<=3.2.1"
     fixed = {"org/apache/commons/collections/functors/InvokerTransformer.class":
              cls("org.apache.commons.collections.enableUnsafeSerialization")}
-    assert ("commons-collections:commons-collections", "3.2.2") in maven({"opt/b.jar": app_jar(fixed)})
+    meta = maven({"opt/b.jar": app_jar(fixed)})[("commons-collections:commons-collections", ">=3.2.2")]
+    assert meta["version_exact"] is False and meta["version_note"] == "\u2265 3.2.2, exact version unknown"
 
 
 def test_shiro_default_key_and_commons_collections4():
@@ -107,8 +110,9 @@ def test_shiro_default_key_and_commons_collections4():
     new = {"org/apache/shiro/mgt/AbstractRememberMeManager.class": cls("generateNewKey", "getCipherKey"),
            "org/apache/commons/collections4/functors/InvokerTransformer.class": cls("transform")}
     got = maven({"opt/app.jar": app_jar(new)})
-    assert not any(n.startswith("org.apache.shiro") for n, _ in got)  # a later shiro: its classes pin no version
-    assert ("org.apache.commons:commons-collections4", "4.1") in got
+    # a later shiro: its classes pin no version, so it is the open range, not left out
+    assert got[("org.apache.shiro:shiro-core", ">=1.2.5")]["version_exact"] is False
+    assert ("org.apache.commons:commons-collections4", ">=4.1") in got
 
 
 @pytest.mark.skipif(not REAL_JAR.exists(), reason="Debian's liblog4j2-java is not installed")
@@ -117,7 +121,7 @@ def test_the_real_log4j_core_jar_relocated_and_stripped():
         classes = {SHADE + n: z.read(n) for n in z.namelist() if n.startswith(L) and n.endswith(".class")}
     assert len(classes) > 500
     got = maven({"opt/app/app.jar": app_jar(classes)})
-    assert got[("org.apache.logging.log4j:log4j-core", "2.17.1")]["version_range"].startswith(">=2.17.1")
+    assert got[("org.apache.logging.log4j:log4j-core", ">=2.17.1")]["version_range"].startswith(">=2.17.1")
     # the features are ordered as the releases added them: without the JDBC appender's switch, 2.17.0
     del classes[SHADE + L + "appender/db/jdbc/DataSourceConnectionSource.class"]
     assert ("org.apache.logging.log4j:log4j-core", "2.17.0") in maven({"opt/app/app.jar": app_jar(classes)})
@@ -142,4 +146,107 @@ def test_log4shell_found_in_a_relocated_copy(scan, tmp_path, monkeypatch):
     shaded = [s for s in rep["software"] if s["name"] == "org.apache.logging.log4j:log4j-core"]
     assert {(s["version"], s["path"], s["detected_by"], s["confidence"]) for s in shaded} == {
         ("2.14.1", "/opt/app/app.jar", "class-fingerprint", "medium"),
-        ("2.17.1", "/opt/patched/app.jar", "class-fingerprint", "medium")}
+        (">=2.17.1", "/opt/patched/app.jar", "class-fingerprint", "medium")}
+
+
+SPRING_REAL = pathlib.Path("/usr/share/maven-repo/org/springframework/spring-core/4.3.30.RELEASE/"
+                           "spring-core-4.3.30.RELEASE.jar")
+SPRING = ["org/springframework/core/SpringVersion.class",
+          "org/springframework/core/convert/ConversionService.class",  # 3.0
+          "org/springframework/core/env/Environment.class",  # 3.1
+          "org/springframework/core/ResolvableType.class",  # 4.0
+          "org/springframework/core/annotation/AliasFor.class",  # 4.2
+          "org/springframework/core/io/ProtocolResolver.class",  # 4.3
+          "org/springframework/lang/Nullable.class",  # 5.0
+          "org/springframework/core/log/LogFormatUtils.class",  # 5.1
+          "org/springframework/core/annotation/MergedAnnotations.class",  # 5.2
+          "org/springframework/core/metrics/ApplicationStartup.class",  # 5.3
+          "org/springframework/aot/hint/RuntimeHints.class",  # 6.0
+          "org/springframework/core/task/VirtualThreadTaskExecutor.class"]  # 6.1
+
+
+@pytest.mark.parametrize("upto, version", [
+    (1, ">=1.1.0, <3.0.0"), (3, ">=3.1.0, <4.0.0"), (6, ">=4.3.0, <5.0.0"), (10, ">=5.3.0, <6.0.0"),
+    (12, ">=6.1.0"),
+])
+def test_relocated_spring_core_by_the_classes_each_release_added(upto, version):
+    got = maven({"opt/app.jar": app_jar({"x/" + c: cls(c) for c in SPRING[:upto]})})
+    meta = got[("org.springframework:spring-core", version)]
+    assert meta["detected_by"] == "class-fingerprint" and meta["relocated_to"] == "x"
+    assert meta["version_exact"] is False and meta["confidence"] == "medium"
+
+
+STRUTS = {  # which of these each struts2-core release line ships (from the apache/struts release tags)
+    "2.0": ["dispatcher/FilterDispatcher"],
+    "2.3": ["dispatcher/FilterDispatcher", "dispatcher/ng/filter/StrutsPrepareAndExecuteFilter"],
+    "2.5": ["dispatcher/filter/StrutsPrepareAndExecuteFilter", "X"],
+    "6.3": ["dispatcher/filter/StrutsPrepareAndExecuteFilter", "interceptor/csp/CspInterceptor", "X"],
+    "6.4": ["dispatcher/filter/StrutsPrepareAndExecuteFilter", "interceptor/csp/CspInterceptor",
+            "interceptor/ActionFileUploadInterceptor", "X"],
+    "6.7": ["dispatcher/filter/StrutsPrepareAndExecuteFilter", "interceptor/csp/CspInterceptor",
+            "interceptor/ActionFileUploadInterceptor", "ActionSupport", "X"],
+    "7.0": ["dispatcher/filter/StrutsPrepareAndExecuteFilter", "interceptor/csp/CspInterceptor",
+            "interceptor/ActionFileUploadInterceptor", "ActionSupport"],
+}
+
+
+def struts_classes(line: str, prefix: str = "") -> dict:
+    names = ["org/apache/struts2/StrutsConstants"] + [
+        "com/opensymphony/xwork2/ActionSupport" if n == "X" else "org/apache/struts2/" + n for n in STRUTS[line]]
+    return {f"{prefix}{n}.class": cls(n) for n in names}
+
+
+@pytest.mark.parametrize("line, version", [
+    ("2.0", ">=2.0.0, <2.1.3"), ("2.3", ">=2.1.3, <2.5"), ("2.5", ">=2.5, <6.0.0"), ("6.3", ">=6.0.0, <6.4.0"),
+    ("6.4", ">=6.4.0, <6.7.0"), ("6.7", ">=6.7.0, <7.0.0"), ("7.0", ">=7.0.0"),
+])
+def test_struts2_core_by_its_classes(line, version):
+    got = maven({"opt/app.jar": app_jar(struts_classes(line, "lib/"))})
+    assert got[("org.apache.struts:struts2-core", version)]["relocated_to"] == "lib"
+
+
+@pytest.mark.skipif(not SPRING_REAL.exists(), reason="Debian's libspring-core-java is not installed")
+def test_the_real_spring_core_jar_relocated():
+    with zipfile.ZipFile(SPRING_REAL) as z:
+        classes = {"com/acme/shaded/" + n: z.read(n) for n in z.namelist() if n.endswith(".class")}
+    assert len(classes) > 500
+    got = maven({"opt/app/app.jar": app_jar(classes)})
+    # 4.3.30: ProtocolResolver (4.3) is there, Nullable (5.0) is not
+    assert got[("org.springframework:spring-core", ">=4.3.0, <5.0.0")]["relocated_to"] == "com/acme/shaded"
+
+
+def test_a_version_range_is_reported_as_possibly_affected(scan, tmp_path, monkeypatch):
+    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
+    shiro = {"s/org/apache/shiro/mgt/AbstractRememberMeManager.class": cls("generateNewKey")}
+    img = ImageBuilder().layer({"opt/app/app.jar": app_jar({**shiro, **struts_classes("2.5")})})
+    img.write_oci_layout(tmp_path / "oci", ref="t:1")
+
+    def advisory(rid, cve, name, events):
+        return {"id": rid, "aliases": [cve], "modified": "2024-01-01T00:00:00Z", "published": "2020-01-01T00:00:00Z",
+                "summary": rid, "affected": [{"package": {"ecosystem": "Maven", "name": name},
+                                              "ranges": [{"type": "ECOSYSTEM", "events": events}]}]}
+    database, _ = scan(f"oci:{tmp_path / 'oci'}")
+    import_records(database, [
+        advisory("GHSA-shiro-1", "CVE-2016-4437", "org.apache.shiro:shiro-core", [{"introduced": "0"}, {"fixed": "1.2.5"}]),
+        advisory("GHSA-shiro-2", "CVE-2019-12422", "org.apache.shiro:shiro-core", [{"introduced": "0"}, {"fixed": "1.4.2"}]),
+        advisory("GHSA-s2-045", "CVE-2017-5638", "org.apache.struts:struts2-core",
+                 [{"introduced": "2.3.5"}, {"fixed": "2.3.32"}, {"introduced": "2.5"}, {"fixed": "2.5.10.1"}]),
+        advisory("GHSA-s2-001", "CVE-2007-4556", "org.apache.struts:struts2-core",
+                 [{"introduced": "2.0.0"}, {"fixed": "2.0.9"}]),
+    ])
+    database, out = scan(f"oci:{tmp_path / 'oci'}")
+    assert [o.status for o in out] == ["done"]
+    rep = report_of(database, "t:1")
+    vulns = {v["id"]: v for v in rep["vulnerabilities"]}
+    assert set(vulns) == {"CVE-2019-12422", "CVE-2017-5638"}, vulns  # fixed below the range: not reported
+    for v in vulns.values():
+        assert v["possibly_affected"] is True and v["confidence"] == "low"
+        assert "known only as a range" in v["reason"] and "(possibly affected)" in v["title"]
+    assert vulns["CVE-2019-12422"]["package"]["version"] == ">=1.2.5"
+    assert vulns["CVE-2019-12422"]["fixed_version"] == "1.4.2"
+    soft = {s["name"]: s for s in rep["software"] if s["detected_by"] == "class-fingerprint"}
+    assert soft["org.apache.shiro:shiro-core"]["version_exact"] is False
+    assert soft["org.apache.shiro:shiro-core"]["version_note"] == "\u2265 1.2.5, exact version unknown"
+    assert soft["org.apache.shiro:shiro-core"]["purl"] == "pkg:maven/org.apache.shiro/shiro-core"
+    assert soft["org.apache.struts:struts2-core"]["version"] == ">=2.5, <6.0.0"
+    assert not [w for w in rep["scan"]["warnings"] if "not a valid" in w]

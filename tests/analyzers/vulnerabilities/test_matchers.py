@@ -108,3 +108,39 @@ def test_records_sharing_a_range_text_match_alike_and_load_together(db):
     assert m.advisory("DEBIAN-CVE-2022-2").id == "DEBIAN-CVE-2022-2"
     with pytest.raises(AttributeError):
         m.advisory("DSA-3")  # never matched, so never loaded
+
+
+def test_an_installed_version_known_only_as_a_range_is_matched_conservatively(db):
+    """A library found by its classes may be '>=1.2.5' or '>=4.3.0, <5.0.0': an advisory overlapping that
+    range is a possible hit (never dropped), one covering all of it a certain hit, one below it no hit."""
+    import_records(db, [
+        osv("GHSA-old", "Maven", "org.apache.shiro:shiro-core", [{"introduced": "0"}, {"fixed": "1.2.5"}]),
+        osv("GHSA-later", "Maven", "org.apache.shiro:shiro-core", [{"introduced": "0"}, {"fixed": "1.4.2"}]),
+        osv("GHSA-open", "Maven", "org.apache.shiro:shiro-core", [{"introduced": "1.3.0"}]),
+        osv("GHSA-listed", "Maven", "org.apache.shiro:shiro-core", versions=["1.2.3", "1.6.0"]),
+        osv("GHSA-s1", "Maven", "org.springframework:spring-core",
+            [{"introduced": "4.0.0"}, {"fixed": "4.3.29"}, {"introduced": "5.0.0"}, {"fixed": "5.2.9"}]),
+        osv("GHSA-s2", "Maven", "org.springframework:spring-core", [{"introduced": "3.0.0"}, {"fixed": "5.2.20"}]),
+        osv("GHSA-s3", "Maven", "org.springframework:spring-core", [{"introduced": "5.0.0"}, {"fixed": "5.3.0"}]),
+        osv("GHSA-s4", "Maven", "org.springframework:spring-core",
+            [{"introduced": "4.2.0"}, {"last_affected": "4.3.0"}]),
+    ])
+    m = Matcher(db.conn)
+    got = {x.candidate.advisory_id: x.hit for x in m.match("Maven", "", "org.apache.shiro:shiro-core", ">=1.2.5")}
+    assert set(got) == {"GHSA-later", "GHSA-open", "GHSA-listed"}  # fixed in 1.2.5: not affected at all
+    assert got["GHSA-later"].possible and got["GHSA-later"].fixed == "1.4.2"
+    assert "overlaps >=1.2.5 (exact version unknown)" in got["GHSA-later"].why
+    assert got["GHSA-open"].possible and got["GHSA-open"].fixed is None  # 1.2.5-1.2.x are not affected
+    assert got["GHSA-listed"].possible
+    got = {x.candidate.advisory_id: x.hit for x in
+           m.match("Maven", "", "org.springframework:spring-core", ">=4.3.0, <5.0.0")}
+    assert set(got) == {"GHSA-s1", "GHSA-s2", "GHSA-s4"}
+    assert got["GHSA-s1"].possible and got["GHSA-s1"].fixed == "4.3.29"  # 4.3.29 and later are fixed
+    assert not got["GHSA-s2"].possible and got["GHSA-s2"].why.endswith("all of >=4.3.0, <5.0.0")
+    assert got["GHSA-s4"].possible  # only 4.3.0 itself
+    assert not m.warnings
+    # the same texts as plain versions still match as before
+    assert [x.candidate.advisory_id for x in m.match("Maven", "", "org.apache.shiro:shiro-core", "1.2.5")] == \
+        ["GHSA-later"]
+    assert m.match("Maven", "", "org.apache.shiro:shiro-core", ">=banana, <") == []
+    assert any("not a valid maven version" in w for w in m.warnings)
