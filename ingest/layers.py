@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import struct
 import tarfile
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -29,6 +31,12 @@ Entry = tuple
 
 def normalize(name: str) -> str | None:
     """Absolute, normalized path inside the image, or None when the name climbs out of it."""
+    # the usual name ('usr/bin/env', './usr/bin/env') has no empty, '.' or '..' part and no
+    # backslash: it is its own normal form
+    plain = name[2:] if name.startswith("./") else name
+    if plain and plain[0] not in "/." and plain[-1] != "/" and "//" not in plain and "/." not in plain \
+            and "\\" not in plain:
+        return "/" + plain
     name = name.replace("\\", "/") if "\\" in name and "/" not in name else name
     path = posixpath.normpath("/" + name.lstrip("/"))
     if path.startswith("//"):
@@ -97,12 +105,128 @@ _EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE
              tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
+# A ustar/GNU/v7 header up to its prefix field: name, mode, uid, gid, size, mtime, chksum, type,
+# linkname, (magic and version skipped), uname, gname, devmajor, devminor, prefix (POSIX.1-1988 layout).
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s")
+# entry types whose header is the whole story (no extended data, no sparse map)
+_PLAIN_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
+                          tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE))
+_DATA_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
+
+
+def _octal(field: bytes) -> int:
+    """An octal number field as tarfile reads it; ValueError for anything else (base-256 numbers, garbage)."""
+    if field[:1] in (b"\x80", b"\xff"):
+        raise ValueError("base-256 number")
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _number(field: bytes) -> int:
+    """`_octal`, quicker for the usual layout: digits, then NULs or spaces. When int() takes what is
+    left, it holds no NUL (int() refuses one), so it is what tarfile reads up to the first NUL."""
+    try:
+        return int(field.rstrip(b"\0 "), 8)
+    except ValueError:
+        return _octal(field)
+
+
+_FIELDS: dict[bytes, int] = {}  # mode, uid, gid and device fields: a few values repeat in every header
+_TEXTS: dict[tuple[bytes, str, str], str] = {}  # user and group names
+_CACHE_MAX = 4096
+
+
+def _cached_number(field: bytes) -> int:
+    n = _FIELDS.get(field)
+    if n is None:
+        n = _octal(field)
+        if len(_FIELDS) < _CACHE_MAX:
+            _FIELDS[field] = n
+    return n
+
+
+def _text(field: bytes, encoding: str, errors: str) -> str:
+    if not field[0]:
+        return ""
+    return field.split(b"\0", 1)[0].decode(encoding, errors)
+
+
+def _cached_text(field: bytes, encoding: str, errors: str) -> str:
+    key = (field, encoding, errors)
+    text = _TEXTS.get(key)
+    if text is None:
+        text = _text(field, encoding, errors)
+        if len(_TEXTS) < _CACHE_MAX:
+            _TEXTS[key] = text
+    return text
+
+
 class CappedTarInfo(tarfile.TarInfo):
     """tarfile reads an extended header whole, at the size its header claims: a PAX header that
     says 1 GiB is 1 GiB of memory, from a few MB of gzip. Every extended header of one entry
-    (including chained GNU long names and sparse extension blocks) shares one read budget."""
+    (including chained GNU long names and sparse extension blocks) shares one read budget.
+
+    A plain header (a file, directory, link or device, no extended header before it) is parsed here
+    in one struct unpack with its checksum summed by zlib.adler32 in C: tarfile's own parser costs
+    about 15 µs a header in Python, most of a scan of an image of many small files. Anything else
+    (extended headers, sparse files, base-256 numbers, a bad or signed checksum, the end-of-archive
+    block) goes to tarfile's parser, which then also raises its own errors."""
 
     max_header = 1 << 20
+
+    @classmethod
+    def fromtarfile(cls, tarfile_):
+        fileobj = tarfile_.fileobj
+        buf = fileobj.read(tarfile.BLOCKSIZE)
+        obj = cls._fast(buf, tarfile_) if not tarfile_.pax_headers else None
+        if obj is None:
+            obj = cls.frombuf(buf, tarfile_.encoding, tarfile_.errors)
+            obj.offset = fileobj.tell() - tarfile.BLOCKSIZE
+            return obj._proc_member(tarfile_)
+        return obj
+
+    @classmethod
+    def _fast(cls, buf: bytes, tarfile_) -> "CappedTarInfo | None":
+        """The TarInfo that tarfile's frombuf + _proc_builtin would make of a plain header, or None."""
+        if len(buf) != tarfile.BLOCKSIZE:
+            return None
+        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname, devmajor, devminor,
+         prefix) = _HEADER.unpack_from(buf)
+        if kind not in _PLAIN_TYPES:
+            return None
+        try:
+            stored = _number(chksum)
+            # the unsigned byte sum with the checksum field read as spaces; each half of the block
+            # sums to at most 256 * 255 < 65521, so adler32's low half (started at 0) is that sum exactly
+            total = (zlib.adler32(buf[:256], 0) & 0xFFFF) + (zlib.adler32(buf[256:], 0) & 0xFFFF)
+            if stored != total - sum(chksum) + 256:
+                return None
+            encoding, errors = tarfile_.encoding, tarfile_.errors
+            obj = cls.__new__(cls)
+            obj.name = _text(name, encoding, errors)
+            obj.mode, obj.uid, obj.gid = _cached_number(mode), _cached_number(uid), _cached_number(gid)
+            obj.size, obj.mtime = _number(size), _number(mtime)
+            obj.devmajor, obj.devminor = _cached_number(devmajor), _cached_number(devminor)
+            obj.linkname = _text(linkname, encoding, errors)
+            obj.uname, obj.gname = _cached_text(uname, encoding, errors), _cached_text(gname, encoding, errors)
+            prefix_text = _text(prefix, encoding, errors)
+        except ValueError:  # also UnicodeDecodeError under a strict encoding: tarfile's parser says it its way
+            return None
+        obj.chksum, obj.sparse, obj.pax_headers = stored, None, {}
+        if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
+            kind = tarfile.DIRTYPE
+        obj.type = kind
+        if kind == tarfile.DIRTYPE:
+            obj.name = obj.name.rstrip("/")
+        if prefix_text:
+            obj.name = prefix_text + "/" + obj.name
+            if kind == tarfile.DIRTYPE:
+                obj.name = obj.name.rstrip("/")
+        offset = tarfile_.fileobj.tell()
+        obj.offset, obj.offset_data = offset - tarfile.BLOCKSIZE, offset
+        if kind in _DATA_TYPES:
+            offset += -(-obj.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE  # whole blocks, as TarInfo._block
+        tarfile_.offset = offset
+        return obj
 
     def _proc_member(self, tarfile_):
         fileobj = tarfile_.fileobj
@@ -129,22 +253,9 @@ def iter_members(tf: tarfile.TarFile):
         yield member
 
 
-def _type_of(member: tarfile.TarInfo) -> str | None:
-    if member.isreg():
-        return REG
-    if member.isdir():
-        return DIR
-    if member.issym():
-        return SYMLINK
-    if member.islnk():
-        return HARDLINK
-    if member.ischr():
-        return CHAR
-    if member.isblk():
-        return BLOCK
-    if member.isfifo():
-        return FIFO
-    return None
+_KINDS = {tarfile.REGTYPE: REG, tarfile.AREGTYPE: REG, tarfile.CONTTYPE: REG, tarfile.GNUTYPE_SPARSE: REG,
+          tarfile.DIRTYPE: DIR, tarfile.SYMTYPE: SYMLINK, tarfile.LNKTYPE: HARDLINK, tarfile.CHRTYPE: CHAR,
+          tarfile.BLKTYPE: BLOCK, tarfile.FIFOTYPE: FIFO}  # as TarInfo.isreg(), isdir(), ... say
 
 
 def _clean(text: str) -> str:
@@ -268,10 +379,11 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ScanError(f"{what}: not a tar archive ({exc})") from None
     try:
+        entries = result.entries
         for member in iter_members(tf):
-            if len(result.entries) >= limits.max_entries:
+            if len(entries) >= limits.max_entries:
                 raise ScanError(f"{what}: more than {limits.max_entries} entries in one layer")
-            name = _clean(member.name)
+            name = member.name if member.name.isascii() else _clean(member.name)
             if len(name) > MAX_NAME:
                 result.warn(f"entry name of {len(name)} characters skipped")
                 continue
@@ -281,7 +393,7 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 continue
             if name.startswith("/"):
                 result.warn(f"entry {name[:200]!r} has an absolute name; read as relative to the image root")
-            base = posixpath.basename(path)
+            base = path[path.rfind("/") + 1:]
             if base.startswith(WH_PREFIX):
                 parent = posixpath.dirname(path)
                 if base == WH_OPAQUE:
@@ -289,7 +401,7 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 else:
                     result.entries.append((posixpath.join(parent, base[len(WH_PREFIX):]), WHITEOUT, 0, 0, 0, 0, ""))
                 continue
-            kind = _type_of(member)
+            kind = _KINDS.get(member.type)
             if kind is None:
                 result.warn(f"{path}: unsupported tar entry type {member.type!r}; skipped")
                 continue
@@ -308,11 +420,14 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 size = sizes.get(target, 0)
             if kind == REG:
                 sizes[path] = size
-            info = FileInfo(path, kind, size, member.mode & 0o7777, member.uid, member.gid, link, int(member.mtime))
-            result.entries.append((path, kind, size, info.mode, info.uid, info.gid, link))
+            mode = member.mode & 0o7777
+            entries.append((path, kind, size, mode, member.uid, member.gid, link))
             if kind not in (REG, HARDLINK) or not analyzers:
                 continue
+            info = FileInfo(path, kind, size, mode, member.uid, member.gid, link, int(member.mtime))
             wanted = [a for a in analyzers if a.required(path, info)]
+            if not wanted:
+                continue
             for a in [a for a in wanted if (cap := a.size_cap(path)) is not None and size > cap]:
                 result.warn(f"{path}: {size} bytes, over the {a.size_cap(path)}-byte cap of the {a.name} analyzer;"
                             " not analyzed by it")

@@ -1,0 +1,141 @@
+"""The layer walker's own parser of plain tar headers must read every header exactly as tarfile does."""
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from stowaway.ingest.layers import CappedTarInfo, ForwardReader, iter_members
+
+FIELDS = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname", "uname", "gname",
+          "devmajor", "devminor", "offset", "offset_data", "pax_headers", "sparse")
+
+
+def _entry(name, kind=tarfile.REGTYPE, data=b"", **attrs):
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.size, ti.mtime, ti.mode = kind, len(data), 1700000000, 0o640
+    for k, v in attrs.items():
+        setattr(ti, k, v)
+    return ti, (io.BytesIO(data) if kind in (tarfile.REGTYPE, tarfile.AREGTYPE) else None)
+
+
+def _tar(fmt, entries) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, encoding="utf-8") as tf:
+        for ti, fh in entries:
+            tf.addfile(ti, fh)
+    return buf.getvalue()
+
+
+def _entries():
+    return [
+        _entry("etc/passwd", data=b"root:x:0:0::/root:/bin/sh\n", uid=0, gid=0, uname="root", gname="root"),
+        _entry("srv/empty", data=b""),
+        _entry("srv/dir/", tarfile.DIRTYPE, mode=0o755),
+        _entry("srv/link", tarfile.SYMTYPE, linkname="../etc/passwd"),
+        _entry("srv/hard", tarfile.LNKTYPE, linkname="etc/passwd"),
+        _entry("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+        _entry("dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0),
+        _entry("run/fifo", tarfile.FIFOTYPE),
+        _entry("a/" + "deep/" * 30 + "file.txt", data=b"x" * 700),  # ustar prefix, or a long name
+        _entry("l" * 150, tarfile.SYMTYPE, linkname="t" * 150),  # long link target
+        _entry("srv/caf\u00e9.txt", data=b"non-ascii name"),
+        _entry("srv/big-ids", data=b"1234", uid=0o7777777 + 5, gid=2 ** 30),  # base-256 (GNU) or pax numbers
+        _entry("srv/after", data=b"y" * 513),
+    ]
+
+
+def _parse(data: bytes, tarinfo) -> list[tuple]:
+    reader = ForwardReader(io.BytesIO(data))
+    tf = tarfile.open(fileobj=reader, mode="r:", tarinfo=tarinfo)
+    out = []
+    for m in iter_members(tf):
+        fh = tf.extractfile(m) if m.isreg() else None
+        out.append(tuple(getattr(m, f) for f in FIELDS) + ((fh.read() if fh else None),))
+    return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_every_header_as_tarfile_reads_it(fmt):
+    entries = _entries()
+    if fmt == tarfile.USTAR_FORMAT:  # no long names, no big numbers, ASCII only
+        entries = [e for e in entries if len(e[0].linkname) <= 100 and e[0].uid < 0o7777777
+                   and e[0].name.isascii() and len(e[0].name) <= 255]
+    data = _tar(fmt, entries)
+    assert _parse(data, CappedTarInfo) == _parse(data, tarfile.TarInfo)
+    assert len(_parse(data, CappedTarInfo)) == len(entries)
+
+
+def test_plain_headers_take_the_fast_path_and_others_do_not():
+    plain = _tar(tarfile.USTAR_FORMAT, [_entry("etc/hosts", data=b"127.0.0.1 localhost\n")])
+    tf = tarfile.open(fileobj=io.BytesIO(plain), mode="r:")
+    tf.fileobj.seek(512)  # as just after reading the header
+    fast = CappedTarInfo._fast(plain[:512], tf)
+    assert fast is not None and (fast.name, fast.size, fast.offset_data) == ("etc/hosts", 20, 512)
+    assert tf.offset == 1024  # the next header, after one block of data
+    longname = _tar(tarfile.GNU_FORMAT, [_entry("n" * 200, data=b"z")])
+    assert CappedTarInfo._fast(longname[:512], tf) is None  # a GNU long-name header: tarfile's parser
+    assert CappedTarInfo._fast(b"\0" * 512, tf) is None  # end of archive: tarfile says so
+
+
+def test_signed_checksum_and_v7_directory_read_as_tarfile_reads_them():
+    data = bytearray(_tar(tarfile.USTAR_FORMAT, [_entry("srv/\u00ff\u00fe".encode("latin-1").decode("latin-1"),
+                                                        data=b"q")]))
+    # some old tars sum header bytes as signed chars: rewrite the checksum that way
+    header = data[:512]
+    signed = 256 + sum((b - 256 if b > 127 else b) for i, b in enumerate(header) if not 148 <= i < 156)
+    data[148:156] = b"%06o\0 " % signed
+    v7 = bytearray(_tar(tarfile.USTAR_FORMAT, [_entry("old/dir/", data=b"")]))
+    v7[156:157] = b"\0"  # AREGTYPE with a trailing slash: a directory in the v7 format
+    v7[148:156] = b"%06o\0 " % (256 + sum(b for i, b in enumerate(v7[:512]) if not 148 <= i < 156))
+    for blob in (bytes(data), bytes(v7)):
+        assert _parse(blob, CappedTarInfo) == _parse(blob, tarfile.TarInfo)
+    assert _parse(bytes(v7), CappedTarInfo)[0][7] == tarfile.DIRTYPE
+
+
+@pytest.mark.parametrize("offset", [0, 100, 124, 148, 156, 300, 600])
+def test_a_corrupt_header_fails_as_tarfile_fails(offset):
+    data = bytearray(_tar(tarfile.USTAR_FORMAT, [_entry("a", data=b"x" * 10), _entry("b", data=b"y")]))
+    data[offset] ^= 0x5A
+
+    def outcome(tarinfo):
+        try:
+            return ("ok", _parse(bytes(data), tarinfo))
+        except tarfile.TarError as exc:
+            return (type(exc).__name__, str(exc))
+
+    assert outcome(CappedTarInfo) == outcome(tarfile.TarInfo)
+
+
+def _normalize_reference(name: str) -> str | None:
+    """normalize() without its shortcut for plain names: posixpath.normpath and the climb check."""
+    import posixpath
+
+    name = name.replace("\\", "/") if "\\" in name and "/" not in name else name
+    path = posixpath.normpath("/" + name.lstrip("/"))
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    depth = 0
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            return None
+    return path
+
+
+def test_normalize_shortcut_agrees_with_normpath():
+    import itertools
+    import random
+
+    from stowaway.ingest.layers import normalize
+
+    parts = ["usr", "bin", ".", "..", "", ".wh.x", ".hidden", "a\\b", "x.", "..y", "é"]
+    names = {"/".join(p) for n in range(1, 4) for p in itertools.product(parts, repeat=n)}
+    rnd = random.Random(5)
+    names |= {"".join(rnd.choice("ab./\\") for _ in range(rnd.randint(1, 12))) for _ in range(20000)}
+    names |= {"./" + n for n in list(names)[:5000]}
+    for name in names:
+        assert normalize(name) == _normalize_reference(name), name
