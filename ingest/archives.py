@@ -7,9 +7,17 @@ One library for every content check (malware, secrets, inventory) and for the ap
         ... member.path                  # "/opt/app.tar.gz!/lib/app.jar!/META-INF/x.properties"
 
 Formats: zip and the formats built on it (jar, war, ear, Android apk, whl, egg, ...), tar (ustar,
-GNU, PAX), gzip, bzip2, xz, zstd and their combinations (a `.tar.gz` is one level: its members are
-named `x.tar.gz!/member`), and 7z through py7zr. The format is told by the content (magic bytes),
-not by the name, except for a zip with a prefix (a self-running jar), found through its name.
+GNU, PAX), cpio (newc, crc and odc), rpm packages (lead and headers, then the cpio payload, plain or
+gzip, bzip2, xz, lzma or zstd compressed), gzip, bzip2, xz, zstd and their combinations (a `.tar.gz`
+or an `.rpm` is one level: its members are named `x.tar.gz!/member`), and 7z through py7zr. The
+format is told by the content (magic bytes), not by the name, except for a zip with a prefix (a
+self-running jar), found through its name. What is recognised but cannot be read (RAR, CAB, a zip
+member compressed with implode, shrink or another method no reader here knows, rpm's large-file
+payload) is one warning saying `not opened: <format>`, never a silent skip (`not_opened()` reads
+them back for the report's coverage).
+
+cpio and rpm are read here rather than through libarchive: both are small fixed-header formats read
+in one forward pass, and reading them in Python keeps every byte under the limits below.
 
 Nothing is extracted to disk. Compressed streams and tars are read in one pass; a member's bytes are
 read only when asked for (or when it must be looked into), and at most `max_member_bytes` of it.
@@ -49,6 +57,15 @@ GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SEVENZ_MAGIC = b"7z\xbc\xaf\x27\x1c"
+CPIO_MAGICS = (b"070701", b"070702", b"070707")  # newc, crc (newc with checksums), odc (portable ASCII)
+RPM_MAGIC = b"\xed\xab\xee\xdb"
+RPM_HEADER_MAGIC = b"\x8e\xad\xe8\x01"
+LZMA_ALONE_MAGIC = b"\x5d\x00\x00"  # legacy .lzma, as old rpm payloads
+# recognised, but no reader here: each is reported as 'not opened: <format>'
+UNREAD_MAGICS = ((b"Rar!\x1a\x07", "rar"), (b"MSCF\x00\x00\x00\x00", "cab"))
+NOT_OPENED = "not opened: "
+MAX_CPIO_NAME = 4096
+MAX_RPM_HEADER = 64 << 20
 SNIFF = 512 + 8  # enough for the ustar magic at offset 257
 CHUNK = 1 << 20
 MAX_WARNINGS = 20  # warnings from one outer file; the rest are counted in one more
@@ -58,7 +75,7 @@ ZIP_SUFFIXES = (".zip", ".jar", ".war", ".ear", ".apk", ".whl", ".egg", ".par", 
                 ".nupkg", ".xpi")
 # names worth opening when content is not sniffed (callers passing sniff=False)
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + (".tar", ".tgz", ".tbz", ".tbz2", ".txz", ".tzst", ".gz", ".bz2", ".xz", ".zst",
-                                   ".7z")
+                                   ".7z", ".cpio", ".rpm", ".rar", ".cab")
 _STREAM_SUFFIXES = {".tgz": ".tar", ".tbz": ".tar", ".tbz2": ".tar", ".txz": ".tar", ".tzst": ".tar",
                     ".gz": "", ".bz2": "", ".xz": "", ".zst": "", ".zstd": ""}
 
@@ -160,6 +177,13 @@ def kind_of(name: str, head: bytes) -> str:
         return "zstd"
     if head.startswith(SEVENZ_MAGIC):
         return "7z"
+    if head[:6] in CPIO_MAGICS:
+        return "cpio"
+    if head.startswith(RPM_MAGIC):
+        return "rpm"
+    for magic, kind in UNREAD_MAGICS:
+        if head.startswith(magic):
+            return kind
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
     if name.lower().endswith(ZIP_SUFFIXES) and len(head) >= 4:
@@ -169,6 +193,20 @@ def kind_of(name: str, head: bytes) -> str:
 
 def is_archive(name: str, head: bytes) -> bool:
     return kind_of(name, head) not in ("", "zip?")
+
+
+def not_opened(warnings: list[str]) -> list[dict]:
+    """{path, format, reason} of every archive or member the warnings say was recognised but not opened."""
+    out: dict[str, dict] = {}
+    for w in warnings:
+        at = w.find(": " + NOT_OPENED)
+        if at < 0:
+            continue
+        path = w[:at].rsplit(": ", 1)[-1]  # after the "layer N: analyzer: " a scan warning starts with
+        reason = w[at + 2:]
+        fmt = reason[len(NOT_OPENED):].split(" (", 1)[0].split(";", 1)[0]
+        out.setdefault(path, {"path": path, "format": fmt, "reason": reason})
+    return list(out.values())
 
 
 def iter_members(name: str, source: bytes | IO[bytes], limits: ArchiveLimits | None = None, *,
@@ -329,6 +367,13 @@ class _Walk:
                 yield from self._tar(path, blob.stream(), depth + 1, ancestors, "tar", charged=False)
             elif kind == "7z":
                 yield from self._sevenzip(path, blob, depth + 1, ancestors)
+            elif kind == "cpio":
+                yield from self._cpio(path, blob.stream(), depth + 1, ancestors, "cpio", charged=False)
+            elif kind == "rpm":
+                yield from self._rpm(path, blob, depth + 1, ancestors)
+            elif kind in ("rar", "cab"):
+                self.warn(f"{path}: {NOT_OPENED}{kind} archive (no reader for this format here); its members are"
+                          " not checked")
             else:
                 yield from self._compressed(path, kind, blob, depth + 1, ancestors)
         except _Cut as cut:
@@ -416,6 +461,9 @@ class _Walk:
         if kind_of("", head) == "tar":
             yield from self._tar(path, stream, depth, ancestors, kind, charged=True)
             return
+        if head[:6] in CPIO_MAGICS:  # a compressed cpio (initramfs) is one level, as a .tar.gz is
+            yield from self._cpio(path, stream, depth, ancestors, kind, charged=True)
+            return
         inner_name = _stream_member_name(path.rsplit("!/", 1)[-1].rsplit("/", 1)[-1])
         inner = f"{path}!/{inner_name}"
 
@@ -473,6 +521,77 @@ class _Walk:
             member = Member(inner, name, int(info.uncompressed or 0), depth, "7z", reader)
             yield from self._emit(member, ancestors)
 
+    # -- cpio ----------------------------------------------------------------------------------------
+
+    def _cpio(self, path: str, stream: Any, depth: int, ancestors: tuple[bytes, ...], container: str,
+              charged: bool) -> Iterator[Member]:
+        """A cpio archive read in one pass (newc/crc: hex fields, 4-byte alignment; odc: octal, none)."""
+        while True:
+            head = _read_exact(stream, 6)
+            if len(head) < 6:
+                raise _Cut(f"{path}: truncated cpio archive (no trailer); the rest not read")
+            try:
+                if head in (b"070701", b"070702"):
+                    raw = _read_exact(stream, 104)
+                    fields = [int(raw[i * 8:(i + 1) * 8], 16) for i in range(13)]
+                    mode, size, name_size, align = fields[1], fields[6], fields[11], 4
+                elif head == b"070707":
+                    raw = _read_exact(stream, 70)
+                    mode, name_size, size, align = int(raw[12:18], 8), int(raw[53:59], 8), int(raw[59:70], 8), 1
+                elif head == b"07070X":
+                    raise _Cut(f"{path}: {NOT_OPENED}rpm large-file payload (rpm's own stripped cpio); members"
+                               " not read")
+                else:
+                    raise _Cut(f"{path}: damaged cpio archive (bad header magic); the rest not read")
+            except ValueError:
+                raise _Cut(f"{path}: damaged cpio archive (a header field is not a number); the rest not read") from None
+            if name_size > MAX_CPIO_NAME:
+                raise _Cut(f"{path}: damaged cpio archive (a name of {name_size} bytes); the rest not read")
+            header = (110 if align == 4 else 76) + name_size
+            raw_name = _read_exact(stream, name_size + (-header % align))
+            name = raw_name[:name_size].rstrip(b"\0").decode("utf-8", "replace")
+            if name == "TRAILER!!!":
+                return
+            padding = -size % align
+            name = name[2:] if name.startswith("./") else name.lstrip("/")
+            if mode & 0o170000 != 0o100000 or not name:
+                _skip(stream, size + padding)
+                continue
+            inner = f"{path}!/{name}"
+            state = {"left": size}
+            member = Member(inner, name, size, depth, container, _cpio_reader(self, stream, size, inner, charged, state))
+            yield from self._emit(member, ancestors)
+            _skip(stream, state["left"] + padding)
+
+    # -- rpm -----------------------------------------------------------------------------------------
+
+    def _rpm(self, path: str, blob: _Blob, depth: int, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
+        """An rpm package: the 96-byte lead, the signature header (padded to 8 bytes), the header, then
+        the payload, a cpio archive, compressed as the header says (told here by its magic bytes)."""
+        raw = blob.stream()
+        if len(_read_exact(raw, 96)) < 96:
+            raise _Cut(f"{path}: truncated rpm package; members not read")
+        for padded in (True, False):
+            intro = _read_exact(raw, 16)
+            if len(intro) < 16 or not intro.startswith(RPM_HEADER_MAGIC):
+                raise _Cut(f"{path}: damaged rpm package (bad header magic); members not read")
+            count, data_size = struct.unpack(">II", intro[8:16])
+            size = 16 * count + data_size
+            if size > MAX_RPM_HEADER:
+                raise _Cut(f"{path}: rpm header of {size} bytes, larger than {MAX_RPM_HEADER}; members not read")
+            _skip(raw, size + (-size % 8 if padded else 0))
+        payload: Any = _Tail(raw, raw.tell())
+        head = payload.read(SNIFF)
+        payload.seek(0)
+        kind = "lzma" if head.startswith(LZMA_ALONE_MAGIC) else kind_of("", head)
+        if head[:6] in CPIO_MAGICS or head[:6] == b"07070X":
+            yield from self._cpio(path, payload, depth, ancestors, "rpm", charged=False)
+            return
+        if kind not in ("gzip", "bzip2", "xz", "zstd", "lzma"):
+            raise _Cut(f"{path}: {NOT_OPENED}rpm payload of an unknown compression; members not read")
+        stream = _BoundedStream(_decompressor(kind, payload), payload, self, path)
+        yield from self._cpio(path, stream, depth, ancestors, "rpm", charged=True)
+
     def _too_large(self, inner: str, room: int) -> None:
         if room < self.limits.max_member_bytes:
             self.charge(self.limits.max_total_bytes + 1)  # raises _Stop with its warning
@@ -507,6 +626,18 @@ def _stream_member_name(name: str) -> str:
 
 
 ZIP_DEFLATE64 = 9
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+ZIP_METHOD_NAMES = {1: "shrink", 2: "reduce", 3: "reduce", 4: "reduce", 5: "reduce", 6: "implode", 9: "deflate64",
+                    10: "PKWARE DCL implode", 18: "IBM TERSE", 19: "IBM LZ77", 93: "zstd", 94: "MP3", 95: "xz",
+                    96: "JPEG", 97: "WavPack", 98: "PPMd", 99: "AES-encrypted"}
+
+
+def _has_inflate64() -> bool:
+    try:
+        import inflate64  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def read_zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes | None:
@@ -570,6 +701,11 @@ def _zip_reader(walk: _Walk, zf: zipfile.ZipFile, data: bytes | None, info: zipf
         lim = walk.limits
         if info.flag_bits & 0x1:
             walk.warn(f"{inner}: encrypted zip member; not read")
+            return None
+        method = info.compress_type
+        if method not in _ZIP_METHODS and not (method == ZIP_DEFLATE64 and _has_inflate64()):
+            name = ZIP_METHOD_NAMES.get(method, f"method {method}")
+            walk.warn(f"{inner}: {NOT_OPENED}{name}-compressed zip member (no reader for this method here)")
             return None
         if info.file_size > lim.max_member_bytes:
             walk.warn(f"{inner}: declares {info.file_size} bytes, larger than {lim.max_member_bytes}"
@@ -637,6 +773,80 @@ def _capped_tarinfo(cap: int) -> type[tarfile.TarInfo]:
     return CappedTarInfo
 
 
+def _read_exact(stream: Any, n: int) -> bytes:
+    """n bytes (fewer only at the end of the stream), however the stream splits its reads."""
+    parts, got = [], 0
+    while got < n:
+        chunk = stream.read(n - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _skip(stream: Any, n: int) -> None:
+    if n <= 0:
+        return
+    if _seekable(stream):
+        stream.seek(n, io.SEEK_CUR)
+        return
+    while n > 0:
+        chunk = stream.read(min(CHUNK, n))
+        if not chunk:
+            return
+        n -= len(chunk)
+
+
+def _cpio_reader(walk: _Walk, stream: Any, size: int, inner: str, charged: bool,
+                 state: dict) -> Callable[[], bytes | None]:
+    def read() -> bytes | None:
+        lim = walk.limits
+        if size > lim.max_member_bytes:
+            walk.warn(f"{inner}: {size} bytes, larger than {lim.max_member_bytes} (archives.max_member_bytes); not read")
+            return None
+        if size > walk.room():
+            walk.charge(size)  # raises _Stop
+        content = _read_exact(stream, size)
+        state["left"] = size - len(content)
+        if len(content) < size:
+            raise _Cut(f"{inner}: truncated cpio member; the rest not read")
+        if not charged:
+            walk.charge(len(content))
+        return content
+    return read
+
+
+class _Tail(io.RawIOBase):
+    """The bytes of a seekable file from `offset` on, as a file of their own (an rpm's payload)."""
+
+    def __init__(self, raw: IO[bytes], offset: int):
+        self.raw, self.offset = raw, offset
+        raw.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self.raw.read(-1 if n is None else n)
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self.raw.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == io.SEEK_SET:
+            return self.raw.seek(self.offset + pos) - self.offset
+        return self.raw.seek(pos, whence) - self.offset
+
+    def tell(self) -> int:
+        return self.raw.tell() - self.offset
+
+
 def _decompressor(kind: str, raw: IO[bytes]) -> Any:
     """A reader of the decompressed bytes (GzipFile, BZ2File, LZMAFile or zstandard's stream reader)."""
     if kind == "gzip":
@@ -645,7 +855,7 @@ def _decompressor(kind: str, raw: IO[bytes]) -> Any:
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if kind == "bzip2":
         return bz2.BZ2File(raw, "rb")
-    if kind == "xz":
+    if kind in ("xz", "lzma"):
         return lzma.LZMAFile(raw, "rb")
     import zstandard
 

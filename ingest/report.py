@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from . import readmodel
+from .archives import not_opened
 from .model import ScanError
 
 
@@ -74,6 +75,7 @@ def build_for(db, image_id: int, scan_id: int) -> dict:
         "labels": _loads(img["labels"], {}),
         "layers": layers,
     }
+    report_warnings = _loads(scan["warnings"], [])
     report = {
         "image": image,
         "scan": {"id": scan_id, "started_at": scan["started_at"], "finished_at": scan["finished_at"],
@@ -91,7 +93,9 @@ def build_for(db, image_id: int, scan_id: int) -> dict:
         "software_compliance": compliance(db, scan_id),
         "base_image": base_image(db, scan_id),
         # what could be checked for vulnerabilities, per ecosystem (REPORT.md); [] from scans before it was kept
-        "coverage": {"vulnerabilities": facts.get("vulnerability_coverage") or []},
+        "coverage": {"vulnerabilities": facts.get("vulnerability_coverage") or [],
+                     # archives and members recognised but not opened (RAR, CAB, implode, ...): not checked
+                     "archives": not_opened(report_warnings)},
         # failing findings per kind and severity, unsuppressed and suppressed: the read model's counts,
         # the same on every surface (`stowaway images --format json`, Datasette, the notebooks)
         "counts": readmodel.scan_counts(db, image_id, scan_id),

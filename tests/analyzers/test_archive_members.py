@@ -86,6 +86,17 @@ def archives_report(tmp_path_factory):
         "opt/big.tar": tar_of({"blob.bin": random.Random(1).randbytes(17 << 20), "e.com": EICAR,
                                "conf/.env": f"GITHUB_TOKEN={GHP}\n".encode(), "lib/log4j-core-2.14.1.jar": log4j}),
     }
+    from archive_vectors import cpio_of, rpm_of
+
+    # made by rpmbuild and GNU cpio (absent tools leave them out; the tests that need them skip)
+    rpm = rpm_of({"/opt/demo/conf/.env": f"GITHUB_TOKEN={GHP}\n".encode(), "/opt/demo/e.com": EICAR,
+                  "/opt/demo/lib/log4j-core-2.14.1.jar": log4j}, "xz")
+    cpio = cpio_of({"init/e.com": EICAR})
+    if rpm is not None:
+        files["var/cache/demo-1.0-1.noarch.rpm"] = rpm
+    if cpio is not None:
+        files["boot/initrd.img"] = gzip.compress(cpio)
+    files["opt/old.rar"] = b"Rar!\x1a\x07\x00" + bytes(64)  # RAR 4 signature: recognised, no reader
     img = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n"})
     img.layer({k: File(v) for k, v in files.items()})
     img.write_oci_layout(tmp / "oci", ref="archives:1")
@@ -120,14 +131,16 @@ def test_malware_inside_every_archive_kind(archives_report):
 def test_secrets_inside_a_jar_and_a_tarball(archives_report):
     _, rep = archives_report
     got = {(s["path"], s["rule"]) for s in rep["sensitive_information"]}
-    assert got == {("/opt/app.jar!/config/.env", "github-pat"), ("/srv/backup.tgz!/home/app/.env", "github-pat"),
-                   ("/opt/big.tar!/conf/.env", "github-pat")}
+    assert got - {("/var/cache/demo-1.0-1.noarch.rpm!/opt/demo/conf/.env", "github-pat")} == {
+        ("/opt/app.jar!/config/.env", "github-pat"), ("/srv/backup.tgz!/home/app/.env", "github-pat"),
+        ("/opt/big.tar!/conf/.env", "github-pat")}
     assert all(GHP not in s["masked"] and s["visible"] for s in rep["sensitive_information"])
 
 
 def test_inventory_of_a_jar_inside_a_tar_gz(archives_report):
     _, rep = archives_report
-    maven = [(s["name"], s["version"], s["path"]) for s in rep["software"] if s["ecosystem"] == "maven"]
+    maven = [(s["name"], s["version"], s["path"]) for s in rep["software"] if s["ecosystem"] == "maven"
+             and ".rpm!/" not in s["path"]]
     assert sorted(maven) == [("org.apache.logging.log4j:log4j-core", "2.14.1", "/opt/big.tar!/lib/log4j-core-2.14.1.jar"),
                              ("org.apache.logging.log4j:log4j-core", "2.14.1",
                               "/opt/dist.tar.gz!/app/lib/log4j-core-2.14.1.jar")]
@@ -179,3 +192,21 @@ def test_bomb_image_scan_memory_is_bounded(tmp_path):
     warnings = rep["scan"]["warnings"]
     for path in ("/opt/logs.tar!/bomb.gz", "/opt/42.zip", "/opt/xz.tar.xz", "/opt/deep.zip"):
         assert any(w.startswith(f"malware: {path}") for w in warnings), (path, warnings)
+
+
+def test_rpm_and_cpio_members_reach_every_check(archives_report):
+    _, rep = archives_report
+    rpm = "/var/cache/demo-1.0-1.noarch.rpm"
+    if not any(s["path"].startswith(rpm) for s in rep["software"] + rep["malicious_files"]):
+        pytest.skip("rpmbuild or cpio is not installed")
+    assert {(m["path"], m["rule"]) for m in rep["malicious_files"]} >= {
+        (f"{rpm}!/opt/demo/e.com", "EICAR_Test_File"), ("/boot/initrd.img!/init/e.com", "EICAR_Test_File")}
+    assert (f"{rpm}!/opt/demo/conf/.env", "github-pat") in {(s["path"], s["rule"]) for s in rep["sensitive_information"]}
+    assert ("org.apache.logging.log4j:log4j-core", "2.14.1", f"{rpm}!/opt/demo/lib/log4j-core-2.14.1.jar") in {
+        (s["name"], s["version"], s["path"]) for s in rep["software"]}
+
+
+def test_an_archive_no_reader_opens_is_in_the_coverage(archives_report):
+    _, rep = archives_report
+    assert {(a["path"], a["format"]) for a in rep["coverage"]["archives"]} == {("/opt/old.rar", "rar archive")}
+    assert rep["coverage"]["archives"][0]["reason"].startswith("not opened: rar archive")

@@ -269,3 +269,92 @@ def test_a_large_file_is_read_in_place_from_its_spool(name, make, tmp_path):
     assert got == walk(name, data)[0] and [p for p, _ in got] == [f"{name}!/lib/in.jar", f"{name}!/lib/in.jar!/app/.env",
                                                                    f"{name}!/lib/in.jar!/a.class"]
     assert warnings == []
+
+
+# --- cpio, rpm, and what is recognised but not opened ----------------------------------------------
+
+@pytest.fixture(scope="session")
+def rpms() -> dict:
+    """Real rpm packages built by rpmbuild, one per payload compression, holding a jar, a file and a symlink."""
+    from archive_vectors import RPM_PAYLOADS, rpm_of
+
+    out = {kind: rpm_of({"/opt/demo/inner.jar": INNER, "/opt/demo/.env": b"TOKEN=x\n"}, kind, symlink="/opt/demo/link")
+           for kind in RPM_PAYLOADS}
+    if None in out.values():
+        pytest.skip("rpmbuild (Debian's rpm package) is not installed")
+    return out
+
+
+@pytest.mark.parametrize("kind", ["gzip", "xz", "zstd", "bzip2"])
+def test_rpm_payloads_every_compression_and_nested_members(rpms, kind):
+    data = rpms[kind]
+    assert kind_of("/demo.rpm", data[:600]) == "rpm"
+    got, warnings = walk("/demo.rpm", data)
+    assert dict(got) == {"/demo.rpm!/opt/demo/inner.jar": INNER, "/demo.rpm!/opt/demo/.env": b"TOKEN=x\n",
+                         "/demo.rpm!/opt/demo/inner.jar!/app/.env": b"TOKEN=x",
+                         "/demo.rpm!/opt/demo/inner.jar!/a.class": b"\xca\xfe\xba\xbe"}, warnings
+    assert warnings == []
+
+
+def test_rpm_limits_and_damage(rpms):
+    data = rpms["gzip"]
+    got, warnings = walk("/demo.rpm", data, ArchiveLimits(max_member_bytes=4))
+    assert [p for p, c in got if c is not None] == []
+    assert any("inner.jar: " in w and "archives.max_member_bytes" in w for w in warnings)
+    got, warnings = walk("/demo.rpm", data[:200])
+    assert got == [] and any("damaged rpm package" in w or "truncated rpm" in w for w in warnings)
+    got, warnings = walk("/demo.rpm", data[:-40])  # the payload cut short
+    assert warnings and all("/demo.rpm" in w for w in warnings)
+
+
+@pytest.mark.parametrize("fmt", ["newc", "crc", "odc"])
+def test_cpio_formats_written_by_gnu_cpio(fmt):
+    from archive_vectors import cpio_of
+
+    data = cpio_of({"etc/a.conf": b"password=hunter2\n", "lib/in.jar": INNER, "odd/len": b"abc"}, fmt)
+    if data is None:
+        pytest.skip("GNU cpio is not installed")
+    got, warnings = walk("/boot/initrd.cpio", data)
+    assert dict(got) == {"/boot/initrd.cpio!/etc/a.conf": b"password=hunter2\n", "/boot/initrd.cpio!/lib/in.jar": INNER,
+                         "/boot/initrd.cpio!/odd/len": b"abc", "/boot/initrd.cpio!/lib/in.jar!/app/.env": b"TOKEN=x",
+                         "/boot/initrd.cpio!/lib/in.jar!/a.class": b"\xca\xfe\xba\xbe"}
+    assert warnings == []
+    # as initramfs images are: gzip-compressed, a member read or not, in one pass
+    got, _ = walk("/boot/initrd.img", gzip.compress(data), want=lambda n: n.endswith(".conf"))
+    assert got == [("/boot/initrd.img!/etc/a.conf", b"password=hunter2\n")]
+    got, warnings = walk("/x.cpio", data[: len(data) // 2])
+    assert any("cpio" in w and ("truncated" in w or "damaged" in w) for w in warnings)
+    got, warnings = walk("/x.cpio", data, ArchiveLimits(max_total_bytes=20))
+    assert any("archives.max_total_bytes" in w for w in warnings)
+
+
+def test_what_no_reader_opens_is_said_not_opened():
+    from stowaway.ingest.archives import not_opened
+
+    rar = b"Rar!\x1a\x07\x01\x00" + bytes(64)  # RAR 5 signature (rarlab's technote)
+    cab = b"MSCF\x00\x00\x00\x00" + bytes(64)  # Microsoft cabinet header signature
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("ok.txt", b"fine")
+        zf.writestr("old.txt", b"imploded")
+    raw = bytearray(buf.getvalue())
+    # mark the second member as PKWARE implode (method 6) in its local header and its directory entry
+    local = raw.index(b"PK\x03\x04", 1)
+    raw[local + 8:local + 10] = (6).to_bytes(2, "little")
+    central = raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02") + 1)
+    raw[central + 10:central + 12] = (6).to_bytes(2, "little")
+    warnings: list[str] = []
+    for name, data in (("/a.rar", rar), ("/b.cab", cab), ("/c.zip", bytes(raw)), ("/d.tar", tar_of({"in.rar": rar}))):
+        assert is_archive(name, data[:600])
+        got = [(m.path, m.read()) for m in iter_members(name, data, warnings=warnings)]
+        if name == "/c.zip":
+            assert got == [("/c.zip!/ok.txt", b"fine"), ("/c.zip!/old.txt", None)]
+    assert not_opened([f"layer 0: secrets: {w}" for w in warnings]) == [
+        {"path": "/a.rar", "format": "rar archive", "reason": "not opened: rar archive (no reader for this format here);"
+                                                              " its members are not checked"},
+        {"path": "/b.cab", "format": "cab archive", "reason": "not opened: cab archive (no reader for this format here);"
+                                                              " its members are not checked"},
+        {"path": "/c.zip!/old.txt", "format": "implode-compressed zip member",
+         "reason": "not opened: implode-compressed zip member (no reader for this method here)"},
+        {"path": "/d.tar!/in.rar", "format": "rar archive", "reason": "not opened: rar archive (no reader for this format"
+                                                                      " here); its members are not checked"}]
