@@ -60,7 +60,12 @@ class ForwardReader:
     tarfile's random-access mode then works on a stream: it seeks over the content of members
     nobody needs (in large reads), and never seeks back. Its stream mode ('r|') instead copies its
     whole buffer on every 512-byte header read, which made it the slowest part of a scan.
+
+    It reads `raw` in chunks of `CHUNK` bytes and keeps the current one: a header is a slice of it,
+    and content nobody needs is passed over without being copied anywhere.
     """
+
+    CHUNK = 1 << 20
 
     def __init__(self, raw):
         self.raw = raw
@@ -68,13 +73,31 @@ class ForwardReader:
         self.mode = "rb"
         self.header_budget: int | None = None  # bytes an extended tar header may still read
         self.last = b""  # the last read: when tarfile stops, the header block it stopped at
+        self._buf = b""  # the current chunk of raw
+        self._off = 0  # the position in it
+
+    def _more(self) -> bool:
+        self._buf, self._off = self.raw.read(self.CHUNK), 0
+        return bool(self._buf)
 
     def read(self, n: int = -1) -> bytes:
         if self.header_budget is not None:
             if n is None or n < 0 or n > self.header_budget:
                 raise TarHeaderTooLarge()
             self.header_budget -= n
-        data = self.raw.read(n) if n is not None and n >= 0 else self.raw.read()
+        end = self._off + n if n is not None and n >= 0 else -1
+        if 0 <= end <= len(self._buf):
+            data = self._buf[self._off:end]
+            self._off = end
+        else:
+            parts = [self._buf[self._off:]]
+            need = n - len(parts[0]) if end >= 0 else -1
+            while need and self._more():
+                take = self._buf if need < 0 or need >= len(self._buf) else self._buf[:need]
+                self._off = len(take)
+                parts.append(take)
+                need = need - len(take) if need > 0 else need
+            data = b"".join(parts)
         self.pos += len(data)
         self.last = data
         return data
@@ -90,10 +113,12 @@ class ForwardReader:
         if pos < self.pos:
             raise OSError("cannot seek backwards in a stream")
         while self.pos < pos:
-            chunk = self.raw.read(min(1 << 20, pos - self.pos))
-            if not chunk:
+            left = len(self._buf) - self._off
+            if not left and not self._more():
                 raise EOFError("unexpected end of data")
-            self.pos += len(chunk)
+            step = min(len(self._buf) - self._off, pos - self.pos)
+            self._off += step
+            self.pos += step
         return self.pos
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
+import threading
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from .model import ScanError
 
@@ -32,19 +36,67 @@ class Limits:
     max_package_db: int = 128 << 20  # a dpkg status, apk installed or rpm database larger than this is not read
 
 
-class HashingReader(io.RawIOBase):
-    """Reads from `raw`, hashing and counting every byte that passes."""
+class BackgroundHash:
+    """A hash whose updates run in a thread of their own, in order: hashlib releases the GIL on large
+    buffers, so the digest of a layer is computed on another core while the tar is parsed. At most
+    `PENDING` chunks wait (bounded memory; the reader waits when the hash falls behind). Only
+    immutable bytes may be passed: they are hashed later."""
 
-    def __init__(self, raw, algo: str | None = "sha256"):
+    PENDING = 8
+
+    def __init__(self, algo: str):
+        self.hash = hashlib.new(algo)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.PENDING)
+        self._thread: threading.Thread | None = None
+        self._errors: list[Exception] = []
+
+    @staticmethod
+    def _run(pending: queue.Queue, hash_, errors: list) -> None:  # holds no reference to the BackgroundHash
+        while True:
+            data = pending.get()
+            if data is None:
+                return
+            try:
+                hash_.update(data)
+            except Exception as exc:  # handed to the reader's thread at the end
+                errors.append(exc)
+
+    def update(self, data: bytes) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, args=(self._queue, self.hash, self._errors),
+                                            name="stowaway-hash", daemon=True)
+            self._thread.start()
+            weakref.finalize(self, self._queue.put, None)  # a reader dropped unfinished stops its thread
+        self._queue.put(data)
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._errors:
+            raise self._errors[0]
+
+    def hexdigest(self) -> str:
+        self._join()
+        return self.hash.hexdigest()
+
+
+class HashingReader(io.RawIOBase):
+    """Reads from `raw`, hashing and counting every byte that passes (`background`: hashing in a thread)."""
+
+    def __init__(self, raw, algo: str | None = "sha256", background: bool = False):
         self.raw = raw
-        self.hash = hashlib.new(algo) if algo else None  # None: count only
+        self.hash: Any = None  # None: count only
+        if algo:
+            self.hash = BackgroundHash(algo) if background else hashlib.new(algo)
         self.count = 0
 
     def readable(self):
         return True
 
     def readinto(self, b):
-        data = self.raw.read(len(b))
+        data = bytes(self.raw.read(len(b)))
         n = len(data)
         b[:n] = data
         if self.hash is not None:
@@ -55,7 +107,7 @@ class HashingReader(io.RawIOBase):
     def read(self, n=-1):
         data = self.raw.read() if n is None or n < 0 else self.raw.read(n)
         if self.hash is not None:
-            self.hash.update(data)
+            self.hash.update(data if isinstance(data, bytes) else bytes(data))
         self.count += len(data)
         return data
 
@@ -162,7 +214,7 @@ class LayerStream:
     """A layer blob opened for one pass: `.tar` is the uncompressed stream to hand to tarfile."""
 
     def __init__(self, raw, limits: Limits, what: str):
-        self.blob = HashingReader(raw)
+        self.blob = HashingReader(raw, background=True)
         peek = PeekReader(self.blob)
         self.compression = compression_of(peek.peek(4))
         if self.compression == "gzip":
@@ -175,8 +227,9 @@ class LayerStream:
             inner = peek
         # an uncompressed blob's digest is its diff_id: hash those bytes once, not twice
         algo = None if self.compression == "none" else "sha256"
-        self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what), algo)
-        self.tar = io.BufferedReader(self.uncompressed, buffer_size=CHUNK)
+        self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what), algo, background=True)
+        # unbuffered: the tar walker's ForwardReader reads it in whole chunks and keeps them
+        self.tar = self.uncompressed
 
     def finish(self) -> tuple[str, str]:
         """Reads what tarfile left (end-of-archive padding) and returns (blob digest, diff_id)."""
