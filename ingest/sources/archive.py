@@ -78,8 +78,9 @@ class Tree:
         if self.dir or self.tar is None:
             return open(self._safe(name), "rb", buffering=CHUNK)
         member = self.members[name]
-        if member.sparse is None and self.tar.fileobj is not None:
-            return _Region(self.tar.fileobj.fileno(), member.offset_data, member.size)
+        fileno = getattr(self.tar.fileobj, "fileno", None)  # the archive file tarfile opened
+        if member.sparse is None and fileno is not None:
+            return _Region(fileno(), member.offset_data, member.size)
         return self.tar.extractfile(member)
 
     def read(self, name: str, limit: int) -> bytes:

@@ -139,3 +139,64 @@ def test_normalize_shortcut_agrees_with_normpath():
     names |= {"./" + n for n in list(names)[:5000]}
     for name in names:
         assert normalize(name) == _normalize_reference(name), name
+
+
+def test_forward_reader_reads_and_skips_across_chunks_as_a_file_does(monkeypatch):
+    import random
+
+    monkeypatch.setattr(ForwardReader, "CHUNK", 7)  # every read and skip crosses chunk boundaries
+    rnd = random.Random(3)
+    data = bytes(rnd.randrange(256) for _ in range(5000))
+    ours, ref = ForwardReader(io.BytesIO(data)), io.BytesIO(data)
+    while ref.tell() < len(data):
+        if rnd.random() < 0.5:
+            n = rnd.choice([0, 1, 6, 7, 8, 13, 512, 600])
+            assert ours.read(n) == ref.read(n)
+        else:
+            to = min(len(data), ref.tell() + rnd.choice([0, 1, 7, 30, 700]))
+            assert ours.seek(to) == ref.seek(to)
+        assert ours.tell() == ref.tell()
+    assert ours.read(10) == b"" and ours.read() == b""
+    with pytest.raises(EOFError):
+        ours.seek(len(data) + 1)
+    whole = ForwardReader(io.BytesIO(data))
+    assert whole.read(3) == data[:3] and whole.read() == data[3:]
+
+
+def test_background_hash_is_the_hash_of_the_stream_and_its_thread_ends():
+    import gc
+    import hashlib
+    import threading
+
+    from stowaway.ingest.streams import BackgroundHash, HashingReader
+
+    data = bytes(range(256)) * 40000
+    reader = HashingReader(io.BytesIO(data), background=True)
+    while reader.read(1 << 16):
+        pass
+    assert reader.digest() == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert not [t for t in threading.enumerate() if t.name == "stowaway-hash"]
+    # a reader dropped half-way (a layer that failed) does not leave its thread waiting
+    dropped = BackgroundHash("sha256")
+    dropped.update(data[:100000])
+    thread = dropped._thread
+    del dropped
+    gc.collect()
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_plain_tar_member_is_read_at_its_offset(tmp_path):
+    from stowaway.ingest.sources.archive import Tree, _Region
+    from stowaway.ingest.streams import Limits
+
+    blob = bytes(range(256)) * 5000
+    path = tmp_path / "a.tar"
+    path.write_bytes(_tar(tarfile.USTAR_FORMAT, [_entry("x/layer.tar", data=blob), _entry("manifest.json", data=b"[]")]))
+    tree = Tree(str(path), Limits())
+    fh = tree.open("x/layer.tar")
+    assert isinstance(fh, _Region)
+    assert fh.read(10) == blob[:10] and fh.read(2 << 20) == blob[10:] and fh.read(5) == b""
+    with tree.open("manifest.json") as small:
+        assert small.read() == b"[]"
