@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 from stowaway.analyzers.base import Analyzer, select
 
 from . import db as dbm
+from . import reuse
 from .apply import Applier, IndexedLayer, records_by_analyzer
 from .cache import LayerCache
 from .failures import describe
@@ -60,6 +61,12 @@ class ImageResult:
     analyzers: dict[str, int] = field(default_factory=dict)  # name -> version, as the scan row records it
     risks: list[str] | None = None
     ran: tuple[float, float] = (0.0, 0.0)  # wall-clock start and end of the job that produced it, in its worker
+    # ingest/reuse.py: the image is unchanged since its current scan, whose results the writer copies forward:
+    # {"scan": previous scan id, "image": image id, "how": what was read to know it, "manifest_digest", "platform"}
+    reuse: dict | None = None
+    reuse_key: str = ""  # the analysis key the writer records with the scan (ingest/reuse.py)
+    # a file source's state before and after its full scan and the images it held (the last result only)
+    source_state: tuple | None = None
 
     def release(self) -> None:
         """Drops what only the evaluation and the write needed (large for a large image)."""
@@ -107,6 +114,52 @@ class Analysis:
         self.applier = Applier(self.analyzers, self.policy)
         self.progress = progress
         self.on_event = on_event or (lambda kind, data: None)
+        self._reuse_key: str | None = None
+
+    @property
+    def reuse_key(self) -> str:
+        if self._reuse_key is None:
+            from .writer import TOOL_VERSION
+
+            self._reuse_key = reuse.analysis_key(self.analyzers, self.risks, self.policy, TOOL_VERSION)
+        return self._reuse_key
+
+    def _reusing(self) -> bool:
+        return self.db is not None and reuse.enabled(self.policy)
+
+    def _reused(self, source: str, reference: str, manifest_digest: str, platform: str, how: str,
+                read: int = 0) -> ImageResult | None:
+        """A result that asks the writer to copy the image's current scan forward, when a rescan would
+        reproduce it (ingest/reuse.py); None otherwise."""
+        try:
+            prev = reuse.previous(self.db.conn if hasattr(self.db, "conn") else self.db, reference, manifest_digest,
+                                  platform, self.reuse_key, self.policy)
+        except Exception:  # the cache cannot answer (an older or read-only database): the scan runs in full
+            return None
+        if prev is None:
+            return None
+        image_id, scan_id, layers = prev
+        return ImageResult(source=source, reference=reference, layers_read=read, layers_cached=layers - read,
+                           analyzers=dict(self.versions), risks=self.risks, reuse_key=self.reuse_key,
+                           reuse={"scan": scan_id, "image": image_id, "how": how, "manifest_digest": manifest_digest,
+                                  "platform": platform})
+
+    def _known_unchanged(self, source: str) -> list[ImageResult] | None:
+        """Results for every image of a source known unchanged without opening it (a file whose record
+        matches, an engine image by its id), or None."""
+        found = reuse.known_images(self.db.conn if hasattr(self.db, "conn") else self.db, source)
+        if found is None and source.startswith("docker:"):
+            found = _engine_images(source, self.policy)
+        if not found:
+            return None
+        images, how = found
+        out = []
+        for reference, manifest_digest, platform in images:
+            res = self._reused(source, reference, manifest_digest, platform, how)
+            if res is None:
+                return None
+            out.append(res)
+        return out
 
     # --- index: one layer ------------------------------------------------------------------------
     def _read_layer(self, blob: LayerBlob, analyzers: list[Analyzer], what: str) -> LayerResult:
@@ -125,11 +178,17 @@ class Analysis:
             if blob.open and hasattr(raw, "close"):
                 raw.close()
 
-    def _offer(self, blob: LayerBlob, source: str):
+    def _offer(self, blob: LayerBlob, source: str, verify: bool = False):
         layer_id, missing = self.cache.missing(blob.diff_id, self.readers)
         if layer_id is not None and not missing:
-            self.on_event("layer_cached", {"key": blob.key, "diff_id": blob.diff_id})
-            return _Cached(blob.diff_id, layer_id)
+            checked = _verified(blob) if verify else True
+            if checked is False:
+                return ScanError(f"{source}: layer {blob.key} does not match its digest (the archive changed or is"
+                                 " corrupt)")
+            if checked:
+                self.on_event("layer_cached", {"key": blob.key, "diff_id": blob.diff_id})
+                return _Cached(blob.diff_id, layer_id)
+            missing = list(self.readers)  # cannot be checked without reading it: read
         try:
             result = self._read_layer(blob, missing, f"{source}: layer {blob.key}")
             self.on_event("layer_read", {"key": blob.key, "diff_id": result.diff_id})
@@ -153,6 +212,28 @@ class Analysis:
             res.started_at = started
             return res
 
+        reusing = self._reusing()
+        if reusing:
+            try:
+                known = self._known_unchanged(source)
+            except Exception:  # the engine cannot be asked, the file cannot be read: the scan says why
+                known = None
+            if known:
+                for res in known:
+                    yield timed(res)
+                    mark, started = time.perf_counter(), dbm.now()
+                return
+        file_key = reuse.file_key(source)
+        before = reuse.file_state(file_key[1]) if file_key else None
+        images: list[list[str]] = []  # the source's images, when every one of them was analyzed
+        complete = True
+        held: list[ImageResult] = []  # the last result waits for the source's end (its source_state)
+
+        def hold(res: ImageResult):
+            out = held[:]
+            held[:] = [res]
+            return out
+
         try:
             options = dict(self.policy.get("source_options") or {})
             if self.policy.get("registries"):  # per-host settings: [registries."HOST"] ca, insecure, ...
@@ -163,25 +244,52 @@ class Analysis:
             events = open_source(source, self.limits, **options)
             for ev in _progress(events, self.progress, source):
                 if isinstance(ev, LayerBlob):
-                    pending[ev.key] = self._offer(ev, source)
+                    # a file not known unchanged: its layers are checked against their digests before the
+                    # cache stands in for them (a layer changed in place keeps its name and size)
+                    pending[ev.key] = self._offer(ev, source, verify=file_key is not None)
                 elif isinstance(ev, SourceFailure):
-                    produced = True
-                    yield timed(failure(source, ev.reference, ev.error, analyzers=self.versions, risks=self.risks))
+                    produced, complete = True, False
+                    yield from hold(timed(failure(source, ev.reference, ev.error, analyzers=self.versions,
+                                                  risks=self.risks)))
                     mark, started = time.perf_counter(), dbm.now()
                 elif isinstance(ev, ImageSpec):
                     produced = True
-                    yield timed(self.image_result(ev, pending, claimed))
+                    res = self._reused_spec(ev, pending, claimed) if reusing else None
+                    res = res or self.image_result(ev, pending, claimed)
+                    if res.status == "done":
+                        images.append([ev.reference, ev.manifest_digest, ev.platform or ""])
+                    else:
+                        complete = False
+                    yield from hold(timed(res))
                     mark, started = time.perf_counter(), dbm.now()
                     self._release(ev, pending)
         except ScanError as exc:
             produced = True
-            yield timed(failure(source, source, str(exc), analyzers=self.versions, risks=self.risks))
+            images = []
+            yield from hold(timed(failure(source, source, str(exc), analyzers=self.versions, risks=self.risks)))
         except Exception as exc:  # a bug must fail this source's scan, never the batch
             produced = True
-            yield timed(failure(source, source, f"{source}: {describe(exc)}",
-                                traceback.format_exc(), analyzers=self.versions, risks=self.risks))
+            images = []
+            yield from hold(timed(failure(source, source, f"{source}: {describe(exc)}",
+                                          traceback.format_exc(), analyzers=self.versions, risks=self.risks)))
+        if held:
+            if file_key and self.db is not None:
+                held[0].source_state = (source, before, reuse.file_state(file_key[1]), images if complete else [])
+            yield held[0]
         if not produced:
             yield timed(failure(source, source, f"{source}: no image found", analyzers=self.versions, risks=self.risks))
+
+    def _reused_spec(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult | None:
+        """The copy-forward result of an image whose manifest and config were read, when it is unchanged."""
+        read = [d for d in spec.layers if isinstance(pending.get(d.key), LayerResult) and d.diff_id not in claimed]
+        if any(isinstance(pending.get(d.key), ScanError) for d in spec.layers):
+            return None
+        res = self._reused(spec.source, spec.reference, spec.manifest_digest, spec.platform or "",
+                           "manifest and config read", read=len(read))
+        if res is not None:
+            claimed.update(d.diff_id for d in read)
+            res.layers_known = len(read)  # the image's current scan stored them all
+        return res
 
     def _release(self, spec: ImageSpec, pending: dict) -> None:
         """Layers the writer has stored since (in-process scans) no longer need their results in memory:
@@ -195,7 +303,8 @@ class Analysis:
     # --- one image: its layers, then the applier -------------------------------------------------
     def image_result(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult:
         res = ImageResult(source=spec.source, reference=spec.reference, spec=spec, cache_keys=dict(self.cache_keys),
-                          analyzers=dict(self.versions), risks=self.risks)
+                          analyzers=dict(self.versions), risks=self.risks,
+                          reuse_key=self.reuse_key if self.db is not None else "")
         try:
             self._index_and_apply(spec, pending, claimed, res)
         except ScanError as exc:
@@ -250,6 +359,50 @@ class Analysis:
         res.fs, res.layer_entries, res.owned_files = ctx.fs, ctx.layer_entries, ctx.owned_files
         evaluators = [a for a in self.analyzers if a.stage == "evaluate" and a.reads_layers]
         res.records = records_by_analyzer(evaluators, layers)
+
+def _verified(blob: LayerBlob) -> bool | None:
+    """Whether a layer's bytes are what its name or the config says (a hash of the blob as it is, with no
+    decompression: an uncompressed layer against its diff_id, a compressed one against the blob digest),
+    or None when neither can be told without reading it."""
+    import hashlib
+
+    from .streams import compression_of
+
+    raw: Any = blob.open() if blob.open else blob.stream
+    if raw is None:
+        return None
+    try:
+        head = raw.peek(4) if hasattr(raw, "peek") else raw.read(4)  # a stream is not consumed before the verdict
+        if compression_of(head[:4]) == "none":
+            expected = blob.diff_id
+        else:
+            expected = blob.digest or ("sha256:" + blob.key.rsplit("/", 1)[1] if blob.key.startswith("blobs/sha256/")
+                                       else "")
+        if not expected.startswith("sha256:"):
+            return None  # read in full instead (the walk checks its diff_id)
+        h = hashlib.sha256(b"" if hasattr(raw, "peek") else head)
+        while True:
+            chunk = raw.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+        return "sha256:" + h.hexdigest() == expected
+    finally:
+        if blob.open and hasattr(raw, "close"):
+            raw.close()
+
+
+def _engine_images(source: str, policy: dict) -> tuple[list[list[str]], str] | None:
+    """`docker:REF`: the image's reference, id (its config digest, the manifest digest a `docker save` gives
+    it) and platform from the engine's API, without saving it."""
+    from .sources import parse_source
+    from .sources.engine import engine_identities
+
+    _, location, _ = parse_source(source)
+    options = dict(policy.get("source_options") or {})
+    found = engine_identities(location, options)
+    return (found, "image id from the engine") if found else None
+
 
 def _progress(events, enabled, label):
     """Layers and bytes read, with their rate, on a terminal (ingest/output.py draws every bar)."""

@@ -153,7 +153,8 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "limits": _limits(),
     "archives": _limits(ArchiveLimits, 0),  # max_depth = 0: no archive is opened
     "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "dask_timeout": _number(0.001),
-             "retries": _int(0), "retry_delay": _number(), "max_wait": _number(), "stale_after": _number(1)},
+             "retries": _int(0), "retry_delay": _number(), "max_wait": _number(), "stale_after": _number(1),
+             "reuse": _bool},
     "registries": _per_host(REGISTRY_KEYS),
     "secrets": {
         "exclude_paths": _str_list(MAX_EXCLUDE_PATHS),

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Callable
 
 from . import db as dbm
+from . import reuse
 from .analysis import ImageResult
 from .cache import pack
 from .evaluate import Evaluator
@@ -40,6 +41,7 @@ class ScanOutcome:
     layers_known: int = 0  # of layers_read: already in the database, read because the source names them late
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reused: str = ""  # the image was unchanged: what was read to know it, and which scan's results were copied
 
     def layers_text(self) -> str:
         """What was read and what was reused, truthfully: '3 layers read, 5 cached' (cached: taken from the
@@ -48,6 +50,8 @@ class ScanOutcome:
         if self.layers_known:
             text += (f"; {self.layers_known} of the layers read were already in the database (this source names a"
                      " layer only once it has been read, so its cached analysis could not be used instead)")
+        if self.reused:
+            text += f"; {self.reused}"
         return text
 
 
@@ -63,6 +67,7 @@ class Writer:
         self.evaluator = Evaluator(self.policy)
         self._t0 = time.perf_counter()
         self.stats = {"layers_read": 0, "layers_cached": 0}
+        self._failed_sources: set[str] = set()  # sources with an image whose write failed in this writer
 
     def write(self, res: ImageResult) -> ScanOutcome:
         """Evaluates one image's result (ingest/evaluate.py) and stores it in one transaction."""
@@ -74,10 +79,19 @@ class Writer:
                 res.seconds = round(res.seconds + time.perf_counter() - t0, 3)
                 return self._failed(res, res.error, res.detail)
             try:
-                self.evaluator.evaluate(self.db, res)
                 self._t0 = t0
-                with self.db.conn:  # one transaction for everything this scan writes
-                    outcome = self._write_done(res)
+                if res.reuse:  # unchanged since its current scan: its results copied forward (ingest/reuse.py)
+                    with self.db.conn:
+                        outcome = self._write_reused(res)
+                else:
+                    ekey = self._evaluate_key(res)
+                    self.evaluator.evaluate(self.db, res)
+                    self._t0 = t0
+                    with self.db.conn:  # one transaction for everything this scan writes
+                        outcome = self._write_done(res)
+                        if ekey:
+                            reuse.record(self.db.conn, outcome.scan_id, outcome.image_id or 0, res.reuse_key, ekey)
+                self._source_done(res, True)
                 self.on_event("scan_done", {"reference": res.reference, "scan_id": outcome.scan_id})
                 return outcome
             except ScanError as exc:
@@ -88,6 +102,47 @@ class Writer:
                 return self._failed(res, f"{res.reference}: {describe(exc)}", traceback.format_exc())
         finally:
             res.release()
+
+    def _evaluate_key(self, res: ImageResult) -> str:
+        """What the evaluation is about to read from the database (ingest/reuse.py), when the scan is kept
+        for reuse; taken before it reads."""
+        if not res.reuse_key or res.spec is None:
+            return ""
+        reuse.ensure(self.db)
+        return reuse.evaluate_key(self.db.conn, [d.diff_id for d in res.spec.layers], res.spec.manifest_digest,
+                                  self.policy)
+
+    def _write_reused(self, res: ImageResult) -> ScanOutcome:
+        conn = self.db.conn
+        info = res.reuse or {}
+        scan_id = self._insert_scan(res, "running")
+        image_id, res.warnings = reuse.copy_forward(conn, res, scan_id, self.policy)
+        res.seconds = round(res.seconds + time.perf_counter() - self._t0, 3)
+        conn.execute("UPDATE scans SET status='done', finished_at=?, seconds=?, image_id=?, layers_read=?,"
+                     " layers_cached=?, warnings=? WHERE id=?",
+                     [dbm.now(), res.seconds, image_id, res.layers_read, res.layers_cached,
+                      dbm.dumps(res.warnings) if res.warnings else None, scan_id])
+        conn.execute("UPDATE images SET last_scan_id=?, source=? WHERE id=?", [scan_id, res.source, image_id])
+        return ScanOutcome(res.reference, scan_id, "done", image_id=image_id, layers_read=res.layers_read,
+                           layers_cached=res.layers_cached, layers_known=res.layers_known, warnings=list(res.warnings),
+                           seconds=res.seconds, reused=f"unchanged since scan {info.get('scan')} ({info.get('how')}), its results"
+                                  " copied forward")
+
+    def _source_done(self, res: ImageResult, ok: bool) -> None:
+        """A file source's record (ingest/reuse.py) after its last image: kept only when every image of it
+        was written."""
+        if not ok:
+            self._failed_sources.add(res.source)
+        if res.source_state is None:
+            return
+        source, before, after, images = res.source_state
+        try:
+            reuse.ensure(self.db)
+            with self.db.conn:
+                reuse.record_file(self.db.conn, source, before, after,
+                                  [] if source in self._failed_sources else images)
+        except sqlite3.Error:  # only a later rescan's shortcut is lost
+            pass
 
     def _insert_scan(self, res: ImageResult, status: str) -> int:
         return self.db.conn.execute(
@@ -107,6 +162,7 @@ class Writer:
         except sqlite3.Error as exc:  # a full or locked database cannot take the failure's row either
             error = f"{error} (and the failure could not be recorded: {describe(exc)})"
             scan_id = 0
+        self._source_done(res, False)
         self.on_event("scan_failed", {"reference": res.reference, "error": error})
         return ScanOutcome(res.reference, scan_id, "failed", error, layers_read=res.layers_read,
                            layers_cached=res.layers_cached, layers_known=res.layers_known)

@@ -73,6 +73,20 @@ def local_references(client) -> list[str]:
     return sorted(dict.fromkeys(refs))
 
 
+def engine_identities(location: str, options: dict, client=None) -> list[list[str]]:
+    """[[reference, image id, platform], ...] of `docker:LOCATION` as a scan of its `save` output would name
+    them (the first tag, else the reference given; the id is the config digest), from the API alone."""
+    client = client or engine_client(options)
+    refs = local_references(client) if location == "*" else [location]
+    out = []
+    for ref in refs:
+        image = client.images.get(ref)
+        attrs = image.attrs or {}
+        platform = "/".join(x for x in (attrs.get("Os"), attrs.get("Architecture"), attrs.get("Variant")) if x)
+        out.append([image.tags[0] if image.tags else ref, image.id, platform])
+    return out
+
+
 def engine_events(text: str, location: str, limits: Limits, client=None, **options):
     import docker
 

@@ -220,13 +220,18 @@ def test_a_second_scan_of_a_compressed_docker_save_reuses_the_analysis_and_says_
     assert first.returncode == 0, first.stderr
     assert "2 layers read, 0 cached)" in first.stderr  # nothing was in the database: nothing more to say
     # the archive names its layers at its end: a first pass learns their digests, the cached ones are not read
-    second = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(cli + ["--set", "scan.reuse=false"], capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "0 layers read, 2 cached)" in second.stderr
+    # unchanged archive, analyzers, policy and database: not even opened, the results copied forward
+    third = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0, third.stderr
+    assert "0 layers read, 2 cached; unchanged since scan 2 (archive unchanged" in third.stderr
     from stowaway.ingest.db import connect
 
     database = connect(db)
-    assert database.execute("SELECT layers_read, layers_cached FROM scans ORDER BY id").fetchall() == [(2, 0), (0, 2)]
+    assert database.execute("SELECT layers_read, layers_cached FROM scans ORDER BY id").fetchall() == [
+        (2, 0), (0, 2), (0, 2)]
     database.conn.close()
 
 
