@@ -21,7 +21,6 @@ import re
 from typing import Iterator
 
 import tomllib
-import yaml
 
 Entry = tuple[str, str, str, dict]
 
@@ -38,6 +37,8 @@ def _json(data: bytes, what: str):
 
 
 def _yaml(data: bytes, what: str):
+    import yaml  # here: most scans, and every rescan of an unchanged image, never parse a YAML lockfile
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     if b"*" in data and re.search(rb"(?m):\s*\*\w", data):
         raise LockfileError(f"not a valid {what} (YAML aliases are refused)")
