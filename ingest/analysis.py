@@ -254,13 +254,13 @@ class Analysis:
                     mark, started = time.perf_counter(), dbm.now()
                 elif isinstance(ev, ImageSpec):
                     produced = True
-                    res = self._reused_spec(ev, pending, claimed) if reusing else None
-                    res = res or self.image_result(ev, pending, claimed)
-                    if res.status == "done":
+                    got = self._reused_spec(ev, pending, claimed) if reusing else None
+                    got = got or self.image_result(ev, pending, claimed)
+                    if got.status == "done":
                         images.append([ev.reference, ev.manifest_digest, ev.platform or ""])
                     else:
                         complete = False
-                    yield from hold(timed(res))
+                    yield from hold(timed(got))
                     mark, started = time.perf_counter(), dbm.now()
                     self._release(ev, pending)
         except ScanError as exc:
