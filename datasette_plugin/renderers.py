@@ -74,22 +74,34 @@ def _rule_id(f):
 _PAGE_LIMIT = re.compile(r"\s+limit\s+\d+(\s+offset\s+\d+)?\s*$", re.I)
 
 
-async def _all_ids(datasette, database, columns, rows, sql, data) -> list:
-    """The ids the page's query selects without its page limit; the page's own rows when it cannot
-    be run again (a canned or arbitrary query)."""
+# every matching row, up to a cap paid before the rows are read (and named in the output when it cuts)
+MAX_EXPORT_ROWS = 200_000
+
+
+async def _all_ids(datasette, database, columns, rows, sql, data) -> tuple[list, bool]:
+    """(ids, cut): the ids the page's query selects without its page limit, at most MAX_EXPORT_ROWS
+    (cut is True when there were more); the page's own rows when it cannot be run again (a canned or
+    arbitrary query)."""
     ids = [dict(zip(columns, r))["id"] for r in rows]
     params = ((data or {}).get("query") or {}).get("params")
     if not sql or params is None or not (data or {}).get("table") or not _PAGE_LIMIT.search(sql):
-        return ids
+        return ids, False
     db = datasette.get_database(database)
 
     def run(conn):  # the whole result may take longer than a page's time limit
-        return [r[0] for r in conn.execute(f"SELECT id FROM ({_PAGE_LIMIT.sub('', sql)})", params)]
+        return [r[0] for r in conn.execute(f"SELECT id FROM ({_PAGE_LIMIT.sub('', sql)}) LIMIT {MAX_EXPORT_ROWS + 1}",
+                                           params)]
 
     try:
-        return await db.execute_fn(run)
+        got = await db.execute_fn(run)
     except Exception:
-        return ids
+        return ids, False
+    return got[:MAX_EXPORT_ROWS], len(got) > MAX_EXPORT_ROWS
+
+
+def _cut_note(what: str) -> str:
+    return (f"only the first {MAX_EXPORT_ROWS:,} {what} of this query are included: narrow it with a filter"
+            " (image, severity, ...) to get the rest")
 
 
 def _refused(what: str) -> dict:
@@ -100,7 +112,7 @@ def _refused(what: str) -> dict:
 async def render_sarif(datasette, columns, rows, database, sql=None, data=None):
     if not sarif_can_render(columns):  # asked for by URL on a table that is not one of findings
         return _refused("findings")
-    ids = await _all_ids(datasette, database, columns, rows, sql, data)
+    ids, cut = await _all_ids(datasette, database, columns, rows, sql, data)
     findings = await _findings(datasette, database, ids)
     rules, results = {}, []
     for f in findings:
@@ -137,6 +149,9 @@ async def render_sarif(datasette, columns, rows, database, sql=None, data=None):
            "runs": [{"tool": {"driver": {"name": "Stowaway", "version": TOOL_VERSION,
                                          "rules": list(rules.values())}},
                      "results": results}]}
+    if cut:  # the cap is reported where SARIF tools look for a run's problems
+        log["runs"][0]["invocations"] = [{"executionSuccessful": True, "toolExecutionNotifications": [
+            {"level": "warning", "message": {"text": _cut_note("rows")}}]}]
     return {"body": json.dumps(log, indent=2), "content_type": "application/sarif+json; charset=utf-8"}
 
 
@@ -162,11 +177,13 @@ ORDER BY v.vulnerability_id
 """
 
 
-async def render_cyclonedx(datasette, columns, rows, database):
+async def render_cyclonedx(datasette, columns, rows, database, sql=None, data=None):
+    """Every package the query selects (not only the page's rows), with their vulnerabilities."""
     if not cyclonedx_can_render(columns):
         return _refused("packages")
     db = datasette.get_database(database)
-    ids = json.dumps([dict(zip(columns, r))["id"] for r in rows])
+    all_ids, cut = await _all_ids(datasette, database, columns, rows, sql, data)
+    ids = json.dumps(all_ids)
     packages = [dict(r) for r in (await db.execute(PACKAGES_SQL, {"ids": ids})).rows]
     vulns = [dict(r) for r in (await db.execute(VULNS_SQL, {"ids": ids})).rows]
     components = []
@@ -221,6 +238,8 @@ async def render_cyclonedx(datasette, columns, rows, database):
                                             "version": digest or ""}
     if by_id:
         bom["vulnerabilities"] = list(by_id.values())
+    if cut:
+        bom["metadata"]["properties"] = [{"name": "stowaway:truncated", "value": _cut_note("packages")}]
     return {"body": json.dumps(bom, indent=2), "content_type": "application/vnd.cyclonedx+json; charset=utf-8"}
 
 

@@ -62,26 +62,43 @@ def finish(report: str, rows) -> list[tuple]:
 
 
 def rows(database, report: str, image_ids: list[int] | None = None, repository: str | None = None,
-         latest_only: bool = False) -> tuple[list[str], list[tuple]]:
+         latest_only: bool = False, where: list[str] | tuple[str, ...] = (),
+         params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
     """The export's rows, from the read model's report tables: every image's current
-    scan, or only `image_ids`, one repository, each repository's newest image."""
+    scan, or only `image_ids`, one repository, each repository's newest image. `where` adds SQL
+    conditions over the report table's columns with named `params` (the plugin's URL filters,
+    built by Datasette's Filters); `database` is anything with sqlite3's `execute`."""
     spec = REPORTS[report]
-    where: list[str] = []
-    params: list[Any] = []
+    clauses = list(where)
+    args: dict[str, Any] = dict(params or {})
     if image_ids is not None:
-        where.append(f"image_id IN ({', '.join('?' for _ in image_ids) or 'NULL'})")
-        params += image_ids
+        names = [f"_image{n}" for n in range(len(image_ids))]
+        clauses.append(f"image_id IN ({', '.join(':' + n for n in names) or 'NULL'})")
+        args.update(zip(names, image_ids))
     if repository:
-        where.append("image_id IN (SELECT id FROM images WHERE coalesce(repository, reference) = ?)")
-        params.append(repository)
+        clauses.append("image_id IN (SELECT id FROM images WHERE coalesce(repository, reference) = :_repository)")
+        args["_repository"] = repository
     if latest_only:
-        where.append("image_id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY"
-                     " coalesce(repository, reference) ORDER BY created DESC, id DESC) AS n FROM images"
-                     " WHERE last_scan_id IS NOT NULL) WHERE n = 1)")
+        clauses.append("image_id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY"
+                       " coalesce(repository, reference) ORDER BY created DESC, id DESC) AS n FROM images"
+                       " WHERE last_scan_id IS NOT NULL) WHERE n = 1)")
     cols = ", ".join(f"[{c}]" for c in spec["columns"])
-    sql = (f"SELECT {cols} FROM [{REPORTS[report]['view']}]" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = (f"SELECT {cols} FROM [{spec['view']}]" + (" WHERE " + " AND ".join(clauses) if clauses else "")
            + f" ORDER BY {spec['order']}")
-    return spec["columns"], finish(report, database.execute(sql, params).fetchall())
+    return spec["columns"], finish(report, database.execute(sql, args).fetchall())
+
+
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8",
+                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def render(report: str, fmt: str, columns, rows) -> bytes:
+    """The file's bytes: CSV, or the formatted XLSX sheet (the same for the CLI and the plugin)."""
+    if fmt == "xlsx":
+        return to_xlsx(columns, rows, REPORTS[report]["sheet"])
+    if fmt == "csv":
+        return to_csv(columns, rows)
+    raise ValueError(f"{fmt}: not an export format (csv or xlsx)")
 
 
 def to_csv(columns, rows) -> bytes:

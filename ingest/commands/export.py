@@ -53,10 +53,7 @@ def run(args) -> int:
     if args.format == "xlsx" and not output:
         output = exports.default_file_name(args.report, args.image or ([args.repository] if args.repository else []),
                                            "xlsx")
-    if args.format == "xlsx":
-        body = exports.to_xlsx(columns, rows, exports.REPORTS[args.report]["sheet"])
-    else:
-        body = exports.to_csv(columns, rows)
+    body = exports.render(args.report, args.format, columns, rows)
     if output:
         if os.path.isdir(output):
             raise ScanError(f"-o {output}: is a directory")
