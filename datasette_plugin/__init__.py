@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datasette import hookimpl
 
-from . import actions, compat, config, facets, freshness, private, renderers, routes
+from . import actions, assets, compat, config, facets, finish, freshness, private, renderers, routes
 
 
 @hookimpl
@@ -27,7 +27,8 @@ def startup(datasette):
 
 @hookimpl
 def asgi_wrapper(datasette):
-    return freshness.asgi_wrapper(datasette)
+    checked, columns = freshness.asgi_wrapper(datasette), finish.asgi_wrapper(datasette)  # finish: dash
+    return lambda app: checked(columns(app))
 
 
 @hookimpl
@@ -46,8 +47,11 @@ def register_output_renderer(datasette):
 
 
 @hookimpl
-def render_cell(value, column, database, datasette):
-    return renderers.render_cell(value, column) if config.is_stowaway(datasette, database) else None
+def render_cell(row, value, column, table, database, datasette):
+    if not config.is_stowaway(datasette, database):
+        return None
+    rendered = renderers.render_cell(value, column)
+    return rendered if rendered is not None else finish.render_cell(datasette, database, table, row, column, value)
 
 
 @hookimpl
@@ -71,9 +75,31 @@ def permission_resources_sql(datasette, actor, action):  # Datasette 1.0
     return compat.permission_sql(datasette, actor, action)
 
 
+# --- dash: assets served gzipped with an ETag (assets.py); the URL changes with the content ---------
 @hookimpl
 def extra_css_urls(datasette):
-    return [datasette.urls.static_plugins("stowaway", "stowaway.css")]
+    return [datasette.urls.path(f"/-/stowaway/stowaway.css?v={assets.version('stowaway.css')}")]
+
+
+@hookimpl
+def extra_js_urls(datasette):
+    return [{"url": datasette.urls.path(f"/-/stowaway/stowaway.js?v={assets.version('stowaway.js')}"), "module": False}]
+
+
+@hookimpl
+def extra_body_script(template, datasette):
+    return finish.home_script(datasette, template)
+
+
+@hookimpl
+def top_homepage(datasette, request):  # Datasette 1.0
+    return finish.home_links_html(datasette)
+
+
+@hookimpl
+def database_actions(datasette, actor, database, request):
+    return finish.database_actions(datasette, database)
+# --- end dash ------------------------------------------------------------------------------------
 
 
 @hookimpl

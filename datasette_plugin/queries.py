@@ -205,21 +205,181 @@ async def _advisory(db, vuln_id: str) -> dict | None:
             "title": a.get("summary"), "description": a.get("details"), "extra": {}, "affected": [], "images": []}
 
 
-async def dashboard(db) -> dict:
-    vulns = await src(db, "vulnerabilities_view")
+# --- dashboard (issue 17 item 4) ----------------------------------------------------------------
+
+def registry_sql(column: str) -> str:
+    """The registry host of a repository name, as Docker reads one: the first path component when it has a
+    '.' or ':' or is localhost (`registry.example.com:5000/team/app`), else '' (no host: a local archive
+    or layout, or Docker Hub's short names)."""
+    head = f"substr({column}, 1, instr({column}, '/') - 1)"
+    return (f"(CASE WHEN instr({column}, '/') > 0 AND (instr({head}, '.') > 0 OR instr({head}, ':') > 0"
+            f" OR {head} = 'localhost') THEN {head} ELSE '' END)")
+
+
+NO_REGISTRY = "(no registry host)"
+TREND_BY = ("image", "registry")
+TREND_SCANS = 300  # the trend's window: the last N finished scans of the filtered images
+TREND_SERIES = 10  # lines drawn at most (the rest are named in the title)
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class ImageFilter:
+    """The dashboard's filters (registry, repository, latest only) over image_overview `o`, as a WHERE
+    clause with parameters for the page's own queries and as a `_where` for the table links, which
+    Datasette runs with its own SQL permission (literals quoted here: `_where` takes no parameters)."""
+
+    def __init__(self, registry: str | None = None, repository: str | None = None, latest: bool = False):
+        self.registry = registry if registry not in (None, "") else None
+        self.repository = repository or None
+        self.latest = bool(latest)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.registry is not None or self.repository or self.latest)
+
+    def _terms(self, literal: bool):
+        repo = "coalesce(o.repository, o.reference)"
+        terms, params = [], {}
+        if self.registry is not None:
+            value = "" if self.registry == NO_REGISTRY else self.registry
+            terms.append(f"{registry_sql(repo)} = " + (_sql_literal(value) if literal else ":f_registry"))
+            params["f_registry"] = value
+        if self.repository:
+            terms.append(f"{repo} = " + (_sql_literal(self.repository) if literal else ":f_repository"))
+            params["f_repository"] = self.repository
+        if self.latest:
+            terms.append("o.latest_version = 1")
+        return terms, params
+
+    def where(self) -> tuple[str, dict]:
+        terms, params = self._terms(False)
+        return (" AND ".join(terms) or "1"), params
+
+    def table_where(self) -> str | None:
+        """`image_id IN (...)` for a report table's `_where`, or None without filters."""
+        terms, _ = self._terms(True)
+        if not terms:
+            return None
+        return f"image_id IN (SELECT o.id FROM image_overview o WHERE {' AND '.join(terms)})"
+
+    def args(self) -> dict:
+        """The page's own query arguments for these filters (links, the form, exports)."""
+        return {"registry": self.registry, "repository": self.repository, "latest": "1" if self.latest else None}
+
+
+async def dashboard(db, flt: ImageFilter | None = None, trend_by: str = "image") -> dict:
+    """Headline numbers, the worst images, the top vulnerable packages and the trend, for the images the
+    filters select. Counts come from the read model's materialized report tables (image_overview and
+    vulnerabilities_view), never from a scan over every finding."""
+    flt = flt or ImageFilter()
+    where, params = flt.where()
     overview = await src(db, "image_overview")
-    per_image = await rows(db, "SELECT reference AS image, failing_critical AS critical, failing_high AS high,"
-                               " failing_medium AS medium, failing_low AS low, failing_negligible AS negligible,"
-                               f" failing_unknown AS unknown FROM {overview}"
-                               " ORDER BY failing_critical DESC, failing_high DESC, failing_medium DESC,"
-                               " failing_low DESC, reference LIMIT 40")
-    images_total = (await db.execute("SELECT COUNT(*) FROM images")).rows[0][0]
-    top_packages = await rows(db, f"SELECT package, ecosystem, COUNT(*) AS n, COUNT(DISTINCT image_id) AS images"
-                                  f" FROM {vulns} WHERE suppressed = 0 AND package IS NOT NULL"
-                                  " GROUP BY package, ecosystem ORDER BY n DESC LIMIT 20")
-    # the last 200 finished scans, each a point: how many failing findings it recorded, per severity
-    trend = await rows(db, "SELECT s.id AS scan_id, s.finished_at, s.reference, f.severity, COUNT(f.id) AS n"
-                           " FROM (SELECT id, finished_at, reference FROM scans WHERE status = 'done'"
-                           " ORDER BY id DESC LIMIT 200) s JOIN findings f ON f.scan_id = s.id"
-                           f" WHERE {FAILING} AND f.suppressed = 0 GROUP BY s.id, f.severity ORDER BY s.id")
-    return {"per_image": per_image, "images_total": images_total, "top_packages": top_packages, "trend": trend}
+    vulns = await src(db, "vulnerabilities_view")
+    scoped = "" if not flt.active else f" AND v.image_id IN (SELECT o.id FROM {overview} o WHERE {where})"
+    head = (await rows(db, "SELECT COUNT(*) AS images, coalesce(SUM(o.critical), 0) AS critical,"
+                           " coalesce(SUM(o.secrets), 0) AS secrets, coalesce(SUM(o.malicious_files), 0) AS malware,"
+                           " coalesce(SUM(o.base_image = 'not approved'), 0) AS not_approved_base,"
+                           " coalesce(SUM(o.base_image IS NULL AND o.scan_id IS NOT NULL), 0) AS base_not_checked,"
+                           " coalesce(SUM(o.vulnerabilities), 0) AS vulnerabilities"
+                           f" FROM {overview} o WHERE {where}", params))[0]
+    head["fixable"] = (await db.execute(f"SELECT COUNT(*) FROM {vulns} v WHERE v.suppressed = 0"
+                                        f" AND coalesce(v.fixed_version, '') <> ''{scoped}", params)).rows[0][0]
+    per_image = await rows(db, "SELECT o.id AS image_id, o.reference AS image, o.failing_critical AS critical,"
+                               " o.failing_high AS high, o.failing_medium AS medium, o.failing_low AS low,"
+                               " o.failing_negligible AS negligible, o.failing_unknown AS unknown"
+                               f" FROM {overview} o WHERE {where}"
+                               " ORDER BY o.failing_critical DESC, o.failing_high DESC, o.failing_medium DESC,"
+                               " o.failing_low DESC, o.reference LIMIT 40", params)
+    top_packages = await rows(db, f"SELECT v.package, v.ecosystem, v.severity, COUNT(*) AS n,"
+                                  " COUNT(DISTINCT v.image_id) AS images"
+                                  f" FROM {vulns} v WHERE v.suppressed = 0 AND v.package IS NOT NULL{scoped}"
+                                  " AND (v.package, v.ecosystem) IN (SELECT package, ecosystem FROM"
+                                  f" (SELECT v.package, v.ecosystem, COUNT(*) AS n FROM {vulns} v"
+                                  f" WHERE v.suppressed = 0 AND v.package IS NOT NULL{scoped}"
+                                  " GROUP BY v.package, v.ecosystem ORDER BY n DESC LIMIT 20))"
+                                  " GROUP BY v.package, v.ecosystem, v.severity", params)
+    return {"headline": head, "per_image": per_image, "images_total": head["images"], "top_packages": top_packages,
+            "trend": await trend(db, flt, trend_by), "trend_by": trend_by}
+
+
+async def trend(db, flt: ImageFilter, by: str = "image") -> dict:
+    """Failing, unsuppressed findings over time, one series per image (each of its scans a point) or per
+    registry (at each scan, the sum over the registry's images of what each one's latest scan so far
+    recorded), over the last TREND_SCANS finished scans of the filtered images."""
+    where, params = flt.where()
+    overview = await src(db, "image_overview")
+    repo = "coalesce(i.repository, i.reference)"
+    window = await rows(db, f"SELECT s.id AS scan_id, s.image_id, s.finished_at, i.reference AS image,"
+                            f" {registry_sql(repo)} AS registry FROM scans s JOIN images i ON i.id = s.image_id"
+                            f" WHERE s.status = 'done' AND s.image_id IN (SELECT o.id FROM {overview} o WHERE {where})"
+                            f" ORDER BY s.id DESC LIMIT {TREND_SCANS}", params)
+    window.sort(key=lambda r: r["scan_id"])
+    if not window:
+        return {"by": by, "series": [], "scans": 0, "dropped": 0}
+    first_in_window: dict[int, int] = {}
+    for r in window:
+        first_in_window.setdefault(r["image_id"], r["scan_id"])
+    before: dict[int, int] = {}
+    if by == "registry":  # where each rescanned image stood before the window
+        got = await rows(db, "SELECT image_id, MAX(id) AS scan_id FROM scans WHERE status = 'done' AND image_id IN"
+                             " (SELECT key FROM json_each(:first)) AND id < json_extract(:first, '$.' || image_id)"
+                             " GROUP BY image_id", {"first": json.dumps({str(k): v for k, v in first_in_window.items()})})
+        before = {r["image_id"]: r["scan_id"] for r in got}
+    scan_ids = [r["scan_id"] for r in window] + list(before.values())
+    counted = await rows(db, "SELECT f.scan_id, COUNT(*) AS n, SUM(f.severity_rank = 0) AS critical,"
+                             " SUM(f.severity_rank = 1) AS high FROM findings f"
+                             " WHERE f.scan_id IN (SELECT value FROM json_each(:ids)) AND f.suppressed = 0"
+                             f" AND {FAILING} GROUP BY f.scan_id", {"ids": json.dumps(scan_ids)})
+    counts = {r["scan_id"]: r for r in counted}
+    zero = {"n": 0, "critical": 0, "high": 0}
+    series: dict[str, dict] = {}
+    if by == "registry":
+        # the registries' standing before the window: every filtered image's current count, minus the
+        # images rescanned inside it, plus those images' counts before the window
+        base = await rows(db, f"SELECT {registry_sql('coalesce(o.repository, o.reference)')} AS registry,"
+                              " o.id AS image_id, o.failing_critical + o.failing_high + o.failing_medium + o.failing_low"
+                              " + o.failing_negligible + o.failing_unknown AS n, o.failing_critical AS critical,"
+                              f" o.failing_high AS high FROM {overview} o WHERE {where} AND o.scan_id IS NOT NULL",
+                          params)
+        standing: dict[str, dict[int, dict]] = {}
+        for b in base:
+            if b["image_id"] in first_in_window:
+                prior = before.get(b["image_id"])
+                b = {**b, **(counts.get(prior, zero) if prior else zero)}
+            standing.setdefault(b["registry"], {})[b["image_id"]] = b
+        for r in window:
+            name = r["registry"] or NO_REGISTRY
+            images = standing.setdefault(r["registry"], {})
+            images[r["image_id"]] = counts.get(r["scan_id"], zero)
+            total = {k: sum(int(c[k] or 0) for c in images.values()) for k in ("n", "critical", "high")}
+            s = series.setdefault(name, {"name": name, "points": [], "registry": name})
+            s["points"].append({"x": _when(r["finished_at"]), "scan_id": r["scan_id"], "image": r["image"],
+                                "image_id": r["image_id"], **total})
+    else:
+        for r in window:
+            s = series.setdefault(r["image"], {"name": r["image"], "points": [], "image_id": r["image_id"]})
+            c = counts.get(r["scan_id"], zero)
+            s["points"].append({"x": _when(r["finished_at"]), "scan_id": r["scan_id"], "image": r["image"],
+                                "image_id": r["image_id"], "n": c["n"], "critical": c["critical"] or 0,
+                                "high": c["high"] or 0})
+    ranked = sorted(series.values(), key=lambda s: (-len(s["points"]), -s["points"][-1]["n"], s["name"]))
+    return {"by": by, "series": ranked[:TREND_SERIES], "scans": len(window), "dropped": max(0, len(ranked) - TREND_SERIES)}
+
+
+def _when(stamp) -> str:
+    """An ISO timestamp as plotly's date axis reads it (no 'T', no zone; all stored times are UTC)."""
+    return (stamp or "").replace("T", " ").rstrip("Z")[:19]
+
+
+async def filter_choices(db) -> dict:
+    """The registries and repositories the dashboard's filters offer (at most 500 repositories)."""
+    overview = await src(db, "image_overview")
+    repo = "coalesce(o.repository, o.reference)"
+    registries = [r[0] or NO_REGISTRY for r in (await db.execute(
+        f"SELECT DISTINCT {registry_sql(repo)} AS r FROM {overview} o ORDER BY r")).rows]
+    repositories = [r[0] for r in (await db.execute(
+        f"SELECT DISTINCT {repo} AS r FROM {overview} o ORDER BY r LIMIT 500")).rows]
+    return {"registries": registries, "repositories": repositories}

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from pathlib import Path
 
 from datasette import Forbidden
 from datasette.utils.asgi import NotFound, Response
 
 from stowaway.ingest.model import SEVERITIES
 
-from . import actions, charts, config, exports, queries, schema
+from . import actions, assets, config, exports, queries, schema
 from .facets import KIND_LABELS
-
-PLOTLY_JS = None
 
 
 def _database(datasette, request):
@@ -134,59 +131,42 @@ async def vulnerability_page(datasette, request):
                          {"v": vuln, "extra_labels": queries.EXTRA_DETAILS}, name, db)
 
 
+# --- dash: dashboard and static assets (datasette_plugin/dashboard.py, assets.py) -----------------
 async def dashboard_page(datasette, request):
+    from . import dashboard
+
     name, db = _database(datasette, request)
-    data = await queries.dashboard(db)
     return await _render(datasette, request, "stowaway_dashboard.html",
-                         {"charts": charts.dashboard(data), "data": data}, name, db)
-
-
-async def plotly_js(datasette, request):
-    """plotly.js from the plotly package itself: pages work offline and need no CDN. 4.8 MB as stored,
-    so it is gzipped once (about a third of that) for every client that accepts gzip, and cached."""
-    global PLOTLY_JS
-    if PLOTLY_JS is None:
-        import gzip
-        import hashlib
-
-        import plotly
-
-        raw = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
-        PLOTLY_JS = (raw, gzip.compress(raw, compresslevel=6), '"' + hashlib.sha256(raw).hexdigest()[:20] + '"')
-    raw, packed, etag = PLOTLY_JS
-    headers = {"Cache-Control": "public, max-age=604800", "Vary": "Accept-Encoding", "ETag": etag}
-    if etag in (request.headers.get("if-none-match") or ""):
-        return Response("", status=304, headers=headers)
-    accepts = [p.split(";")[0].strip() for p in (request.headers.get("accept-encoding") or "").lower().split(",")]
-    if "gzip" in accepts:
-        headers["Content-Encoding"] = "gzip"
-        return Response(packed, content_type="application/javascript; charset=utf-8", headers=headers)
-    return Response(raw, content_type="application/javascript; charset=utf-8", headers=headers)
+                         await dashboard.page_context(datasette, request, name, db), name, db)
+# --- end dash ------------------------------------------------------------------------------------
 
 
 async def export(datasette, request):
+    """Export vulnerabilities / baseline as CSV or XLSX (stowaway.ingest.exports, shared with `stowaway
+    export`): every image, one image (?image=ID|REF), one repository, latest only, or a table's filters.
+    The file is named after the image (stowaway-vulnerabilities-corpus_shop_1.0.xlsx), never its id."""
     name, db = _database(datasette, request)
     report, fmt = request.url_vars["report"], request.url_vars["fmt"]
-    image_id = None
-    image_arg = request.args.get("image")
+    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(request.query_string, keep_blank_values=True) if k != "db"]
+    image = None
+    image_arg = request.args.get("image") or (request.args.get("image_id") if len(request.args.getlist("image_id")) == 1
+                                              else None)
     if image_arg:
         image = await queries.find_image(db, image_arg)
         if image is None:
             raise NotFound(f"{image_arg}: no such image in {name}")
-        image_id = image["id"]
-    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(request.query_string, keep_blank_values=True) if k != "db"]
+    repository = request.args.get("repository", "").strip() or None
+    registry = queries.ImageFilter(registry=request.args.get("registry")).table_where()
     try:
-        columns, rows = await exports.fetch(db, report, pairs, image_id)
+        columns, rows = await exports.fetch(db, report, [(k, v) for k, v in pairs if k != "image_id" or image is None],
+                                            image["id"] if image else None, repository,
+                                            request.args.get("latest") == "1", [registry] if registry else [])
     except exports.ExportError as exc:
         return Response.text(str(exc), status=400)
-    stem = f"stowaway-{report}" + (f"-image-{image_id}" if image_id else "")
-    if fmt == "csv":
-        body, ctype = exports.to_csv(columns, rows), "text/csv; charset=utf-8"
-    else:
-        body = exports.to_xlsx(columns, rows, exports.REPORTS[report]["sheet"])
-        ctype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    return Response(body, content_type=ctype,
-                    headers={"content-disposition": f'attachment; filename="{stem}.{fmt}"'})
+    named = [image["reference"]] if image else ([repository] if repository else [])
+    filename = exports.default_file_name(report, named, fmt)
+    return Response(exports.render(report, fmt, columns, rows), content_type=exports.CONTENT_TYPES[fmt],
+                    headers={"content-disposition": f'attachment; filename="{filename}"'})
 
 
 async def sbom(datasette, request):
@@ -298,20 +278,33 @@ def menu_links(datasette):
 
 
 EXPORTABLE = {"vulnerabilities_view": "vulnerabilities", "unsafe_settings_view": "baseline"}
+# dash: the renderers' links beside the exports (every matching row, not the page's)
+RENDERABLE = {"vulnerabilities_view": "sarif", "unsafe_settings_view": "sarif", "secrets_view": "sarif",
+              "malware_view": "sarif", "compliance_view": "sarif", "findings_report": "sarif", "findings_view": "sarif",
+              "packages_view": "cyclonedx"}
 
 
 def table_actions(datasette, database, table, request):
-    """'Export these rows' on the two report views: the table's own filters, another path."""
+    """'Export these rows' on the report views: the table's own filters, another path; SARIF or
+    CycloneDX of every row the filters select."""
     report = EXPORTABLE.get(table)
-    if not report or not config.is_stowaway(datasette, database):
+    if not (report or table in RENDERABLE) or not config.is_stowaway(datasette, database):
         return []
     pairs = [(k, v) for k, v in urllib.parse.parse_qsl(request.query_string if request else "", keep_blank_values=True)
              if not k.startswith("_")]
+    out = []
+    if table in RENDERABLE:
+        fmt = RENDERABLE[table]
+        query = urllib.parse.urlencode(pairs)
+        out.append({"href": datasette.urls.table(database, table, format=fmt) + (f"?{query}" if query else ""),
+                    "label": f"Export these rows as {'SARIF' if fmt == 'sarif' else 'CycloneDX'}"})
     if len(config.stowaway_databases(datasette)) > 1:
         pairs.append(("db", database))
     query = urllib.parse.urlencode(pairs)
-    return [{"href": datasette.urls.path(f"/-/stowaway/export/{report}.{fmt}") + (f"?{query}" if query else ""),
-             "label": f"Export these rows as a {report} report ({fmt.upper()})"} for fmt in ("xlsx", "csv")]
+    if report:
+        out += [{"href": datasette.urls.path(f"/-/stowaway/export/{report}.{fmt}") + (f"?{query}" if query else ""),
+                 "label": f"Export these rows as a {report} report ({fmt.upper()})"} for fmt in ("xlsx", "csv")]
+    return out
 
 
 ROUTES = [
@@ -326,5 +319,5 @@ ROUTES = [
     (r"^/-/stowaway/dashboard$", dashboard_page),
     (r"^/-/stowaway/settings$", settings_page),
     (r"^/-/stowaway/export/(?P<report>vulnerabilities|baseline)\.(?P<fmt>csv|xlsx)$", export),
-    (r"^/-/stowaway/plotly\.min\.js$", plotly_js),
+    (r"^/-/stowaway/(?P<asset>plotly\.min\.js|stowaway\.css|stowaway\.js)$", assets.asset),  # dash
 ]
