@@ -297,13 +297,13 @@ def table_actions(datasette, database, table, request):
         fmt = RENDERABLE[table]
         query = urllib.parse.urlencode(pairs)
         out.append({"href": datasette.urls.table(database, table, format=fmt) + (f"?{query}" if query else ""),
-                    "label": f"Export these rows as {'SARIF' if fmt == 'sarif' else 'CycloneDX'}"})
+                    "label": f"Export as {'SARIF' if fmt == 'sarif' else 'CycloneDX'}"})
     if len(config.stowaway_databases(datasette)) > 1:
         pairs.append(("db", database))
     query = urllib.parse.urlencode(pairs)
     if report:
         out += [{"href": datasette.urls.path(f"/-/stowaway/export/{report}.{fmt}") + (f"?{query}" if query else ""),
-                 "label": f"Export these rows as a {report} report ({fmt.upper()})"} for fmt in ("xlsx", "csv")]
+                 "label": f"Export {report} ({fmt.upper()})"} for fmt in ("xlsx", "csv")]
     return out
 
 
