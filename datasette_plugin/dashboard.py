@@ -61,7 +61,8 @@ def headline_cards(head: dict, links: Links) -> list[dict]:
          "href": links.table("vulnerabilities_view", severity="critical", suppressed=0), "sev": "critical"},
         {"key": "fixable", "label": "Fixable vulnerabilities", "value": head["fixable"],
          "href": links.table("vulnerabilities_view", fix_available="yes", suppressed=0),
-         "note": f"of {head['vulnerabilities']:,}"},
+         "note": f"of {head['vulnerabilities']:,}" if head["fixable"] is not None
+         else "not counted in time: narrow the filters"},
         {"key": "secrets", "label": "Secrets", "value": head["secrets"],
          "href": links.table("secrets_view", suppressed=0)},
         {"key": "malware", "label": "Malicious files", "value": head["malware"],

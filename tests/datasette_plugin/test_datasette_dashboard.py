@@ -113,6 +113,32 @@ def test_headline_numbers_count_exactly_what_they_link_to(demo_db):
     assert run(follow()) == {k: v for k, (v, _) in got.items()}
 
 
+def test_suppressed_vulnerabilities_leave_the_numbers(demo_db):
+    """Fixable is counted from an index less the suppressed ones: suppress one fixable vulnerability and
+    every card still equals the rows its link shows."""
+    import sqlite3
+
+    from stowaway.ingest import findings as store
+
+    conn = sqlite3.connect(demo_db)
+    finding_id = conn.execute("SELECT f.id FROM findings f JOIN images i ON i.last_scan_id = f.scan_id"
+                              " JOIN vulnerability_details d ON d.finding_id = f.id"
+                              " WHERE i.reference = 'demo/app:1.0' AND d.vulnerability_id = 'CVE-2023-0002'").fetchone()[0]
+    suppression = store.suppression_for_finding(conn, finding_id, "tag")
+    suppression.reason = "accepted"
+    with conn:
+        store.add_suppression(conn, suppression)
+    conn.close()
+    ds = datasette_for(demo_db)
+    got = cards(run(ds.client.get("/-/stowaway/dashboard")).text)
+    assert got["fixable"][0] == 3  # was 4
+
+    async def follow():
+        return {k: await count_rows(ds, href) for k, (_, href) in got.items()}
+
+    assert run(follow()) == {k: v for k, (v, _) in got.items()}
+
+
 def test_filters_narrow_numbers_links_and_charts(dash_db):
     ds = datasette_for(dash_db)
 
