@@ -51,8 +51,9 @@ def dash_db(scan, tmp_path):
                                                    vuln_finding("CVE-2022-0001", "high", 7.5, "", LOG4J)])
     from stowaway.ingest.pipeline import Scanner
 
-    # the second scans: demo/app:1.0 and the registry image again (their hand-written findings are not in it)
-    Scanner(database, {}, progress=False).run([f"oci:{layout}:demo/app:1.0", f"oci:{api}"])
+    # the second scans: demo/app:1.0 and the registry image again, analysed afresh (reuse off: an unchanged
+    # image's results would be copied forward), so their hand-written findings are not in them
+    Scanner(database, {"scan": {"reuse": False}}, progress=False).run([f"oci:{layout}:demo/app:1.0", f"oci:{api}"])
     add_findings(database, REGISTRY_REF, [LOG4J], [vuln_finding("CVE-2021-44228", "critical", 10.0, "2.15.0", LOG4J)])
     database.conn.close()
     return str(tmp_path / "scan.db")
