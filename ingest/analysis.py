@@ -65,6 +65,7 @@ class ImageResult:
     # {"scan": previous scan id, "image": image id, "how": what was read to know it, "manifest_digest", "platform"}
     reuse: dict | None = None
     reuse_key: str = ""  # the analysis key the writer records with the scan (ingest/reuse.py)
+    reuse_inputs: str = ""  # what that key was computed from (recorded with it: the next rescan need not compute it)
     # a file source's state before and after its full scan and the images it held (the last result only)
     source_state: tuple | None = None
 
@@ -106,23 +107,81 @@ class Analysis:
         self.policy = policy or {}
         self.limits = limits_from(self.policy)
         self.risks = sorted(set(risks)) if risks else None
-        classes = select(self.risks, list(analyzer_names) if analyzer_names else None)
-        self.analyzers: list[Analyzer] = [cls(self.policy) for cls in classes]
-        self.readers = [a for a in self.analyzers if a.reads_layers]
-        self.cache_keys = {a.name: (a.version, a.fingerprint()) for a in self.readers}
-        self.versions = {a.name: a.version for a in self.analyzers}
-        self.applier = Applier(self.analyzers, self.policy)
+        self.analyzer_names = list(analyzer_names) if analyzer_names else None
         self.progress = progress
         self.on_event = on_event or (lambda kind, data: None)
-        self._reuse_key: str | None = None
+        # the analyzers are made on first use: a rescan of unchanged images may need none (ingest/reuse.py)
+        self._analyzers: list[Analyzer] | None = None
+        self._key: str | None = None  # the analysis key, computed from the analyzers
+        self._recorded: tuple[str, dict[str, int]] | None = None  # (analysis key, versions) an earlier scan recorded
+        self._inputs: str | None = None
+        if self.db is None:
+            self._load()  # a worker without the database: fail on a bad selection now, as ever
+
+    def _load(self) -> list[Analyzer]:
+        if self._analyzers is None:
+            classes = select(self.risks, self.analyzer_names)
+            analyzers = [cls(self.policy) for cls in classes]
+            self._readers = [a for a in analyzers if a.reads_layers]
+            self._cache_keys = {a.name: (a.version, a.fingerprint()) for a in self._readers}
+            self._applier = Applier(analyzers, self.policy)
+            self._analyzers = analyzers
+        return self._analyzers
+
+    @property
+    def analyzers(self) -> list[Analyzer]:
+        return self._load()
+
+    @property
+    def readers(self) -> list[Analyzer]:
+        self._load()
+        return self._readers
+
+    @property
+    def cache_keys(self) -> dict[str, tuple[int, str]]:
+        self._load()
+        return self._cache_keys
+
+    @property
+    def applier(self) -> Applier:
+        self._load()
+        return self._applier
+
+    @property
+    def versions(self) -> dict[str, int]:
+        if self._analyzers is None and self._recorded is not None:
+            return dict(self._recorded[1])
+        return {a.name: a.version for a in self._load()}
+
+    @property
+    def reuse_inputs(self) -> str:
+        """What the analysis key is computed from (ingest/reuse.py), '' when the analyzers must be asked."""
+        if self._inputs is None:
+            from .writer import TOOL_VERSION
+
+            self._inputs = reuse.inputs_key(self.policy, self.risks, self.analyzer_names, TOOL_VERSION) or ""
+        return self._inputs
+
+    @property
+    def analysis_key(self) -> str:
+        """The analysis key from the analyzers themselves (what a scan records)."""
+        if self._key is None:
+            from .writer import TOOL_VERSION
+
+            self._key = reuse.analysis_key(self.analyzers, self.risks, self.policy, TOOL_VERSION)
+        return self._key
 
     @property
     def reuse_key(self) -> str:
-        if self._reuse_key is None:
-            from .writer import TOOL_VERSION
-
-            self._reuse_key = reuse.analysis_key(self.analyzers, self.risks, self.policy, TOOL_VERSION)
-        return self._reuse_key
+        """The analysis key to look an unchanged image up with: as an earlier scan recorded it for the same
+        inputs (no analyzer made), else from the analyzers."""
+        if self._analyzers is None and self.db is not None:
+            if self._recorded is None:
+                self._recorded = reuse.cached_analysis_key(self.db.conn if hasattr(self.db, "conn") else self.db,
+                                                           self.reuse_inputs)
+            if self._recorded is not None:
+                return self._recorded[0]
+        return self.analysis_key
 
     def _reusing(self) -> bool:
         return self.db is not None and reuse.enabled(self.policy)
@@ -304,7 +363,8 @@ class Analysis:
     def image_result(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult:
         res = ImageResult(source=spec.source, reference=spec.reference, spec=spec, cache_keys=dict(self.cache_keys),
                           analyzers=dict(self.versions), risks=self.risks,
-                          reuse_key=self.reuse_key if self.db is not None else "")
+                          reuse_key=self.analysis_key if self.db is not None else "",
+                          reuse_inputs=self.reuse_inputs if self.db is not None else "")
         try:
             self._index_and_apply(spec, pending, claimed, res)
         except ScanError as exc:

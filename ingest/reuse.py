@@ -64,6 +64,15 @@ CREATE TABLE source_files (
     recorded_at TEXT
 );
 """,
+    # the analysis key by what it is computed from, so that a rescan of an unchanged image needs no analyzer
+    """
+CREATE TABLE analysis_keys (
+    inputs TEXT PRIMARY KEY,           -- see inputs_key()
+    analysis_key TEXT NOT NULL,
+    versions TEXT NOT NULL,            -- {analyzer: version} as the scan row records them
+    recorded_at TEXT
+);
+""",
 ]
 dbm.register_schema("reuse", SCHEMA)
 
@@ -163,6 +172,51 @@ def analysis_key(analyzers: Iterable, risks, policy: dict, tool_version: str) ->
     return _digest({"tool": tool_version, "code": code_fingerprint(),
                     "analyzers": sorted((a.name, a.version, a.fingerprint()) for a in analyzers),
                     "risks": sorted(risks) if risks else "all", "policy": record, "files": named})
+
+
+# Everything an analyzer's fingerprint may read besides the policy and the package's own files: these
+# environment variables (the data directory and its secret-fingerprint key file), and the key file. An
+# analyzer whose fingerprint reads anything else must add it here (or the policy must name it as a file).
+ENVIRONMENT = ("STOWAWAY_", "XDG_DATA_HOME", "XDG_CACHE_HOME", "HOME")
+
+
+def inputs_key(policy: dict, risks, analyzer_names, tool_version: str) -> str | None:
+    """What the analysis key is computed from, without importing an analyzer: the code, the whole policy
+    (digested, never stored), the files it names, the selection, the environment above and the secret
+    fingerprint key file. None when a fingerprint depends on a service (ClamAV's signatures, asked of
+    clamd or clamscan on every run): then the analyzers themselves are asked."""
+    from stowaway.analyzers._userdirs import data_dir
+
+    malware = policy.get("malware") if isinstance(policy.get("malware"), dict) else {}
+    if any(str(k).startswith("clam") for k in (malware or {})):
+        return None
+    secrets = policy.get("secrets") if isinstance(policy.get("secrets"), dict) else {}
+    key_file = ((secrets or {}).get("fingerprint_key_file") or os.environ.get("STOWAWAY_SECRET_KEY_FILE")
+                or str(data_dir() / "secret-fingerprint.key"))
+    named: dict = {}
+    _named_files({k: v for k, v in policy.items() if k not in ("source_options", "credentials")}, named, [20000])
+    _named_files([str(key_file)], named, [1])
+    return _digest({"tool": tool_version, "code": code_fingerprint(),
+                    "policy": {k: v for k, v in policy.items() if k not in ("source_options", "credentials", "scan")},
+                    "files": named, "key_file": str(key_file), "risks": sorted(risks) if risks else "all",
+                    "analyzers": sorted(analyzer_names) if analyzer_names else "all",
+                    "env": sorted((k, v) for k, v in os.environ.items() if k.startswith(ENVIRONMENT))})
+
+
+def cached_analysis_key(conn, inputs: str | None) -> tuple[str, dict[str, int]] | None:
+    """(analysis key, analyzer versions) recorded for these inputs by an earlier scan, or None."""
+    if not inputs:
+        return None
+    try:
+        row = conn.execute("SELECT analysis_key, versions FROM analysis_keys WHERE inputs = ?", [inputs]).fetchone()
+    except Exception:  # an older database: no such table yet
+        return None
+    return (row[0], json.loads(row[1])) if row else None
+
+
+def record_analysis_key(conn, inputs: str, akey: str, versions: dict[str, int]) -> None:
+    conn.execute("INSERT OR REPLACE INTO analysis_keys (inputs, analysis_key, versions, recorded_at)"
+                 " VALUES (?,?,?,?)", [inputs, akey, json.dumps(versions, sort_keys=True), dbm.now()])
 
 
 # --- evaluate key ------------------------------------------------------------------------------------------

@@ -91,6 +91,8 @@ class Writer:
                         outcome = self._write_done(res)
                         if ekey:
                             reuse.record(self.db.conn, outcome.scan_id, outcome.image_id or 0, res.reuse_key, ekey)
+                            if res.reuse_inputs:
+                                reuse.record_analysis_key(self.db.conn, res.reuse_inputs, res.reuse_key, res.analyzers)
                 self._source_done(res, True)
                 self.on_event("scan_done", {"reference": res.reference, "scan_id": outcome.scan_id})
                 return outcome

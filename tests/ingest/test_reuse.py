@@ -171,3 +171,32 @@ def test_a_layer_changed_in_place_with_size_and_mtime_restored_is_not_reused(tmp
     again = scan(store, f"docker-archive:{path}")
     assert not again.reused
     assert again.status == "failed" and "does not match its digest" in again.error, again
+
+
+def test_an_unchanged_rescan_makes_no_analyzer_and_a_new_secret_key_means_a_full_scan(tmp_path, store, monkeypatch):
+    import stowaway.analyzers.base as base
+
+    key = tmp_path / "secret.key"
+    key.write_bytes(b"A" * 32)
+    monkeypatch.setenv("STOWAWAY_SECRET_KEY_FILE", str(key))
+    archive = settled(app_image().write_docker_archive(tmp_path / "app.tar", ref="demo/app:1"))
+    first = scan(store, f"docker-archive:{archive}")
+    assert first.status == "done"
+    made = []
+    real = base.select
+    monkeypatch.setattr(base, "select", lambda *a, **k: made.append(a) or real(*a, **k))
+    import stowaway.ingest.analysis as analysis
+
+    monkeypatch.setattr(analysis, "select", base.select)
+    again = scan(store, f"docker-archive:{archive}")
+    assert again.reused and made == []  # the analysis key as the first scan recorded it for the same inputs
+    # another key gives every secret another fingerprint: the inputs differ, the analyzers are asked, the
+    # key they give differs from the stored scan's, and the image is scanned in full
+    time.sleep(0.05)
+    key.write_bytes(b"B" * 32)
+    full = scan(store, f"docker-archive:{archive}")
+    assert full.status == "done" and not full.reused and made
+    fingerprints = [r[0] for r in store.execute("SELECT d.fingerprint FROM secret_details d JOIN findings f"
+                                                 " ON f.id = d.finding_id WHERE f.scan_id IN (?, ?) ORDER BY f.scan_id",
+                                                 [first.scan_id, full.scan_id])]
+    assert len(fingerprints) == 2 and fingerprints[0] != fingerprints[1]
