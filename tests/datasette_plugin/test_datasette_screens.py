@@ -116,6 +116,17 @@ def page_list(base: str, repository: str, tag: str) -> dict[str, str]:
     return pages
 
 
+def full_page(driver, path: Path, width: int, max_height: int = 8000) -> None:
+    """The whole page (not only the viewport), cut at MAX_HEIGHT px."""
+    import base64
+
+    height = min(max_height, int(driver.execute_script("return document.documentElement.scrollHeight")))
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
 def wait_ready(driver, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,7 +151,7 @@ def test_every_page_at_desktop_and_phone_width(served, chrome, shots):
             wait_ready(chrome)
             assert "Traceback" not in chrome.page_source, path
             shot = shots / f"{page}-{width}.png"
-            chrome.save_screenshot(str(shot))
+            full_page(chrome, shot, width)
             assert shot.stat().st_size > 5_000, shot
             taken.append(shot.name)
             if mobile:
