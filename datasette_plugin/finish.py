@@ -51,9 +51,13 @@ def _table_of(datasette, path: str) -> tuple[str, str] | None:
     if base and path.startswith(base):
         path = path[len(base):]
     parts = path.strip("/").split("/")
-    if len(parts) != 2 or "." in parts[1] or parts[0].startswith("-"):
+    if len(parts) != 2 or "." in parts[1] or parts[0].startswith("-"):  # a table's HTML page only
         return None
-    database, table = (urllib.parse.unquote(p) for p in parts)
+    try:
+        from datasette.utils import tilde_decode  # how Datasette names a database or table in a path
+    except ImportError:
+        tilde_decode = urllib.parse.unquote
+    database, table = (tilde_decode(urllib.parse.unquote(p)) for p in parts)
     return database, table
 
 

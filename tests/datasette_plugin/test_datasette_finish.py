@@ -88,3 +88,21 @@ def test_settings_empty_states_say_what_to_do(demo_db):
     assert "No exclusions" in anonymous and "stowaway-write" in anonymous
     writer = run(ds.client.get("/-/stowaway/settings", cookies={"ds_actor": ds.sign({"a": ROOT}, "actor")})).text
     assert "No exclusions yet: add a path below" in writer
+
+
+def test_default_columns_only_for_a_stowaway_report_tables_html_page(demo_db, tmp_path):
+    import shutil
+
+    path = str(tmp_path / "scan.v2.db")  # a name Datasette tilde-encodes in its URLs (scan~2Ev2)
+    shutil.copy(demo_db, path)
+    ds = datasette_for(path)
+    query = finish.default_columns_query
+    assert "_col=vulnerability_id" in query(ds, "/scan~2Ev2/vulnerabilities_view", "severity=high")
+    assert "severity=high" in query(ds, "/scan~2Ev2/vulnerabilities_view", "severity=high")
+    for path_, qs in (("/scan~2Ev2/vulnerabilities_view.json", ""), ("/scan~2Ev2/vulnerabilities_view.csv", ""),
+                      ("/scan~2Ev2/findings", ""), ("/scan~2Ev2/vulnerabilities_view", "_nocol=path"),
+                      ("/scan~2Ev2/vulnerabilities_view", "_allcols=1"), ("/other/vulnerabilities_view", ""),
+                      ("/-/stowaway/images", "")):
+        assert query(ds, path_, qs) is None, (path_, qs)
+    page = run(ds.client.get("/scan~2Ev2/vulnerabilities_view")).text
+    assert header(page)[2:4] == ["image", "vulnerability_id"]
