@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datasette import hookimpl
 
-from . import actions, assets, compat, config, facets, finish, freshness, private, renderers, routes
+from . import actions, assets, compat, config, console, facets, finish, freshness, private, renderers, routes
 
 
 @hookimpl
@@ -38,7 +38,7 @@ def register_facet_classes():
 
 @hookimpl
 def register_routes(datasette):
-    return routes.ROUTES
+    return console.ROUTES + routes.ROUTES
 
 
 @hookimpl

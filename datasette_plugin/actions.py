@@ -1,4 +1,4 @@
-"""Actions that write: scan again, sensitive-path exclusions, custom weak passwords, ignoring a finding.
+"""Actions that write: sensitive-path exclusions, custom weak passwords, ignoring a finding.
 
 Each needs the `stowaway-write` permission (granted through Datasette's permission_allowed hook to
 the actors matching the plugin's `write` allow block, the root actor by default); Datasette's CSRF
@@ -7,8 +7,6 @@ and `policy_overrides()` turns them into the policy fragment a scan reads.
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import sqlite3
 
 from stowaway.ingest import db as dbm
@@ -142,51 +140,3 @@ async def ignore_finding(db, finding_id: int, ignored: bool, reason: str, actor=
                 store.remove_suppressions(conn, store.covering(conn, finding_id))
 
     await _write(db, write)
-
-
-# --- scan again ----------------------------------------------------------------------------------
-
-def _rescan(path: str, digest: str, base_policy: dict):
-    """A rescan task (the `stowaway rescan` command's), run here: the tasks table records it."""
-    from stowaway.ingest.commands.rescan import rescan_sources
-    from stowaway.ingest.tasks import TaskRunner, create_task
-
-    database = dbm.connect(path)
-    try:
-        policy = with_overrides(base_policy, policy_overrides(database.conn))
-        task_id = create_task(database, rescan_sources(database, digest), "rescan")
-        return TaskRunner(database, policy).run(task_id).outcomes
-    finally:
-        database.conn.close()
-
-
-async def rescan(datasette, db, image: dict, wait_seconds: float):
-    """Scans the image again in a worker thread; returns its outcomes, or None while it still runs."""
-    if db.is_memory or not db.path or not db.is_mutable:
-        raise ActionError("this database is read-only: scan again with `stowaway rescan`")
-    if not image.get("source"):
-        raise ActionError("this image has no recorded source to scan again")
-    policy = {}
-    policy_file = config.plugin_config(datasette).get("policy_file")
-    if policy_file:  # the operator's policy (credentials included), rather than what the last scan recorded
-        from stowaway.ingest.policy import load
-
-        try:
-            policy = load(policy_file)
-        except Exception as exc:
-            raise ActionError(f"cannot scan again: {exc}") from None
-    elif image.get("last_scan_id"):
-        row = (await db.execute("SELECT policy FROM scans WHERE id = ?", [image["last_scan_id"]])).first()
-        try:
-            policy = json.loads(row[0]) if row and row[0] else {}
-        except ValueError:
-            policy = {}
-        if isinstance(policy.get("passwords"), dict):  # the record counts the words; the settings hold them
-            policy["passwords"] = {k: v for k, v in policy["passwords"].items() if k != "extra_count"}
-    task = asyncio.get_running_loop().run_in_executor(None, _rescan, db.path, image["manifest_digest"], policy)
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds)
-    except asyncio.TimeoutError:
-        return None
-    except Exception as exc:  # the source is gone or unreadable: one clear line
-        raise ActionError(f"cannot scan again: {exc}") from None

@@ -11,7 +11,7 @@ datasette-cluster-map's settings. Plugin settings live under `plugins.stowaway` 
 `policy_file` is the policy (TOML) "Scan again" uses (default: $STOWAWAY_POLICY, which `stowaway
 serve --config FILE` sets); without one, the policy the image's last scan recorded (which leaves out
 credentials, so a private registry needs the file).
-`rescan_wait_seconds` (default 60) is how long the page waits for the rescan before it answers.
+Scans, "Scan again" and registry syncs started in the console run as background tasks (console.py).
 """
 from __future__ import annotations
 

@@ -33,18 +33,52 @@ async def src(db, view: str) -> str:
     return f"[{view}]"
 
 
-async def images(db, latest_only=False, q="", sort="worst", page=1, page_size=100):
-    """(total, items) of the image list: ingest's image_list (image_overview's columns, counts per kind
-    and severity), the same rows `stowaway images --format json` prints."""
-    from stowaway.ingest.images import image_list
+# the registry host of an image's reference, by Docker's rule (a first path component with a dot or a
+# colon, or localhost); '' when the reference names none (local archives and layouts, Docker Hub)
+_HEAD = "substr(o.reference, 1, instr(o.reference, '/') - 1)"
+REGISTRY_SQL = (f"(CASE WHEN instr(o.reference, '/') > 1 AND (instr({_HEAD}, '.') > 0 OR instr({_HEAD}, ':') > 0"
+                f" OR {_HEAD} = 'localhost') THEN {_HEAD} ELSE '' END)")
+# the image list's filters: name -> the SQL value it compares with
+IMAGE_FILTERS = {"registry": REGISTRY_SQL, "repository": "o.repository", "os": "o.os",
+                 "base": "coalesce(o.base_image, 'unknown')"}
+BASE_VERDICTS = ("approved", "not approved", "unknown")
 
+
+def image_where(latest_only=False, q="", filters=None, skip: str | None = None) -> tuple[str, dict]:
+    """The WHERE clause (without the word) and parameters of the image list's filters; SKIP leaves one
+    filter out (a facet counts its own values under every other filter)."""
     where, params = [], {}
     if latest_only:
         where.append("o.latest_version = 1")
     if q:
         where.append("o.reference LIKE :q")
         params["q"] = f"%{q}%"
-    clause = " AND ".join(where)
+    for name, value in (filters or {}).items():
+        if name in IMAGE_FILTERS and name != skip and value is not None:
+            where.append(f"{IMAGE_FILTERS[name]} = :f_{name}")
+            params[f"f_{name}"] = value
+    return " AND ".join(where), params
+
+
+async def image_facets(db, latest_only=False, q="", filters=None, limit=30) -> dict[str, list[dict]]:
+    """Per filter, its values with how many images each has under the other filters, most first."""
+    out = {}
+    for name, expr in IMAGE_FILTERS.items():
+        clause, params = image_where(latest_only, q, filters, skip=name)
+        got = await db.execute(f"SELECT {expr} AS value, COUNT(*) AS n FROM image_overview o"
+                               + (f" WHERE {clause}" if clause else "")
+                               + f" GROUP BY value ORDER BY n DESC, value LIMIT {int(limit) + 1}", params)
+        values = [{"value": r[0], "count": r[1]} for r in got.rows]
+        out[name] = values
+    return out
+
+
+async def images(db, latest_only=False, q="", sort="worst", page=1, page_size=100, filters=None):
+    """(total, items) of the image list: ingest's image_list (image_overview's columns, counts per kind
+    and severity), the same rows `stowaway images --format json` prints; FILTERS by IMAGE_FILTERS."""
+    from stowaway.ingest.images import image_list
+
+    clause, params = image_where(latest_only, q, filters)
     total = (await db.execute("SELECT COUNT(*) FROM image_overview o" + (f" WHERE {clause}" if clause else ""),
                               params)).rows[0][0]
     order = ", ".join(f"o.{term}" for term in IMAGE_SORTS.get(sort, IMAGE_SORTS["worst"]).split(", "))

@@ -5,7 +5,6 @@ With several Stowaway databases served at once, `?db=NAME` picks one (default: t
 """
 from __future__ import annotations
 
-import math
 import urllib.parse
 
 from datasette import Forbidden
@@ -80,35 +79,6 @@ def human_size(n) -> str:
 
 async def index(datasette, request):
     return Response.redirect(datasette.urls.path("/-/stowaway/images"))
-
-
-async def images_page(datasette, request):
-    name, db = _database(datasette, request)
-    page_size = int(config.plugin_config(datasette)["images_page_size"])
-    latest = request.args.get("latest") == "1"
-    q = request.args.get("q", "").strip()
-    sort = request.args.get("sort", "worst")
-    page = max(1, int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1)
-    total, items = await queries.images(db, latest, q, sort, page, page_size)
-    return await _render(datasette, request, "stowaway_images.html", {
-        "items": items, "total": total, "latest": latest, "q": q, "sort": sort, "sorts": list(queries.IMAGE_SORTS),
-        "page": page, "pages": max(1, math.ceil(total / page_size)),
-    }, name, db)
-
-
-async def images_json(datasette, request):
-    """The image list as JSON: the page's columns (image_overview's), counts per kind and severity."""
-    name, db = _database(datasette, request)
-    latest = request.args.get("latest") == "1"
-    q = request.args.get("q", "").strip()
-    sort = request.args.get("sort", "worst")
-    page = max(1, int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1)
-    size = request.args.get("size", "")
-    page_size = min(10000, int(size)) if size.isdigit() and int(size) > 0 else \
-        int(config.plugin_config(datasette)["images_page_size"])
-    total, items = await queries.images(db, latest, q, sort, page, page_size)
-    return Response.json({"database": name, "total": total, "page": page, "pages": max(1, math.ceil(total / page_size)),
-                          "images": items})
 
 
 async def image_page(datasette, request):
@@ -240,40 +210,12 @@ async def ignore_action(datasette, request):
     return _back(datasette, request, form, datasette.urls.path("/-/stowaway/images"))
 
 
-async def rescan_action(datasette, request):
-    name, db = _database(datasette, request)
-    if request.method != "POST":
-        return Response.text("POST only", status=405)
-    if not await actions.can_write(datasette, request.actor):
-        raise Forbidden("scanning again needs the stowaway-write permission")
-    form = await request.post_vars()
-    image = await queries.find_image(db, request.url_vars["ref"])
-    if image is None:
-        raise NotFound("no such image")
-    wait = float(config.plugin_config(datasette).get("rescan_wait_seconds", 60))
-    fallback = datasette.urls.path(f"/-/stowaway/image/{image['id']}")
-    try:
-        outcomes = await actions.rescan(datasette, db, image, wait)
-    except actions.ActionError as exc:
-        datasette.add_message(request, str(exc), datasette.ERROR)
-        return _back(datasette, request, form, fallback)
-    if outcomes is None:
-        datasette.add_message(request, "The rescan task is still running; the tasks table shows how it goes.",
-                              datasette.WARNING)
-    else:
-        for o in outcomes:
-            if o.status == "done":
-                datasette.add_message(request, f"Scanned {o.reference} again (scan {o.scan_id}).", datasette.INFO)
-            else:
-                datasette.add_message(request, f"Scan of {o.reference} failed: {o.error}", datasette.ERROR)
-    return _back(datasette, request, form, fallback)
-
-
 def menu_links(datasette):
     if not config.stowaway_databases(datasette):
         return []
     return [{"href": datasette.urls.path("/-/stowaway/images"), "label": "Stowaway: repository images"},
             {"href": datasette.urls.path("/-/stowaway/dashboard"), "label": "Stowaway: dashboard"},
+            {"href": datasette.urls.path("/-/stowaway/tasks"), "label": "Stowaway: scan and sync tasks"},
             {"href": datasette.urls.path("/-/stowaway/settings"), "label": "Stowaway: scan settings"}]
 
 
@@ -307,11 +249,9 @@ def table_actions(datasette, database, table, request):
     return out
 
 
+# the image list, scans, syncs and tasks are console.ROUTES (registered before these)
 ROUTES = [
     (r"^/-/stowaway/?$", index),
-    (r"^/-/stowaway/images$", images_page),
-    (r"^/-/stowaway/images\.json$", images_json),
-    (r"^/-/stowaway/image/(?P<ref>.+)/rescan$", rescan_action),
     (r"^/-/stowaway/image/(?P<ref>.+)/sbom\.(?P<fmt>cyclonedx|spdx)\.json$", sbom),
     (r"^/-/stowaway/image/(?P<ref>.+)$", image_page),
     (r"^/-/stowaway/finding/(?P<finding_id>\d+)/ignore$", ignore_action),

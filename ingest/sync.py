@@ -119,9 +119,9 @@ def describe(client: RegistryClient, repo: str, tag: str) -> dict:
 
 
 def sync(database, client: RegistryClient, namespaces: list[str] | None = None, repo_type: str | None = None,
-         images_per_hour: int | None = None, now: str | None = None) -> SyncResult:
+         images_per_hour: int | None = None, now: str | None = None, progress=None) -> SyncResult:
     """Records what `client`'s registry holds under `namespaces` (all when empty). One repository's failure
-    is recorded and the sync goes on."""
+    is recorded and the sync goes on. `progress(done, total)` is called as repositories are finished."""
     ensure(database)
     conn = database.conn
     now = now or dbm.now()
@@ -152,7 +152,9 @@ def sync(database, client: RegistryClient, namespaces: list[str] | None = None, 
         repos = [n.strip("/") for n in namespaces]
         result.errors.append(f"catalog unavailable ({exc}); synced the named repositories only")
     seen_repos = set()
-    for repo in repos:
+    for n, repo in enumerate(repos):
+        if progress is not None:
+            progress(n, len(repos))
         seen_repos.add(repo)
         result.repositories += 1
         try:
@@ -222,7 +224,106 @@ def sync(database, client: RegistryClient, namespaces: list[str] | None = None, 
         conn.execute("UPDATE registries SET last_synced=?, namespaces=?, last_error=? WHERE id=?",
                      [now, json.dumps(namespaces) if namespaces else None,
                       "; ".join(result.errors)[:2000] or None, reg_id])
+    if progress is not None:
+        progress(len(repos), len(repos))
     return result
+
+
+# --- a sync as a task (the console's "Synchronize the latest assets") --------------------------------
+
+def create_sync_task(database, host: str) -> int:
+    """A task of kind 'sync' with one item for HOST; run_sync_task runs it (the task runner never does)."""
+    from .tasks import create_task
+
+    task_id = create_task(database, [f"registry:{host}"], "sync")
+    with database.conn:
+        database.conn.execute("UPDATE task_items SET registry=? WHERE task_id=?", [host, task_id])
+    return task_id
+
+
+def run_sync_task(database, task_id: int, policy: dict) -> SyncResult | None:
+    """Syncs the task's registry with the policy's connection settings and credentials (as `stowaway sync
+    HOST` would, over the namespaces the last sync used), recording progress (repositories done of
+    total) and the result on the task; a failure is one sentence on the task, never a traceback."""
+    import os
+    import socket
+    import time
+
+    from .failures import describe
+    from .tasks import iso
+
+    conn = database.conn
+    item = conn.execute("SELECT id, registry FROM task_items WHERE task_id=? ORDER BY id LIMIT 1", [task_id]).fetchone()
+    if item is None:
+        raise ScanError(f"no sync task {task_id}")
+    item_id, host = item
+    ensure(database)
+    with conn:
+        conn.execute("UPDATE tasks SET state='running', started_at=?, pid=?, host=?, heartbeat=?, running=1, waiting=0"
+                     " WHERE id=?", [iso(time.time()), os.getpid(), socket.gethostname(), time.time(), task_id])
+        conn.execute("UPDATE task_items SET state='running', started_ts=?, attempts=attempts+1 WHERE id=?",
+                     [time.time(), item_id])
+
+    def progress(done: int, total: int) -> None:
+        with conn:
+            conn.execute("UPDATE tasks SET total=?, done=?, progress=?, heartbeat=? WHERE id=?",
+                         [total, done, round(done / total, 4) if total else 0, time.time(), task_id])
+
+    result, error = None, None
+    try:
+        client = _client(database, host, policy)
+        row = conn.execute("SELECT namespaces FROM registries WHERE host=?", [host]).fetchone()
+        namespaces = json.loads(row[0]) if row and row[0] else list(
+            ((policy.get("registries") or {}).get(host) or {}).get("namespaces") or [])
+        result = sync(database, client, namespaces, progress=progress)
+    except Exception as exc:  # one sentence for the page; the registry's own words when it gave some
+        error = str(exc) if isinstance(exc, (ScanError, RegistryError)) else describe(exc)
+        error = _plain((error.splitlines() or ["the sync failed"])[0])[:500]
+    finished = time.time()
+    summary = None
+    if result is not None:
+        summary = json.dumps({"repositories": result.repositories, "tags": result.tags, "added": result.added,
+                              "changed": result.changed, "unchanged": result.unchanged, "removed": result.removed,
+                              "errors": [e.splitlines()[0][:300] for e in result.errors[:50]],
+                              "more_errors": max(0, len(result.errors) - 50)})
+    state = "failed" if error else "done"
+    with conn:
+        conn.execute("UPDATE task_items SET state=?, finished_ts=?, images=?, error=?, summary=? WHERE id=?",
+                     [state, finished, result.tags if result else None,
+                      error or ("; ".join(result.errors)[:2000] if result and result.errors else None), summary,
+                      item_id])
+        conn.execute("UPDATE tasks SET state=?, running=0, finished_at=?, error=?, progress=1,"
+                     " done=CASE WHEN ? THEN done ELSE total END, failed=? WHERE id=?",
+                     [state, iso(finished), error, bool(error), int(bool(error)), task_id])
+    return result
+
+
+_CAUSES = (("Connection refused", "connection refused"), ("timed out", "timed out"),
+           ("NameResolutionError", "the name does not resolve"), ("Name or service not known", "the name does not resolve"),
+           ("CERTIFICATE_VERIFY_FAILED", "its certificate is not trusted: give the CA with ca = FILE"),
+           ("WRONG_VERSION_NUMBER", "it does not speak TLS: scheme = \"http\" for a plain-HTTP registry"))
+
+
+def _plain(error: str) -> str:
+    """A connection error without the HTTP library's internals (pool objects, retry counts), with the
+    cause in words."""
+    for marker in (" (HTTPConnectionPool(", " (HTTPSConnectionPool(", " (Caused by "):
+        if marker in error:
+            cause = next((words for needle, words in _CAUSES if needle in error), "")
+            return error[:error.index(marker)] + (f": {cause}" if cause else "")
+    return error
+
+
+def _client(database, host: str, policy: dict) -> RegistryClient:
+    """A client for HOST as `stowaway sync` builds one: the policy's [registries."HOST"] (credentials
+    included) over the connection the last sync recorded."""
+    from .commands.sync import stored_connection
+
+    options = dict(policy.get("source_options") or {})
+    registries = dict(policy.get("registries") or {})
+    registries[host] = {**stored_connection(database, host), **(registries.get(host) or {})}
+    options["registries"] = registries
+    return RegistryClient.from_options(host, options)
 
 
 def synced_references(database, registry: str | None = None, latest_only: bool = False,

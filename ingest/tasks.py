@@ -91,6 +91,12 @@ ALTER TABLE tasks ADD COLUMN pid INTEGER;
 ALTER TABLE tasks ADD COLUMN host TEXT;
 ALTER TABLE tasks ADD COLUMN heartbeat REAL;
 """,
+    # a manual scan's own rate (images started per sliding hour, whatever their source); a sync task's
+    # result per registry (kind 'sync': one item per registry, see sync.run_sync_task)
+    """
+ALTER TABLE tasks ADD COLUMN images_per_hour INTEGER;
+ALTER TABLE task_items ADD COLUMN summary TEXT;
+""",
 ]
 
 STALE_AFTER = 3600.0  # seconds without a heartbeat before another host's 'running' task counts as dead
@@ -118,9 +124,12 @@ def mark_interrupted(database, task_id: int, reason: str, now: float | None = No
     with conn:
         items = conn.execute("SELECT id, source FROM task_items WHERE task_id=? AND state='running'",
                              [task_id]).fetchall()
+        kind = (conn.execute("SELECT kind FROM tasks WHERE id=?", [task_id]).fetchone() or [""])[0]
         for item_id, source in items:
-            conn.execute("INSERT INTO scans (source, reference, status, started_at, finished_at, error, task_id)"
-                         " VALUES (?,?,?,?,?,?,?)", [source, source, "interrupted", iso(now), iso(now), reason, task_id])
+            if kind != "sync":  # a registry sync has no scan in progress
+                conn.execute("INSERT INTO scans (source, reference, status, started_at, finished_at, error, task_id)"
+                             " VALUES (?,?,?,?,?,?,?)",
+                             [source, source, "interrupted", iso(now), iso(now), reason, task_id])
             conn.execute("UPDATE task_items SET state='interrupted', finished_ts=?, error=? WHERE id=?",
                          [now, reason, item_id])
         conn.execute("UPDATE tasks SET state='interrupted', running=0, error=?, finished_at=? WHERE id=?",
@@ -186,7 +195,9 @@ def hourly_limit(database, policy: dict, host: str) -> int | None:
 
 def create_task(database, sources: Iterable[str], kind: str = "manual", risks: Iterable[str] | None = None,
                 concurrency: int = 1, retries: int = 0, retry_delay: float = 60.0, policy_id: int | None = None,
-                executor: str = "", clock=None) -> int:
+                executor: str = "", clock=None, images_per_hour: int | None = None) -> int:
+    """A task over SOURCES (each once); `images_per_hour` caps how many of its images start in any
+    sliding hour, whatever their source (a registry's own limit applies as well)."""
     ensure(database)
     clock = clock or SystemClock()
     sources = list(dict.fromkeys(sources))  # once each, in the order given
@@ -198,10 +209,10 @@ def create_task(database, sources: Iterable[str], kind: str = "manual", risks: I
     with database.conn:
         task_id = database.conn.execute(
             "INSERT INTO tasks (kind, policy_id, state, risk_types, concurrency, retries, retry_delay, executor, total,"
-            " waiting, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " waiting, created_at, images_per_hour) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [kind, policy_id, "queued", json.dumps(risks) if risks else None, max(0, int(concurrency or 0)),
              max(0, int(retries)), float(retry_delay), executor or "local", len(sources), len(sources),
-             iso(now)]).lastrowid
+             iso(now), int(images_per_hour) if images_per_hour and int(images_per_hour) > 0 else None]).lastrowid
         database.conn.executemany("INSERT INTO task_items (task_id, source, registry, state, not_before) VALUES"
                                   " (?,?,?,'queued',0)", [(task_id, s, registry_of(s)) for s in sources])
     return task_id
@@ -278,13 +289,25 @@ class TaskRunner:
             return None
         return starts[len(starts) - limit] + 3600
 
+    def _task_slot_free_at(self, task_id: int, limit: int, now: float) -> float | None:
+        """As _slot_free_at, over the images this task started (its own images_per_hour)."""
+        starts = [r[0] for r in self.db.execute(
+            "SELECT started_ts FROM task_items WHERE task_id=? AND started_ts IS NOT NULL AND started_ts > ?"
+            " ORDER BY started_ts", [task_id, now - 3600])]
+        if len(starts) < limit:
+            return None
+        return starts[len(starts) - limit] + 3600
+
     # --- running ----------------------------------------------------------------------------------
     def run(self, task_id: int, wait: float = 0.0) -> TaskSummary:
         """Runs what is due now; waits (by the clock) up to `wait` seconds for deferred items to come due."""
-        row = self.db.execute("SELECT risk_types, concurrency, retries, retry_delay, state FROM tasks WHERE id=?",
-                              [task_id]).fetchone()
+        row = self.db.execute("SELECT risk_types, concurrency, retries, retry_delay, state, kind, images_per_hour"
+                              " FROM tasks WHERE id=?", [task_id]).fetchone()
         if row is None:
             raise ScanError(f"no task {task_id}")
+        if row[5] == "sync":
+            raise ScanError(f"task {task_id} is a registry sync, not a scan: it runs where it was started")
+        task_limit = row[6]
         risks = json.loads(row[0]) if row[0] else None
         concurrency, retries, retry_delay = row[1] or 0, row[2], row[3]  # 0: as many as the executor has
         summary = TaskSummary(task_id, row[4])
@@ -330,6 +353,8 @@ class TaskRunner:
                 for item_id, source, host in self._due(task_id, now, concurrency - len(running)):
                     limit = hourly_limit(self.db, self.policy, host)
                     free_at = self._slot_free_at(host, limit, now) if limit else None
+                    if free_at is None and task_limit:
+                        free_at = self._task_slot_free_at(task_id, task_limit, now)
                     if free_at is not None:
                         self._item_update(item_id, not_before=free_at)
                         continue
@@ -454,7 +479,7 @@ def run_pending(database, policy: dict, clock=None, dask=None, wait: float = 0.0
     now = runner.clock.now()
     # a scheduled task a dead or stopped process interrupted goes on where it was
     ids = [r[0] for r in database.execute(
-        "SELECT DISTINCT t.id FROM tasks t JOIN task_items i ON i.task_id = t.id WHERE (t.state IN ('queued',"
+        "SELECT DISTINCT t.id FROM tasks t JOIN task_items i ON i.task_id = t.id WHERE t.kind <> 'sync' AND (t.state IN ('queued',"
         " 'running') OR (t.state = 'interrupted' AND t.kind = 'scheduled')) AND i.state IN ('queued', 'running',"
         " 'interrupted') AND i.not_before <= ? ORDER BY t.id", [now])]
     return [runner.run(task_id, wait=wait) for task_id in ids]

@@ -25,6 +25,7 @@ from .failures import describe
 from .findings import write_results
 from .layers import LayerResult
 from .model import ImageSpec, OSInfo, ScanError
+from .sources import absolute_source
 
 TOOL_VERSION = "0.1.0"
 
@@ -150,7 +151,7 @@ class Writer:
         return self.db.conn.execute(
             "INSERT INTO scans (source, reference, status, started_at, tool_version, task_id, risk_types,"
             " analyzers, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [res.source, res.reference, status, res.started_at or dbm.now(), TOOL_VERSION, self.task_id,
+            [absolute_source(res.source), res.reference, status, res.started_at or dbm.now(), TOOL_VERSION, self.task_id,
              dbm.dumps(res.risks or "all"), dbm.dumps(res.analyzers), dbm.dumps(_policy_record(self.policy))]).lastrowid
 
     def _failed(self, res: ImageResult, error: str, detail: str = "") -> ScanOutcome:
@@ -230,7 +231,7 @@ class Writer:
         values = {
             "reference": spec.reference, "repository": repo, "tag": tag, "manifest_digest": spec.manifest_digest,
             "config_digest": spec.config_digest, "index_digest": spec.index_digest, "platform": spec.platform,
-            "media_type": spec.media_type, "source": spec.source,
+            "media_type": spec.media_type, "source": absolute_source(spec.source),
             "size": spec.size or sum(r for r in _layer_sizes(conn, layer_ids)), "created": spec.created,
             "os_family": os_info.family, "os_version": os_info.version, "os_name": os_info.name,
             "user": rc.get("User") or "", "healthcheck": dbm.dumps(rc.get("Healthcheck")),

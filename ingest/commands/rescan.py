@@ -21,23 +21,27 @@ def add(sub):
 def rescan_sources(database, ref: str) -> list[str]:
     """The source each matching image came from, narrowed to that image when the source holds several."""
     from stowaway.ingest.model import ScanError
-    from stowaway.ingest.sources import parse_source
 
     rows = database.execute("SELECT DISTINCT source, reference FROM images WHERE reference=? OR manifest_digest=?"
                             " OR index_digest=?", [ref, ref, ref]).fetchall()
     if not rows:
         raise ScanError(f"{ref}: no such image in the database")
-    out = []
-    for source, reference in rows:
-        try:
-            transport, _, inner = parse_source(source)
-        except ScanError:
-            transport, inner = "", ""
-        if transport in ("oci", "oci-archive", "docker-archive") and not inner and reference \
-                and not reference.startswith(source):
-            source = f"{source}:{reference}"
-        out.append(source)
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(narrowed_source(source, reference) for source, reference in rows))
+
+
+def narrowed_source(source: str, reference: str) -> str:
+    """SOURCE narrowed to the image REFERENCE when the layout or archive holds several."""
+    from stowaway.ingest.model import ScanError
+    from stowaway.ingest.sources import parse_source
+
+    try:
+        transport, _, inner = parse_source(source)
+    except ScanError:
+        transport, inner = "", ""
+    if transport in ("oci", "oci-archive", "docker-archive") and not inner and reference \
+            and not reference.startswith(source):
+        source = f"{source}:{reference}"
+    return source
 
 
 def cmd_rescan(args) -> int:

@@ -60,6 +60,22 @@ def parse_source(text: str) -> tuple[str, str, str]:
     return transport, rest, ""
 
 
+def absolute_source(text: str, base: str | None = None) -> str:
+    """TEXT with a relative file location (oci:, oci-archive:, docker-archive:) made absolute against
+    BASE (default: the current directory) when it exists there; anything else is returned as it is
+    (registry and engine references, absolute paths, locations that do not exist from BASE)."""
+    transport, sep, rest = text.partition(":")
+    if not sep or transport not in ("oci", "oci-archive", "docker-archive") or not rest or os.path.isabs(rest):
+        return text
+    base = base or os.getcwd()
+    cuts = [len(rest)] + [i for i, c in enumerate(rest) if c == ":"]
+    for cut in cuts:
+        location = os.path.join(base, rest[:cut])
+        if rest[:cut] and os.path.exists(location):
+            return f"{transport}:{os.path.abspath(location)}{rest[cut:]}"
+    return text
+
+
 def open_source(text: str, limits, **options) -> Iterator[Event]:
     transport, location, ref = parse_source(text)
     prescan = bool(options.pop("prescan", False))  # archives only: learn layer digests before reading layers

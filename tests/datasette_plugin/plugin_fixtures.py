@@ -181,6 +181,30 @@ async def post_form(ds, page: str, action: str, data: dict, actor: dict | None =
     return await ds.client.post(action, data=data, cookies=cookies, headers=headers)
 
 
+def task_of(response) -> int:
+    """The task a console POST started: it answers at once with a redirect to the task's page."""
+    assert response.status_code == 302, response.text[:500]
+    location = response.headers["location"]
+    assert location.startswith("/-/stowaway/task/"), location
+    return int(location.split("?")[0].rsplit("/", 1)[1])
+
+
+def wait_for_task(path, task_id: int, timeout: float = 240) -> str:
+    """Waits for a background task to finish; returns its state."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        with sqlite3.connect(path) as conn:
+            state = conn.execute("SELECT state FROM tasks WHERE id = ?", [task_id]).fetchone()[0]
+        if state in ("done", "failed", "interrupted"):
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} still {state} after {timeout} s")
+
+
 _CORPUS_DB: dict[str, str] = {}
 
 

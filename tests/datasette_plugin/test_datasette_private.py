@@ -5,13 +5,14 @@ custom weak password or a registry credential."""
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import json
 import sqlite3
 import urllib.parse
 import zipfile
 
-from plugin_fixtures import ROOT, datasette_for, db_name, demo_db, post_form  # noqa: F401 (demo_db is a fixture)
+from plugin_fixtures import ROOT, datasette_for, db_name, demo_db, post_form, task_of, wait_for_task  # noqa: F401 (demo_db is a fixture)
 
 from stowaway.ingest import db as dbm
 
@@ -38,7 +39,10 @@ def with_private_settings(path, tmp_path):
     the fix) in the scans' policy record."""
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[passwords]\nextra = ["{FILE_PASSWORD}"]\n'
-                      f'[registries."registry.example:5000"]\nusername = "ci"\npassword = "{REGISTRY_PASSWORD}"\n')
+                      f'[registries."registry.example:5000"]\nusername = "ci"\npassword = "{REGISTRY_PASSWORD}"\n'
+                      # nothing listens there: the console's sync of it fails, and says so without the password
+                      f'[registries."127.0.0.1:9"]\nusername = "ci"\npassword = "{REGISTRY_PASSWORD}"\n'
+                      'scheme = "http"\nretries = 0\ntimeout = 5\n')
     ds = datasette_for(path, metadata={"plugins": {"stowaway": {"policy_file": str(policy)}}})
     page = "/-/stowaway/settings"
     assert run(post_form(ds, page, page, {"kind": "weak_password", "value": UI_PASSWORD}, actor=ROOT)).status_code == 302
@@ -46,8 +50,13 @@ def with_private_settings(path, tmp_path):
                          actor=ROOT)).status_code == 302
     with sqlite3.connect(path) as conn:
         image_id = conn.execute("SELECT id FROM images WHERE reference = 'demo/app:1.0'").fetchone()[0]
-    got = run(post_form(ds, f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}/rescan", {}, actor=ROOT))
-    assert got.status_code == 302
+    task_id = task_of(run(post_form(ds, f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}/rescan", {},
+                                    actor=ROOT)))
+    assert wait_for_task(path, task_id) == "done"
+    # a registry sync from the image list, as a background task that fails (connection refused)
+    sync = task_of(run(post_form(ds, "/-/stowaway/images", "/-/stowaway/sync", {"registry": "127.0.0.1:9"},
+                                 actor=ROOT)))
+    assert wait_for_task(path, sync) == "failed"
     return ds
 
 
@@ -60,6 +69,8 @@ def anonymous_urls(path) -> list[str]:
         scan_ids = [r[0] for r in conn.execute("SELECT id FROM scans")]
         setting_ids = [r[0] for r in conn.execute("SELECT id FROM stowaway_settings")]
         vulns = [r[0] for r in conn.execute("SELECT DISTINCT vulnerability_id FROM vulnerability_details")]
+        task_ids = [r[0] for r in conn.execute("SELECT id FROM tasks")]
+    assert {"rescan", "sync"} <= {k for (k,) in sqlite3.connect(path).execute("SELECT kind FROM tasks")}
     assert "stowaway_settings" in relations and "scans" in relations and len(relations) > 20
     urls = ["/", f"/{name}", f"/{name}.json", f"/{name}.db", "/-/metadata.json", "/-/plugins.json",
             "/-/settings.json", "/-/databases.json"]
@@ -82,6 +93,11 @@ def anonymous_urls(path) -> list[str]:
         urls += [f"/-/stowaway/export/{r}.{f}?image={i}" for r in ("vulnerabilities", "baseline") for f in ("csv", "xlsx")]
     urls += [f"/-/stowaway/export/{r}.{f}" for r in ("vulnerabilities", "baseline") for f in ("csv", "xlsx")]
     urls += [f"/-/stowaway/vulnerability/{v}" for v in vulns]
+    # the console's task pages and their JSON, and its POST-only actions asked with a GET
+    urls += ["/-/stowaway/tasks", "/-/stowaway/tasks.json", "/-/stowaway/scan", "/-/stowaway/sync"]
+    urls += [f"/-/stowaway/task/{i}" for i in task_ids] + [f"/-/stowaway/task/{i}.json" for i in task_ids]
+    urls += [f"/-/stowaway/images?{f}" for f in ("registry=", "base=not+approved", "repository=demo/app")]
+    urls += ["/-/stowaway/images.json?_facets=1"]
     return urls
 
 
@@ -103,6 +119,13 @@ def test_no_private_setting_reaches_an_anonymous_actor(demo_db, tmp_path):
             assert word not in body, f"{word} shown anonymously at {url}"
         answered += got.status_code == 200
     assert answered > 100
+    # the failed sync says why in one sentence, on its page, to anyone; never with the credentials
+    with sqlite3.connect(demo_db) as conn:
+        sync = conn.execute("SELECT id FROM tasks WHERE kind = 'sync'").fetchone()[0]
+    task = run(ds.client.get(f"/-/stowaway/task/{sync}.json")).json()
+    assert task["state"] == "failed" and task["error"] and "\n" not in task["error"], task
+    assert task["error"].startswith("127.0.0.1:9") and "connection failed" in task["error"], task["error"]
+    assert html.escape(task["error"]) in run(ds.client.get(f"/-/stowaway/task/{sync}")).text
     # what anyone may read is still there: the exclusions, the scans' policy record, the table's rows for root
     assert "/srv/private-but-not-secret" in run(ds.client.get("/-/stowaway/settings")).text
     scans = run(ds.client.get(f"/{db_name(demo_db)}/scans.json?_shape=array&_sort_desc=id")).json()
