@@ -25,8 +25,8 @@ from . import actions, config, queries, routes
 MAX_CONCURRENCY = 8
 MAX_IMAGES_PER_SCAN = 1000
 RISK_LABELS = {
-    "vulnerabilities": "Vulnerabilities", "malware": "Malicious files", "software": "Software",
-    "files": "File information", "baseline": "Unsafe settings", "secrets": "Sensitive information",
+    "vulnerabilities": "Vulnerabilities", "malicious": "Malicious files", "software": "Software",
+    "files": "File information", "unsafe_settings": "Unsafe settings", "secrets": "Sensitive information",
     "compliance": "Software compliance", "base_image": "Base image",
 }
 FINISHED = ("done", "failed", "interrupted")
@@ -296,6 +296,9 @@ async def sync_action(datasette, request):
 
 # --- the Manage Task pages ---------------------------------------------------------------------------
 
+SCAN_COUNTS = [("vulnerabilities", "vulnerabilities", "vulnerabilities"), ("malicious", "malicious_files", "malicious files"),
+               ("software", "packages", "packages"), ("unsafe_settings", "unsafe_settings", "unsafe settings"),
+               ("secrets", "secrets", "secrets"), ("compliance", "compliance", "forbidden software")]
 TASK_COLUMNS = ["id", "kind", "state", "risk_types", "concurrency", "images_per_hour", "total", "done", "failed",
                 "waiting", "running", "progress", "error", "created_at", "started_at", "finished_at", "next_run_at"]
 
@@ -355,8 +358,9 @@ async def task_detail(db, task_id: int) -> dict | None:
         item["summary"] = queries._loads(item.get("summary"), None)
     # the task's scans, also those a still-running item has written (task_id on the scan row)
     scans = await queries.rows(
-        db, "SELECT s.id, s.image_id, s.reference, s.source, s.status, s.error, s.finished_at, s.seconds,"
-            " o.critical, o.high, o.vulnerabilities, o.malicious_files, o.secrets, o.unsafe_settings,"
+        db, "SELECT s.id, s.image_id, s.reference, s.source, s.status, s.error, s.finished_at, s.seconds, s.risk_types,"
+            " o.critical, o.high, o.vulnerabilities, o.malicious_files, o.packages, o.unsafe_settings, o.secrets,"
+            " o.compliance,"
             " i.last_scan_id = s.id AS current"
             " FROM scans s LEFT JOIN images i ON i.id = s.image_id LEFT JOIN image_overview o ON o.id = s.image_id"
             " WHERE s.task_id = :task OR s.id IN (SELECT value FROM json_each(:ids)) ORDER BY s.id",
@@ -368,9 +372,12 @@ async def task_detail(db, task_id: int) -> dict | None:
         claimed.update(item["scan_ids"])
     for s in scans:
         s["error"] = _sentence(s.get("error"))
-        if not s.get("current"):  # an image's counts are its current scan's: not this one's once superseded
-            for k in ("critical", "high", "vulnerabilities", "malicious_files", "secrets", "unsafe_settings"):
-                s[k] = None
+        ran = queries._loads(s.pop("risk_types", None), "all")
+        s["ran"] = ran if isinstance(ran, list) else None  # None: every risk type
+        # an image's counts are its current scan's (not this one's once superseded), and only of the risk
+        # types the scan ran: a type it did not run is not a clean 0
+        s["counts"] = [{"risk": risk, "label": label, "n": s.get(key)} for risk, key, label in SCAN_COUNTS
+                       if s.get("current") and s.get("status") == "done" and (s["ran"] is None or risk in s["ran"])]
     # scans written by an item that is still running (their item lists them when it finishes)
     pending = [s for s in scans if s["id"] not in claimed]
     for item in items:

@@ -125,7 +125,7 @@ class Writer:
                      " layers_cached=?, warnings=? WHERE id=?",
                      [dbm.now(), res.seconds, image_id, res.layers_read, res.layers_cached,
                       dbm.dumps(res.warnings) if res.warnings else None, scan_id])
-        conn.execute("UPDATE images SET last_scan_id=?, source=? WHERE id=?", [scan_id, res.source, image_id])
+        conn.execute("UPDATE images SET last_scan_id=?, source=? WHERE id=?", [scan_id, absolute_source(res.source), image_id])
         return ScanOutcome(res.reference, scan_id, "done", image_id=image_id, layers_read=res.layers_read,
                            layers_cached=res.layers_cached, layers_known=res.layers_known, warnings=list(res.warnings),
                            seconds=res.seconds, reused=f"unchanged since scan {info.get('scan')} ({info.get('how')}), its results"

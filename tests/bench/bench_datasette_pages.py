@@ -237,6 +237,8 @@ def pages(name: str, vuln: str) -> list[str]:
     t = f"/{name}"
     return [
         "/-/stowaway/images", "/-/stowaway/images?latest=1", "/-/stowaway/images?sort=size&q=app7",
+        "/-/stowaway/images?repository=bench/app42", "/-/stowaway/images?registry=&base=unknown",
+        "/-/stowaway/images.json?_facets=1", "/-/stowaway/tasks",
         "/-/stowaway/image/500", "/-/stowaway/image/bench/app42:3.0", f"/-/stowaway/vulnerability/{vuln}",
         "/-/stowaway/dashboard", "/-/stowaway/dashboard?latest=1&trend=registry",
         "/-/stowaway/dashboard?repository=bench/app7", "/-/stowaway/settings",

@@ -9,6 +9,7 @@ import sqlite3
 
 from plugin_fixtures import ROOT, datasette_for, demo_db, post_form, task_of, wait_for_task  # noqa: F401 (demo_db is a fixture)
 
+from stowaway.datasette_plugin import console
 from stowaway.ingest.model import RISK_TYPES
 
 
@@ -90,7 +91,7 @@ def test_operation_column_and_scan_form_for_writers_only(demo_db):
     assert "Synchronize the latest assets" not in anonymous
     root = run(ds.client.get("/-/stowaway/images", cookies=root_cookies(ds))).text
     assert root.count('class="sw-tick"') == 3 and root.count('form="sw-scan" name="image"') == 3
-    assert root.count('class="sw-inline sw-row-scan"') == 3  # one Scan per row
+    assert root.count('class="sw-row-scan"') == 3  # one Scan per row
     assert all(f'name="risk" value="{r}" checked' in root for r in RISK_TYPES)
     assert 'name="concurrency"' in root and 'name="images_per_hour"' in root
 
@@ -126,12 +127,20 @@ def test_scan_from_the_list_runs_as_a_background_task(demo_db):
     scans = [s for item in body["items"] for s in item["scans"]]
     assert sorted(s["reference"] for s in scans) == ["demo/app:1.0", "demo/app:2.0"]
     assert all(s["status"] == "done" for s in scans)
+    # counts of the risk types the scan ran only (software's packages), not a clean 0 for the others
+    assert all([c["risk"] for c in s["counts"]] == ["software"] and s["counts"][0]["n"] > 0 for s in scans)
     page = run(ds.client.get(f"/-/stowaway/task/{task_id}")).text
     assert "demo/app:1.0" in page and "demo/app:2.0" in page and "File information, Software" in page
     assert "sw-task-done" in page and "fetch(" not in page  # finished: no more polling
+    assert " packages" in page and "vulnerabilities," not in page and "only File information, Software checked" in page
     assert f'href="/-/stowaway/task/{task_id}"' in run(ds.client.get("/-/stowaway/tasks")).text
     listing = run(ds.client.get("/-/stowaway/images")).text
     assert listing.count("sw-state-done") == 3
+    # the columns of the risk types this scan did not run say "not checked", never a clean 0
+    rows = {i: listing.split(f'data-image-id="{i}"')[1].split("</tr>")[0] for i in (a, b, other)}
+    assert rows[a].count("sw-not-run") == rows[b].count("sw-not-run") == 6 and "sw-not-run" not in rows[other]
+    assert ">not checked<" in rows[a] and "sw-sev-critical" not in rows[a]
+    assert set(console.RISK_LABELS) == set(RISK_TYPES)
 
 
 def test_scan_parameters_are_checked(demo_db):
