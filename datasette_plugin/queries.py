@@ -333,11 +333,48 @@ class ImageFilter:
         return {"registry": self.registry, "repository": self.repository, "latest": "1" if self.latest else None}
 
 
+_DASHBOARD_CACHE: dict[tuple, dict] = {}
+_DASHBOARD_CACHE_SIZE = 32
+
+
+def _file_state(db) -> tuple | None:
+    """What changes whenever the database does: size and mtime of its file and of its WAL (a write by
+    any process, a checkpoint). None for a database without a file (nothing is cached for it)."""
+    import os
+
+    path = getattr(db, "path", None)
+    if not path or getattr(db, "is_memory", False):
+        return None
+    state = []
+    for name in (path, path + "-wal"):
+        try:
+            st = os.stat(name)
+            state.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            state.append(None)
+    return (path, *state)
+
+
 async def dashboard(db, flt: ImageFilter | None = None, trend_by: str = "image") -> dict:
+    """The dashboard's numbers, computed once per state of the database file (a page people keep open
+    is reloaded far more often than a scan writes) and per filter; see _dashboard."""
+    flt = flt or ImageFilter()
+    state = _file_state(db)
+    key = (state, flt.registry, flt.repository, flt.latest, trend_by) if state else None
+    if key is not None and key in _DASHBOARD_CACHE:
+        return _DASHBOARD_CACHE[key]
+    data = await _dashboard(db, flt, trend_by)
+    if key is not None and not data.get("too_slow") and _file_state(db) == state:  # unchanged while read
+        while len(_DASHBOARD_CACHE) >= _DASHBOARD_CACHE_SIZE:
+            _DASHBOARD_CACHE.pop(next(iter(_DASHBOARD_CACHE)))
+        _DASHBOARD_CACHE[key] = data
+    return data
+
+
+async def _dashboard(db, flt: ImageFilter, trend_by: str) -> dict:
     """Headline numbers, the worst images, the top vulnerable packages and the trend, for the images the
     filters select. Counts come from the read model's materialized report tables (image_overview and
     vulnerabilities_view), never from a scan over every finding."""
-    flt = flt or ImageFilter()
     where, params = flt.where()
     overview = await src(db, "image_overview")
     vulns = await src(db, "vulnerabilities_view")
