@@ -9,8 +9,6 @@ from datasette.database import QueryInterrupted
 from stowaway.ingest.model import RISK_TYPES, SEVERITIES
 from stowaway.ingest.readmodel import FAILING
 
-from .masking import mask_command, mask_env
-
 IMAGE_SORTS = {
     "worst": "critical DESC, high DESC, vulnerabilities DESC",
     "reference": "reference", "size": "size DESC", "created": "created DESC", "last_scan": "last_scan DESC",
@@ -157,63 +155,6 @@ def _loads(text, default):
         return json.loads(text) if text else default
     except ValueError:
         return default
-
-
-async def image_report(db, image: dict) -> dict:
-    """The seed's sections for one image, from its current scan."""
-    scan_id = image["last_scan_id"]
-    image = dict(image)
-    image["env"] = mask_env(_loads(image.get("env"), []))
-    image["labels"] = _loads(image.get("labels"), {})
-    image["healthcheck"] = _loads(image.get("healthcheck"), None)
-    image["entrypoint"] = _loads(image.get("entrypoint"), None)
-    image["cmd"] = _loads(image.get("cmd"), None)
-    layers = await rows(db, "SELECT il.position, il.created_by, l.diff_id, l.size, l.entries FROM image_layers il"
-                            " JOIN layers l ON l.id = il.layer_id WHERE il.image_id = ? ORDER BY il.position", [image["id"]])
-    for layer in layers:
-        layer["created_by"] = mask_command(layer["created_by"])
-    report = {"image": image, "layers": layers, "scan": None}
-    failed = await rows(db, "SELECT id, error, finished_at FROM scans WHERE image_id = ? AND status = 'failed'"
-                            " AND id > coalesce(?, 0) ORDER BY id DESC LIMIT 1", [image["id"], scan_id])
-    report["failed_scan"] = failed[0] if failed else None
-    if scan_id is None:
-        return report
-    scan = (await rows(db, "SELECT * FROM scans WHERE id = ?", [scan_id]))[0]
-    scan["warnings"] = _loads(scan.get("warnings"), [])
-    scan["analyzers"] = _loads(scan.get("analyzers"), {})
-    report["scan"] = scan
-    p = {"scan": scan_id}
-    counts = await rows(db, "SELECT kind, severity, failing AS n, suppressed FROM image_finding_counts"
-                            " WHERE image_id = :image", {"image": image["id"]})
-    report["severity_counts"] = {s: sum(r["n"] for r in counts if r["kind"] == "vulnerability" and r["severity"] == s)
-                                 for s in SEVERITIES}
-    report["kind_counts"] = {}
-    for r in counts:
-        report["kind_counts"][r["kind"]] = report["kind_counts"].get(r["kind"], 0) + r["n"]
-    report["vulnerabilities"] = await rows(db, f"SELECT * FROM {await src(db, 'vulnerabilities_view')}"
-                                               " WHERE scan_id = :scan ORDER BY suppressed, severity_rank,"
-                                               " cvss_score DESC, vulnerability_id LIMIT 500", p)
-    report["malware"] = await rows(db, f"SELECT * FROM {await src(db, 'malware_view')} WHERE scan_id = :scan"
-                                       " ORDER BY severity_rank, path", p)
-    report["packages_total"] = (await db.execute("SELECT COUNT(*) FROM packages WHERE scan_id = :scan", p)).rows[0][0]
-    report["packages"] = await rows(db, "SELECT id, ecosystem, name, version, path, layer_index, purl,"
-                                        " vulnerability_count FROM packages WHERE scan_id = :scan"
-                                        " ORDER BY vulnerability_count DESC, ecosystem, name LIMIT 300", p)
-    stats = await rows(db, "SELECT * FROM file_stats WHERE scan_id = :scan", p)
-    report["file_stats"] = stats[0] if stats else None
-    report["largest_files"] = await rows(db, "SELECT rank, path, size, layer_index FROM largest_files"
-                                             " WHERE scan_id = :scan ORDER BY rank LIMIT 50", p)
-    report["layer_stats"] = await rows(db, "SELECT * FROM layer_stats WHERE scan_id = :scan ORDER BY layer_index", p)
-    report["settings"] = await rows(db, f"SELECT * FROM {await src(db, 'unsafe_settings_view')} WHERE scan_id = :scan"
-                                        " ORDER BY result <> 'fail', severity_rank, category, check_id", p)
-    report["secrets"] = await rows(db, f"SELECT * FROM {await src(db, 'secrets_view')} WHERE scan_id = :scan"
-                                       " ORDER BY severity_rank, path, line", p)
-    report["compliance"] = await rows(db, f"SELECT * FROM {await src(db, 'compliance_view')} WHERE scan_id = :scan"
-                                          " ORDER BY severity_rank, name", p)
-    base = await rows(db, f"SELECT * FROM {await src(db, 'base_image_view')} WHERE scan_id = :scan"
-                          " ORDER BY id DESC LIMIT 1", p)
-    report["base_image"] = base[0] if base else None
-    return report
 
 
 async def vulnerability(db, vuln_id: str) -> dict | None:

@@ -12,7 +12,7 @@ from datasette.utils.asgi import NotFound, Response
 
 from stowaway.ingest.model import SEVERITIES
 
-from . import actions, assets, config, exports, queries, schema
+from . import actions, assets, config, exports, queries, report_page, schema
 from .facets import KIND_LABELS
 
 
@@ -87,8 +87,15 @@ async def image_page(datasette, request):
     image = await queries.find_image(db, ref)
     if image is None:
         raise NotFound(f"{ref}: no such image in {name}")
-    report = await queries.image_report(db, image)
-    return await _render(datasette, request, "stowaway_image.html", {"r": report, "image": report["image"]}, name, db)
+    # one tab per request (`?tab=vulnerabilities`), below the summary strip: see report_page.py
+    tab = request.args.get("tab") or "basic"
+    if tab not in report_page.TAB_KEYS:
+        tab = "basic"
+    summary = await report_page.summary(db, image)
+    data = await report_page.tab_data(db, summary, tab, request.args)
+    return await _render(datasette, request, "stowaway_image.html",
+                         {"r": summary, "image": summary["image"], "tab": tab, "t": data,
+                          "tab_label": report_page.LABEL[tab], "tabs": report_page.TABS}, name, db)
 
 
 async def vulnerability_page(datasette, request):

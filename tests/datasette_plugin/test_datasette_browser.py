@@ -90,16 +90,22 @@ def test_image_list_to_vulnerabilities(served, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "images.png"))
     row.find_element(By.CSS_SELECTOR, "a.sw-image-link").click()
 
-    section = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.ID, "vulnerabilities")))
+    # the report opens on its basic information; the vulnerabilities are one tab away
+    WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.ID, "basic")))
     assert browser.find_element(By.TAG_NAME, "h1").text == f"{repository}:{tag}"
+    browser.find_element(By.CSS_SELECTOR, "a.sw-tab[data-tab='vulnerabilities']").click()
+    section = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.ID, "vulnerabilities")))
     assert section.find_element(By.TAG_NAME, "h2").text.startswith("Vulnerabilities")
     assert "CVE-2021-44228" in section.text and "critical" in section.text
     browser.execute_script("arguments[0].scrollIntoView()", section)
     browser.save_screenshot(str(tmp_path / "report.png"))
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
-    # the vulnerability's own page, one click away
-    section.find_element(By.LINK_TEXT, "CVE-2021-44228").click()
+    # the vulnerability's own page, one click away once its row is expanded
+    row = next(d for d in section.find_elements(By.CSS_SELECTOR, "details.sw-vuln")
+               if d.find_element(By.CSS_SELECTOR, ".sw-f-id").text == "CVE-2021-44228")
+    row.find_element(By.TAG_NAME, "summary").click()
+    row.find_element(By.LINK_TEXT, "CVE-2021-44228").click()
     WebDriverWait(browser, 30).until(EC.title_is("CVE-2021-44228"))
     assert "GHSA-jfh8-c2jp-5v3q" in browser.find_element(By.CSS_SELECTOR, ".sw-facts").text
 

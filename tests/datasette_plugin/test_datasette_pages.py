@@ -24,6 +24,7 @@ from plugin_fixtures import (
 )
 
 from stowaway.datasette_plugin import schema
+from stowaway.datasette_plugin.report_page import TAB_KEYS
 from stowaway.ingest.model import SEVERITIES
 
 
@@ -44,6 +45,8 @@ def pages_for(name, image_id, ref="demo/app:1.0"):
     return tables + [
         "/-/stowaway", "/-/stowaway/images", "/-/stowaway/images?latest=1", "/-/stowaway/images?sort=size&q=demo",
         f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{ref}",
+        *[f"/-/stowaway/image/{image_id}?tab={tab}" for tab in TAB_KEYS],
+        f"/-/stowaway/image/{image_id}?tab=vulnerabilities&severity=critical&fix=yes&page=1",
         "/-/stowaway/vulnerability/CVE-2021-44228", "/-/stowaway/vulnerability/GHSA-jfh8-c2jp-5v3q",
         "/-/stowaway/dashboard", "/-/stowaway/settings", "/-/stowaway/plotly.min.js",
         "/-/stowaway/export/vulnerabilities.csv", "/-/stowaway/export/baseline.xlsx",
@@ -66,15 +69,19 @@ def test_every_page_answers_200(demo_db):
     assert not bad
     assert got["/-/stowaway"].status_code == 302
     report = got[f"/-/stowaway/image/{image_id}"].text
-    for section in ("basic", "vulnerabilities", "malicious", "software", "files", "settings", "secrets",
-                    "compliance", "base-image"):
-        assert f'id="{section}"' in report
-    assert "CVE-2021-44228" in report and "EICAR_Test_File" in report and "Set PermitRootLogin no." in report
-    assert MASKED_SECRET in report and "not approved" in report and "nmap" in report
-    # each section links into its faceted table, narrowed to this image
-    assert f"/{name}/vulnerabilities_view?image_id={image_id}" in report
-    assert f"/{name}/unsafe_settings_view?image_id={image_id}" in report
-    assert got["/-/stowaway/image/demo/app:1.0"].text == report.replace(f"/-/stowaway/image/{image_id}", f"/-/stowaway/image/{image_id}")
+    tab = {key: got[f"/-/stowaway/image/{image_id}?tab={key}"].text for key in TAB_KEYS}
+    # one tab's content per request: the default is basic information, and each tab holds only its own
+    for key in TAB_KEYS:
+        assert f'<section id="{key}" class="sw-section sw-tabpanel"' in tab[key]
+        assert [k for k in TAB_KEYS if f'<section id="{k}" class="sw-section sw-tabpanel"' in tab[key]] == [key]
+    assert 'id="basic" class="sw-section sw-tabpanel"' in report
+    assert "CVE-2021-44228" in tab["vulnerabilities"] and "CVE-2021-44228" not in tab["settings"]
+    assert "EICAR_Test_File" in tab["malicious"] and "Set PermitRootLogin no." in tab["settings"]
+    assert MASKED_SECRET in tab["secrets"] and "not approved" in tab["base-image"] and "nmap" in tab["compliance"]
+    # each tab links into its faceted table, narrowed to this image
+    assert f"/{name}/vulnerabilities_view?image_id={image_id}" in tab["vulnerabilities"]
+    assert f"/{name}/unsafe_settings_view?image_id={image_id}" in tab["settings"]
+    assert got["/-/stowaway/image/demo/app:1.0"].text == report
     sbom = json.loads(got[f"/-/stowaway/image/{image_id}/sbom.cyclonedx.json"].text)
     assert LOG4J.purl in {c.get("purl") for c in sbom["components"]}
     spdx = json.loads(got[f"/-/stowaway/image/{image_id}/sbom.spdx.json"].text)
@@ -281,11 +288,11 @@ def test_an_immutable_database_is_served_and_nothing_is_written(demo_db):
     ds = Datasette(immutables=[demo_db])
     name = db_name(demo_db)
     got = run(get_all(ds, ["/-/stowaway/images", "/-/stowaway/images.json", "/-/stowaway/image/2",
-                           "/-/stowaway/vulnerability/CVE-2021-44228", "/-/stowaway/dashboard",
+                           "/-/stowaway/image/2?tab=vulnerabilities", "/-/stowaway/vulnerability/CVE-2021-44228", "/-/stowaway/dashboard",
                            "/-/stowaway/export/vulnerabilities.csv", f"/{name}/findings_report",
                            f"/{name}/vulnerabilities_view.sarif?image_id=2"]))
     assert {p: r.status_code for p, r in got.items()} == {p: 200 for p in got}
-    assert f"/{name}/vulnerabilities_view?image_id=2" in got["/-/stowaway/image/2"].text
+    assert f"/{name}/vulnerabilities_view?image_id=2" in got["/-/stowaway/image/2?tab=vulnerabilities"].text
     assert len(list(csv.DictReader(io.StringIO(got["/-/stowaway/export/vulnerabilities.csv"].text)))) == 9
     assert hashlib.sha256(open(demo_db, "rb").read()).hexdigest() == before
 
@@ -312,9 +319,15 @@ def test_empty_sections_say_so(scan, tmp_path):
     database, outcomes = scan(f"oci:{layout}", analyzer_names=["os-release"])
     database.conn.close()
     ds = datasette_for(str(tmp_path / "scan.db"))
-    page = run(ds.client.get("/-/stowaway/image/bare:1")).text
-    assert page.count('class="sw-empty"') >= 6
-    assert "Not checked: no approved base image" in page
+    pages = run(get_all(ds, [f"/-/stowaway/image/bare:1?tab={tab}" for tab in TAB_KEYS]))
+    empty = [tab for tab in TAB_KEYS if 'class="sw-empty"' in pages[f"/-/stowaway/image/bare:1?tab={tab}"].text]
+    assert set(empty) >= {"vulnerabilities", "malicious", "settings", "secrets", "compliance", "base-image"}
+    assert "Not checked: no approved base image" in pages["/-/stowaway/image/bare:1?tab=base-image"].text
+    # ... and the summary strip says which items this scan did not check, and why
+    strip = pages["/-/stowaway/image/bare:1?tab=basic"].text.split('id="sw-gaps"')[1].split("</details>")[0]
+    assert "Malicious files</a>: not checked: the malware analyzer did not run in this scan" in strip
+    assert "Base image</a>: not checked: the base-image analyzer did not run in this scan" in strip
+    assert "Vulnerabilities</a>: not checked: the vulnerabilities analyzer did not run" in strip
 
 
 @corpus
@@ -330,7 +343,8 @@ def test_corpus_pages(tmp_path_factory):
     report = got["/-/stowaway/image/corpus/shop:1.0"].text
     assert "S3cr3tP4ss" not in report and "DB_PASSWORD=••••••" in report
     assert not [p for p, r in got.items() if "S3cr3tP4ss" in r.text]
-    assert "CVE-2021-44228" in report and "/opt/shop/data/access.log" in report
+    assert "CVE-2021-44228" in got[f"/-/stowaway/image/{image_id}?tab=vulnerabilities"].text
+    assert "/opt/shop/data/access.log" in got[f"/-/stowaway/image/{image_id}?tab=files"].text
     results = facet(ds, f"/{name}/findings_report.json")["severity"]["results"]
     values = [r["value"] for r in results]
     assert values == [s for s in SEVERITIES if s in values] and "critical" in values
@@ -386,7 +400,7 @@ def test_pages_do_not_wait_for_a_scan_holding_the_lock(demo_db):
     scan.execute("BEGIN IMMEDIATE")
     try:
         t0 = time.perf_counter()
-        page = run(ds.client.get("/-/stowaway/image/demo/app:2.0"))
+        page = run(ds.client.get("/-/stowaway/image/demo/app:2.0?tab=vulnerabilities"))
         seconds = time.perf_counter() - t0
     finally:
         scan.execute("ROLLBACK")

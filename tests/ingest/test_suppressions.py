@@ -126,7 +126,7 @@ def test_datasette_ignore_stays_suppressed_after_rescan(shop_db):
     assert row == ("mitigated by WAF", "root", "datasette", "corpus/shop", "1.0")
     assert stowaway("rescan", REF, "--db", db)[0] == 0
     assert suppressed_ids(db)["CVE-2021-45046"] is True
-    page = asyncio.run(Datasette(files=[db]).client.get("/-/stowaway/image/1")).text
+    page = asyncio.run(Datasette(files=[db]).client.get("/-/stowaway/image/1?tab=vulnerabilities")).text
     assert "mitigated by WAF" in page
     # un-ignoring removes the suppression: back on the next read, no rescan needed
     fid = sqlite3.connect(db).execute(
