@@ -242,6 +242,8 @@ def pages(name: str, vuln: str) -> list[str]:
         "/-/stowaway/image/500", "/-/stowaway/image/bench/app42:3.0", f"/-/stowaway/vulnerability/{vuln}",
         "/-/stowaway/dashboard", "/-/stowaway/dashboard?latest=1&trend=registry",
         "/-/stowaway/dashboard?repository=bench/app7", "/-/stowaway/settings",
+        "/-/stowaway/image/500?tab=vulnerabilities", "/-/stowaway/image/500?tab=settings",
+        "/-/stowaway/image/500?tab=software", "/-/stowaway/image/500?tab=secrets",
         f"{t}/image_overview", f"{t}/image_overview?latest_version=1",
         f"{t}/vulnerabilities_view", f"{t}/vulnerabilities_view?severity=critical",
         f"{t}/vulnerabilities_view?image_id=500", f"{t}/vulnerabilities_view?_facet_layer=layer_index",
