@@ -18,6 +18,7 @@
       document.title = doc.title;
       if (push) { history.pushState({swTab: true}, "", url); }
       shown = window.location.search;
+      if (window.stowawayLabel) { window.stowawayLabel(fresh); }  // stowaway.js: table cells' labels at phone width
       var current = fresh.querySelector(".sw-tab-current");
       if (current) { current.focus({preventScroll: true}); }
     }).catch(function () { window.location.href = url; });
@@ -30,7 +31,7 @@
       // would fold an expanded finding as soon as its suppress control is opened: clicks in the
       // report stay in the report.
       e.stopPropagation();
-      var a = e.target.closest && e.target.closest("a.sw-tab, a.sw-card");
+      var a = e.target.closest && e.target.closest("a.sw-tab, a.sw-strip-card");
       if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) { return; }
       if (a.origin !== window.location.origin) { return; }
       e.preventDefault();

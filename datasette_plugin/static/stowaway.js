@@ -19,6 +19,7 @@
       }
     }
   }
+  window.stowawayLabel = label;  // for content a page's script puts in later (the image report's tabs)
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () { label(document); });
   } else {

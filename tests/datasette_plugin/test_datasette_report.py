@@ -56,7 +56,7 @@ def json_report(db_path, ref) -> dict:
 
 STRIP_COUNT = re.compile(r'class="sw-sev sw-sev-(?P<sev>\w+) sw-sev-count" data-kind="(?P<kind>\w+)"'
                          r' data-severity="(?P=sev)" data-failing="(?P<failing>\d+)" data-suppressed="(?P<suppressed>\d+)"')
-KIND_COUNT = re.compile(r'class="sw-card-n sw-kind-count" data-kind="(?P<kind>\w+)" data-failing="(?P<failing>\d+)"'
+KIND_COUNT = re.compile(r'class="sw-strip-n sw-kind-count" data-kind="(?P<kind>\w+)" data-failing="(?P<failing>\d+)"'
                         r' data-suppressed="(?P<suppressed>\d+)"')
 
 
