@@ -6,7 +6,7 @@ import json
 
 from datasette.database import QueryInterrupted
 
-from stowaway.ingest.model import RISK_TYPES, SEVERITIES
+from stowaway.ingest.model import RISK_TYPES
 from stowaway.ingest.readmodel import FAILING
 
 IMAGE_SORTS = {
