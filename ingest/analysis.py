@@ -261,7 +261,7 @@ class Analysis:
 
         Each result's `seconds` and `started_at` cover its share of the source's wall time: from the
         source's opening (or the previous image's result) to its own, layer reading included."""
-        pending: dict[str, LayerResult | _Cached | ScanError] = {}
+        pending: dict[str, LayerResult | _Cached | ScanError | LayerBlob] = {}
         claimed: set[str] = set()  # diff_ids of layers read in this pass and handed to an earlier image
         produced = False
         mark, started = time.perf_counter(), dbm.now()
@@ -304,8 +304,10 @@ class Analysis:
             for ev in _progress(events, self.progress, source):
                 if isinstance(ev, LayerBlob):
                     # a file not known unchanged: its layers are checked against their digests before the
-                    # cache stands in for them (a layer changed in place keeps its name and size)
-                    pending[ev.key] = self._offer(ev, source, verify=file_key is not None)
+                    # cache stands in for them (a layer changed in place keeps its name and size). A layer
+                    # that can be opened later waits for its image: an unchanged one needs none of them.
+                    pending[ev.key] = ev if ev.open is not None else self._offer(ev, source,
+                                                                                 verify=file_key is not None)
                 elif isinstance(ev, SourceFailure):
                     produced, complete = True, False
                     yield from hold(timed(failure(source, ev.reference, ev.error, analyzers=self.versions,
@@ -313,8 +315,12 @@ class Analysis:
                     mark, started = time.perf_counter(), dbm.now()
                 elif isinstance(ev, ImageSpec):
                     produced = True
+                    if file_key is not None:  # a file not known unchanged: its layers checked first
+                        self._offer_waiting(ev, pending, source, True)
                     got = self._reused_spec(ev, pending, claimed) if reusing else None
-                    got = got or self.image_result(ev, pending, claimed)
+                    if got is None:
+                        self._offer_waiting(ev, pending, source, False)
+                        got = self.image_result(ev, pending, claimed)
                     if got.status == "done":
                         images.append([ev.reference, ev.manifest_digest, ev.platform or ""])
                     else:
@@ -337,6 +343,12 @@ class Analysis:
             yield held[0]
         if not produced:
             yield timed(failure(source, source, f"{source}: no image found", analyzers=self.versions, risks=self.risks))
+
+    def _offer_waiting(self, spec: ImageSpec, pending: dict, source: str, verify: bool) -> None:
+        for d in spec.layers:
+            blob = pending.get(d.key)
+            if isinstance(blob, LayerBlob):
+                pending[d.key] = self._offer(blob, source, verify=verify)
 
     def _reused_spec(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult | None:
         """The copy-forward result of an image whose manifest and config were read, when it is unchanged."""

@@ -7,6 +7,8 @@ picks the engine, so a podman socket (unix:///run/podman/podman.sock) works the 
 from __future__ import annotations
 
 import os
+from typing import Callable
+from urllib.parse import quote
 
 from ..model import ImageSpec, ScanError
 from ..streams import Limits
@@ -73,18 +75,71 @@ def local_references(client) -> list[str]:
     return sorted(dict.fromkeys(refs))
 
 
-def engine_identities(location: str, options: dict, client=None) -> list[list[str]]:
+def engine_identities(location: str, options: dict) -> list[list[str]]:
     """[[reference, image id, platform], ...] of `docker:LOCATION` as a scan of its `save` output would name
-    them (the first tag, else the reference given; the id is the config digest), from the API alone."""
-    client = client or engine_client(options)
-    refs = local_references(client) if location == "*" else [location]
+    them (the first tag, else the reference given; the id is the config digest), from the API alone: two
+    small GETs on a local engine's socket (the SDK, heavier to load, for TLS or ssh hosts)."""
+    base_url = options.get("docker_host") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    timeout = float(options.get("docker_timeout", 120))
+    get = _plain_api(base_url, timeout)
+    if get is None or os.environ.get("DOCKER_TLS_VERIFY"):
+        client = engine_client(options)
+        images = [(i.tags, i.id) for i in client.images.list()] if location == "*" else []
+        refs = sorted(dict.fromkeys(t[0] if t else i for t, i in images)) if location == "*" else [location]
+        inspect = [client.images.get(ref).attrs for ref in refs]
+    else:
+        listed = get("/images/json") if location == "*" else []
+        refs = sorted(dict.fromkeys(_tags(x)[0] if _tags(x) else x["Id"] for x in listed)) if location == "*" \
+            else [location]
+        inspect = [get(f"/images/{quote(ref, safe='/:@')}/json") for ref in refs]
     out = []
-    for ref in refs:
-        image = client.images.get(ref)
-        attrs = image.attrs or {}
+    for ref, attrs in zip(refs, inspect):
         platform = "/".join(x for x in (attrs.get("Os"), attrs.get("Architecture"), attrs.get("Variant")) if x)
-        out.append([image.tags[0] if image.tags else ref, image.id, platform])
+        tags = _tags(attrs)
+        out.append([tags[0] if tags else ref, attrs["Id"], platform])
     return out
+
+
+def _tags(attrs: dict) -> list[str]:
+    return [t for t in attrs.get("RepoTags") or [] if t != "<none>:<none>"]
+
+
+def _plain_api(base_url: str, timeout: float):
+    """GET path -> JSON on an engine reached by a unix socket or plain TCP, or None for other hosts."""
+    import http.client
+    import json
+    import socket
+
+    make: Callable[[], http.client.HTTPConnection]
+    if base_url.startswith("unix://"):
+        path = base_url[len("unix://"):]
+
+        class Conn(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(path)
+
+        make = lambda: Conn("localhost", timeout=timeout)  # noqa: E731
+    elif base_url.startswith(("tcp://", "http://")):
+        netloc = base_url.split("://", 1)[1].rstrip("/")
+        make = lambda: http.client.HTTPConnection(netloc, timeout=timeout)  # noqa: E731
+    else:
+        return None
+
+    def get(url: str):
+        conn = make()
+        try:
+            conn.request("GET", url)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise ScanError(f"the Docker engine answered {resp.status} to {url}")
+            return json.loads(body)
+        finally:
+            conn.close()
+
+    return get
 
 
 def engine_events(text: str, location: str, limits: Limits, client=None, **options):

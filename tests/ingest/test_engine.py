@@ -122,3 +122,18 @@ def test_cli_scans_from_the_engine(engine, tmp_path):
                        timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert "scanned demo/cli:4" in r.stderr
+
+
+def test_an_unchanged_engine_image_is_known_by_its_id_without_a_save(engine, tmp_path):
+    client, sock = engine
+    load(client, tmp_path, image(5), "demo/again:5")
+    database, first = scan(tmp_path, "r", ["docker:demo/again:5"], docker_host=sock)
+    database, again = scan(tmp_path, "r", ["docker:demo/again:5"], docker_host=sock)
+    assert first[0].status == again[0].status == "done"
+    assert again[0].layers_read == 0 and "(image id from the engine)" in again[0].reused, again
+    # another image under the same tag: another id, scanned in full
+    load(client, tmp_path, image(6), "demo/again:5")
+    database, other = scan(tmp_path, "r", ["docker:demo/again:5"], docker_host=sock)
+    assert other[0].status == "done" and not other[0].reused and other[0].layers_read > 0
+    assert database.execute("SELECT config_digest FROM images ORDER BY id DESC").fetchone()[0] == \
+        client.images.get("demo/again:5").id
