@@ -107,10 +107,14 @@ async def summary(db, image: dict) -> dict:
         [scan_id, json.dumps(FACTS)])}
     out["facts"] = facts
     out["gaps"] = _gaps(scan, facts, out["base_verdict"])
+    # an item this scan did not look for is "not checked", never a clean 0
+    out["not_run"] = {g["tab"] for g in out["gaps"] if g.get("not_run")}
     tab_counts = {t: items[t]["failing"] for t in items}
     tab_counts["software"] = out["packages"]
     tab_counts["files"] = out["files"]
     tab_counts["base-image"] = out["base_verdict"] or "not checked"
+    for tab in out["not_run"]:
+        tab_counts[tab] = "not checked"
     out["tab_counts"] = tab_counts
     return out
 
@@ -122,10 +126,10 @@ def _gaps(scan: dict, facts: dict, base_verdict) -> list[dict]:
     ran = scan.get("analyzers") or {}
     for tab, label, _, risk, analyzers in TABS:
         if risk and isinstance(risks, list) and risk not in risks:
-            gaps.append({"tab": tab, "item": label, "reason": f"not checked: this scan's risk types ({', '.join(risks)})"
-                                                              " left it out"})
+            gaps.append({"tab": tab, "item": label, "not_run": True,
+                         "reason": f"not checked: this scan's risk types ({', '.join(risks)}) left it out"})
         elif analyzers and ran and not any(a in ran for a in analyzers):
-            gaps.append({"tab": tab, "item": label,
+            gaps.append({"tab": tab, "item": label, "not_run": True,
                          "reason": f"not checked: the {' / '.join(analyzers)} analyzer did not run in this scan"})
     for c in facts.get("vulnerability_coverage") or []:
         if isinstance(c, dict) and not c.get("checked", True):

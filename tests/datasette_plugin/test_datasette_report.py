@@ -294,3 +294,37 @@ def test_corpus_shop_strip_matches_its_json_report(tmp_path_factory, tmp_path):
     settings = get(ds, f"/-/stowaway/image/{image_id}?tab=settings")
     groups = re.findall(r'<section class="sw-check-group" id="group-(\w+)">', settings)
     assert set(groups) >= {"baseline", "ssh", "weak_password", "password_policy"}
+
+
+def test_a_vulnerability_page_leads_to_the_row_in_each_report(demo_db):
+    ds = datasette_for(demo_db)
+    page = get(ds, "/-/stowaway/vulnerability/CVE-2021-44228", ROOT)
+    rows = [(iid, fid) for fid, iid in (one(demo_db, "SELECT f.id, f.image_id FROM findings f JOIN vulnerability_details d"
+                                                    " ON d.finding_id = f.id JOIN images i ON i.last_scan_id = f.scan_id"
+                                                    " WHERE d.vulnerability_id = 'CVE-2021-44228' AND i.id = ?", [i])
+                                        for i in (1, 2))]
+    for image_id, fid in rows:
+        assert f'href="/-/stowaway/image/{image_id}?tab=vulnerabilities#finding-{fid}"' in page
+        assert f'<tr id="finding-{fid}"' in page  # the suppress control's way back lands here
+        assert f'id="finding-{fid}"' in get(ds, f"/-/stowaway/image/{image_id}?tab=vulnerabilities")
+        assert f'name="next" value="/-/stowaway/vulnerability/CVE-2021-44228#finding-{fid}"' in page
+
+
+def test_items_a_scan_did_not_look_for_say_not_checked(scan, tmp_path):
+    from imagebuilder import ImageBuilder
+
+    layout = tmp_path / "oci"
+    ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.0\n", "app/.env": "X=1\n"}).write_oci_layout(
+        layout, ref="only/secrets:1")
+    database, outcomes = scan(f"oci:{layout}", risks=["secrets"])
+    assert [o.status for o in outcomes] == ["done"]
+    database.conn.close()
+    ds = datasette_for(str(tmp_path / "scan.db"))
+    page = get(ds, "/-/stowaway/image/only/secrets:1")
+    for tab in ("vulnerabilities", "malicious", "settings", "compliance", "software"):
+        assert tab_label_count(page, tab) == "not checked", tab
+    assert tab_label_count(page, "secrets") == "0"  # looked for, none found: a real 0
+    cards = dict(re.findall(r'data-kind="(\w+)" data-failing="\d+" data-suppressed="\d+">([^<]*)</strong>', page))
+    assert cards["vulnerability"] == "not checked" and cards["malware"] == "not checked" and cards["secret"] == "0"
+    gaps = page.split('id="sw-gaps"')[1].split("</details>")[0]
+    assert "Vulnerabilities</a>: not checked: this scan&#39;s risk types (secrets) left it out" in gaps
