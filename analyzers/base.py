@@ -10,9 +10,14 @@ A scan has three stages (see docs/DEVELOPING.md):
   `collect` turns the records of all the image's layers into `Package`, `Finding`, `OSInfo` or `Fact`
   objects, and the applier de-duplicates packages and fills their package URLs. This runs where the
   layers were read (this process, a worker process or a Dask worker) and never needs the database.
-* evaluate, once per image, in the writer process with the database (ingest/evaluate.py): every
-  `stage = "evaluate"` analyzer's `collect` (vulnerability matching, baselines, compliance, base
-  image), then the redaction of the image config. `rescan` and the Dask path go through the same code.
+* evaluate, once per image (ingest/evaluate.py): every `stage = "evaluate"` analyzer's `collect`
+  (vulnerability matching, baselines, compliance, base image) and the redaction of the image config.
+  Evaluators that need no database (`needs_db = False`: baselines, compliance) run with the
+  redaction where the layers were read, right after apply, so the single writer only writes; those
+  that consult the database (`needs_db = True`: advisories, stored images), and any evaluator that
+  consumes one of them, run in the writer process with it and see the image's spec, OS, packages,
+  findings and facts (its filesystem and entry lists stay where the layers were read). `rescan` and
+  the Dask path go through the same code.
 
 Order is declared, not numbered: `consumes` names products (fields of ImageContext that analyzers
 fill, see PRODUCTS) or analyzer names that must be complete before this analyzer's `collect`;
@@ -47,7 +52,8 @@ class Analyzer:
     name: str = ""
     version: int = 1
     risk: str = ""  # which of RISK_TYPES it serves
-    stage: str = "index"  # "index": collect where the layers were read; "evaluate": in the writer, with ctx.db
+    stage: str = "index"  # "index": collect where the layers were read; "evaluate": after every index collect
+    needs_db: bool = False  # an evaluator that reads ctx.db: runs in the writer (see the module's docstring)
     consumes: tuple[str, ...] = ()  # products (PRODUCTS) or analyzer names needed before collect
     produces: tuple[str, ...] = ()  # products its collect fills
     reads_layers: bool = True
@@ -92,7 +98,7 @@ class ImageContext:
     spec: Any  # ImageSpec
     fs: Any  # squash.Filesystem: whiteouts applied; visible(path, layer), walk(), the layer of each path
     policy: dict
-    # the writer's database (sqlite_utils.Database, read only) in the evaluate stage; None in the index stage
+    # the writer's database (sqlite_utils.Database, read only) for an evaluator with needs_db; else None
     db: Any = None
     os: OSInfo = field(default_factory=OSInfo)
     packages: list[Package] = field(default_factory=list)

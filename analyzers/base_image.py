@@ -116,6 +116,7 @@ class BaseImage(Analyzer):
     version = 1
     risk = "base_image"
     stage = "evaluate"  # compares with the images stored in the database
+    needs_db = True
     produces = ("findings",)
     reads_layers = False
 

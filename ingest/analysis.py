@@ -2,10 +2,11 @@
 
 `Analysis.source_results(source)` opens a source, reads each layer once as a stream — only when the
 layer cache does not already hold what the selected analyzers would make of it — and turns every image
-of the source into a picklable `ImageResult`: the applied image (filesystem, entry lists, installed-file
-ownership), what the index analyzers' `collect` produced, and the per-layer records the evaluate-stage
-analyzers will need. The evaluate stage (ingest/evaluate.py) and the write (ingest/writer.py) happen in
-the writer process. A failure is confined to the image it concerns.
+of the source into a picklable `ImageResult`: what the index analyzers' `collect` and the evaluators
+that need no database produced, with the image config redacted (ingest/evaluate.py), and the per-layer
+records the writer's evaluators will need. The rest of the evaluate stage (the evaluators that consult
+the database) and the write (ingest/writer.py) happen in the writer process. A failure is confined to
+the image it concerns.
 
 The database is only read here, and only as a cache: `database=None` (a Dask worker that cannot see
 the file) reads every layer and produces the same result.
@@ -23,6 +24,7 @@ from . import db as dbm
 from . import reuse
 from .apply import Applier, IndexedLayer, records_by_analyzer
 from .cache import LayerCache
+from .evaluate import Evaluator
 from .failures import describe
 from .layers import LayerResult, walk
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
@@ -52,7 +54,8 @@ class ImageResult:
     findings: list[Finding] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    # the applied image and the evaluate-stage analyzers' per-layer records, for the writer's evaluation
+    # the applied image and the evaluate-stage analyzers' per-layer records, for the writer's evaluation;
+    # once evaluated where read, only the records of the writer's evaluators are left
     fs: Any = None
     layer_entries: list[list[tuple]] = field(default_factory=list)
     owned_files: set[str] = field(default_factory=set)
@@ -68,6 +71,7 @@ class ImageResult:
     reuse_inputs: str = ""  # what that key was computed from (recorded with it: the next rescan need not compute it)
     # a file source's state before and after its full scan and the images it held (the last result only)
     source_state: tuple | None = None
+    evaluated: str = ""  # "worker": evaluated where read and redacted; "writer": evaluation complete
 
     def release(self) -> None:
         """Drops what only the evaluation and the write needed (large for a large image)."""
@@ -125,6 +129,7 @@ class Analysis:
             self._readers = [a for a in analyzers if a.reads_layers]
             self._cache_keys = {a.name: (a.version, a.fingerprint()) for a in self._readers}
             self._applier = Applier(analyzers, self.policy)
+            self._evaluator = Evaluator(self.policy, analyzers)
             self._analyzers = analyzers
         return self._analyzers
 
@@ -146,6 +151,11 @@ class Analysis:
     def applier(self) -> Applier:
         self._load()
         return self._applier
+
+    @property
+    def evaluator(self) -> Evaluator:
+        self._load()
+        return self._evaluator
 
     @property
     def versions(self) -> dict[str, int]:
@@ -426,11 +436,9 @@ class Analysis:
                 layer.records[a.name] = fresh[a.name] if a.name in fresh else self.cache.records(layer_id, a)
             layers.append(layer)
         ctx = self.applier.apply(spec, layers)
-        res.warnings += ctx.warnings
-        res.os, res.packages, res.findings, res.facts = ctx.os, ctx.packages, ctx.findings, ctx.facts
-        res.fs, res.layer_entries, res.owned_files = ctx.fs, ctx.layer_entries, ctx.owned_files
         evaluators = [a for a in self.analyzers if a.stage == "evaluate" and a.reads_layers]
-        res.records = records_by_analyzer(evaluators, layers)
+        # evaluators that need no database, and the redaction, here: the writer only writes
+        self.evaluator.evaluate_where_read(res, ctx, records_by_analyzer(evaluators, layers))
 
 def _verified(blob: LayerBlob) -> bool | None:
     """Whether a layer's bytes are what its name or the config says (a hash of the blob as it is, with no

@@ -2,9 +2,10 @@
 
 Workers run `executors.run_job` and send back picklable `ImageResult`s; SQLite keeps one writer.
 A worker that can see the database file (same host, or a shared filesystem at the same path) reads
-its layer cache read-only; one that cannot reads every layer (correct, only slower). Image-level
-evaluation (vulnerabilities, baselines, compliance, base image, redaction) needs the database and runs
-in the writer (ingest/evaluate.py), so a worker's result is the same either way.
+its layer cache read-only; one that cannot reads every layer (correct, only slower). Baselines,
+compliance and the redaction run in the worker; vulnerabilities and the base image need the database
+and run in the writer (ingest/evaluate.py), so a worker's result is the same either way. The writer
+stores the results in batches (ingest/writer.py, `[scan] write_batch`).
 """
 from __future__ import annotations
 

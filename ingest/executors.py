@@ -7,7 +7,8 @@
 
 A worker needs no database: `Job.db_path` only lets one that can see the file (same host, or a shared
 filesystem at the same path) read its layer cache, read only; one that cannot reads every layer, and
-the result is the same. Image-level evaluation needs the database and happens in the writer.
+the result is the same. Evaluators that need no database and the redaction run in the worker; those
+that consult the database (advisories, stored images) run in the writer (ingest/evaluate.py).
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ _WORKER_ANALYSES: dict[tuple, Analysis] = {}
 
 
 def run_job(job: Job) -> list[ImageResult]:
-    """Runs in a worker process (local or Dask): index and apply only, results go back to the writer."""
+    """Runs in a worker process (local or Dask): index, apply and the database-free evaluation; results
+    go back to the writer."""
     # per thread: a Dask worker runs several jobs at once in threads, and analyzers keep per-scan state
     key = (threading.get_ident(), job.db_path, json.dumps(job.policy, sort_keys=True, default=str), job.risks,
            job.analyzer_names)

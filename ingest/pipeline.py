@@ -2,8 +2,10 @@
 
 * index and apply — ingest/analysis.py (`Analysis`, `ImageResult`), with ingest/cache.py (the layer
   cache, read only) and ingest/apply.py (the applier): where the layers are read, no database needed;
+  the evaluators that need no database and the redaction run there too (ingest/evaluate.py);
 * evaluate and write — ingest/evaluate.py (`Evaluator`) and ingest/writer.py (`Writer`): in the one
-  writer process, with the database, one transaction per image; findings through ingest/findings.py;
+  writer process, with the database, one transaction per batch of images (a savepoint per image);
+  findings through ingest/findings.py;
 * executors — ingest/executors.py (`Job`, `run_job`, `LocalExecutor`) and ingest/dask_runner.py.
 
 One run loop drives them: the task runner (ingest/tasks.py `TaskRunner`), for the CLI, the schedule,

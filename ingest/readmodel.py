@@ -248,6 +248,27 @@ END;
     return "\n".join(parts)
 
 
+# Batch writes (ingest/writer.py): while the writer's transaction holds a row in `read_model_deferred`,
+# the current-scan trigger leaves the report rows to the writer, which rebuilds them once for the
+# batch's images (refresh_images) before it commits. The row never outlives that transaction, so no
+# reader ever sees it; without it the trigger works as before.
+def _batch_trigger() -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS read_model_deferred (batch INTEGER PRIMARY KEY);
+DROP TRIGGER IF EXISTS read_model_current_scan;
+CREATE TRIGGER read_model_current_scan AFTER UPDATE ON images
+WHEN ({" OR ".join(f"NEW.[{c}] IS NOT OLD.[{c}]" for c in IMAGE_COLUMNS)})
+     AND NOT EXISTS (SELECT 1 FROM read_model_deferred)
+BEGIN
+{_rows_of("NEW.id")}
+{_latest_update(" WHERE coalesce(repository, reference) = coalesce(NEW.repository, NEW.reference)")};
+END;
+"""
+
+
+BATCH_STEPS = [_batch_trigger()]  # the schema part "read_model_batch" (append steps, never edit one)
+
+
 def refresh_images(conn, image_ids) -> None:
     """Rebuilds the report rows of IMAGE_IDS, in the caller's transaction (rematch, suppressions)."""
     ids = sorted({int(i) for i in image_ids if i is not None})

@@ -3,7 +3,10 @@
 A task is a row in `tasks` with one `task_items` row per source; both are updated as work goes on, so
 `stowaway tasks` shows state, progress, counts and errors while it runs (WAL lets readers in).
 Sources are analyzed by an executor (this process, local worker processes or a Dask cluster) and
-written by this process alone.
+written by this process alone: what workers return is written in batches, one transaction for up to
+`[scan] write_batch` images (default 16), the first waiting at most `write_batch_seconds` (default 1),
+and never while a worker could be given its next job; the batch's task items are updated in the same
+transaction. A source scanned in this process is written as it is analyzed.
 
 Rate limit: a third-party registry (or any registry with `images_per_hour` in the policy) gets at most
 that many images started per sliding hour, counted over every task. An image over the limit stays
@@ -101,6 +104,10 @@ ALTER TABLE task_items ADD COLUMN summary TEXT;
 
 STALE_AFTER = 3600.0  # seconds without a heartbeat before another host's 'running' task counts as dead
 HEARTBEAT_EVERY = 10.0
+# results from workers are written in batches of up to WRITE_BATCH images, the first of them waiting at
+# most WRITE_BATCH_SECONDS ([scan] write_batch, write_batch_seconds): one transaction per batch
+WRITE_BATCH = 16
+WRITE_BATCH_SECONDS = 1.0
 
 
 def ensure(database) -> None:
@@ -345,6 +352,11 @@ class TaskRunner:
         self._task_id = task_id
         running: dict = {}
         max_running = 0
+        conf = self.policy.get("scan") or {}
+        batch_images = max(1, int(conf.get("write_batch", WRITE_BATCH)))
+        batch_seconds = max(0.0, float(conf.get("write_batch_seconds", WRITE_BATCH_SECONDS)))
+        batch: list[tuple[int, list[ImageResult]]] = []  # (item id, its results): analyzed, not yet written
+        batch_since = 0.0
         deadline = self.clock.now() + wait
         previous = _on_sigterm()
         try:
@@ -372,13 +384,20 @@ class TaskRunner:
                     running[executor.submit(job)] = (item_id, job)
                     max_running = max(max_running, len(running))
                     self._refresh(task_id, len(running), max_running)
-                if running:
-                    for fut in executor.wait(list(running)):
-                        item_id, job = running.pop(fut)
-                        results = job_results(fut, job)
-                        outcomes = [writer.write(r) for r in results]
-                        self._finish_item(item_id, outcomes, results, None, retries, retry_delay, summary)
+                # the workers have their next jobs: write what came back, a batch at a time
+                if batch and (not running or sum(len(r) for _, r in batch) >= batch_images
+                              or time.monotonic() - batch_since >= batch_seconds):
+                    self._write_batch(writer, batch, retries, retry_delay, summary)
+                    batch = []
                     self._refresh(task_id, len(running), max_running)
+                    continue
+                if running:
+                    timeout = max(0.0, batch_since + batch_seconds - time.monotonic()) if batch else None
+                    for fut in executor.wait(list(running), timeout):
+                        item_id, job = running.pop(fut)
+                        if not batch:
+                            batch_since = time.monotonic()
+                        batch.append((item_id, job_results(fut, job)))
                     continue
                 if self._due(task_id, self.clock.now(), 1):
                     continue
@@ -428,21 +447,50 @@ class TaskRunner:
 
     def _finish_item(self, item_id: int, outcomes: list[ScanOutcome], results: list[ImageResult], ran,
                      retries: int, retry_delay: float, summary: TaskSummary) -> None:
+        with self.db.conn:
+            error = self._settle_item(item_id, outcomes, results, ran, retries, retry_delay)
         summary.outcomes.extend(outcomes)
+        self.on_item(item_id, "failed" if error else "done", error)
+
+    def _settle_item(self, item_id: int, outcomes: list[ScanOutcome], results: list[ImageResult], ran,
+                     retries: int, retry_delay: float) -> str | None:
+        """The item's state after its images' outcomes, in the caller's transaction; returns its error."""
         errors = [o.error for o in outcomes if o.status == "failed"]
         if ran is None and results:
             ran = (min(r.ran[0] for r in results), max(r.ran[1] for r in results))
         now = self.clock.now()
-        values = dict(finished_ts=now, images=len(outcomes), scan_ids=json.dumps([o.scan_id for o in outcomes]),
-                      error="; ".join(errors)[:2000] or None, worker_started=ran[0] if ran else None,
-                      worker_finished=ran[1] if ran else None)
+        values: dict[str, Any] = dict(
+            finished_ts=now, images=len(outcomes), scan_ids=json.dumps([o.scan_id for o in outcomes]),
+            error="; ".join(errors)[:2000] or None, worker_started=ran[0] if ran else None,
+            worker_finished=ran[1] if ran else None)
         if not errors:
-            self._item_update(item_id, state="done", **values)
+            values["state"] = "done"
         elif _attempts(self.db, item_id) <= retries:
-            self._item_update(item_id, state="queued", not_before=now + retry_delay, **values)
+            values.update(state="queued", not_before=now + retry_delay)
         else:
-            self._item_update(item_id, state="failed", **values)
-        self.on_item(item_id, "failed" if errors else "done", values["error"])
+            values["state"] = "failed"
+        self.db.conn.execute(f"UPDATE task_items SET {', '.join(f'{k}=?' for k in values)} WHERE id=?",
+                             list(values.values()) + [item_id])
+        return values["error"]
+
+    def _write_batch(self, writer: Writer, batch: list[tuple[int, list[ImageResult]]], retries: int,
+                     retry_delay: float, summary: TaskSummary) -> None:
+        """The images of BATCH's items in one transaction (ingest/writer.py), the items' states in it too."""
+        results = [r for _, rs in batch for r in rs]
+        ran = [(min(r.ran[0] for r in rs), max(r.ran[1] for r in rs)) if rs else None for _, rs in batch]
+        errors: list[str | None] = []
+
+        def finish(outcomes: list[ScanOutcome]) -> None:
+            errors.clear()
+            k = 0
+            for (item_id, rs), when in zip(batch, ran):
+                errors.append(self._settle_item(item_id, outcomes[k:k + len(rs)], [], when, retries, retry_delay))
+                k += len(rs)
+
+        outcomes = writer.write_batch(results, finish)
+        summary.outcomes.extend(outcomes)
+        for (item_id, _), error in zip(batch, errors):
+            self.on_item(item_id, "failed" if error else "done", error)
 
 
 def _sigterm(signum, frame):

@@ -1,11 +1,18 @@
 """The writer: the one process and place that writes scans, layers and images (findings through
-ingest/findings.py), one transaction per image.
+ingest/findings.py), in batches: one transaction per batch of images, each image whole or not at all.
 
-`Writer.write(result)` takes an `ImageResult` from the analysis side (this process, a local worker or
-a Dask worker), evaluates it with the database (ingest/evaluate.py), then stores the new layers' walks
-and records (the layer cache), the image row, its layer list and its results in one transaction, so a
-reader sees a scan whole or not at all. A result that failed, or whose evaluation fails, is stored as a
-failed scan with its one-line reason and nothing else.
+`Writer.write_batch(results)` takes `ImageResult`s from the analysis side (this process, a local worker
+or a Dask worker), already judged by the evaluators that need no database and redacted there
+(ingest/evaluate.py). In one transaction (BEGIN IMMEDIATE) it evaluates each with the database (the
+evaluators that consult it) and stores the new layers' walks and records (the layer cache), the image
+row, its layer list and its results, each image inside a savepoint of its own: an image whose
+evaluation or write fails is rolled back to its savepoint and recorded as a failed scan with its
+one-line reason, and the batch goes on. The report tables (ingest/readmodel.py) are rebuilt once for
+the batch's images, the caller's bookkeeping (the task items) runs in the same transaction, and one
+commit makes the batch visible: a reader, or a process killed at any point, sees each scan whole or
+not at all. When the batch's transaction itself fails (its commit, a full disk, a lost lock), nothing
+of it is kept and every image is written again in a transaction of its own, so one image's failure
+never loses the others. `write(result)` is a batch of one.
 """
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import db as dbm
 from . import reuse
@@ -25,6 +32,7 @@ from .failures import describe
 from .findings import write_results
 from .layers import LayerResult
 from .model import ImageSpec, OSInfo, ScanError
+from .readmodel import BATCH_STEPS, refresh_images
 from .sources import absolute_source
 
 TOOL_VERSION = "0.1.0"
@@ -56,6 +64,10 @@ class ScanOutcome:
         return text
 
 
+class _BatchLost(Exception):
+    """SQLite rolled the batch's transaction back on its own; the message says why (one sentence)."""
+
+
 class Writer:
     """The writing half: the one place that writes scans, layers, images and results to the database."""
 
@@ -66,45 +78,144 @@ class Writer:
         self.task_id = task_id
         self.on_event = on_event or (lambda kind, data: None)
         self.evaluator = Evaluator(self.policy)
-        self._t0 = time.perf_counter()
-        self.stats = {"layers_read": 0, "layers_cached": 0}
+        self.stats = {"layers_read": 0, "layers_cached": 0, "batches": 0, "batch_fallbacks": 0}
         self._failed_sources: set[str] = set()  # sources with an image whose write failed in this writer
+        dbm.ensure_schema(database, "read_model_batch", BATCH_STEPS)
 
     def write(self, res: ImageResult) -> ScanOutcome:
-        """Evaluates one image's result (ingest/evaluate.py) and stores it in one transaction."""
+        """Evaluates one image's result with the database and stores it in one transaction."""
+        return self.write_batch([res])[0]
+
+    def write_batch(self, results: Sequence[ImageResult],
+                    finish: Callable[[list[ScanOutcome]], None] | None = None) -> list[ScanOutcome]:
+        """Evaluates and stores RESULTS in one transaction, each image whole or not at all (see the
+        module's docstring); FINISH(outcomes) runs inside that transaction before the commit (the
+        caller's bookkeeping: it must not commit). Returns one outcome per result, in order."""
+        for res in results:
+            self.stats["layers_read"] += res.layers_read
+            self.stats["layers_cached"] += res.layers_cached
+        try:
+            try:
+                outcomes = self._batch(results, finish)
+                self.stats["batches"] += 1
+            except (sqlite3.Error, _BatchLost):  # nothing of the batch was kept: each image on its own
+                self.stats["batch_fallbacks"] += 1
+                outcomes = [self._alone(res) for res in results]
+                if finish is not None:
+                    with self.db.conn:
+                        finish(outcomes)
+        finally:
+            for res in results:
+                res.release()
+        for res, o in zip(results, outcomes):  # once committed: file sources' records (ingest/reuse.py), events
+            self._source_done(res, o.status == "done")
+            if o.status == "done":
+                self.on_event("scan_done", {"reference": o.reference, "scan_id": o.scan_id})
+            else:
+                self.on_event("scan_failed", {"reference": o.reference, "error": o.error})
+        return outcomes
+
+    def _batch(self, results: Sequence[ImageResult],
+               finish: Callable[[list[ScanOutcome]], None] | None) -> list[ScanOutcome]:
+        """One transaction: a savepoint per image, the report tables once, FINISH, one commit."""
+        conn = self.db.conn
+        if any(r.reuse_key for r in results):
+            reuse.ensure(self.db)  # before the transaction: a schema step would commit it
+        if conn.in_transaction:
+            conn.commit()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # the report tables' trigger leaves this transaction's images to the one refresh below
+            conn.execute("INSERT INTO read_model_deferred (batch) VALUES (1)")
+            outcomes = [self._image(res) for res in results]
+            conn.execute("DELETE FROM read_model_deferred")
+            refresh_images(conn, [o.image_id for o in outcomes if o.status == "done"])
+            if finish is not None:
+                finish(outcomes)
+            conn.commit()
+            return outcomes
+        except BaseException:  # Ctrl-C, SIGTERM, a bug, a lost transaction: nothing of the batch is kept
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    def _alone(self, res: ImageResult) -> ScanOutcome:
+        """One image in a transaction of its own; when even that fails, a failed scan with the reason (and
+        scan id 0 when the failure cannot be recorded either)."""
         t0 = time.perf_counter()
-        self.stats["layers_read"] += res.layers_read
-        self.stats["layers_cached"] += res.layers_cached
+        try:
+            return self._batch([res], None)[0]
+        except _BatchLost as exc:
+            error = f"{res.reference}: {exc}"
+        except sqlite3.Error as exc:
+            error = f"{res.reference}: {describe(exc)}"
+        seconds = round(res.seconds + time.perf_counter() - t0, 3)
+        try:
+            with self.db.conn:
+                scan_id = self._insert_scan(res, "failed")
+                self.db.conn.execute("UPDATE scans SET error=?, finished_at=?, seconds=? WHERE id=?",
+                                     [error, dbm.now(), seconds or None, scan_id])
+        except sqlite3.Error as exc:
+            error, scan_id = f"{error} (and the failure could not be recorded: {describe(exc)})", 0
+        return ScanOutcome(res.reference, scan_id, "failed", error, layers_read=res.layers_read,
+                           layers_cached=res.layers_cached, layers_known=res.layers_known, seconds=seconds)
+
+    def _image(self, res: ImageResult) -> ScanOutcome:
+        """One image inside the batch's transaction, under a savepoint: evaluated and stored whole, or
+        rolled back and recorded as a failed scan with its one-line reason."""
+        conn = self.db.conn
+        t0 = time.perf_counter()
+        conn.execute("SAVEPOINT image")
+        detail = ""
         try:
             if res.status == "failed":
-                res.seconds = round(res.seconds + time.perf_counter() - t0, 3)
-                return self._failed(res, res.error, res.detail)
-            try:
-                self._t0 = t0
+                error, detail = res.error, res.detail
+            else:
                 if res.reuse:  # unchanged since its current scan: its results copied forward (ingest/reuse.py)
-                    with self.db.conn:
-                        outcome = self._write_reused(res)
+                    outcome = self._write_reused(res, t0)
                 else:
-                    ekey = self._evaluate_key(res)
+                    ekey = self._evaluate_key(res)  # what the evaluation reads, taken before it reads
                     self.evaluator.evaluate(self.db, res)
-                    self._t0 = t0
-                    with self.db.conn:  # one transaction for everything this scan writes
-                        outcome = self._write_done(res)
-                        if ekey:
-                            reuse.record(self.db.conn, outcome.scan_id, outcome.image_id or 0, res.reuse_key, ekey)
-                            if res.reuse_inputs:
-                                reuse.record_analysis_key(self.db.conn, res.reuse_inputs, res.reuse_key, res.analyzers)
-                self._source_done(res, True)
-                self.on_event("scan_done", {"reference": res.reference, "scan_id": outcome.scan_id})
+                    outcome = self._write_done(res, t0)
+                    if ekey:
+                        reuse.record(conn, outcome.scan_id, outcome.image_id or 0, res.reuse_key, ekey)
+                        if res.reuse_inputs:
+                            reuse.record_analysis_key(conn, res.reuse_inputs, res.reuse_key, res.analyzers)
+                conn.execute("RELEASE image")
                 return outcome
-            except ScanError as exc:
-                res.seconds = round(res.seconds + time.perf_counter() - t0, 3)
-                return self._failed(res, str(exc))
-            except Exception as exc:
-                res.seconds = round(res.seconds + time.perf_counter() - t0, 3)
-                return self._failed(res, f"{res.reference}: {describe(exc)}", traceback.format_exc())
-        finally:
-            res.release()
+        except ScanError as exc:
+            error = str(exc)
+            self._rollback_to_savepoint(exc)
+        except Exception as exc:
+            error, detail = f"{res.reference}: {describe(exc)}", traceback.format_exc()
+            self._rollback_to_savepoint(exc)
+        error = error.splitlines()[0][:2000] if error else "unknown error"
+        seconds = round(res.seconds + time.perf_counter() - t0, 3)
+        conn.execute("SAVEPOINT image")
+        try:
+            scan_id = self._insert_scan(res, "failed")
+            conn.execute("UPDATE scans SET error=?, finished_at=?, seconds=?, warnings=? WHERE id=?",
+                         [error, dbm.now(), seconds or None, dbm.dumps([detail]) if detail else None, scan_id])
+            conn.execute("RELEASE image")
+        except sqlite3.Error as exc:  # a full or locked database cannot take the failure's row either
+            self._rollback_to_savepoint(exc)
+            error = f"{error} (and the failure could not be recorded: {describe(exc)})"
+            scan_id = 0
+        return ScanOutcome(res.reference, scan_id, "failed", error, layers_read=res.layers_read,
+                           layers_cached=res.layers_cached, layers_known=res.layers_known, seconds=seconds)
+
+    def _rollback_to_savepoint(self, cause: Exception) -> None:
+        """Undoes the current image's writes; when SQLite has already rolled the whole transaction back
+        (a full disk, an I/O error), the batch is lost: raised with CAUSE's sentence."""
+        conn = self.db.conn
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO image")
+                conn.execute("RELEASE image")
+                return
+        except sqlite3.Error:
+            pass
+        raise _BatchLost(str(cause) if isinstance(cause, ScanError) else describe(cause)) from None
 
     def _evaluate_key(self, res: ImageResult) -> str:
         """What the evaluation is about to read from the database (ingest/reuse.py), when the scan is kept
@@ -115,20 +226,20 @@ class Writer:
         return reuse.evaluate_key(self.db.conn, [d.diff_id for d in res.spec.layers], res.spec.manifest_digest,
                                   self.policy)
 
-    def _write_reused(self, res: ImageResult) -> ScanOutcome:
+    def _write_reused(self, res: ImageResult, t0: float) -> ScanOutcome:
         conn = self.db.conn
         info = res.reuse or {}
         scan_id = self._insert_scan(res, "running")
         image_id, res.warnings = reuse.copy_forward(conn, res, scan_id, self.policy)
-        res.seconds = round(res.seconds + time.perf_counter() - self._t0, 3)
+        seconds = round(res.seconds + time.perf_counter() - t0, 3)
         conn.execute("UPDATE scans SET status='done', finished_at=?, seconds=?, image_id=?, layers_read=?,"
                      " layers_cached=?, warnings=? WHERE id=?",
-                     [dbm.now(), res.seconds, image_id, res.layers_read, res.layers_cached,
+                     [dbm.now(), seconds, image_id, res.layers_read, res.layers_cached,
                       dbm.dumps(res.warnings) if res.warnings else None, scan_id])
         conn.execute("UPDATE images SET last_scan_id=?, source=? WHERE id=?", [scan_id, absolute_source(res.source), image_id])
         return ScanOutcome(res.reference, scan_id, "done", image_id=image_id, layers_read=res.layers_read,
                            layers_cached=res.layers_cached, layers_known=res.layers_known, warnings=list(res.warnings),
-                           seconds=res.seconds, reused=f"unchanged since scan {info.get('scan')} ({info.get('how')}), its results"
+                           seconds=seconds, reused=f"unchanged since scan {info.get('scan')} ({info.get('how')}), its results"
                                   " copied forward")
 
     def _source_done(self, res: ImageResult, ok: bool) -> None:
@@ -154,23 +265,7 @@ class Writer:
             [absolute_source(res.source), res.reference, status, res.started_at or dbm.now(), TOOL_VERSION, self.task_id,
              dbm.dumps(res.risks or "all"), dbm.dumps(res.analyzers), dbm.dumps(_policy_record(self.policy))]).lastrowid
 
-    def _failed(self, res: ImageResult, error: str, detail: str = "") -> ScanOutcome:
-        error = error.splitlines()[0][:2000] if error else "unknown error"
-        try:
-            with self.db.conn:
-                scan_id = self._insert_scan(res, "failed")
-                self.db.conn.execute("UPDATE scans SET error=?, finished_at=?, seconds=?, warnings=? WHERE id=?",
-                                     [error, dbm.now(), res.seconds or None, dbm.dumps([detail]) if detail else None,
-                                      scan_id])
-        except sqlite3.Error as exc:  # a full or locked database cannot take the failure's row either
-            error = f"{error} (and the failure could not be recorded: {describe(exc)})"
-            scan_id = 0
-        self._source_done(res, False)
-        self.on_event("scan_failed", {"reference": res.reference, "error": error})
-        return ScanOutcome(res.reference, scan_id, "failed", error, layers_read=res.layers_read,
-                           layers_cached=res.layers_cached, layers_known=res.layers_known)
-
-    def _write_done(self, res: ImageResult) -> ScanOutcome:
+    def _write_done(self, res: ImageResult, t0: float) -> ScanOutcome:
         conn = self.db.conn
         spec = res.spec
         if spec is None:
@@ -190,16 +285,16 @@ class Writer:
         ctx = SimpleNamespace(os=res.os, packages=res.packages, findings=res.findings, facts=res.facts,
                               layer_ids=layer_ids)
         write_results(conn, scan_id, image_id, ctx)  # type: ignore[arg-type]  # the results and the layer ids
-        # the whole scan's wall time: reading and applying (in its worker), evaluating and writing (here)
-        res.seconds = round(res.seconds + time.perf_counter() - self._t0, 3)
+        # the whole scan's wall time: reading, applying and evaluating (in its worker), evaluating and writing (here)
+        seconds = round(res.seconds + time.perf_counter() - t0, 3)
         conn.execute("UPDATE scans SET status='done', finished_at=?, seconds=?, image_id=?, layers_read=?,"
                      " layers_cached=?, warnings=? WHERE id=?",
-                     [dbm.now(), res.seconds, image_id, res.layers_read, res.layers_cached,
+                     [dbm.now(), seconds, image_id, res.layers_read, res.layers_cached,
                       dbm.dumps(res.warnings) if res.warnings else None, scan_id])
         conn.execute("UPDATE images SET last_scan_id=? WHERE id=?", [scan_id, image_id])
         return ScanOutcome(res.reference, scan_id, "done", image_id=image_id, layers_read=res.layers_read,
                            layers_cached=res.layers_cached, layers_known=res.layers_known, warnings=list(res.warnings),
-                           seconds=res.seconds)
+                           seconds=seconds)
 
     def _store_layer(self, result: LayerResult, d, cache_keys: dict) -> int:
         conn = self.db.conn

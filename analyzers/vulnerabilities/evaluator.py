@@ -344,6 +344,7 @@ class Vulnerabilities(Analyzer):
     version = 1
     risk = "vulnerabilities"
     stage = "evaluate"  # matches in the writer, against its advisory store
+    needs_db = True
     consumes = ("os", "packages")
     produces = ("findings", "facts")
     reads_layers = False

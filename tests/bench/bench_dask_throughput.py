@@ -2,11 +2,13 @@
 """Benchmark: scan throughput (images per second) of many small images, in this process, in local
 worker processes, and on a Dask LocalCluster of 1 and 2 single-threaded worker processes.
 
-    .venv/bin/python tests/bench/bench_dask_throughput.py [--images N] [--files F] [--risk TYPE ...]
+    .venv/bin/python tests/bench/bench_dask_throughput.py [--images N] [--repeat R] [--batch B] [--profile]
 
-Each image is its own OCI layout with one shared base layer and one layer of F small files of its
-own, so every run reads N+1 layers. Each configuration scans into a fresh database; the writer is
-always this process. Cluster start-up is outside the timing (a real cluster is already running).
+Each image is its own OCI layout with one shared base layer and one layer of its own (F small files,
+jars and config files holding credentials), so every run reads N+1 layers. Each configuration scans
+into a fresh database; the writer is always this process. Cluster start-up is outside the timing (a
+real cluster is already running). Prints each run's 2-vs-1 ratio (both measured in that run), and
+the writer's ceiling: the writer alone on already-analyzed results, per image and in batches.
 """
 from __future__ import annotations
 
@@ -60,13 +62,13 @@ def make_images(directory: str, n: int, files: int, jars: int = 0, secrets: int 
     return sources
 
 
-def timed(label: str, sources: list[str], directory: str, risks, **kw) -> float:
+def timed(label: str, sources: list[str], directory: str, risks, policy: dict, **kw) -> float:
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
 
     database = connect(os.path.join(directory, f"{label.replace(' ', '_')}.db"))
     t0 = time.perf_counter()
-    out = Scanner(database, {}, risks=risks, progress=False, **kw).run(sources)
+    out = Scanner(database, policy, risks=risks, progress=False, **kw).run(sources)
     wall = time.perf_counter() - t0
     failed = [o for o in out if o.status != "done"]
     if failed:
@@ -76,28 +78,48 @@ def timed(label: str, sources: list[str], directory: str, risks, **kw) -> float:
     return rate
 
 
-def profile_writer(sources: list[str], directory: str, risks) -> None:
-    """Analysis in this process first, then the writer alone under cProfile: its ceiling in images/s."""
+def writer_ceiling(sources: list[str], directory: str, risks, batch: int, profile: bool = False) -> dict:
+    """The writer alone, analysis done beforehand in this process (as a worker does it: judged and
+    redacted): unpickling the results (what the writer process does with a worker's reply) and writing
+    them one transaction per image, then in batches of BATCH. Returns images/s of each."""
     import cProfile
+    import pickle
     import pstats
 
     from stowaway.ingest.analysis import Analysis
     from stowaway.ingest.db import connect
     from stowaway.ingest.writer import Writer
 
-    database = connect(os.path.join(directory, "profile.db"))
     analysis = Analysis(None, {}, risks, None, progress=False)
-    results = [r for s in sources for r in analysis.source_results(s)]
-    writer = Writer(database, {})
-    prof = cProfile.Profile()
+    blob = pickle.dumps([r for s in sources for r in analysis.source_results(s)])
+    n = len(sources)
+    out = {}
     t0 = time.perf_counter()
-    prof.enable()
-    for r in results:
-        writer.write(r)
-    prof.disable()
-    wall = time.perf_counter() - t0
-    print(f"writer alone (under cProfile): {wall:.2f} s, ceiling {len(results) / wall:.1f} images/s")
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    for _ in range(3):
+        pickle.loads(blob)
+    out["unpickle"] = n * 3 / (time.perf_counter() - t0)
+    for label, size in (("per image", 1), (f"batches of {batch}", batch)):
+        database = connect(os.path.join(directory, f"writer-{size}.db"))
+        writer = Writer(database, {})
+        prof = cProfile.Profile() if profile and size == batch else None
+        t0 = time.perf_counter()
+        results = pickle.loads(blob)
+        if prof:
+            prof.enable()
+        for i in range(0, n, size):
+            writer.write_batch(results[i:i + size])
+        if prof:
+            prof.disable()
+        wall = time.perf_counter() - t0
+        out[label] = n / wall
+        print(f"writer alone, {label:<16} {wall:7.2f} s  {n / wall:7.1f} images/s (unpickling included)", flush=True)
+        if prof:
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    return out
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -108,28 +130,40 @@ def main() -> None:
     ap.add_argument("--secrets", type=int, default=10, help="config files with 4 credentials each, per image"
                     " (default 10)")
     ap.add_argument("--risk", action="append", help="risk types (default: all)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of 1 then 2 workers (default 3); each run's ratio"
+                    " is measured in that run")
+    ap.add_argument("--batch", type=int, default=16, help="[scan] write_batch for the Dask runs and the writer's"
+                    " batched ceiling (default 16)")
     ap.add_argument("--local", action="store_true", help="also time this process and --jobs 2")
     ap.add_argument("--profile", action="store_true", help="print where the writer's time goes (cProfile of"
-                    " the writing side of a scan in this process, analysis already done)")
+                    " its batched run)")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
 
+    policy = {"scan": {"write_batch": args.batch}}
     with tempfile.TemporaryDirectory() as tmp:
         sources = make_images(tmp, args.images, args.files, args.jars, args.secrets)
         print(f"{args.images} images, each {args.files} files, {args.jars} jars, {args.secrets} files of secrets;"
-              f" risks {','.join(args.risk or ['all'])}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-        if args.profile:
-            profile_writer(sources, tmp, args.risk)
+              f" risks {','.join(args.risk or ['all'])}, {os.cpu_count()} CPUs, load {load()}")
+        ceiling = writer_ceiling(sources, tmp, args.risk, args.batch, args.profile)
         if args.local:
-            timed("this process", sources, tmp, args.risk)
-            timed("local processes, --jobs 2", sources, tmp, args.risk, jobs=2)
-        rates = {}
-        for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                              silence_logs=40) as cluster, Client(cluster) as client:
-                client.run(lambda: __import__("stowaway.ingest.pipeline"))  # warm the workers' imports
-                rates[workers] = timed(f"dask, {workers} worker(s)", sources, tmp, args.risk, dask=client)
-        print(f"dask speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x (load {os.getloadavg()[0]:.1f})")
+            timed("this process", sources, tmp, args.risk, policy)
+            timed("local processes, --jobs 2", sources, tmp, args.risk, policy, jobs=2)
+        ratios = []
+        for run in range(1, args.repeat + 1):
+            rates = {}
+            for workers in (1, 2):
+                with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster, Client(cluster) as client:
+                    client.run(lambda: __import__("stowaway.ingest.pipeline"))  # warm the workers' imports
+                    rates[workers] = timed(f"run {run}: dask, {workers} worker(s)", sources, tmp, args.risk, policy,
+                                           dask=client)
+            ratios.append(rates[2] / rates[1])
+            print(f"run {run}: dask speed-up 2 vs 1 workers: {ratios[-1]:.2f}x (load {load()})", flush=True)
+        print(f"speed-up 2 vs 1 workers over {len(ratios)} runs: {', '.join(f'{r:.2f}x' for r in ratios)};"
+              f" median {sorted(ratios)[len(ratios) // 2]:.2f}x")
+        print(f"writer's ceiling: {ceiling[f'batches of {args.batch}']:.1f} images/s in batches of {args.batch}"
+              f" ({ceiling['per image']:.1f} one transaction per image; unpickling alone {ceiling['unpickle']:.0f}/s)")
 
 
 if __name__ == "__main__":

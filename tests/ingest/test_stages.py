@@ -311,20 +311,25 @@ def test_ctrl_c_or_sigterm_during_a_scan_marks_task_and_scan_interrupted(tmp_pat
     assert database.execute("SELECT state FROM task_items").fetchall() == [("interrupted",)]
 
 
-def test_index_analyzers_see_no_database_and_evaluators_see_the_writers(tmp_path, scan, monkeypatch):
+def test_index_analyzers_and_database_free_evaluators_see_no_database_the_others_see_the_writers(
+        tmp_path, scan, monkeypatch):
     from stowaway.analyzers.base_image import BaseImage
     from stowaway.analyzers.files import FileInformation
+    from stowaway.analyzers.settings.configs import SettingsFiles
 
     seen = {}
-    for cls in (FileInformation, BaseImage):
+    for cls in (FileInformation, SettingsFiles, BaseImage):
         def spy(self, ctx, layers, _real=cls.collect, _name=cls.name):
             seen[_name] = (ctx.db, len(ctx.layer_entries), type(ctx.fs).__name__)
             return _real(self, ctx, layers)
 
         monkeypatch.setattr(cls, "collect", spy)
     app_image(1).write_oci_layout(tmp_path / "oci", ref="demo/app:1")
-    database, out = scan(f"oci:{tmp_path / 'oci'}", risks=["files", "base_image"])
+    database, out = scan(f"oci:{tmp_path / 'oci'}", risks=["files", "base_image", "unsafe_settings"])
     assert out[0].status == "done"
     assert seen["files"] == (None, 2, "Filesystem")  # the index stage: no database, wherever it runs
+    # an evaluator that needs no database runs where the layers were read, on the applied image
+    assert seen["settings-files"] == (None, 2, "Filesystem")
     db, layers, fs = seen["base-image"]
-    assert db is database and (layers, fs) == (2, "Filesystem")  # the evaluate stage: the writer's, same image
+    # one that needs it runs in the writer with its database, on the inventory: the filesystem stayed behind
+    assert db is database and (layers, fs) == (0, "NoneType")

@@ -1,0 +1,363 @@
+"""Issue 16, item 4: the writer only writes, in batches. Evaluators that need no database and the
+redaction run where the layers were read; the writer stores a batch of images in one transaction, each
+image under a savepoint: whole or not at all, a failing image failed alone with its reason, the report
+tables rebuilt once per batch, the task items updated in that transaction, nothing of a batch kept when
+the process dies in it."""
+from __future__ import annotations
+
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from imagebuilder import File, ImageBuilder
+
+SECRET = "ghp_" + "Zq7Xr2Lm9Vb4Nc8Kd1Fg6Hj3Tw5Ys0Pa1Qe2"  # a GitHub token shape the secret rules know
+STATUS = ("Package: openssh-server\nStatus: install ok installed\nVersion: 1:8.4p1-5\nArchitecture: amd64\n\n"
+          "Package: nmap\nStatus: install ok installed\nVersion: 7.91+dfsg1-1\nArchitecture: amd64\n\n")
+
+
+def image(i: int) -> ImageBuilder:
+    img = ImageBuilder().layer({"etc/os-release": 'ID=debian\nVERSION_ID="11"\n', "var/lib/dpkg/status": STATUS,
+                                "etc/ssh/sshd_config": "PermitRootLogin yes\nPermitEmptyPasswords yes\n",
+                                "bin/sh": File(b"\x7fELF" + b"s" * 300, mode=0o755)}, created_by="ADD rootfs /")
+    img.layer({f"srv/app{i}/settings.env": f"GITHUB_TOKEN={SECRET}\n", f"srv/app{i}/{i}.txt": "x" * (10 + i)},
+              created_by=f"COPY app{i}")
+    img.env = img.env + [f"GITHUB_TOKEN={SECRET}"]
+    return img
+
+
+@pytest.fixture
+def sources(tmp_path):
+    out = []
+    for i in range(3):
+        image(i).write_oci_layout(tmp_path / f"oci{i}", ref=f"demo/app:{i}")
+        out.append(f"oci:{tmp_path / f'oci{i}'}")
+    return out
+
+
+POLICY = {"compliance": {"use_defaults": False,
+                          "forbid": [{"id": "no-nmap", "packages": ["nmap"], "reason": "scanner tools"}]}}
+
+
+def analyzed(sources, policy=POLICY):
+    """Each source's results as a worker makes them (no database)."""
+    from stowaway.ingest.pipeline import Job, run_job
+
+    return [r for s in sources for r in run_job(Job(None, policy, None, None, s))]
+
+
+def stored(database):
+    q = database.execute
+    return {
+        "scans": q("SELECT reference, status FROM scans ORDER BY reference").fetchall(),
+        "images": [r[0] for r in q("SELECT reference FROM images ORDER BY reference")],
+        "overview": [r[0] for r in q("SELECT reference FROM image_overview ORDER BY reference")],
+    }
+
+
+# --- (a) evaluation where the layers were read ------------------------------------------------------
+
+def test_a_workers_result_is_judged_and_masked_before_it_leaves_the_worker(sources):
+    res = analyzed(sources[:1])[0]
+    assert res.status == "done" and res.evaluated == "worker"
+    kinds = {f.kind for f in res.findings}
+    assert {"unsafe_setting", "compliance", "secret"} <= kinds  # baselines and compliance ran here
+    assert any(f.rule == "no-nmap" for f in res.findings)
+    # the filesystem, entry lists and owned files stay behind; the raw token never travels
+    assert res.fs is None and res.layer_entries == [] and res.owned_files == set() and res.records == {}
+    assert SECRET.encode() not in pickle.dumps(res)
+    assert not any(SECRET in e for e in res.spec.config["config"]["Env"])
+
+
+def test_the_writer_runs_only_the_evaluators_that_need_the_database(sources, db, monkeypatch):
+    from stowaway.analyzers.base_image import BaseImage
+    from stowaway.analyzers.compliance import SoftwareCompliance
+    from stowaway.analyzers.settings.configs import SettingsFiles
+    from stowaway.analyzers.vulnerabilities.evaluator import Vulnerabilities
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources[:1])
+    ran = []
+    for cls in (SettingsFiles, SoftwareCompliance, BaseImage, Vulnerabilities):
+        def spy(self, ctx, layers, _real=cls.collect, _name=cls.name):
+            ran.append(_name)
+            return _real(self, ctx, layers)
+
+        monkeypatch.setattr(cls, "collect", spy)
+    out = Writer(db, POLICY).write(results[0])
+    assert out.status == "done"
+    assert sorted(ran) == ["base-image", "vulnerabilities"]
+    kinds = {r[0] for r in db.execute("SELECT DISTINCT kind FROM findings")}
+    assert {"unsafe_setting", "compliance", "secret", "base_image"} <= kinds
+
+
+def test_an_evaluator_consuming_a_database_evaluator_runs_in_the_writer_too():
+    from stowaway.analyzers.base import Analyzer
+    from stowaway.ingest.evaluate import Evaluator
+
+    class NeedsDb(Analyzer):
+        name, stage, needs_db, produces = "t-needs-db", "evaluate", True, ("facts",)
+
+    class After(Analyzer):
+        name, stage, consumes = "t-after", "evaluate", ("t-needs-db",)
+
+    class Alone(Analyzer):
+        name, stage = "t-alone", "evaluate"
+
+    ev = Evaluator({}, [NeedsDb(), After(), Alone()])
+    import stowaway.analyzers.base as base
+
+    saved = dict(base._REGISTRY)
+    try:
+        base.load_all()
+        base._REGISTRY.update({c.name: c for c in (NeedsDb, After, Alone)})
+        here, there = ev.placement(["t-needs-db", "t-after", "t-alone"])
+    finally:
+        base._REGISTRY.clear()
+        base._REGISTRY.update(saved)
+    assert [a.name for a in here] == ["t-alone"]
+    assert [a.name for a in there] == ["t-needs-db", "t-after"]
+
+
+# --- (b) batch writes ---------------------------------------------------------------------------------
+
+def test_a_batch_is_one_transaction_and_one_refresh_of_the_report_tables(sources, db):
+    from stowaway.ingest.readmodel import MATERIALIZE, rebuild_all
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    out = Writer(db, POLICY).write_batch(results)
+    db.conn.set_trace_callback(None)
+    assert [o.status for o in out] == ["done"] * 3
+    assert statements.count("COMMIT") == 1
+    assert sum(s.startswith("DELETE FROM [image_overview] WHERE [id] IN") for s in statements) == 1
+    assert stored(db)["overview"] == ["demo/app:0", "demo/app:1", "demo/app:2"]
+    before = {t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}]").fetchall())) for t in MATERIALIZE}
+    with db.conn:
+        rebuild_all(db.conn)
+    after = {t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}]").fetchall())) for t in MATERIALIZE}
+    assert before == after  # the once-per-batch refresh built what a full rebuild builds
+    assert db.execute("SELECT COUNT(*) FROM read_model_deferred").fetchone()[0] == 0
+
+
+def test_one_images_failing_write_fails_it_alone_and_keeps_the_others(sources, db, monkeypatch):
+    from stowaway.ingest import writer as writer_mod
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    real = writer_mod.write_results
+
+    def half_then_fail(conn, scan_id, image_id, ctx):
+        real(conn, scan_id, image_id, ctx)  # its rows are in the transaction when it fails
+        if conn.execute("SELECT reference FROM images WHERE id = ?", [image_id]).fetchone()[0] == "demo/app:1":
+            raise sqlite3.IntegrityError("CHECK constraint failed: planted")
+
+    monkeypatch.setattr(writer_mod, "write_results", half_then_fail)
+    out = Writer(db, POLICY).write_batch(results)
+    assert [o.status for o in out] == ["done", "failed", "done"]
+    assert "demo/app:1" in out[1].error and "planted" in out[1].error and "Traceback" not in out[1].error
+    got = stored(db)
+    assert got["scans"] == [("demo/app:0", "done"), ("demo/app:1", "failed"), ("demo/app:2", "done")]
+    assert got["images"] == got["overview"] == ["demo/app:0", "demo/app:2"]
+    failed = out[1].scan_id
+    # nothing of the failed image's scan is left: no rows of its scan, no layer only it had
+    for table in ("packages", "findings", "scan_facts", "file_stats"):
+        assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE scan_id = ?", [failed]).fetchone()[0] == 0, table
+    own = results[1].spec.layers[1].diff_id
+    assert db.execute("SELECT COUNT(*) FROM layers WHERE diff_id = ?", [own]).fetchone()[0] == 0
+    assert db.execute("SELECT error FROM scans WHERE id = ?", [failed]).fetchone()[0] == out[1].error
+
+
+def test_a_lost_batch_is_written_again_image_by_image(sources, db):
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    calls = []
+
+    def finish(outcomes):  # the task items' update; the first time, the disk is full
+        calls.append([o.status for o in outcomes])
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    writer = Writer(db, POLICY)
+    out = writer.write_batch(results, finish)
+    assert [o.status for o in out] == ["done"] * 3
+    assert calls == [["done"] * 3, ["done"] * 3]
+    assert writer.stats["batch_fallbacks"] == 1
+    assert stored(db)["scans"] == [("demo/app:0", "done"), ("demo/app:1", "done"), ("demo/app:2", "done")]
+    assert stored(db)["overview"] == ["demo/app:0", "demo/app:1", "demo/app:2"]
+    # evaluated once: the second write stored no finding twice
+    assert db.execute("SELECT COUNT(*) FROM findings GROUP BY scan_id, fingerprint HAVING COUNT(*) > 1"
+                      ).fetchall() == []
+
+
+def test_an_interrupt_inside_a_batch_keeps_nothing_of_it(sources, db, monkeypatch):
+    from stowaway.ingest import writer as writer_mod
+    from stowaway.ingest.writer import Writer
+
+    first = analyzed(sources[:1])
+    Writer(db, POLICY).write(first[0])  # an earlier, committed scan
+    results = analyzed(sources[1:])
+    real = writer_mod.write_results
+    calls = []
+
+    def ctrl_c_on_the_second(conn, *args):
+        real(conn, *args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer_mod, "write_results", ctrl_c_on_the_second)
+    writer = Writer(db, POLICY)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_batch(results)
+    assert not db.conn.in_transaction
+    assert stored(db)["scans"] == [("demo/app:0", "done")]  # demo/app:1, written first in the batch, is gone too
+    assert stored(db)["overview"] == ["demo/app:0"]
+
+
+KILL_IN_BATCH = r"""
+import os, signal, sys
+from stowaway.ingest import writer
+from stowaway.ingest.db import connect
+from stowaway.ingest.pipeline import Job, run_job
+
+results = [r for s in sys.argv[2:] for r in run_job(Job(None, {}, None, None, s))]
+real, calls = writer.write_results, []
+
+def write_then_die(conn, *args):
+    real(conn, *args)
+    calls.append(1)
+    if len(calls) == 2:  # the first image is written and released, the second's rows are in: SIGKILL
+        os.kill(os.getpid(), signal.SIGKILL)
+
+writer.write_results = write_then_die
+writer.Writer(connect(sys.argv[1])).write_batch(results)
+"""
+
+
+def test_a_process_killed_in_the_middle_of_a_batch_leaves_no_partial_scan(sources, tmp_path):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.writer import Writer
+
+    path = str(tmp_path / "kill.db")
+    database = connect(path)
+    assert Writer(database, {}).write(analyzed(sources[:1], {})[0]).status == "done"
+    database.conn.close()
+    r = subprocess.run([sys.executable, "-c", KILL_IN_BATCH, path, *sources[1:]], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-1000:]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT reference, status FROM scans").fetchall() == [("demo/app:0", "done")]
+    assert [r[0] for r in conn.execute("SELECT reference FROM images")] == ["demo/app:0"]
+    assert [r[0] for r in conn.execute("SELECT reference FROM image_overview")] == ["demo/app:0"]
+    scan_ids = {r[0] for r in conn.execute("SELECT DISTINCT scan_id FROM findings")}
+    assert scan_ids == {1}
+    assert conn.execute("SELECT COUNT(*) FROM read_model_deferred").fetchone()[0] == 0
+
+
+# --- the task runner: batches of workers' results, the items in the same transaction ------------------
+
+def _count_batches(monkeypatch):
+    from stowaway.ingest.writer import Writer
+
+    sizes = []
+    real = Writer.write_batch
+
+    def spy(self, results, finish=None):
+        sizes.append(len(results))
+        return real(self, results, finish)
+
+    monkeypatch.setattr(Writer, "write_batch", spy)
+    return sizes
+
+
+def test_the_task_runner_writes_workers_results_in_batches_with_their_items(tmp_path, sources, monkeypatch):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    bad = tmp_path / "broken.tar"
+    bad.write_bytes(b"not a tar at all" * 10)
+    sizes = _count_batches(monkeypatch)
+    database = connect(str(tmp_path / "batched.db"))
+    policy = {**POLICY, "scan": {"write_batch": 16, "write_batch_seconds": 600}}
+    out = Scanner(database, policy, progress=False, jobs=2).run([sources[0], f"docker-archive:{bad}", *sources[1:]])
+    assert sorted(o.status for o in out) == ["done", "done", "done", "failed"]
+    # nothing left running, so the batch is written at once (600 s is only the first image's longest wait)
+    assert sum(sizes) == 4 and len(sizes) < 4
+    items = database.execute("SELECT source, state, images, error FROM task_items ORDER BY id").fetchall()
+    assert [s for _, s, _, _ in items] == ["done", "failed", "done", "done"]
+    assert "broken.tar" in items[1][3]
+    done = database.execute("SELECT done, failed, state FROM tasks").fetchone()
+    assert done == (3, 1, "done")
+
+    sizes.clear()
+    database = connect(str(tmp_path / "one-by-one.db"))
+    policy = {**POLICY, "scan": {"write_batch": 1}}
+    out = Scanner(database, policy, progress=False, jobs=2).run(sources)
+    assert sizes == [1, 1, 1] and [o.status for o in out] == ["done"] * 3
+
+
+def test_a_dask_cluster_scan_is_batched_and_stores_what_the_local_scan_stores(tmp_path, sources, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    local = connect(str(tmp_path / "local.db"))
+    Scanner(local, POLICY, progress=False).run(sources)
+    sizes = _count_batches(monkeypatch)
+    remote = connect(str(tmp_path / "dask.db"))
+    policy = {**POLICY, "scan": {"write_batch_seconds": 600}}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        out = Scanner(remote, policy, progress=False, dask=client).run(sources)
+    assert [o.status for o in out] == ["done"] * 3 and len(sizes) < 3
+
+    def rows(database):
+        return {
+            "findings": database.execute("SELECT s.reference, f.kind, f.rule, f.path, f.fingerprint, f.suppressed"
+                                         " FROM findings f JOIN scans s ON s.id = f.scan_id ORDER BY 1, 2, 3, 4, 5"
+                                         ).fetchall(),
+            "overview": database.execute("SELECT reference, packages, unsafe_settings, secrets, compliance,"
+                                         " latest_version FROM image_overview ORDER BY 1").fetchall(),
+        }
+
+    assert rows(remote) == rows(local)
+    assert rows(remote)["overview"][0][2:5] != (0, 0, 0)
+
+
+def test_suppressions_apply_to_every_image_of_a_batch(tmp_path, sources):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.findings import Suppression, add_suppression
+    from stowaway.ingest.pipeline import Scanner
+
+    database = connect(str(tmp_path / "s.db"))
+    with database.conn:
+        add_suppression(database.conn, Suppression(rule="no-nmap", reason="allowed on build hosts"))
+    policy = {**POLICY, "scan": {"write_batch_seconds": 600}}
+    out = Scanner(database, policy, progress=False, jobs=2).run(sources)
+    assert [o.status for o in out] == ["done"] * 3
+    got = database.execute("SELECT f.suppressed, f.suppressed_reason, COUNT(*) FROM findings f WHERE f.kind ="
+                           " 'compliance' GROUP BY 1, 2").fetchall()
+    assert got == [(1, "allowed on build hosts", 3)]
+    assert [r[0] for r in database.execute("SELECT compliance FROM image_overview")] == [0, 0, 0]
+
+
+def test_write_batch_caps_the_images_of_one_transaction(tmp_path, sources, monkeypatch):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    for i in range(3, 6):
+        image(i).write_oci_layout(tmp_path / f"oci{i}", ref=f"demo/app:{i}")
+    sizes = _count_batches(monkeypatch)
+    database = connect(str(tmp_path / "cap.db"))
+    out = Scanner(database, {**POLICY, "scan": {"write_batch": 2, "write_batch_seconds": 600}}, progress=False,
+                  jobs=2).run(sources + [f"oci:{tmp_path / f'oci{i}'}" for i in range(3, 6)])
+    assert [o.status for o in out] == ["done"] * 6
+    assert max(sizes) == 2 and sum(sizes) == 6
