@@ -152,7 +152,7 @@ def main() -> None:
         ratios = []
         for run in range(1, args.repeat + 1):
             rates = {}
-            for workers in (1, 2):
+            for workers in ((1, 2) if run % 2 else (2, 1)):  # alternated: a load that drifts favours neither
                 with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=40) as cluster, Client(cluster) as client:
                     client.run(lambda: __import__("stowaway.ingest.pipeline"))  # warm the workers' imports
