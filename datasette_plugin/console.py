@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import urllib.parse
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from datasette import Forbidden
 from datasette.utils.asgi import NotFound, Response
 
 from stowaway.ingest.model import RISK_TYPES
+from stowaway.ingest.tasks import _alive
 
 from . import actions, config, queries, routes
 
@@ -300,7 +302,8 @@ SCAN_COUNTS = [("vulnerabilities", "vulnerabilities", "vulnerabilities"), ("mali
                ("software", "packages", "packages"), ("unsafe_settings", "unsafe_settings", "unsafe settings"),
                ("secrets", "secrets", "secrets"), ("compliance", "compliance", "forbidden software")]
 TASK_COLUMNS = ["id", "kind", "state", "risk_types", "concurrency", "images_per_hour", "total", "done", "failed",
-                "waiting", "running", "progress", "error", "created_at", "started_at", "finished_at", "next_run_at"]
+                "waiting", "running", "progress", "error", "created_at", "started_at", "finished_at", "next_run_at",
+                "pid", "host"]
 
 
 def _sentence(text) -> str | None:
@@ -323,6 +326,14 @@ def _task_dict(row: dict) -> dict:
     total = task.get("total") or 0
     finished = (task.get("done") or 0) + (task.get("failed") or 0)
     task["finished"] = task.get("state") in FINISHED
+    # a task left 'running' by a process of this host that is gone (killed, or the machine restarted):
+    # said at once; the next task that starts records it as interrupted (a GET writes nothing)
+    pid, host = task.pop("pid", None), task.pop("host", None)
+    task["stopped"] = None
+    if task.get("state") == "running" and pid and host == socket.gethostname() and not _alive(int(pid)):
+        task["stopped"] = (f"the process that ran this task (pid {pid}) has stopped; the next scan marks it"
+                           f" interrupted, and `stowaway tasks run {task['id']}` continues it")
+        task["finished"] = True
     task["percent"] = 100 if task["finished"] and task.get("state") == "done" else \
         (round(100 * finished / total) if total else 0)
     return task

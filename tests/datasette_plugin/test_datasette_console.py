@@ -214,3 +214,64 @@ def test_a_task_page_of_a_running_task_polls_its_json(demo_db):
     assert (body["state"], body["finished"], body["total"]) == ("queued", False, 1)
     assert run(ds.client.get("/-/stowaway/task/999999")).status_code == 404
     assert run(ds.client.get("/-/stowaway/task/999999.json")).status_code == 404
+
+
+def test_synchronize_the_latest_assets_of_a_registry_of_the_policy(demo_db, tmp_path):
+    """A registry the policy file configures is offered to writers; the sync runs as a task that lists
+    what it found, and the synced images are in the registry tables."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ingest"))
+    from registry_server import Misbehaving
+    from test_console_tasks import registry_with_catalog
+
+    server = Misbehaving()
+    try:
+        registry_with_catalog(server, {"team/api": ["1", "2"], "team/web": ["1"]})
+        policy = tmp_path / "policy.toml"
+        policy.write_text(f'[registries."{server.host}"]\nscheme = "http"\nretries = 0\n')
+        ds = datasette_for(demo_db, metadata={"plugins": {"stowaway": {"policy_file": str(policy)}}})
+        assert "Synchronize the latest assets" not in run(ds.client.get("/-/stowaway/images")).text
+        page = run(ds.client.get("/-/stowaway/images", cookies=root_cookies(ds))).text
+        assert "Synchronize the latest assets" in page and f"<option>{server.host}</option>" in page
+        refused = run(post_form(ds, "/-/stowaway/images", "/-/stowaway/sync", {"registry": "elsewhere:5000"},
+                                actor=ROOT))
+        assert refused.status_code == 302 and "/-/stowaway/task/" not in refused.headers["location"]
+        assert run(post_form(ds, "/-/stowaway/images", "/-/stowaway/sync", {"registry": server.host},
+                             actor=None)).status_code == 403
+
+        task_id = task_of(run(post_form(ds, "/-/stowaway/images", "/-/stowaway/sync", {"registry": server.host},
+                                        actor=ROOT)))
+        assert wait_for_task(demo_db, task_id, timeout=120) == "done"
+    finally:
+        server.stop()
+    body = run(ds.client.get(f"/-/stowaway/task/{task_id}.json")).json()
+    assert (body["kind"], body["done"], body["total"]) == ("sync", 2, 2)
+    assert body["items"][0]["summary"]["tags"] == 3 and body["items"][0]["summary"]["added"] == 3
+    page = run(ds.client.get(f"/-/stowaway/task/{task_id}")).text
+    assert f"Task {task_id}: synchronize {server.host}" in page and "3 tags: 3 new" in page
+    assert one(demo_db, "SELECT COUNT(*) FROM registry_images WHERE host = ?", [server.host]) == (3,)
+
+
+def test_a_task_whose_process_is_gone_says_so_and_stops_polling(demo_db):
+    import socket
+    import subprocess
+
+    from stowaway.ingest import db as dbm
+    from stowaway.ingest.tasks import create_task
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    database = dbm.connect(demo_db)
+    task_id = create_task(database, ["oci:/nowhere"], "manual")
+    with database.conn:
+        database.conn.execute("UPDATE tasks SET state='running', pid=?, host=? WHERE id=?",
+                              [gone.pid, socket.gethostname(), task_id])
+    database.conn.close()
+    ds = datasette_for(demo_db)
+    body = run(ds.client.get(f"/-/stowaway/task/{task_id}.json")).json()
+    assert body["finished"] is True and f"pid {gone.pid}" in body["stopped"] and "pid" not in body
+    page = run(ds.client.get(f"/-/stowaway/task/{task_id}")).text
+    assert "sw-task-stopped" in page and "setInterval" not in page
+    assert one(demo_db, "SELECT state FROM tasks WHERE id = ?", [task_id]) == ("running",)  # a GET writes nothing
