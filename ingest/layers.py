@@ -102,6 +102,14 @@ class ForwardReader:
         self.last = data
         return data
 
+    def unread(self, data: bytes) -> None:
+        """Pushes back `data`, the last bytes read: the next read returns them again."""
+        if self._off >= len(data):  # read from the current chunk: step back in it
+            self._off -= len(data)
+        else:
+            self._buf, self._off = data + self._buf[self._off:], 0
+        self.pos -= len(data)
+
     def tell(self) -> int:
         return self.pos
 
@@ -185,16 +193,57 @@ def _cached_text(field: bytes, encoding: str, errors: str) -> str:
     return text
 
 
+def _data_blocks(kind: bytes, size: int) -> int:
+    """Bytes of content after a plain header: whole blocks for a file (as TarInfo._block), none for others."""
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if kind in _DATA_TYPES else 0
+
+
+def _plain_header(buf: bytes, encoding: str, errors: str) -> tuple | None:
+    """A plain header (a file, directory, link or device; no extended header) read as tarfile's frombuf
+    and _proc_builtin read it: (name, type, size, mode, uid, gid, mtime, linkname, uname, gname,
+    devmajor, devminor, chksum). None for anything else, which tarfile's own parser then reads: extended
+    headers, sparse files, base-256 numbers, a bad or signed checksum, the end-of-archive block.
+
+    One struct unpack, and the checksum summed in C by zlib.adler32: tarfile's parser costs about
+    15 µs a header in Python, most of a scan of an image of many small files."""
+    if len(buf) != tarfile.BLOCKSIZE:
+        return None
+    (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname, devmajor, devminor,
+     prefix) = _HEADER.unpack_from(buf)
+    if kind not in _PLAIN_TYPES:
+        return None
+    try:
+        stored = _number(chksum)
+        # the unsigned byte sum with the checksum field read as spaces; each half of the block
+        # sums to at most 256 * 255 < 65521, so adler32's low half (started at 0) is that sum exactly
+        total = (zlib.adler32(buf[:256], 0) & 0xFFFF) + (zlib.adler32(buf[256:], 0) & 0xFFFF)
+        if stored != total - sum(chksum) + 256:
+            return None
+        path = _text(name, encoding, errors)
+        fields = (_number(size), _cached_number(mode), _cached_number(uid), _cached_number(gid), _number(mtime),
+                  _text(linkname, encoding, errors), _cached_text(uname, encoding, errors),
+                  _cached_text(gname, encoding, errors), _cached_number(devmajor), _cached_number(devminor))
+        prefix_text = _text(prefix, encoding, errors)
+    except ValueError:  # also UnicodeDecodeError under a strict encoding: tarfile's parser says it its way
+        return None
+    if kind == tarfile.AREGTYPE and path.endswith("/"):
+        kind = tarfile.DIRTYPE
+    if kind == tarfile.DIRTYPE:
+        path = path.rstrip("/")
+    if prefix_text:
+        path = prefix_text + "/" + path
+        if kind == tarfile.DIRTYPE:
+            path = path.rstrip("/")
+    return (path, kind) + fields + (stored,)
+
+
 class CappedTarInfo(tarfile.TarInfo):
     """tarfile reads an extended header whole, at the size its header claims: a PAX header that
     says 1 GiB is 1 GiB of memory, from a few MB of gzip. Every extended header of one entry
     (including chained GNU long names and sparse extension blocks) shares one read budget.
 
-    A plain header (a file, directory, link or device, no extended header before it) is parsed here
-    in one struct unpack with its checksum summed by zlib.adler32 in C: tarfile's own parser costs
-    about 15 µs a header in Python, most of a scan of an image of many small files. Anything else
-    (extended headers, sparse files, base-256 numbers, a bad or signed checksum, the end-of-archive
-    block) goes to tarfile's parser, which then also raises its own errors."""
+    A plain header is read by `_plain_header`; anything else by tarfile's parser, which then also
+    raises its own errors."""
 
     max_header = 1 << 20
 
@@ -212,45 +261,16 @@ class CappedTarInfo(tarfile.TarInfo):
     @classmethod
     def _fast(cls, buf: bytes, tarfile_) -> "CappedTarInfo | None":
         """The TarInfo that tarfile's frombuf + _proc_builtin would make of a plain header, or None."""
-        if len(buf) != tarfile.BLOCKSIZE:
+        plain = _plain_header(buf, tarfile_.encoding, tarfile_.errors)
+        if plain is None:
             return None
-        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname, devmajor, devminor,
-         prefix) = _HEADER.unpack_from(buf)
-        if kind not in _PLAIN_TYPES:
-            return None
-        try:
-            stored = _number(chksum)
-            # the unsigned byte sum with the checksum field read as spaces; each half of the block
-            # sums to at most 256 * 255 < 65521, so adler32's low half (started at 0) is that sum exactly
-            total = (zlib.adler32(buf[:256], 0) & 0xFFFF) + (zlib.adler32(buf[256:], 0) & 0xFFFF)
-            if stored != total - sum(chksum) + 256:
-                return None
-            encoding, errors = tarfile_.encoding, tarfile_.errors
-            obj = cls.__new__(cls)
-            obj.name = _text(name, encoding, errors)
-            obj.mode, obj.uid, obj.gid = _cached_number(mode), _cached_number(uid), _cached_number(gid)
-            obj.size, obj.mtime = _number(size), _number(mtime)
-            obj.devmajor, obj.devminor = _cached_number(devmajor), _cached_number(devminor)
-            obj.linkname = _text(linkname, encoding, errors)
-            obj.uname, obj.gname = _cached_text(uname, encoding, errors), _cached_text(gname, encoding, errors)
-            prefix_text = _text(prefix, encoding, errors)
-        except ValueError:  # also UnicodeDecodeError under a strict encoding: tarfile's parser says it its way
-            return None
-        obj.chksum, obj.sparse, obj.pax_headers = stored, None, {}
-        if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
-            kind = tarfile.DIRTYPE
-        obj.type = kind
-        if kind == tarfile.DIRTYPE:
-            obj.name = obj.name.rstrip("/")
-        if prefix_text:
-            obj.name = prefix_text + "/" + obj.name
-            if kind == tarfile.DIRTYPE:
-                obj.name = obj.name.rstrip("/")
+        obj = cls.__new__(cls)
+        (obj.name, obj.type, obj.size, obj.mode, obj.uid, obj.gid, obj.mtime, obj.linkname, obj.uname, obj.gname,
+         obj.devmajor, obj.devminor, obj.chksum) = plain
+        obj.sparse, obj.pax_headers = None, {}
         offset = tarfile_.fileobj.tell()
         obj.offset, obj.offset_data = offset - tarfile.BLOCKSIZE, offset
-        if kind in _DATA_TYPES:
-            offset += -(-obj.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE  # whole blocks, as TarInfo._block
-        tarfile_.offset = offset
+        tarfile_.offset = offset + _data_blocks(obj.type, obj.size)
         return obj
 
     def _proc_member(self, tarfile_):
@@ -264,6 +284,40 @@ class CappedTarInfo(tarfile.TarInfo):
             return super()._proc_member(tarfile_)
         finally:
             fileobj.header_budget = None
+
+
+def _entries(tf: tarfile.TarFile, reader: ForwardReader):
+    """Every entry of a layer tar as (fields, member), without tarfile's per-entry costs.
+
+    `fields` are those of `_plain_header`. A plain header is read here and `member` is None: its
+    content follows at the reader's position, to be read before the next entry is asked for. Any
+    other header is pushed back and read by tarfile (`member` is its TarInfo; tarfile.extractfile
+    reads its content), so extended headers, their caps and tarfile's errors are as they were."""
+    member = tf.next()  # tarfile read the first header when it opened
+    if member is None:  # an empty archive (only end-of-archive blocks, or nothing)
+        return
+    encoding, errors = tf.encoding, tf.errors
+    while True:
+        if member is not None:
+            yield (member.name, member.type, member.size, member.mode, member.uid, member.gid, member.mtime,
+                   member.linkname, member.uname, member.gname, member.devmajor, member.devminor,
+                   member.chksum), member
+            if len(tf.members) > 1024:  # type: ignore[attr-defined]
+                tf.members.clear()  # type: ignore[attr-defined]
+        offset = tf.offset  # type: ignore[attr-defined]
+        if reader.pos != offset:
+            reader.seek(offset)
+        buf = reader.read(tarfile.BLOCKSIZE)
+        plain = None if tf.pax_headers else _plain_header(buf, encoding, errors)
+        if plain is None:
+            reader.unread(buf)
+            member = tf.next()
+            if member is None:
+                return
+            continue
+        member = None
+        tf.offset = offset + tarfile.BLOCKSIZE + _data_blocks(plain[1], plain[2])  # type: ignore[attr-defined]
+        yield plain, None
 
 
 def iter_members(tf: tarfile.TarFile):
@@ -405,10 +459,13 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         raise ScanError(f"{what}: not a tar archive ({exc})") from None
     try:
         entries = result.entries
-        for member in iter_members(tf):
-            if len(entries) >= limits.max_entries:
+        max_entries = limits.max_entries
+        for fields, member in _entries(tf, reader):
+            if len(entries) >= max_entries:
                 raise ScanError(f"{what}: more than {limits.max_entries} entries in one layer")
-            name = member.name if member.name.isascii() else _clean(member.name)
+            name, type_, size, mode, uid, gid, mtime, linkname = fields[:8]
+            if not name.isascii():
+                name = _clean(name)
             if len(name) > MAX_NAME:
                 result.warn(f"entry name of {len(name)} characters skipped")
                 continue
@@ -422,34 +479,35 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
             if base.startswith(WH_PREFIX):
                 parent = posixpath.dirname(path)
                 if base == WH_OPAQUE:
-                    result.entries.append((parent, OPAQUE, 0, 0, 0, 0, ""))
+                    entries.append((parent, OPAQUE, 0, 0, 0, 0, ""))
                 else:
-                    result.entries.append((posixpath.join(parent, base[len(WH_PREFIX):]), WHITEOUT, 0, 0, 0, 0, ""))
+                    entries.append((posixpath.join(parent, base[len(WH_PREFIX):]), WHITEOUT, 0, 0, 0, 0, ""))
                 continue
-            kind = _KINDS.get(member.type)
+            kind = _KINDS.get(type_)
             if kind is None:
-                result.warn(f"{path}: unsupported tar entry type {member.type!r}; skipped")
+                result.warn(f"{path}: unsupported tar entry type {type_!r}; skipped")
                 continue
-            size = member.size if kind == REG else 0
             link = ""
-            if kind == SYMLINK:
-                link = _clean(member.linkname)
-            elif kind == HARDLINK:
-                target = normalize(_clean(member.linkname))
-                if target is None:
-                    result.warn(f"{path}: hard link to {member.linkname[:200]!r} outside the image; skipped")
-                    continue
-                link = target
-                if target not in sizes:
-                    result.warn(f"{path}: hard link to missing target {target}")
-                size = sizes.get(target, 0)
             if kind == REG:
                 sizes[path] = size
-            mode = member.mode & 0o7777
-            entries.append((path, kind, size, mode, member.uid, member.gid, link))
+            else:
+                size = 0
+                if kind == SYMLINK:
+                    link = _clean(linkname)
+                elif kind == HARDLINK:
+                    target = normalize(_clean(linkname))
+                    if target is None:
+                        result.warn(f"{path}: hard link to {linkname[:200]!r} outside the image; skipped")
+                        continue
+                    link = target
+                    if target not in sizes:
+                        result.warn(f"{path}: hard link to missing target {target}")
+                    size = sizes.get(target, 0)
+            mode &= 0o7777
+            entries.append((path, kind, size, mode, uid, gid, link))
             if kind not in (REG, HARDLINK) or not analyzers:
                 continue
-            info = FileInfo(path, kind, size, mode, member.uid, member.gid, link, int(member.mtime))
+            info = FileInfo(path, kind, size, mode, uid, gid, link, int(mtime))
             wanted = [a for a in analyzers if a.required(path, info)]
             if not wanted:
                 continue
@@ -467,14 +525,18 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                 result.warn(f"{path}: {size} bytes, larger than the read limit; not analyzed")
                 continue
             elif size > limits.max_in_memory_file:
-                spool = Spool(tf.extractfile(member) or io.BytesIO(), size)
+                # a plain entry's content is next in the reader; tarfile's members are read through tarfile
+                spool = Spool(reader if member is None else (tf.extractfile(member) or io.BytesIO()), size)
                 if spool.written != size:
                     spool.close()
                     raise ScanError(f"{what}: truncated tar (file {path} cut short)")
                 data = spool
             else:
-                fh = tf.extractfile(member)
-                data = fh.read() if fh is not None else b""
+                if member is None:
+                    data = reader.read(size)
+                else:
+                    fh = tf.extractfile(member)
+                    data = fh.read() if fh is not None else b""
                 if len(data) != size:
                     raise ScanError(f"{what}: truncated tar (file {path} cut short)")
                 kept[path] = data

@@ -66,6 +66,9 @@ class Filesystem:
                 node = self._find(e[0])
                 if node is not None and node.children is not None:
                     node.children = {}
+        # a tar lists a directory's entries together: its children are looked up once for all of them
+        # (an entry can only change its own directory's children, never replace that directory)
+        last_dir, siblings = "", self.root.children
         for e in entries:
             kind = e[1]
             if kind in (WHITEOUT, OPAQUE):
@@ -74,8 +77,11 @@ class Filesystem:
             if path == "/":
                 self.root.entry, self.root.layer = e, index
                 continue
-            siblings = self._dir(posixpath.dirname(path), index)
-            name = posixpath.basename(path)
+            cut = path.rfind("/")
+            folder = path[:cut] or "/"
+            if folder != last_dir:
+                siblings, last_dir = self._dir(folder, index), folder
+            name = path[cut + 1:]
             old = siblings.get(name)
             if kind == DIR:
                 if old is not None and old.children is not None:

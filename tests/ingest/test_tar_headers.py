@@ -7,6 +7,7 @@ import tarfile
 import pytest
 
 from stowaway.ingest.layers import CappedTarInfo, ForwardReader, iter_members
+from stowaway.ingest.model import HARDLINK, REG
 
 FIELDS = ("name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname", "uname", "gname",
           "devmajor", "devminor", "offset", "offset_data", "pax_headers", "sparse")
@@ -200,3 +201,51 @@ def test_a_plain_tar_member_is_read_at_its_offset(tmp_path):
     assert fh.read(10) == blob[:10] and fh.read(2 << 20) == blob[10:] and fh.read(5) == b""
     with tree.open("manifest.json") as small:
         assert small.read() == b"[]"
+
+
+class _Everything:
+    """An analyzer that asks for every file and keeps what it was handed."""
+
+    name = "everything"
+
+    def required(self, path, info):
+        return True
+
+    def size_cap(self, path):
+        return None
+
+    def analyze(self, lf):
+        return [{"path": lf.path, "data": lf.data}]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_walk_reads_plain_and_extended_entries_as_tarfile_does(fmt):
+    from stowaway.ingest.layers import walk
+    from stowaway.ingest.streams import Limits
+
+    entries = _entries() + [_entry("z/" + "long-" * 40 + "end.txt", data=b"after a long name"),
+                            _entry("z/plain-after", data=b"plain again" * 100)]
+    data = _tar(fmt, entries) + b"\0" * 1024
+    got = walk(io.BytesIO(data), 0, [_Everything()], Limits(), "test")
+    want_files = {}
+    want_entries = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        for m in tf:
+            path = "/" + m.name
+            if m.isreg():
+                want_files[path] = tf.extractfile(m).read()
+            want_entries.append((path, m.size if m.isreg() else None, m.mode & 0o7777, m.uid, m.gid))
+    assert [(e[0], e[2] if e[1] == REG else None, e[3], e[4], e[5]) for e in got.entries
+            if e[1] != HARDLINK] == [w for w in want_entries if w[0] != "/srv/hard"]
+    files = {r["path"]: r["data"] for r in got.records["everything"]}
+    assert {p: d for p, d in files.items() if p != "/srv/hard"} == want_files
+    assert files["/srv/hard"] == want_files["/etc/passwd"]  # a hard link hands over its target's content
+    assert not got.warnings
+
+
+@pytest.mark.parametrize("data", [b"\0" * 1024, b"\0" * 10240])
+def test_walk_of_an_empty_layer(data):
+    from stowaway.ingest.layers import walk
+    from stowaway.ingest.streams import Limits
+
+    assert walk(io.BytesIO(data), 0, [_Everything()], Limits(), "test").entries == []
