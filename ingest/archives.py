@@ -69,6 +69,7 @@ MAX_RPM_HEADER = 64 << 20
 SNIFF = 512 + 8  # enough for the ustar magic at offset 257
 CHUNK = 1 << 20
 MAX_WARNINGS = 20  # warnings from one outer file; the rest are counted in one more
+SPOOL_OVER = 8 << 20  # a nested archive larger than this is walked from a temporary file, not memory
 
 # names that are zips even with bytes before the first local header (self-running jars, installers)
 ZIP_SUFFIXES = (".zip", ".jar", ".war", ".ear", ".apk", ".whl", ".egg", ".par", ".jpi", ".hpi", ".sar", ".aar",
@@ -383,8 +384,19 @@ class _Walk:
         if not self.sniff and not member.name.lower().endswith(ARCHIVE_SUFFIXES):
             return
         data = member.read()
-        if data is not None:
+        if data is None:
+            return
+        if len(data) <= SPOOL_OVER or not kind_of(member.name, data[:SNIFF]):
             yield from self.container(member.path, _Blob(data, None), member.depth, ancestors)
+            return
+        # a large nested archive: its consumers have had its bytes; it is walked from an unnamed temporary
+        # file, so that memory holds one large member at a time, not one per nesting level
+        import tempfile
+
+        with tempfile.TemporaryFile(prefix="stowaway-member-") as spool:
+            spool.write(data)
+            member._data = data = None  # type: ignore[assignment]
+            yield from self.container(member.path, _Blob(None, spool), member.depth, ancestors)
 
     def _emit(self, member: Member, ancestors: tuple[bytes, ...]) -> Iterator[Member]:
         self.count(member.path)
@@ -965,3 +977,80 @@ class _SevenZipFactory:
         writer = _CappedWriter(self.walk, cap)
         self.files[filename] = writer
         return writer
+
+
+# -- one pass for every content check ------------------------------------------------------------------
+
+
+class MemberConsumer:
+    """What an analyzer that looks inside archives declares (malware, secrets, Java inventory): the layer
+    walker opens each archive once, with one resolver pass, and hands every member to every consumer
+    (`feed`), instead of each analyzer decompressing the same archive again.
+
+    `analyze` (the public entry, used alone) is `analyze_outer` then `feed([self], ...)`."""
+
+    reads_members = True
+    member_limits: ArchiveLimits = ArchiveLimits()
+    member_sniff = True  # False: look into members only when their name says archive (inventory)
+
+    def analyze_outer(self, file: Any) -> list[dict]:
+        """Records of the file itself (not of its members)."""
+        return []
+
+    def analyze_member(self, member: Member) -> list[dict]:
+        """Records of one member; `member.read()` gives its bytes (read once, shared by every consumer)."""
+        return []
+
+    def archive_warnings(self, outer: str, warnings: list[str]) -> list[dict]:
+        """Records that carry the resolver's warnings about `outer` into the scan's warnings."""
+        return []
+
+
+def merged_limits(consumers: list) -> ArchiveLimits:
+    """The widest of the consumers' limits: one walk serves them all; each is then held to its own depth."""
+    limits = [c.member_limits for c in consumers]
+    return ArchiveLimits(**{f.name: max(getattr(x, f.name) for x in limits) for f in dataclasses.fields(ArchiveLimits)})
+
+
+def feed(consumers: list, file: Any, records: dict[str, list[dict]], seconds: dict[str, float] | None = None) -> None:
+    """One resolver pass over `file` (a model.LayerFile) feeding every member to every consumer;
+    records[consumer.name] grows by what each makes of them. A consumer's exception costs that consumer
+    only this member (a warning record); a member is read (decompressed) at most once."""
+    import time
+
+    if not consumers or not kind_of(file.path, bytes(file.view[:SNIFF])):
+        return
+    limits = merged_limits(consumers)
+    warnings: list[str] = []
+    source = file.open() if file.spooled else file.data  # a large archive stays in its spool
+    try:
+        for member in iter_members(file.path, source, limits, warnings=warnings,
+                                   sniff=any(c.member_sniff for c in consumers)):
+            for c in consumers:
+                if member.depth > c.member_limits.max_depth:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    out = c.analyze_member(member)
+                except _Stop:
+                    raise
+                except Exception as exc:  # an analyzer bug must not lose the other consumers' members
+                    out = c.archive_warnings(file.path, [f"{member.path}: {c.name} failed:"
+                                                         f" {exc.__class__.__name__}: {str(exc)[:200]}"])
+                if out:
+                    records.setdefault(c.name, []).extend(out)
+                if seconds is not None:
+                    seconds[c.name] = seconds.get(c.name, 0.0) + time.perf_counter() - t0
+    finally:
+        if file.spooled and hasattr(source, "close"):
+            source.close()
+    if warnings:
+        for c in consumers:
+            records.setdefault(c.name, []).extend(c.archive_warnings(file.path, warnings))
+
+
+def analyze_alone(consumer: Any, file: Any) -> list[dict]:
+    """A consumer's records of one file and its members, when no walker shares the pass (tests, tools)."""
+    records = {consumer.name: list(consumer.analyze_outer(file))}
+    feed([consumer], file, records)
+    return records[consumer.name]

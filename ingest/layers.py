@@ -16,6 +16,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .archives import feed
 from .model import BLOCK, CHAR, DIR, FIFO, HARDLINK, REG, SYMLINK, FileInfo, LayerFile, ScanError
 from .streams import Limits
 
@@ -546,10 +547,16 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                     kept_bytes -= len(old)
             lf = LayerFile(info, data, index)
             try:
+                consumers = []
                 for a in wanted:
                     t0 = time.perf_counter()
                     try:
-                        out = a.analyze(lf)
+                        # an analyzer that looks inside archives gets the file itself here, its members below
+                        if getattr(a, "reads_members", False):
+                            consumers.append(a)
+                            out = a.analyze_outer(lf)
+                        else:
+                            out = a.analyze(lf)
                         if out:
                             result.records[a.name].extend(out)
                     except ScanError:
@@ -557,6 +564,9 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
                     except Exception as exc:  # an analyzer bug must not lose the rest of the scan
                         result.warn(f"{a.name} failed on {path}: {exc.__class__.__name__}: {str(exc)[:200]}")
                     result.seconds[a.name] += time.perf_counter() - t0
+                if consumers:
+                    # one resolver pass per archive, whatever number of content checks read its members
+                    feed(consumers, lf, result.records, result.seconds)
             finally:
                 if isinstance(data, Spool):
                     data.close()

@@ -19,7 +19,7 @@ import struct
 import zipfile
 import zlib
 
-from stowaway.ingest.archives import ARCHIVE_SUFFIXES, ArchiveLimits, iter_members
+from stowaway.ingest.archives import ARCHIVE_SUFFIXES, ArchiveLimits, Member, MemberConsumer, analyze_alone
 from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, register
@@ -275,7 +275,7 @@ def _is_java(name: str) -> bool:
 
 
 @register
-class JavaArchives(Analyzer):
+class JavaArchives(MemberConsumer, Analyzer):
     name = "java-archive"
     version = 4
     risk = "software"
@@ -288,6 +288,8 @@ class JavaArchives(Analyzer):
             self.limits = ArchiveLimits.from_policy(self.policy)
         except ValueError as exc:
             raise ScanError(str(exc)) from None
+        self.member_limits = self.limits
+        self.member_sniff = False  # only members named like archives are looked into: jars are
 
     def fingerprint(self):
         return hashlib.sha256(json.dumps(self.limits.key()).encode()).hexdigest()[:16]
@@ -296,25 +298,34 @@ class JavaArchives(Analyzer):
         return path.lower().endswith(ARCHIVE_SUFFIXES)
 
     def analyze(self, file):
+        return analyze_alone(self, file)
+
+    def analyze_outer(self, file):
+        if not _is_java(file.path):
+            return []
         walk = _Walk(file.path)
-        # a large file stays in its spool: zipfile and the resolver seek in it
+        # a large file stays in its spool: zipfile seeks in it
         source = file.open() if file.spooled else file.data
         try:
-            if _is_java(file.path):
-                identify_archive(source, file.path, walk)
-            warnings: list[str] = []
-            # jars nested in jars, wars and ears, and in tars, zips and compressed files of any depth
-            for member in iter_members(file.path, source, self.limits, warnings=warnings, want=_is_java,
-                                       sniff=False):
-                data = member.read()
-                if data is not None:
-                    identify_archive(data, member.path, walk)
+            identify_archive(source, file.path, walk)
         finally:
             if file.spooled:
                 source.close()
-        for w in warnings:
-            walk.warn(w)
         return walk.records
+
+    def analyze_member(self, member: Member) -> list[dict]:
+        # jars nested in jars, wars and ears, and in tars, zips and compressed files of any depth
+        if not _is_java(member.name):
+            return []
+        data = member.read()
+        if data is None:
+            return []
+        walk = _Walk(member.path.split("!/", 1)[0])
+        identify_archive(data, member.path, walk)
+        return walk.records
+
+    def archive_warnings(self, outer, warnings):
+        return [warning(outer, w) for w in warnings]
 
     def collect(self, ctx, layers):
         return collect_packages(ctx, layers, self.name)

@@ -17,7 +17,15 @@ import os
 import re
 from dataclasses import replace
 
-from stowaway.ingest.archives import ARCHIVE_SUFFIXES, SNIFF, ArchiveLimits, is_archive, iter_members
+from stowaway.ingest.archives import (
+    ARCHIVE_SUFFIXES,
+    SNIFF,
+    ArchiveLimits,
+    Member,
+    MemberConsumer,
+    analyze_alone,
+    is_archive,
+)
 from stowaway.ingest.model import HARDLINK, REG, Finding, ScanError
 
 from .._userdirs import data_dir
@@ -213,7 +221,7 @@ class SecretScanner:
 
 
 @register
-class Secrets(Analyzer):
+class Secrets(MemberConsumer, Analyzer):
     name = "secrets"
     version = 2
     risk = "secrets"
@@ -242,6 +250,7 @@ class Secrets(Analyzer):
             self.limits = ArchiveLimits.from_policy(self.policy)
         except ValueError as exc:
             raise ScanError(str(exc)) from None
+        self.member_limits = self.limits
 
     def fingerprint(self):
         settings = {"excludes": self.patterns, "includes": self.include_patterns, "max": self.max_file_size,
@@ -261,29 +270,27 @@ class Secrets(Analyzer):
                                                    and info.size <= self.limits.max_total_bytes)
 
     def analyze(self, file):
-        if not is_archive(file.path, bytes(file.view[:SNIFF])):
-            if file.size > self.max_file_size:  # named like an archive (required() let it in), but not one
-                return [{"path": file.path, "skipped": "too large"}]
-            return self._search(file.data, file.path)
-        out: list[dict] = []
-        warnings: list[str] = []
-        source = file.open() if file.spooled else file.data  # a large archive stays in its spool
-        try:
-            for member in iter_members(file.path, source, self.limits, warnings=warnings):
-                if member.size > self.max_file_size:
-                    out.append({"path": member.path, "skipped": "too large"})
-                    continue
-                content = member.read()
-                if content is None:
-                    continue
-                if len(content) > self.max_file_size:
-                    out.append({"path": member.path, "skipped": "too large"})
-                    continue
-                out += self._search(content, member.path)
-        finally:
-            if file.spooled:
-                source.close()
-        return out + [{"path": file.path, "skipped": "archive", "warning": w} for w in warnings]
+        return analyze_alone(self, file)
+
+    def analyze_outer(self, file):
+        if is_archive(file.path, bytes(file.view[:SNIFF])):
+            return []  # its members are searched (analyze_member), not its compressed bytes
+        if file.size > self.max_file_size:  # named like an archive (required() let it in), but not one
+            return [{"path": file.path, "skipped": "too large"}]
+        return self._search(file.data, file.path)
+
+    def analyze_member(self, member: Member) -> list[dict]:
+        if member.size > self.max_file_size:
+            return [{"path": member.path, "skipped": "too large"}]
+        content = member.read()
+        if content is None:
+            return []
+        if len(content) > self.max_file_size:
+            return [{"path": member.path, "skipped": "too large"}]
+        return self._search(content, member.path)
+
+    def archive_warnings(self, outer, warnings):
+        return [{"path": outer, "skipped": "archive", "warning": w} for w in warnings]
 
     def _search(self, data: bytes, path: str) -> list[dict]:
         if b"\0" in data[:BINARY_SNIFF]:

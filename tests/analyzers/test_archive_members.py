@@ -210,3 +210,45 @@ def test_an_archive_no_reader_opens_is_in_the_coverage(archives_report):
     _, rep = archives_report
     assert {(a["path"], a["format"]) for a in rep["coverage"]["archives"]} == {("/opt/old.rar", "rar archive")}
     assert rep["coverage"]["archives"][0]["reason"].startswith("not opened: rar archive")
+
+
+def test_one_resolver_pass_per_archive_feeds_every_content_check(monkeypatch, tmp_path):
+    """The layer walker opens an archive once for malware, secrets and Java inventory together: one
+    resolver pass, each member decompressed once, every analyzer fed (ingest/archives.feed)."""
+    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STOWAWAY_DATA_DIR", str(tmp_path / "data"))
+    from stowaway.analyzers.inventory.java import JavaArchives
+    from stowaway.analyzers.malware import Malware
+    from stowaway.analyzers.secrets.analyzer import Secrets
+    from stowaway.ingest import archives
+    from stowaway.ingest.layers import walk
+    from stowaway.ingest.streams import Limits
+
+    log4j = zip_of({"META-INF/maven/org.apache.logging.log4j/log4j-core/pom.properties": POM})
+    bundle = tar_of({"lib/log4j-core-2.14.1.jar": log4j, "bin/e.com": EICAR,
+                     "conf/.env": f"GITHUB_TOKEN={GHP}\n".encode()}, "w:gz")
+    layer = tar_of({"opt/bundle.tar.gz": bundle, "opt/plain.txt": b"nothing here"})
+    passes, reads = [], []
+    real_iter, real_read = archives.iter_members, archives.Member.read
+
+    def counting_iter(name, *a, **kw):
+        passes.append(name)
+        return real_iter(name, *a, **kw)
+
+    def counting_read(self):
+        if not self._done:
+            reads.append(self.path)
+        return real_read(self)
+
+    monkeypatch.setattr(archives, "iter_members", counting_iter)
+    monkeypatch.setattr(archives.Member, "read", counting_read)
+    analyzers = [Malware({}), Secrets({}), JavaArchives({})]
+    result = walk(io.BytesIO(layer), 0, analyzers, Limits(), "test")
+    assert passes == ["/opt/bundle.tar.gz"]
+    assert sorted(reads) == sorted(set(reads))  # no member decompressed twice
+    assert ("/opt/bundle.tar.gz!/bin/e.com", "EICAR_Test_File") in {
+        (r["path"], r.get("rule")) for r in result.records["malware"]}
+    assert ("/opt/bundle.tar.gz!/conf/.env", "github-pat") in {
+        (r["path"], r.get("rule")) for r in result.records["secrets"]}
+    assert ("org.apache.logging.log4j:log4j-core", "/opt/bundle.tar.gz!/lib/log4j-core-2.14.1.jar",
+            "/opt/bundle.tar.gz") in {(r.get("name"), r.get("path"), r.get("file")) for r in result.records["java-archive"]}

@@ -358,3 +358,26 @@ def test_what_no_reader_opens_is_said_not_opened():
          "reason": "not opened: implode-compressed zip member (no reader for this method here)"},
         {"path": "/d.tar!/in.rar", "format": "rar archive", "reason": "not opened: rar archive (no reader for this format"
                                                                       " here); its members are not checked"}]
+
+
+def test_a_large_nested_archive_is_walked_from_a_spool(monkeypatch):
+    """Past SPOOL_OVER a nested archive's bytes go to an unnamed temporary file before its members are
+    walked (memory holds one large member at a time); what is found is the same."""
+    import tempfile
+
+    from stowaway.ingest import archives
+
+    data = tar_of({"lib/in.jar": INNER, "lib/b.tar.gz": tar_of({"x/in.jar": INNER}, "w:gz")})
+    expected, _ = walk("/x.tar", data)
+    spooled = []
+    real = tempfile.TemporaryFile
+
+    def counting(*a, **kw):
+        spooled.append(kw.get("prefix"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(archives, "SPOOL_OVER", 100)
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)
+    got, warnings = walk("/x.tar", data)
+    assert got == expected and warnings == []
+    assert spooled.count("stowaway-member-") == 3  # lib/in.jar, lib/b.tar.gz and its x/in.jar
