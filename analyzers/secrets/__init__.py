@@ -12,5 +12,8 @@ Policy, section `[secrets]` (every key optional):
     fingerprint_key_file = "PATH"     # HMAC key for fingerprints (default: ~/.local/share/stowaway/...)
 
 Patterns: `AnyPath` is any number of directories, `AnyName` one path component, `*` anything; a
-pattern that does not start with `/` or a wildcard matches at any depth.
+pattern that does not start with `/` or a wildcard matches at any depth. Archive members are named
+`OUTER!/INNER!/MEMBER`: every pattern is tried on that whole path (`/opt/app.jar!/test/*`), and a
+pattern not starting with `/` also on the path read across the archive boundaries, so that
+`AnyPath/testdata/AnyPath` leaves out `/opt/app.tgz!/testdata/.env` as it would the unpacked file.
 """

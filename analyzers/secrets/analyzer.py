@@ -234,6 +234,10 @@ class Secrets(MemberConsumer, Analyzer):
         self.default_excludes = conf.get("default_excludes", True) is not False
         self.patterns, self.excluded = exclusions(conf.get("exclude_paths"), self.default_excludes)
         self.include_patterns, self.included = inclusions(conf.get("include_paths"))
+        # inside archives (OUTER!/INNER!/MEMBER): a pattern that does not start with '/' also matches the
+        # member's path read across the archive boundaries ('AnyPath/node_modules/...' in a tarball)
+        self.excluded_inside = _compile([p for p in self.patterns if not p.startswith("/")])
+        self.included_inside = _compile([p for p in self.include_patterns if not p.startswith("/")])
         try:
             self.max_file_size = int(conf.get("max_file_size", MAX_FILE_SIZE))
         except (TypeError, ValueError):
@@ -260,7 +264,15 @@ class Secrets(MemberConsumer, Analyzer):
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def is_excluded(self, path: str) -> bool:
+        if "!/" in path:
+            return self._member_excluded(path)
         return self.excluded.fullmatch(path) is not None and not (self.included and self.included.fullmatch(path))
+
+    def _member_excluded(self, path: str) -> bool:
+        flat = path.replace("!/", "/")
+        if self.included and (self.included.fullmatch(path) or self.included_inside.fullmatch(flat)):
+            return False
+        return bool(self.excluded.fullmatch(path) or self.excluded_inside.fullmatch(flat))
 
     def required(self, path, info):
         if self.is_excluded(path):
@@ -280,6 +292,8 @@ class Secrets(MemberConsumer, Analyzer):
         return self._search(file.data, file.path)
 
     def analyze_member(self, member: Member) -> list[dict]:
+        if self.is_excluded(member.path):
+            return [{"path": member.path, "skipped": "excluded"}]
         if member.size > self.max_file_size:
             return [{"path": member.path, "skipped": "too large"}]
         content = member.read()
@@ -308,7 +322,7 @@ class Secrets(MemberConsumer, Analyzer):
     def collect(self, ctx, layers):
         for w in self.scanner.warnings:
             ctx.warn(w)
-        binary = 0
+        binary = excluded_members = 0
         for index, records in enumerate(layers):
             for r in records:
                 if r.get("skipped") == "rule-timeout":
@@ -325,6 +339,7 @@ class Secrets(MemberConsumer, Analyzer):
                         ctx.warn(f"secrets: {r['warning']}")
                     else:
                         binary += r["skipped"] == "binary"
+                        excluded_members += r["skipped"] == "excluded"
                     continue
                 outer = r["path"].split("!/", 1)[0]  # an archive member is visible when its archive is
                 yield Finding("secret", r["title"], r["severity"], r["path"], index, ctx.fs.visible(outer, index),
@@ -345,7 +360,8 @@ class Secrets(MemberConsumer, Analyzer):
                     excluded += 1
                 elif e[2] > self.max_file_size:
                     too_large += 1
-        yield Fact("secrets_skipped", {"binary": binary, "too_large": too_large, "excluded": excluded,
+        yield Fact("secrets_skipped", {"binary": binary, "too_large": too_large, "excluded": excluded + excluded_members,
+                                       "excluded_archive_members": excluded_members,
                                        "max_file_size": self.max_file_size})
         yield Fact("secrets_policy", {"exclude_paths": self.patterns, "include_paths": self.include_patterns,
                                       "default_excludes": self.default_excludes, "max_file_size": self.max_file_size,

@@ -245,3 +245,42 @@ def test_gitleaks_rules_in_a_scan(scan, tmp_path):
     database, rep = run(scan, tmp_path, img, policy={"secrets": {"gitleaks": [str(rules)], "builtin": False}})
     assert [(s["path"], s["rule"]) for s in rep["sensitive_information"]] == [("/opt/conf", "acme-token")]
     assert any("1 rule(s) skipped: broken:" in w for w in rep["scan"]["warnings"])
+
+
+def test_exclusions_apply_inside_archives(scan, tmp_path):
+    """The default and the user's excluded paths hold for archive members too (OUTER!/INNER!/MEMBER): a
+    relative pattern matches the member's path across the archive boundaries, an absolute one the whole
+    path, `!/` included; an included path still wins."""
+    import io
+    import tarfile
+    import zipfile
+
+    def zip_of(members):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        return buf.getvalue()
+
+    def tgz_of(members):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for name, data in members.items():
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+        return buf.getvalue()
+
+    env = f"GITHUB_TOKEN={GHP}\n".encode()
+    bundle = tgz_of({"node_modules/pkg/README.md": env, "testdata/keys/.env": env, "conf/.env": env,
+                     "fixtures/.env": env, "lib/inner.jar": zip_of({"testdata/.env": env, "app/.env": env})})
+    img = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n", "opt/app/bundle.tgz": File(bundle)})
+    policy = {"secrets": {"exclude_paths": ["AnyPath/testdata/AnyPath", "/opt/app/bundle.tgz!/fixtures/*"]}}
+    database, rep = run(scan, tmp_path, img, policy)
+    assert {s["path"] for s in rep["sensitive_information"]} == {
+        "/opt/app/bundle.tgz!/conf/.env", "/opt/app/bundle.tgz!/lib/inner.jar!/app/.env"}
+    assert fact(database, rep, "secrets_skipped")["excluded_archive_members"] == 4
+    # an included path wins over an exclusion, inside archives as outside
+    policy["secrets"]["include_paths"] = ["AnyPath/testdata/keys/AnyName"]
+    database, rep = run(scan, tmp_path, img, policy, name="oci2")
+    assert "/opt/app/bundle.tgz!/testdata/keys/.env" in {s["path"] for s in rep["sensitive_information"]}
