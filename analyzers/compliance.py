@@ -164,7 +164,10 @@ class VersionSpec:
                         raise PolicyError(f"{want!r} is not a {ecosystem} version") from None
 
     def contains(self, ecosystem: str, version: str) -> bool:
-        """Raises ValueError when `version` cannot be read in the ecosystem's scheme."""
+        """Raises ValueError when `version` cannot be read in the ecosystem's scheme, or is only known
+        as a range (a library found by its classes: '>=1.2.5'), which is never compared as a version."""
+        if version[:2] == ">=":
+            raise ValueError(f"version known only as a range ({version})")
         if self.vers is not None:
             cls = self.vers.version_class
             return cls(version) in self.vers

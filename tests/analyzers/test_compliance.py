@@ -305,3 +305,16 @@ def test_corpus_shop_forbidden_software(tmp_path, scan):
     assert "nc" not in hits
     tools = report_of(database, "corpus/tools:1.0")
     assert [(c["path"], c["rule"]) for c in tools["software_compliance"]] == [("/bin/nc", "default/netcat")]
+
+
+def test_a_version_known_only_as_a_range_is_not_compared_as_a_version():
+    """A library found by its classes has a range for a version ('>=1.2.5'): Maven's order would read it
+    as some version; it is a warning naming the range, never a guessed match."""
+    policy = {"compliance": {"use_defaults": False,
+                             "forbid": [{"package": "org.apache.shiro:shiro-core", "versions": "<1.3"}]}}
+    ctx = ctx_of([[("/usr", DIR, 0o755)]], [Package("maven", "org.apache.shiro:shiro-core", ">=1.2.5", "/x.jar", 2)],
+                 policy)
+    found, _ = run(ctx)
+    assert found == [] and any("cannot compare" in w and ">=1.2.5" in w for w in ctx.warnings)
+    with pytest.raises(ValueError, match="known only as a range"):
+        VersionSpec("<1.3").contains("maven", ">=1.2.5")
