@@ -277,7 +277,7 @@ def _is_java(name: str) -> bool:
 @register
 class JavaArchives(MemberConsumer, Analyzer):
     name = "java-archive"
-    version = 4
+    version = 5  # 5: spring-core and struts2 fingerprints, open version ranges, cpio and rpm members
     risk = "software"
     consumes = ("owned_files",)
     produces = ("packages",)

@@ -223,7 +223,7 @@ class SecretScanner:
 @register
 class Secrets(MemberConsumer, Analyzer):
     name = "secrets"
-    version = 2
+    version = 3  # 3: cpio and rpm members; exclusions hold inside archives
     risk = "secrets"
     produces = ("findings", "facts")
 
