@@ -1022,12 +1022,20 @@ def feed(consumers: list, file: Any, records: dict[str, list[dict]], seconds: di
         return
     limits = merged_limits(consumers)
     warnings: list[str] = []
+    too_deep: set[tuple[str, str]] = set()  # (consumer, container) already said
     source = file.open() if file.spooled else file.data  # a large archive stays in its spool
     try:
         for member in iter_members(file.path, source, limits, warnings=warnings,
                                    sniff=any(c.member_sniff for c in consumers)):
             for c in consumers:
                 if member.depth > c.member_limits.max_depth:
+                    # the pass went deeper for another consumer: this one's own depth still holds, and is said
+                    container = member.path.rsplit("!/", 1)[0]
+                    if (c.name, container) not in too_deep and len(too_deep) < MAX_WARNINGS:
+                        too_deep.add((c.name, container))
+                        records.setdefault(c.name, []).extend(c.archive_warnings(file.path, [
+                            f"{container}: archive nested deeper than {c.member_limits.max_depth} levels"
+                            f" (archives.max_depth for {c.name}); not opened"]))
                     continue
                 t0 = time.perf_counter()
                 try:

@@ -252,3 +252,23 @@ def test_one_resolver_pass_per_archive_feeds_every_content_check(monkeypatch, tm
         (r["path"], r.get("rule")) for r in result.records["secrets"]}
     assert ("org.apache.logging.log4j:log4j-core", "/opt/bundle.tar.gz!/lib/log4j-core-2.14.1.jar",
             "/opt/bundle.tar.gz") in {(r.get("name"), r.get("path"), r.get("file")) for r in result.records["java-archive"]}
+
+
+def test_a_consumer_held_to_a_shallower_depth_says_so(monkeypatch, tmp_path):
+    """One pass serves the widest depth (Java inventory's 5); malware's own archive_depth = 1 still holds,
+    and the members it leaves out are named in its warnings."""
+    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
+    from stowaway.analyzers.inventory.java import JavaArchives
+    from stowaway.analyzers.malware import Malware
+    from stowaway.ingest.layers import walk
+    from stowaway.ingest.streams import Limits
+
+    log4j = zip_of({"META-INF/maven/org.apache.logging.log4j/log4j-core/pom.properties": POM})
+    outer = zip_of({"lib/log4j-core-2.14.1.jar": log4j, "lib/inner.zip": zip_of({"e.com": EICAR})})
+    layer = tar_of({"opt/app.jar": outer})
+    result = walk(io.BytesIO(layer), 0, [Malware({"malware": {"archive_depth": 1}}), JavaArchives({})], Limits(),
+                  "test")
+    assert not any(r.get("rule") for r in result.records["malware"])
+    assert "/opt/app.jar!/lib/inner.zip: archive nested deeper than 1 levels (archives.max_depth for malware);" \
+           " not opened" in [r.get("warning") for r in result.records["malware"]]
+    assert any(r.get("path") == "/opt/app.jar!/lib/log4j-core-2.14.1.jar" for r in result.records["java-archive"])
