@@ -9,10 +9,18 @@ project (the same ecosystem, name and version, recorded under the lockfile's dir
 `/app/node_modules/x/package.json` for `/app/package-lock.json`, a venv or `vendor/` inside the
 project) is not repeated. A lockfile that cannot be parsed, or is larger than MAX_SIZE, is a scan
 warning naming it; the other lockfiles are still read.
+
+Lockfiles inside archives (an application bundle shipped as a tarball or a zip: `/opt/app.tgz!/
+package-lock.json`) are read too, through the one archive pass the layer walker shares with the other
+content checks (ingest/archives.feed); their packages are recorded at the member's path, and are
+visible when the archive is.
 """
 from __future__ import annotations
 
 import posixpath
+
+from stowaway.ingest.archives import ARCHIVE_SUFFIXES, ArchiveLimits, Member, MemberConsumer, analyze_alone
+from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, register
 from ._app import collect_packages, package, warning
@@ -23,34 +31,68 @@ MAX_PACKAGES = 50_000  # per lockfile
 
 
 @register
-class Lockfiles(Analyzer):
+class Lockfiles(MemberConsumer, Analyzer):
     name = "lockfiles"
-    version = 1
+    version = 2  # 2: lockfiles inside archives
     risk = "software"
     # installed metadata first: what it reports is not repeated from the lockfile
     consumes = ("npm", "python-dist", "composer", "ruby-gemspec", "go-binary", "javascript-banner")
     produces = ("packages",)
 
+    member_sniff = False  # lockfiles are found by name: only archives named as such are opened
+
+    def __init__(self, policy=None):
+        super().__init__(policy)
+        try:
+            self.member_limits = ArchiveLimits.from_policy(self.policy)
+        except ValueError as exc:
+            raise ScanError(str(exc)) from None
+
+    def fingerprint(self):
+        return ",".join(str(x) for x in self.member_limits.key())
+
     def required(self, path, info):
-        return "/node_modules/" not in path and parser_for(path) is not None
+        if "/node_modules/" in path:
+            return False
+        return parser_for(path) is not None or path.lower().endswith(ARCHIVE_SUFFIXES)
 
     def analyze(self, file):
-        parse = parser_for(file.path)
+        return analyze_alone(self, file)
+
+    def analyze_outer(self, file):
+        if parser_for(file.path) is None:
+            return []
+        return self._parse(file.data, file.path, file.path)
+
+    def analyze_member(self, member: Member) -> list[dict]:
+        if "/node_modules/" in member.path or parser_for(member.name) is None:
+            return []
+        if member.size > MAX_SIZE:
+            return [warning(member.path.split("!/", 1)[0], f"{member.path}: lockfile of {member.size} bytes,"
+                                                           f" larger than {MAX_SIZE}; not read")]
+        data = member.read()
+        return [] if data is None else self._parse(data, member.path, member.path.split("!/", 1)[0])
+
+    def archive_warnings(self, outer, warnings):
+        return [warning(outer, w) for w in warnings]
+
+    def _parse(self, data: bytes, path: str, file: str) -> list[dict]:
+        """Packages of one lockfile at `path` (an archive member: OUTER!/MEMBER), held by the image file `file`."""
+        parse = parser_for(path.rsplit("!/", 1)[-1])
         if parse is None:
             return []
-        if len(file.data) > MAX_SIZE:
-            return [warning(file.path, f"{file.path}: lockfile of {len(file.data)} bytes, larger than {MAX_SIZE};"
-                                       " not read")]
-        out = []
+        if len(data) > MAX_SIZE:
+            return [warning(file, f"{path}: lockfile of {len(data)} bytes, larger than {MAX_SIZE}; not read")]
+        out: list[dict] = []
         try:
-            for ecosystem, name, version, meta in parse(file.data):
+            for ecosystem, name, version, meta in parse(data):
                 if len(out) >= MAX_PACKAGES:
-                    out.append(warning(file.path, f"{file.path}: more than {MAX_PACKAGES} packages; the rest not read"))
+                    out.append(warning(file, f"{path}: more than {MAX_PACKAGES} packages; the rest not read"))
                     break
-                out.append(package(ecosystem, name, version, file.path,
-                                   metadata={"source": "lockfile", "lockfile": file.path, **meta}))
+                out.append(package(ecosystem, name, version, path, file=file,
+                                   metadata={"source": "lockfile", "lockfile": path, **meta}))
         except LockfileError as exc:
-            return [warning(file.path, f"{file.path}: {exc}")]
+            return [warning(file, f"{path}: {exc}")]
         return out
 
     def collect(self, ctx, layers):

@@ -225,3 +225,33 @@ def test_a_vulnerability_found_through_a_lockfile(scan, tmp_path, monkeypatch):
     assert [v[0] for v in vulns] == ["GHSA-django", "GHSA-lodash"], vulns
     soft = {(s["name"], s["path"]) for s in rep["software"] if s["ecosystem"] in ("npm", "pypi")}
     assert {("lodash", "/app/yarn.lock"), ("django", "/app/poetry.lock")} <= soft
+
+
+def test_lockfiles_inside_archives():
+    """An application bundle shipped as a tarball or a zip: its lockfiles are inventory too, at their
+    member paths, visible while the archive is."""
+    import io
+    import tarfile
+    import zipfile
+
+    def tgz_of(members):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for name, data in members.items():
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+        return buf.getvalue()
+
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("site/requirements.txt", "flask==2.0.1\n")
+    bundle = tgz_of({"app/package-lock.json": PACKAGE_LOCK_V3.encode(), "app/node_modules/x/package-lock.json":
+                     PACKAGE_LOCK_V3.encode(), "app/web.zip": zipped.getvalue()})
+    got = {(p.ecosystem, p.name, p.version, p.path) for p in inspect([{"opt/bundle.tgz": bundle}], names=NAMES).packages}
+    assert ("npm", "lodash", "4.17.20", "/opt/bundle.tgz!/app/package-lock.json") in got
+    assert ("pypi", "flask", "2.0.1", "/opt/bundle.tgz!/app/web.zip!/site/requirements.txt") in got
+    assert not any("node_modules/x" in p for *_, p in got)
+    # deleted in a later layer: its lockfiles go with it
+    assert not [p for p in inspect([{"opt/bundle.tgz": bundle}, {"opt/.wh.bundle.tgz": b""}], names=NAMES).packages
+                if p.path.startswith("/opt/bundle.tgz")]
