@@ -234,6 +234,13 @@ def test_a_version_range_is_reported_as_possibly_affected(scan, tmp_path, monkey
         advisory("GHSA-s2-001", "CVE-2007-4556", "org.apache.struts:struts2-core",
                  [{"introduced": "2.0.0"}, {"fixed": "2.0.9"}]),
     ])
+    # a feed update re-evaluates the stored inventory (rematch) with the same conservative rule
+    from stowaway.analyzers.vulnerabilities.rematch import rematch
+
+    rematch(database)
+    rep = report_of(database, "t:1")
+    assert {(v["id"], v["possibly_affected"]) for v in rep["vulnerabilities"]} == {
+        ("CVE-2019-12422", True), ("CVE-2017-5638", True)}
     database, out = scan(f"oci:{tmp_path / 'oci'}")
     assert [o.status for o in out] == ["done"]
     rep = report_of(database, "t:1")
