@@ -29,7 +29,9 @@ classes themselves hold:
   is the range from that release to the next step's. Facts: spring-core from the `@since` tags of
   spring-framework's sources (Apache-2.0), checked against the real spring-core 4.3.30 jar of
   Debian's libspring-core-java (which the step table places in '>=4.3.0, <5.0.0'); struts2-core from
-  the files of every STRUTS_2_0_0 .. STRUTS_7_3_0 tag of apache/struts (Apache-2.0).
+  the files of every STRUTS_2_0_0 .. STRUTS_7_3_0 tag of apache/struts (Apache-2.0). spring-beans,
+  spring-webmvc and spring-webflux classes beside a fingerprinted spring-core are reported at its range
+  (Spring releases its modules together), with low confidence.
 
 Reported as maven packages with metadata `detected_by: class-fingerprint`, a `confidence` (high:
 the classes pin the version; medium: a range) and `relocated_to` (the prefix, '' when not
@@ -87,6 +89,14 @@ STEPS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("6.7.0", "org/apache/struts2/ActionSupport.class"),
     ]),
 }
+# Spring's modules are released together, at one version: a module's classes beside a fingerprinted
+# spring-core (same prefix) are that module at spring-core's range (CVE-2022-22965 is filed on
+# spring-beans, spring-webmvc and spring-webflux, not on spring-core)
+COMPANIONS = {"spring-core": (
+    ("org.springframework:spring-beans", "org/springframework/beans/BeanWrapperImpl.class"),
+    ("org.springframework:spring-webmvc", "org/springframework/web/servlet/DispatcherServlet.class"),
+    ("org.springframework:spring-webflux", "org/springframework/web/reactive/DispatcherHandler.class"),
+)}
 # struts2-core 2.5-6.x carries xwork's classes; 7.0 moved them under org/apache/struts2 (and 2.5 dropped
 # the ng/ filters, which 2.1.3-2.3.x had): a later step's class without an earlier one's is that later release
 _STRUTS_XWORK = "com/opensymphony/xwork2/ActionSupport.class"
@@ -235,4 +245,10 @@ def fingerprint(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], known: set[str
             out.append((coords, version, {"source": "class-fingerprint", "detected_by": "class-fingerprint",
                                           "confidence": confidence, "version_range": span,
                                           "relocated_to": prefix.rstrip("/"), **extra}))
+            for module, cls in COMPANIONS.get(lib, ()):
+                if module.split(":", 1)[1] not in known and has(prefix + cls):
+                    out.append((module, version, {"source": "class-fingerprint", "detected_by": "class-fingerprint",
+                                                  "confidence": "low", "version_range": span,
+                                                  "relocated_to": prefix.rstrip("/"), **extra,
+                                                  "version_from": coords}))
     return out

@@ -176,6 +176,22 @@ def test_relocated_spring_core_by_the_classes_each_release_added(upto, version):
     assert meta["version_exact"] is False and meta["confidence"] == "medium"
 
 
+def test_spring_modules_beside_a_fingerprinted_spring_core_share_its_range():
+    """Spring4Shell (CVE-2022-22965) is filed on spring-beans and spring-webmvc: their classes beside a
+    relocated spring-core are reported at its range (Spring's modules are released together), low confidence."""
+    classes = {"x/" + c: cls(c) for c in SPRING[:10]}
+    classes["x/org/springframework/beans/BeanWrapperImpl.class"] = cls("BeanWrapperImpl")
+    classes["x/org/springframework/web/servlet/DispatcherServlet.class"] = cls("DispatcherServlet")
+    got = maven({"opt/app.jar": app_jar(classes)})
+    for module in ("org.springframework:spring-beans", "org.springframework:spring-webmvc"):
+        meta = got[(module, ">=5.3.0, <6.0.0")]
+        assert meta["confidence"] == "low" and meta["version_from"] == "org.springframework:spring-core"
+    assert not any(n == "org.springframework:spring-webflux" for n, _ in got)
+    # without a spring-core to date them, lone module classes are not guessed at
+    del classes["x/org/springframework/core/SpringVersion.class"]
+    assert not any(n.startswith("org.springframework") for n, _ in maven({"opt/app.jar": app_jar(classes)}))
+
+
 STRUTS = {  # which of these each struts2-core release line ships (from the apache/struts release tags)
     "2.0": ["dispatcher/FilterDispatcher"],
     "2.3": ["dispatcher/FilterDispatcher", "dispatcher/ng/filter/StrutsPrepareAndExecuteFilter"],
