@@ -107,12 +107,13 @@ def page_list(base: str, repository: str, tag: str) -> dict[str, str]:
         "vulnerability": "/-/stowaway/vulnerability/CVE-2021-44228", "dashboard": "/-/stowaway/dashboard",
         "settings": "/-/stowaway/settings",
     }
-    for name, path in (("tasks", "/-/stowaway/tasks"),):  # the task pages, where this version has them
-        try:
-            urllib.request.urlopen(base + path, timeout=30).close()
-            pages[name] = path
-        except OSError:
-            pass
+    try:  # the task pages, where this version has them: the list and the newest task
+        tasks = json.load(urllib.request.urlopen(base + "/-/stowaway/tasks.json", timeout=30)).get("tasks") or []
+        pages["tasks"] = "/-/stowaway/tasks"
+        if tasks:
+            pages["task"] = f"/-/stowaway/task/{tasks[0]['id']}"
+    except (OSError, ValueError):
+        pass
     return pages
 
 
