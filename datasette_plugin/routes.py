@@ -103,7 +103,8 @@ async def vulnerability_page(datasette, request):
     vuln_id = request.url_vars["vuln_id"]
     vuln = await queries.vulnerability(db, vuln_id)
     if vuln is None:
-        raise NotFound(f"{vuln_id}: no image in {name} is affected")
+        raise NotFound(f"{vuln_id}: no image in {name} is affected and no imported advisory has this id (import"
+                       " advisories with `stowaway db import` or `stowaway db update`, then rescan or `stowaway rematch`)")  # dash
     return await _render(datasette, request, "stowaway_vulnerability.html",
                          {"v": vuln, "extra_labels": queries.EXTRA_DETAILS}, name, db)
 

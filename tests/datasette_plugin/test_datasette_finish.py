@@ -106,3 +106,9 @@ def test_default_columns_only_for_a_stowaway_report_tables_html_page(demo_db, tm
         assert query(ds, path_, qs) is None, (path_, qs)
     page = run(ds.client.get("/scan~2Ev2/vulnerabilities_view")).text
     assert header(page)[2:4] == ["image", "vulnerability_id"]
+
+
+def test_an_unknown_vulnerability_says_what_to_do(demo_db):
+    ds = datasette_for(demo_db)
+    got = run(ds.client.get("/-/stowaway/vulnerability/CVE-1999-0001"))
+    assert got.status_code == 404 and "stowaway db import" in got.text
