@@ -216,9 +216,12 @@ class Analysis:
     def _known_unchanged(self, source: str) -> list[ImageResult] | None:
         """Results for every image of a source known unchanged without opening it (a file whose record
         matches, an engine image by its id), or None."""
-        found = reuse.known_images(self.db.conn if hasattr(self.db, "conn") else self.db, source)
+        conn = self.db.conn if hasattr(self.db, "conn") else self.db
+        found = reuse.known_images(conn, source)
         if found is None and source.startswith("docker:"):
             found = _engine_images(source, self.policy)
+        if found is None and source.startswith("registry:"):
+            found = _registry_images(conn, source, self.policy)
         if not found:
             return None
         images, how = found
@@ -470,6 +473,24 @@ def _verified(blob: LayerBlob) -> bool | None:
     finally:
         if blob.open and hasattr(raw, "close"):
             raw.close()
+
+
+def _registry_images(conn, source: str, policy: dict) -> tuple[list[list[str]], str] | None:
+    """`registry:REF` of one image manifest: its digest by one manifest GET; its platform as stored with that
+    digest (the digest names the config, hence the platform). An index is left to the full path."""
+    from .sources import parse_source
+    from .sources.registry import manifest_identity
+
+    _, location, _ = parse_source(source)
+    options = dict(policy.get("source_options") or {})
+    if policy.get("registries"):
+        options.setdefault("registries", policy["registries"])
+    found = manifest_identity(location, **options)
+    if found is None:
+        return None
+    row = conn.execute("SELECT coalesce(platform, '') FROM images WHERE reference = ? AND manifest_digest = ?",
+                       list(found)).fetchone()
+    return ([[found[0], found[1], row[0]]], "manifest read") if row else None
 
 
 def _engine_images(source: str, policy: dict) -> tuple[list[list[str]], str] | None:

@@ -461,12 +461,28 @@ def _error_detail(resp) -> str:
 
 # --- the source ------------------------------------------------------------------------------------------
 
-def registry_events(text: str, location: str, limits: Limits, client: RegistryClient | None = None, **options):
-    ref = parse_reference(location)
+def _with_scheme(ref: Reference, options: dict) -> dict:
     if ref.scheme:  # written by the user: wins over a stored or configured scheme
         registries = dict(options.get("registries") or {})
         registries[ref.host] = {**(registries.get(ref.host) or {}), "scheme": ref.scheme}
         options = {**options, "registries": registries}
+    return options
+
+
+def manifest_identity(location: str, **options) -> tuple[str, str] | None:
+    """(reference as a scan names the image, manifest digest) by one manifest GET; None for an index (each
+    platform is its own image, named by the manifests the index lists)."""
+    ref = parse_reference(location)
+    client = RegistryClient.from_options(ref.host, _with_scheme(ref, options))
+    media, body, digest = client.manifest(ref.repository, ref.ref)
+    if media in INDEX_TYPES or b'"manifests"' in body:
+        return None
+    return str(ref), digest
+
+
+def registry_events(text: str, location: str, limits: Limits, client: RegistryClient | None = None, **options):
+    ref = parse_reference(location)
+    options = _with_scheme(ref, options)
     client = client or RegistryClient.from_options(ref.host, options)
     repo = ref.repository
     display = str(ref)
