@@ -479,9 +479,11 @@ def _registry_images(conn, source: str, policy: dict) -> tuple[list[list[str]], 
     """`registry:REF` of one image manifest: its digest by one manifest GET; its platform as stored with that
     digest (the digest names the config, hence the platform). An index is left to the full path."""
     from .sources import parse_source
-    from .sources.registry import manifest_identity
+    from .sources.registry import manifest_identity, parse_reference
 
     _, location, _ = parse_source(source)
+    if not conn.execute("SELECT 1 FROM images WHERE reference = ? LIMIT 1", [str(parse_reference(location))]).fetchone():
+        return None  # never scanned: no request spent on the question
     options = dict(policy.get("source_options") or {})
     if policy.get("registries"):
         options.setdefault("registries", policy["registries"])
