@@ -31,7 +31,7 @@
       // would fold an expanded finding as soon as its suppress control is opened: clicks in the
       // report stay in the report.
       e.stopPropagation();
-      var a = e.target.closest && e.target.closest("a.sw-tab, a.sw-strip-card");
+      var a = e.target.closest && e.target.closest("a.sw-tab, a.sw-strip-card[data-tab]");
       if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) { return; }
       if (a.origin !== window.location.origin) { return; }
       e.preventDefault();

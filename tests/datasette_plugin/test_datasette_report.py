@@ -328,3 +328,16 @@ def test_items_a_scan_did_not_look_for_say_not_checked(scan, tmp_path):
     assert cards["vulnerability"] == "not checked" and cards["malware"] == "not checked" and cards["secret"] == "0"
     gaps = page.split('id="sw-gaps"')[1].split("</details>")[0]
     assert "Vulnerabilities</a>: not checked: this scan&#39;s risk types (secrets) left it out" in gaps
+
+
+def test_the_suppressed_card_links_to_exactly_the_suppressed_findings(demo_db):
+    ds = datasette_for(demo_db)
+    fid = one(demo_db, "SELECT finding_id FROM vulnerability_details d JOIN findings f ON f.id = d.finding_id"
+                       " WHERE d.vulnerability_id = 'CVE-2023-0002' AND f.image_id = 2")[0]
+    page = "/-/stowaway/image/2?tab=vulnerabilities"
+    assert run(post_form(ds, page, f"/-/stowaway/finding/{fid}/ignore",
+                         {"ignored": "1", "reason": "accepted", "next": page}, actor=ROOT)).status_code == 302
+    strip = get(ds, "/-/stowaway/image/2")
+    link = html.unescape(re.search(r'<a class="sw-strip-card" href="([^"]+)" title="the suppressed findings', strip)[1])
+    rows = run(ds.client.get(link.replace("/findings_report?", "/findings_report.json?") + "&_shape=array")).json()
+    assert [r["id"] for r in rows] == [fid] and attr(strip, "sw-suppressed", "suppressed") == "1"
