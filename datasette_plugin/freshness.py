@@ -29,6 +29,7 @@ def _migrate(conn) -> None:
     from stowaway.ingest import db as dbm
 
     dbm.migrate(conn)
+    dbm.lapse_expired_suppressions(conn)  # expiries that passed while nothing wrote
 
 
 async def migrate(datasette, name: str) -> None:

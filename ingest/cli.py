@@ -132,7 +132,21 @@ def open_db(path: str, write: bool = True):
                             " written (any stowaway command) to bring it up to date")
         connect(path).conn.close()
         return open_db(path, write=False)
+    if _lapsed(conn) and os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+        # a suppression expired since it was applied: a read-only command must not gate on it
+        conn.close()
+        connect(path).conn.close()  # connect() lapses it
+        return open_db(path, write=False)
     return Database(conn)
+
+
+def _lapsed(conn) -> bool:
+    from .findings import lapsed_scans
+
+    try:
+        return bool(lapsed_scans(conn))
+    except sqlite3.Error:  # an older layout without suppressions: nothing can have expired
+        return False
 
 
 def has_table(database, name: str) -> bool:

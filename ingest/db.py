@@ -381,7 +381,22 @@ def connect(path: str, readonly: bool = False) -> Database:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=NORMAL")
     migrate(db)
+    lapse_expired_suppressions(conn)
     return db
+
+
+def lapse_expired_suppressions(conn: sqlite3.Connection) -> None:
+    """Suppressions that expired since they were applied stop applying now (findings.lapse_expired), in
+    a transaction of their own; nothing to do (one small query) on almost every open."""
+    from . import findings
+
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'suppressions'").fetchone():
+        return
+    if findings.lapsed_scans(conn):
+        if conn.in_transaction:
+            conn.commit()
+        with conn:
+            findings.lapse_expired(conn)
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:

@@ -19,7 +19,8 @@ They have a reason, an author, a creation time and an optional expiry (a date; t
 through that day). The store applies them when it writes a scan's findings, when rematch rewrites
 them, and whenever a suppression is added or removed (to the current scans of the images it covers),
 so they survive rescans and rematches and counts change at once. An expired suppression stops
-applying at the next write that touches the image (any `stowaway ignore` command re-applies them all).
+applying on the day after its expiry: `lapse_expired` runs whenever the database is opened (for writing,
+for a read-only command where the file is writable, and at Datasette's start-up).
 Findings keep `suppressed`, `suppressed_reason` and `suppression_id`; the legacy `ignored` and
 `ignore_reason` columns are kept equal to them for queries written against older versions.
 """
@@ -352,6 +353,29 @@ def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: I
 
         refresh_images(conn, images)
     return len(changes)
+
+
+def lapsed_scans(conn, today: str | None = None) -> list[int]:
+    """Scans whose findings are still marked suppressed by a suppression that has expired since it was
+    applied. Cheap when nothing has expired: one look at the (small) suppressions table; otherwise the
+    findings index on `suppressed`."""
+    expired = [r[0] for r in conn.execute(
+        "SELECT id FROM suppressions WHERE coalesce(expires, '') != '' AND substr(expires, 1, 10) < ?",
+        [today or _today()])]
+    if not expired:
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT scan_id FROM findings WHERE suppressed = 1 AND suppression_id IN"
+        " (SELECT value FROM json_each(?))", [json.dumps(expired)])]
+
+
+def lapse_expired(conn, today: str | None = None) -> int:
+    """Un-suppresses (in the caller's transaction) the findings whose suppression has expired, so an
+    expiry takes effect on the day it passes, not at the next scan of the image. Every writable open of
+    the database (`db.connect`), every read-only command (`cli.open_db`) and Datasette's start-up call
+    it. Returns how many findings changed."""
+    scans = lapsed_scans(conn, today)
+    return apply_suppressions(conn, scan_ids=scans, recount=True, today=today) if scans else 0
 
 
 def suppression_for_finding(conn, finding_id: int, scope: str = "tag") -> Suppression:

@@ -167,6 +167,25 @@ def test_expired_suppressions_stop_applying(shop_db):
                     "--db", db)[0] == 2
 
 
+def test_an_expiry_that_passes_takes_effect_on_read_only_commands(shop_db):
+    """The day a suppression's expiry passes, `report` and `images` (read-only commands a CI gate runs)
+    stop honouring it, without a rescan or any `stowaway ignore` command in between."""
+    db = shop_db
+    assert stowaway("ignore", "add", "--everywhere", "--id", "CVE-2021-44228", "--reason", "until the fix",
+                    "--expires", "2999-01-01", "--db", db)[0] == 0
+    assert suppressed_ids(db)["CVE-2021-44228"] is True
+    suppressed_count = cli_counts(db)[REF]
+    with sqlite3.connect(db) as conn:  # time passes: the expiry is now in the past
+        conn.execute("UPDATE suppressions SET expires = '2001-01-01' WHERE rule = 'CVE-2021-44228'")
+    conn.close()
+    assert suppressed_ids(db)["CVE-2021-44228"] is False
+    assert cli_counts(db)[REF] != suppressed_count
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM findings WHERE suppressed = 1 AND suppression_id ="
+                            " (SELECT id FROM suppressions WHERE rule = 'CVE-2021-44228')").fetchone()[0] == 0
+    conn.close()
+
+
 def test_openvex_import_and_export(shop_db, tmp_path):
     db = shop_db
     vex = {"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.com/vex/1", "author": "sec team",
