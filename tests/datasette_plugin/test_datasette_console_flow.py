@@ -154,3 +154,31 @@ def test_tick_two_images_scan_and_follow_the_task(served_as_root, browser, demo_
     assert {p.name for p in shots.glob("*.png")} >= {"images-1440.png", "images-390.png", "task-1440.png",
                                                      "task-390.png"}
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def test_the_task_page_follows_a_task_it_was_opened_before(served_as_root, browser, demo_db):
+    """Opened while the task is still queued, the page shows its progress as it goes and ends at done by
+    itself (its poll of the task's JSON), without the test reloading it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from stowaway.ingest import background
+    from stowaway.ingest import db as dbm
+    from stowaway.ingest.tasks import create_task
+
+    base, token = served_as_root
+    with sqlite3.connect(demo_db) as conn:
+        source = conn.execute("SELECT source FROM images WHERE reference = 'other/tool:1'").fetchone()[0]
+    database = dbm.connect(demo_db)
+    task_id = create_task(database, [f"{source}:other/tool:1"], "manual", ["files"])
+    database.conn.close()
+    browser.get(base + f"/-/stowaway/task/{task_id}")
+    assert browser.find_element(By.ID, "sw-task-state").text == "queued"
+    assert browser.find_element(By.ID, "sw-task-count").text == "0/1"
+    assert browser.find_element(By.ID, "sw-task").get_attribute("data-polling") == "1"
+    background.start(demo_db, task_id, {})
+    WebDriverWait(browser, 240, poll_frequency=0.5).until(
+        lambda d: d.find_element(By.ID, "sw-task-state").text == "done"
+        and d.find_element(By.ID, "sw-task").get_attribute("data-finished") == "1")
+    assert browser.find_element(By.ID, "sw-task-count").text == "1/1"
+    assert browser.find_element(By.CSS_SELECTOR, ".sw-task-scan a").text == "other/tool:1"
