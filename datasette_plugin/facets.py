@@ -5,13 +5,24 @@ Each subclasses Datasette's Facet through suggest() and facet_results() only (th
 changed between 0.65 and 1.0: `metadata=` became `table_config=`), and selects rows with Datasette's
 own filters (`severity=high`, `cvss_score__gte=7`, `fixed_version__notblank=1`), so a selected facet
 value is an ordinary, bookmarkable table URL.
+
+On the big tables (report tables of 1,000,000 findings) a facet over the whole table, or over the rows
+of one selected value of a few-valued column (`severity=low`, `fixed_version__notblank=1`, `kind=secret`,
+`suppressed=0`), is read from the counts the read model keeps (readmodel.COUNTED_FACETS) instead of a
+GROUP BY over every row; any other selection counts the rows. `values` is Datasette's column facet
+(values by count) with that shortcut.
 """
 from __future__ import annotations
 
+import json
+import re
+
 from datasette.database import QueryInterrupted
 from datasette.facets import Facet
+from datasette.filters import Filters
 from datasette.utils import escape_sqlite, path_with_added_args, path_with_removed_args
 
+from stowaway.ingest import readmodel
 from stowaway.ingest.model import KINDS, SEVERITIES
 
 KIND_LABELS = {
@@ -34,6 +45,7 @@ class _Base(Facet):
     """Shared plumbing: one facet block per configured column, values in a fixed meaningful order."""
 
     column_hint: tuple[str, ...] = ()  # columns this facet is suggested for
+    truncated = False
 
     async def suggest(self):
         columns = await self.get_columns(self.sql, self.params)
@@ -53,6 +65,7 @@ class _Base(Facet):
                 columns = await self.get_columns(self.sql, self.params)
                 if column not in columns:
                     continue
+                self.truncated = False  # a bucket list cut at the facet size says so
                 buckets = await self.buckets(column, columns)
             except QueryInterrupted:
                 timed_out.append(column)
@@ -67,13 +80,63 @@ class _Base(Facet):
             results.append({
                 "name": column, "type": self.type, "hideable": source_and_config["source"] != "metadata",
                 "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {f"_facet_{self.type}": column})),
-                "results": values, "truncated": False,
+                "results": values, "truncated": self.truncated,
             })
         return results, timed_out
 
     async def query(self, sql):
         return (await self.ds.execute(self.database, sql, self.params, truncate=False,
                                       custom_time_limit=self.ds.setting("facet_time_limit_ms"))).rows
+
+    async def kept(self, column: str) -> dict | None:
+        """{value: rows} of this facet over the page's rows, from the read model's kept counts, when the
+        page shows the whole table or the rows of one counted value (see the module's docstring); None
+        when it does not (or the database has no kept counts): then the facet counts the rows."""
+        key = f"{self.type}:{column}"
+        if key not in (readmodel.COUNTED_FACETS.get(self.table) or readmodel.COUNTED_BASE.get(self.table) or {}):
+            return None
+        selection = await self._selection()
+        if selection is None:
+            return None
+        if not await self._has_counts():  # an older database served as it is
+            return None
+        rows = (await self.ds.execute(
+            self.database, "select value, n from report_facet_counts where tbl = ? and filter = ?"
+            " and filter_value = ? and facet = ? and n > 0", [self.table, *selection, key])).rows
+        return {r[0]: r[1] for r in rows}
+
+    async def _has_counts(self) -> bool:
+        known = self.ds.__dict__.setdefault("_stowaway_facet_counts", set())
+        if self.database not in known:
+            if not (await self.ds.execute(self.database, "select 1 from sqlite_master where type = 'table'"
+                                                         " and name = 'report_facet_counts'")).rows:
+                return False
+            known.add(self.database)
+        return True
+
+    async def _selection(self) -> tuple[str, object] | None:
+        """('', '') for the whole table, (column, value) for the rows of one counted value, else None.
+        The page's SQL must be exactly what Datasette makes of its filter arguments alone (no _where,
+        _search, _through, or _next position), so the counts are of the same rows."""
+        pairs = sorted((k, v) for k in self.request.args for v in self.request.args.getlist(k)
+                       if not (k.startswith("_") and "__" not in k))
+        clauses, params = Filters(pairs).build_where_clauses(self.table)
+        where = f"where {' and '.join(clauses)} " if clauses else ""
+        if not self.sql.endswith(f" from {escape_sqlite(self.table)} {where}") or dict(self.params) != params:
+            return None
+        if not pairs:
+            return "", ""
+        if len(pairs) != 1 or self.table not in readmodel.COUNTED_FILTERS:
+            return None
+        key, value = pairs[0]
+        column, _, lookup = key.partition("__")
+        if column == "fixed_version" and lookup in ("notblank", "isblank"):
+            column, value, lookup = "fix_available", "yes" if lookup == "notblank" else "no", ""
+        if lookup not in ("", "exact") or column not in readmodel.COUNTED_FILTERS[self.table]:
+            return None
+        if column in INTEGER_COLUMNS:  # compared as a number, as SQLite's column affinity does
+            return (column, int(value)) if re.fullmatch(r"0|-?[1-9][0-9]*", value) else None
+        return column, value
 
     async def buckets(self, column: str, columns: list[str]) -> list[tuple[str, object, int, list[tuple[str, str]]]]:
         raise NotImplementedError
@@ -86,10 +149,12 @@ class SeverityFacet(_Base):
     column_hint = ("severity",)
 
     async def buckets(self, column, columns):
-        col = escape_sqlite(column)
-        rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
-                                f" group by {col}")
-        counts = {r["value"]: r["n"] for r in rows}
+        counts = await self.kept(column)
+        if counts is None:
+            col = escape_sqlite(column)
+            rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
+                                    f" group by {col}")
+            counts = {r["value"]: r["n"] for r in rows}
         order = list(SEVERITIES) + sorted(str(v) for v in counts if v not in SEVERITIES)
         return [(v, v, counts[v], [(column, v)]) for v in order if v in counts]
 
@@ -99,10 +164,14 @@ class CvssFacet(_Base):
     column_hint = ("cvss_score",)
 
     async def buckets(self, column, columns):
-        col = escape_sqlite(column)
-        row = (await self.query(
-            f"select sum({col} >= 9), sum({col} >= 7 and {col} < 9), sum({col} >= 4 and {col} < 7),"
-            f" sum({col} > 0 and {col} < 4), sum({col} = 0), sum({col} is null) from ({self.sql})"))[0]
+        counts = await self.kept(column)
+        if counts is not None:
+            row = [counts.get(label) for label, _ in CVSS_BUCKETS]
+        else:
+            col = escape_sqlite(column)
+            row = (await self.query(
+                f"select sum({col} >= 9), sum({col} >= 7 and {col} < 9), sum({col} >= 4 and {col} < 7),"
+                f" sum({col} > 0 and {col} < 4), sum({col} = 0), sum({col} is null) from ({self.sql})"))[0]
         out = []
         for (label, filters), n in zip(CVSS_BUCKETS, row):
             if n:
@@ -117,9 +186,13 @@ class FixFacet(_Base):
     column_hint = ("fixed_version",)
 
     async def buckets(self, column, columns):
-        col = escape_sqlite(column)
-        row = (await self.query(f"select sum(coalesce({col}, '') <> ''), sum(coalesce({col}, '') = '')"
-                                f" from ({self.sql})"))[0]
+        counts = await self.kept(column)
+        if counts is not None:
+            row = [counts.get("yes"), counts.get("no")]
+        else:
+            col = escape_sqlite(column)
+            row = (await self.query(f"select sum(coalesce({col}, '') <> ''), sum(coalesce({col}, '') = '')"
+                                    f" from ({self.sql})"))[0]
         out = []
         if row[0]:
             out.append(("fix available", "yes", row[0], [(column + "__notblank", "1")]))
@@ -136,6 +209,12 @@ class LayerFacet(_Base):
 
     async def buckets(self, column, columns):
         col = escape_sqlite(column)
+        counts = await self.kept(column) if "layer_created_by" in columns else None
+        if counts is not None:
+            pairs = sorted(((*json.loads(v), n) for v, n in counts.items()), key=lambda r: (r[0], -r[2]))
+            return [(_label(index, cmd, 1), index, n,
+                     [(column, str(index))] + ([("layer_created_by", cmd)] if cmd is not None else []))
+                    for index, cmd, n in pairs[:self.get_facet_size()]]
         if "layer_created_by" in columns:
             rows = await self.query(
                 f"select {col} as value, layer_created_by as cmd, count(*) as n from ({self.sql})"
@@ -174,12 +253,37 @@ class KindFacet(_Base):
     column_hint = ("kind",)
 
     async def buckets(self, column, columns):
-        col = escape_sqlite(column)
-        rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
-                                f" group by {col}")
-        counts = {r["value"]: r["n"] for r in rows}
+        counts = await self.kept(column)
+        if counts is None:
+            col = escape_sqlite(column)
+            rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
+                                    f" group by {col}")
+            counts = {r["value"]: r["n"] for r in rows}
         order = list(KINDS) + sorted(str(v) for v in counts if v not in KINDS)
         return [(KIND_LABELS.get(v, v), v, counts[v], [(column, v)]) for v in order if v in counts]
 
 
-FACET_CLASSES = [SeverityFacet, CvssFacet, FixFacet, LayerFacet, KindFacet]
+class ValuesFacet(_Base):
+    """Datasette's column facet (the most frequent values first), answered from the kept counts on the
+    big tables (`{"values": "image"}` in a table's facets)."""
+
+    type = "values"
+
+    async def buckets(self, column, columns):
+        size = self.get_facet_size()
+        counts = await self.kept(column)
+        if counts is not None:
+            top = sorted(counts.items(), key=lambda vn: (-vn[1], str(vn[0])))[:size + 1]
+        else:
+            col = escape_sqlite(column)
+            top = [(r["value"], r["n"]) for r in await self.query(
+                f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null group by {col}"
+                f" order by n desc, value limit {size + 1}")]
+        self.truncated = len(top) > size
+        return [(str(v), v, n, [(column, str(v))]) for v, n in top[:size]]
+
+
+# integer columns among the counted filters: a URL's value is compared with them as a number
+INTEGER_COLUMNS = {"suppressed"}
+
+FACET_CLASSES = [SeverityFacet, CvssFacet, FixFacet, LayerFacet, KindFacet, ValuesFacet]

@@ -160,14 +160,18 @@ def _loads(text, default):
 async def vulnerability(db, vuln_id: str) -> dict | None:
     """One vulnerability across every image's current scan, matched on its id or any alias."""
     source = await src(db, "vulnerabilities_view")
-    order = " ORDER BY v.severity_rank, v.image, v.package"
-    affected = await rows(db, f"SELECT v.* FROM {source} v WHERE v.vulnerability_id = :id" + order, {"id": vuln_id})
+    order = f" ORDER BY v.severity_rank, v.image, v.package LIMIT {AFFECTED_SHOWN}"
+    where, params = "v.vulnerability_id = :id", {"id": vuln_id}
+    affected = await rows(db, f"SELECT v.* FROM {source} v WHERE {where}" + order, params)
     if not affected:  # an alias: slower (no index on aliases), so only when the id itself is unknown
-        affected = await rows(db, f"SELECT v.* FROM {source} v WHERE v.aliases LIKE :like AND EXISTS (SELECT 1"
-                                  " FROM json_each(CASE WHEN json_valid(v.aliases) THEN v.aliases ELSE '[]' END) j"
-                                  " WHERE j.value = :id)" + order, {"id": vuln_id, "like": f'%"{vuln_id}"%'})
+        where = ("v.aliases LIKE :like AND EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(v.aliases)"
+                 " THEN v.aliases ELSE '[]' END) j WHERE j.value = :id)")
+        params = {"id": vuln_id, "like": f'%"{vuln_id}"%'}
+        affected = await rows(db, f"SELECT v.* FROM {source} v WHERE {where}" + order, params)
     if not affected:
         return await _advisory(db, vuln_id)
+    findings, images = (await db.execute(f"SELECT COUNT(*), COUNT(DISTINCT v.image_id) FROM {source} v"
+                                         f" WHERE {where}", params)).rows[0]
     first = affected[0]
     best = lambda key: next((a[key] for a in affected if a.get(key) not in (None, "")), None)  # noqa: E731
     aliases = []
@@ -182,9 +186,15 @@ async def vulnerability(db, vuln_id: str) -> dict | None:
         "solution": best("solution"), "title": best("title"), "description": details.get("description"),
         # columns the vulnerability analyzers add when their feeds are imported
         "extra": {k: details[k] for k in EXTRA_DETAILS if details.get(k) not in (None, "")},
-        "affected": affected,
+        "affected": affected,  # the worst AFFECTED_SHOWN
         "images": sorted({a["image"] for a in affected}),
+        "finding_count": findings, "image_count": images,
     }
+
+
+# a vulnerability's page lists this many affected findings, worst first (one CVE can be in every image of a
+# registry); it says how many there are and links to the table of all of them
+AFFECTED_SHOWN = 200
 
 
 EXTRA_DETAILS = {"epss": "EPSS probability", "kev": "In CISA's known exploited list", "urgency": "Urgency"}
@@ -206,7 +216,8 @@ async def _advisory(db, vuln_id: str) -> dict | None:
     return {"id": vuln_id if vuln_id != a["id"] and vuln_id.startswith("CVE-") else a["id"], "aliases": aliases,
             "severity": a.get("severity") or "unknown", "cvss_score": a.get("cvss_score"),
             "cvss_vector": a.get("cvss_vector"), "published": a.get("published"), "solution": None,
-            "title": a.get("summary"), "description": a.get("details"), "extra": {}, "affected": [], "images": []}
+            "title": a.get("summary"), "description": a.get("details"), "extra": {}, "affected": [], "images": [],
+            "finding_count": 0, "image_count": 0}
 
 
 # --- dashboard (issue 17 item 4) ----------------------------------------------------------------

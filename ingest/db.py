@@ -16,6 +16,7 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
+from . import readmodel
 from .model import SEVERITIES
 
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # 0 = critical ... 5 = unknown
@@ -328,6 +329,8 @@ UPDATE scans SET policy = json_remove(json_set(policy, '$.passwords.extra_count'
                                       '$.passwords.extra')
 WHERE json_valid(policy) AND json_type(policy, '$.passwords.extra') = 'array';
 """],
+    # facet counts of the big report tables kept by the writer (readmodel.py, "kept facet counts")
+    "report_facet_counts": [readmodel.facet_counts_migration()],
 }
 
 

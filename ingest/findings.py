@@ -26,6 +26,7 @@ Findings keep `suppressed`, `suppressed_reason` and `suppression_id`; the legacy
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
@@ -311,10 +312,12 @@ def covering(conn, finding_id: int) -> list[int]:
 
 
 def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: Iterable[int] | None = None,
-                       recount: bool = False, today: str | None = None) -> int:
+                       recount: bool = False, today: str | None = None, refresh: bool = True) -> int:
     """Marks the findings of SCAN_IDS (or of the current scans of IMAGE_IDS; both None: every image's
     current scan) suppressed or not by the active suppressions, keeps their packages' vulnerability
-    counts and the read model in step, in the caller's transaction. Returns how many findings changed."""
+    counts and the read model in step, in the caller's transaction (REFRESH False: the caller refreshes
+    the read model's rows of these images itself, later in that transaction). Returns how many findings
+    changed."""
     by_rule = _active_by_rule(conn, today)
     sql, params = _match_sql(conn), []
     if scan_ids is not None:
@@ -348,7 +351,7 @@ def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: I
     if scan_ids is not None:  # a scan already current (rematch, a test's direct write): its report rows too
         images |= {r[0] for r in conn.execute("SELECT id FROM images WHERE last_scan_id IN"
                                               " (SELECT value FROM json_each(?))", [params[0]])}
-    if images:
+    if images and refresh:
         from .readmodel import refresh_images
 
         refresh_images(conn, images)
@@ -421,11 +424,14 @@ def _core_cells(detail: dict, encoded: dict) -> tuple:
 
 
 def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed,
-                            detail_sql, encoded, result, facts: dict | None = None) -> bool:
+                            detail_sql, encoded, result, facts: dict | None = None, batched: bool = False) -> bool:
     """Rematch's write: brings one scan's stored vulnerability findings to `findings`, in one transaction,
     touching only what changed (a finding is kept when its fingerprint and content digest are the same),
     then applies the suppressions and refreshes the read model in that transaction. `result` counts what
-    was inserted and deleted. True if anything changed."""
+    was inserted and deleted. True if anything changed.
+
+    BATCHED: written in the caller's open transaction, which commits a batch of images at once and
+    refreshes the read model's rows of the changed ones (readmodel.refresh_images) before it commits."""
     stored: dict[str, list] = {}
     for fid, fp, digest, suppressed in conn.execute(
             "SELECT f.id, f.fingerprint, d.content_hash, f.suppressed FROM findings f LEFT JOIN vulnerability_details d"
@@ -451,7 +457,7 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
     recount += [(0, pid) for pid, n in old_counts.items() if n and pid not in counts]
     if not fresh and not gone and not recount and old_feed == feed:
         return False
-    with conn:
+    with contextlib.nullcontext() if batched else conn:
         conn.execute("UPDATE scans SET feed_version = ? WHERE id = ?", [feed, scan_id])  # takes the write lock
         for i in range(0, len(gone), 500):
             chunk = gone[i:i + 500]
@@ -477,7 +483,7 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
         conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
                          [(scan_id, k, dbm.dumps(v)) for k, v in (facts or {}).items()])
         # the findings store: suppressions onto the new findings, package counts, the read model's rows
-        apply_suppressions(conn, scan_ids=[scan_id], recount=True)
+        apply_suppressions(conn, scan_ids=[scan_id], recount=True, refresh=not batched)
         conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
                      " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
                                                   "removed": len(gone)})])

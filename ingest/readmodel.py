@@ -60,8 +60,12 @@ GROUP BY i.id, f.kind, f.severity;
 """
 
 
+# In the report SELECTs every findings column but the scan and image ids is written `+f.column`: that
+# keeps SQLite from reading an image's findings through the index on kind, severity or suppressed
+# (every finding of that value in the database, per image refreshed: rematch over 10,000 images went
+# quadratic) when the statistics are missing or stale.
 def _count(where: str) -> str:
-    return (f"(SELECT COUNT(*) FROM findings f WHERE f.scan_id = i.last_scan_id AND f.suppressed = 0"
+    return (f"(SELECT COUNT(*) FROM findings f WHERE f.scan_id = i.last_scan_id AND +f.suppressed = 0"
             f" AND {FAILING} AND {where})")
 
 
@@ -70,25 +74,25 @@ SELECTS = {
 SELECT i.id, i.reference, i.repository, i.tag, i.platform, i.size,
        trim(coalesce(nullif(i.os_name, ''), coalesce(i.os_family, '') || ' ' || coalesce(i.os_version, ''))) AS os,
        i.created, i.last_scan_id AS scan_id, s.finished_at AS last_scan,
-       {_count("f.kind = 'vulnerability'")} AS vulnerabilities,
-       {_count("f.kind = 'vulnerability' AND f.severity_rank = 0")} AS critical,
-       {_count("f.kind = 'vulnerability' AND f.severity_rank = 1")} AS high,
-       {_count("f.kind = 'malware'")} AS malicious_files,
+       {_count("+f.kind = 'vulnerability'")} AS vulnerabilities,
+       {_count("+f.kind = 'vulnerability' AND +f.severity_rank = 0")} AS critical,
+       {_count("+f.kind = 'vulnerability' AND +f.severity_rank = 1")} AS high,
+       {_count("+f.kind = 'malware'")} AS malicious_files,
        (SELECT COUNT(*) FROM packages p WHERE p.scan_id = i.last_scan_id) AS packages,
-       {_count("f.kind = 'unsafe_setting'")} AS unsafe_settings,
-       {_count("f.kind = 'secret'")} AS secrets,
-       {_count("f.kind = 'compliance'")} AS compliance,
-       {_count("f.severity_rank = 0")} AS failing_critical,
-       {_count("f.severity_rank = 1")} AS failing_high,
-       {_count("f.severity_rank = 2")} AS failing_medium,
-       {_count("f.severity_rank = 3")} AS failing_low,
-       {_count("f.severity_rank = 4")} AS failing_negligible,
-       {_count("f.severity_rank >= 5")} AS failing_unknown,
-       (SELECT COUNT(*) FROM findings f WHERE f.scan_id = i.last_scan_id AND f.suppressed <> 0 AND {FAILING})
+       {_count("+f.kind = 'unsafe_setting'")} AS unsafe_settings,
+       {_count("+f.kind = 'secret'")} AS secrets,
+       {_count("+f.kind = 'compliance'")} AS compliance,
+       {_count("+f.severity_rank = 0")} AS failing_critical,
+       {_count("+f.severity_rank = 1")} AS failing_high,
+       {_count("+f.severity_rank = 2")} AS failing_medium,
+       {_count("+f.severity_rank = 3")} AS failing_low,
+       {_count("+f.severity_rank = 4")} AS failing_negligible,
+       {_count("+f.severity_rank >= 5")} AS failing_unknown,
+       (SELECT COUNT(*) FROM findings f WHERE f.scan_id = i.last_scan_id AND +f.suppressed <> 0 AND {FAILING})
            AS suppressed,
        (SELECT CASE d.approved WHEN 1 THEN 'approved' WHEN 0 THEN 'not approved' END
           FROM findings f JOIN base_image_details d ON d.finding_id = f.id
-         WHERE f.scan_id = i.last_scan_id AND f.kind = 'base_image' ORDER BY f.id DESC LIMIT 1) AS base_image,
+         WHERE f.scan_id = i.last_scan_id AND +f.kind = 'base_image' ORDER BY f.id DESC LIMIT 1) AS base_image,
        {LATEST_WINDOW} AS latest_version
 FROM images i LEFT JOIN scans s ON s.id = i.last_scan_id
 """,
@@ -102,7 +106,7 @@ FROM findings f {CURRENT}
 JOIN vulnerability_details d ON d.finding_id = f.id
 LEFT JOIN packages p ON p.id = f.package_id
 {LAYER_JOIN}
-WHERE f.kind = 'vulnerability'
+WHERE +f.kind = 'vulnerability'
 """,
     # every check with its result: the check-results page (pass and not applicable included)
     "unsafe_settings_view": f"""
@@ -112,7 +116,7 @@ SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.ca
 FROM findings f {CURRENT}
 JOIN setting_details d ON d.finding_id = f.id
 {LAYER_JOIN}
-WHERE f.kind = 'unsafe_setting'
+WHERE +f.kind = 'unsafe_setting'
 """,
     # Only the masked value: the database never holds another, and this view must not invent one.
     "secrets_view": f"""
@@ -122,7 +126,7 @@ SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, coal
 FROM findings f {CURRENT}
 JOIN secret_details d ON d.finding_id = f.id
 {LAYER_JOIN}
-WHERE f.kind = 'secret'
+WHERE +f.kind = 'secret'
 """,
     "malware_view": f"""
 SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, coalesce(d.rule, f.rule) AS rule,
@@ -131,7 +135,7 @@ SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, coal
 FROM findings f {CURRENT}
 JOIN malware_details d ON d.finding_id = f.id
 {LAYER_JOIN}
-WHERE f.kind = 'malware'
+WHERE +f.kind = 'malware'
 """,
     "compliance_view": f"""
 SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.name, d.version,
@@ -140,7 +144,7 @@ SELECT f.id, i.reference AS image, f.image_id, f.severity, f.severity_rank, d.na
 FROM findings f {CURRENT}
 JOIN compliance_details d ON d.finding_id = f.id
 {LAYER_JOIN}
-WHERE f.kind = 'compliance'
+WHERE +f.kind = 'compliance'
 """,
     # "All findings": failing findings only (passed and not-applicable checks are check results)
     "findings_report": f"""
@@ -164,7 +168,7 @@ SELECT f.id, i.reference AS image, f.image_id,
        d.matched, d.closest, d.own_layers, d.guessed_boundary, f.severity, f.scan_id
 FROM findings f {CURRENT}
 JOIN base_image_details d ON d.finding_id = f.id
-WHERE f.kind = 'base_image'
+WHERE +f.kind = 'base_image'
 """,
 }
 
@@ -204,13 +208,19 @@ IMAGE_COLUMNS = ("last_scan_id", "reference", "repository", "tag", "platform", "
                  "os_family", "os_version")
 
 
-def _rows_of(image: str) -> str:
-    """Statements rebuilding the report rows of the image whose id is the SQL expression IMAGE."""
+def _rows_of(image: str, counted: bool = False) -> str:
+    """Statements rebuilding the report rows of the image whose id is the SQL expression IMAGE (and,
+    COUNTED, their kept facet counts)."""
     out = []
     for name, sql in MATERIALIZE.items():
         key = IMAGE_KEY[name]
+        count = counted and name in COUNTED_FACETS
+        if count:
+            out.append(_facet_delta(name, f"[{key}] = {image}", "-"))
         out.append(f"DELETE FROM [{name}] WHERE [{key}] = {image};")
         out.append(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE [{key}] = {image};")
+        if count:
+            out.append(_facet_delta(name, f"[{key}] = {image}", "+"))
     return "\n".join(out)
 
 
@@ -233,19 +243,24 @@ def migration_v3() -> str:
     parts.append("CREATE INDEX idx_vulnerabilities_view_package_totals ON vulnerabilities_view(package, ecosystem,"
                  " suppressed, image_id);")
     parts.append(_latest_update() + ";")
-    parts.append(f"""
+    parts.append(_current_scan_triggers())
+    return "\n".join(parts)
+
+
+def _current_scan_triggers(counted: bool = False) -> str:
+    return f"""
 CREATE TRIGGER read_model_current_scan AFTER UPDATE ON images
 WHEN {" OR ".join(f"NEW.[{c}] IS NOT OLD.[{c}]" for c in IMAGE_COLUMNS)}
 BEGIN
-{_rows_of("NEW.id")}
+{_rows_of("NEW.id", counted)}
 {_latest_update(" WHERE coalesce(repository, reference) = coalesce(NEW.repository, NEW.reference)")};
 END;
 CREATE TRIGGER read_model_image_deleted AFTER DELETE ON images
 BEGIN
-{chr(10).join(f"DELETE FROM [{name}] WHERE [{IMAGE_KEY[name]}] = OLD.id;" for name in MATERIALIZE)}
+{chr(10).join((_facet_delta(name, f"[{IMAGE_KEY[name]}] = OLD.id", "-") + chr(10) if counted and name in COUNTED_FACETS
+               else "") + f"DELETE FROM [{name}] WHERE [{IMAGE_KEY[name]}] = OLD.id;" for name in MATERIALIZE)}
 END;
-""")
-    return "\n".join(parts)
+"""
 
 
 # Batch writes (ingest/writer.py): while the writer's transaction holds a row in `read_model_deferred`,
@@ -275,11 +290,16 @@ def refresh_images(conn, image_ids) -> None:
     if not ids:
         return
     marks = json.dumps(ids)
+    counted = _has_facet_counts(conn)
     for name, sql in MATERIALIZE.items():
         key = IMAGE_KEY[name]
-        conn.execute(f"DELETE FROM [{name}] WHERE [{key}] IN (SELECT value FROM json_each(?))", [marks])
-        conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE [{key}] IN"
-                     " (SELECT value FROM json_each(?))", [marks])
+        chosen = f"[{key}] IN (SELECT value FROM json_each(:ids))"
+        if counted and name in COUNTED_FACETS:
+            conn.execute(_facet_delta(name, chosen, "-"), {"ids": marks})
+        conn.execute(f"DELETE FROM [{name}] WHERE {chosen}", {"ids": marks})
+        conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE {chosen}", {"ids": marks})
+        if counted and name in COUNTED_FACETS:
+            conn.execute(_facet_delta(name, chosen, "+"), {"ids": marks})
     conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
                                 " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
 
@@ -290,6 +310,13 @@ def rebuild_all(conn) -> None:
         conn.execute(f"DELETE FROM [{name}]")
         conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql})")
     conn.execute(_latest_update())
+    if _has_facet_counts(conn):
+        count_facets(conn)
+
+
+def _has_facet_counts(conn) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'report_facet_counts'"
+                        ).fetchone() is not None
 
 
 # --- readers shared by the CLI, the report, the notebooks and the plugin ----------------------------
@@ -332,3 +359,108 @@ def scan_counts(conn, image_id: int, scan_id: int) -> dict:
             if n:
                 out[side].setdefault(kind, {})[severity or "unknown"] = n
     return out
+
+
+# --- kept facet counts -----------------------------------------------------------------------------
+# A facet over a whole report table of 1,000,000 rows is a GROUP BY over all of them (100 ms each on an
+# idle core, five on a page). `report_facet_counts` keeps those counts: per table, facet and value how
+# many rows there are (`filter` = '' and `filter_value` = ''), and the same counted within one selected
+# value of a few-valued column (`filter` = that column), so a page filtered by one facet value is
+# answered from it too. Kept in the transaction that changes the rows, like the report tables: the
+# report tables' counts by every statement that rebuilds an image's rows (refresh_images, the
+# read_model_current_scan and read_model_image_deleted triggers, rebuild_all), the base tables' by
+# triggers on their rows. A facet key is "<facet type>:<column>", as the plugin's facets are configured.
+
+CVSS_BUCKET = ("CASE WHEN cvss_score >= 9 THEN 'critical (9.0-10.0)' WHEN cvss_score >= 7 THEN 'high (7.0-8.9)'"
+               " WHEN cvss_score >= 4 THEN 'medium (4.0-6.9)' WHEN cvss_score > 0 THEN 'low (0.1-3.9)'"
+               " WHEN cvss_score = 0 THEN 'none (0.0)' WHEN cvss_score IS NULL THEN 'not scored' END")
+LAYER_VALUE = "CASE WHEN layer_index IS NOT NULL THEN json_array(layer_index, layer_created_by) END"
+
+COUNTED_FACETS: dict[str, dict[str, str]] = {
+    "vulnerabilities_view": {"severity:severity": "severity", "fix:fixed_version": "fix_available",
+                             "cvss:cvss_score": CVSS_BUCKET, "values:image": "image", "values:package": "package",
+                             "layer:layer_index": LAYER_VALUE},
+    "findings_report": {"kind:kind": "kind", "severity:severity": "severity", "values:suppressed": "suppressed",
+                        "values:image": "image", "layer:layer_index": LAYER_VALUE},
+    "packages_view": {"values:ecosystem": "ecosystem", "values:image": "image", "layer:layer_index": LAYER_VALUE},
+}
+# columns of few values whose one selected value (`column=value`) is counted per facet too
+COUNTED_FILTERS: dict[str, list[str]] = {
+    "vulnerabilities_view": ["severity", "fix_available"],
+    "findings_report": ["kind", "severity", "suppressed"],
+    "packages_view": ["ecosystem"],
+}
+# base tables, counted by triggers on their rows (unfiltered only)
+COUNTED_BASE: dict[str, dict[str, str]] = {
+    "findings": {"kind:kind": "kind", "severity:severity": "severity"},
+    "packages": {"values:ecosystem": "ecosystem"},
+}
+
+FACET_COUNTS_TABLE = """
+CREATE TABLE IF NOT EXISTS report_facet_counts (
+    tbl TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    filter_value NOT NULL,
+    facet TEXT NOT NULL,
+    value NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (tbl, filter, filter_value, facet, value)
+) WITHOUT ROWID;
+"""
+_UPSERT = " ON CONFLICT (tbl, filter, filter_value, facet, value) DO UPDATE SET n = n + excluded.n"
+
+
+def _facet_delta(name: str, where: str, sign: str) -> str:
+    """One statement adding (SIGN '+') or taking away ('-') the counts of the rows of report table NAME
+    that WHERE selects: each row read once, crossed with the (filter, facet) pairs it is counted under."""
+    facets = COUNTED_FACETS[name]
+    pairs = [("", key) for key in facets] + [(col, key) for col in COUNTED_FILTERS[name] for key in facets]
+    value = " ".join(f"WHEN '{key}' THEN {expr}" for key, expr in facets.items())
+    chosen = " ".join(f"WHEN '{col}' THEN [{col}]" for col in COUNTED_FILTERS[name])
+    return (f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+            f" SELECT '{name}', filter, filter_value, facet, value, {sign}COUNT(*) FROM ("
+            f"SELECT k.column1 AS filter, CASE k.column1 WHEN '' THEN '' {chosen} END AS filter_value,"
+            f" k.column2 AS facet, CASE k.column2 {value} END AS value"
+            f" FROM [{name}] CROSS JOIN (VALUES {', '.join(f'({chr(39)}{f}{chr(39)}, {chr(39)}{k}{chr(39)})' for f, k in pairs)}) k"
+            f" WHERE {where})"
+            f" WHERE filter_value IS NOT NULL AND value IS NOT NULL"
+            f" GROUP BY filter, filter_value, facet, value{_UPSERT};")
+
+
+def _base_trigger(table: str, event: str, facets: dict[str, str]) -> str:
+    body = []
+    sides = {"INSERT": [("NEW", "+1")], "DELETE": [("OLD", "-1")], "UPDATE": [("OLD", "-1"), ("NEW", "+1")]}[event]
+    for row, n in sides:
+        for key, col in facets.items():
+            body.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+                        f" SELECT '{table}', '', '', '{key}', {row}.[{col}], {n} WHERE {row}.[{col}] IS NOT NULL"
+                        f"{_UPSERT};")
+    of = f" OF {', '.join(f'[{c}]' for c in facets.values())}" if event == "UPDATE" else ""
+    return (f"CREATE TRIGGER facet_counts_{table}_{event.lower()} AFTER {event}{of} ON [{table}]\nBEGIN\n"
+            + "\n".join(body) + "\nEND;")
+
+
+def _count_all() -> list[str]:
+    out = ["DELETE FROM report_facet_counts;"]
+    out += [_facet_delta(name, "1", "+") for name in COUNTED_FACETS]
+    for table, facets in COUNTED_BASE.items():
+        out += [f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+                f" SELECT '{table}', '', '', '{key}', [{col}], COUNT(*) FROM [{table}]"
+                f" WHERE [{col}] IS NOT NULL GROUP BY [{col}];" for key, col in facets.items()]
+    return out
+
+
+def count_facets(conn) -> None:
+    """Every kept facet count again, from the rows (rebuild_all's repair)."""
+    for stmt in _count_all():
+        conn.execute(stmt)
+
+
+def facet_counts_migration() -> str:
+    """The schema part that adds the kept counts: the table, the read model's triggers again with the
+    counts in them, the base tables' triggers, the first count."""
+    parts = [FACET_COUNTS_TABLE, "DROP TRIGGER IF EXISTS read_model_current_scan;",
+             "DROP TRIGGER IF EXISTS read_model_image_deleted;", _current_scan_triggers(counted=True)]
+    for table, facets in COUNTED_BASE.items():
+        parts += [_base_trigger(table, event, facets) for event in ("INSERT", "DELETE", "UPDATE")]
+    return "\n".join(parts + _count_all())

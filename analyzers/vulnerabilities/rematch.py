@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from stowaway.ingest import db as dbm
 from stowaway.ingest.findings import DETAIL_COLUMNS, replace_vulnerabilities
+from stowaway.ingest.readmodel import refresh_images
 
 from . import ignores as ignore_rules
 from . import store
@@ -105,6 +106,9 @@ def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_versi
     return rows, counts, uncovered_os, matched_os, len(stored), per_ecosystem, not_covered
 
 
+BATCH = 200  # images written in one transaction
+
+
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,
             progress: bool = False) -> RematchResult:
     conn = database.conn if hasattr(database, "conn") else database
@@ -145,12 +149,15 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     detail_sql = (f"INSERT INTO vulnerability_details ({', '.join(DETAIL_COLUMNS)})"
                   f" VALUES ({', '.join('?' * len(DETAIL_COLUMNS))})")
     encoded: dict = {}
-    # one commit per image; checkpointing the WAL every ~20 of them would cost more than the matching
+    # one commit per batch of BATCH images, their report rows refreshed together before it (a batch is
+    # all or nothing: rematch again redoes what an interruption lost); checkpointing the WAL every ~20
+    # commits would cost more than the matching
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
+    pending: list[int] = []
     try:
-        for scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os, \
-                per_ecosystem, not_covered, repository in inventories:
+        for n, (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os,
+                per_ecosystem, not_covered, repository) in enumerate(inventories, 1):
             # only packages that some advisory names become objects: most of an inventory matches nothing
             items, ids = [], {}
             for row, key, target in rows:
@@ -161,12 +168,22 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
             facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
                      "vulnerability_fixes": evaluation.last_fixes}
             changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
-                                              old_counts, findings, feed, old_feed, detail_sql, encoded, result, facts)
+                                              old_counts, findings, feed, old_feed, detail_sql, encoded, result, facts,
+                                              batched=True)
+            if changed:
+                pending.append(image_id)
+            if pending and (len(pending) >= BATCH or n == len(inventories)):
+                with conn:
+                    refresh_images(conn, pending)
+                pending = []
             result.images += 1
             result.changed_images += changed
             result.findings += len(findings)
             if bar:
                 bar.update(1)
+    except BaseException:
+        conn.rollback()  # the batch in progress; those before it are committed
+        raise
     finally:
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
         if bar:

@@ -74,7 +74,8 @@ def generate(path: str, images: int, findings: int = 100, seed: int = 8, batch: 
     """Writes IMAGES finished scans of FINDINGS findings each in bulk, not one scan at a time through the
     writer: the database's own schema (migrated by ingest), its explicit indexes dropped while the rows go
     in (one executemany per table per BATCH images, no journal) and created again afterwards, the report
-    tables built once at the end as the read-model migration builds them, then ANALYZE."""
+    tables and the kept facet counts built once at the end as the read-model migration builds them (the
+    counting triggers dropped meanwhile), then ANALYZE."""
     from imagebuilder import ImageBuilder
 
     from stowaway.ingest import db as dbm
@@ -100,6 +101,11 @@ def generate(path: str, images: int, findings: int = 100, seed: int = 8, batch: 
     indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()
     for name, _sql in indexes:
         conn.execute(f"DROP INDEX [{name}]")
+    # the base tables' kept facet counts: counted once at the end (rebuild_all) instead of row by row
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'facet_counts_%'"
+                            ).fetchall()
+    for name, _sql in triggers:
+        conn.execute(f"DROP TRIGGER [{name}]")
     layer_ids = [r[0] for r in conn.execute("SELECT layer_id FROM image_layers WHERE image_id = 1 ORDER BY position")]
     commands = [r[0] for r in conn.execute("SELECT created_by FROM image_layers WHERE image_id = 1 ORDER BY position")]
     pool = []
@@ -223,6 +229,8 @@ def generate(path: str, images: int, findings: int = 100, seed: int = 8, batch: 
     for name, sql_text in indexes:
         if name not in early:
             conn.execute(sql_text)
+    for _name, sql_text in triggers:
+        conn.execute(sql_text)
     conn.execute("COMMIT")
     t3 = time.perf_counter()
     conn.execute("ANALYZE")
@@ -246,8 +254,10 @@ def pages(name: str, vuln: str) -> list[str]:
         "/-/stowaway/image/500?tab=software", "/-/stowaway/image/500?tab=secrets",
         f"{t}/image_overview", f"{t}/image_overview?latest_version=1",
         f"{t}/vulnerabilities_view", f"{t}/vulnerabilities_view?severity=critical",
+        f"{t}/vulnerabilities_view?severity=low", f"{t}/vulnerabilities_view?fixed_version__notblank=1",
         f"{t}/vulnerabilities_view?image_id=500", f"{t}/vulnerabilities_view?_facet_layer=layer_index",
-        f"{t}/findings_report", f"{t}/findings?_facet_severity=severity&_facet_kind=kind",
+        f"{t}/findings_report", f"{t}/findings_report?suppressed=0&_facet_layer=layer_index",
+        f"{t}/findings?_facet_severity=severity&_facet_kind=kind", f"{t}/packages",
         f"{t}/unsafe_settings_view", f"{t}/secrets_view", f"{t}/packages_view",
         f"{t}/findings_report.sarif?image_id=500&_size=max", f"{t}/packages_view.cyclonedx?image_id=500&_size=max",
         "/-/stowaway/export/vulnerabilities.csv?image=500", "/-/stowaway/export/baseline.xlsx?image=500",
@@ -266,7 +276,9 @@ async def measure(path: str, runs: int, settings: dict):
     out = []
     for page in pages(name, vuln):
         r = await ds.client.get(page)  # warm-up: startup, page cache, statement cache
-        assert r.status_code == 200, (page, r.status_code, r.text[:300])
+        if r.status_code != 200:  # e.g. a query past Datasette's time limit: a 500, counted as over
+            out.append((page, float("inf"), float("inf"), [f"HTTP {r.status_code}"]))
+            continue
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -299,6 +311,7 @@ def main() -> int:
             generate(path, args.images, args.findings)
     else:
         path = str(cached_database(args.images, args.findings, args.cache_dir))
+    load = os.getloadavg()[0]
     facet_limit, served = asyncio.run(measure(path, args.runs, {"suggest_facets": False}))
     limit = args.budget
     _, plain = asyncio.run(measure(path, args.runs, {}))
@@ -312,11 +325,11 @@ def main() -> int:
         flag = ""
         if median > limit or timed_out or plain_timed_out:
             slow.append(page)
-            flag = "  OVER" + (f" (facets timed out: {', '.join(timed_out + plain_timed_out)})"
+            flag = "  OVER" + (f" (facets timed out or failed: {', '.join(timed_out + plain_timed_out)})"
                                if timed_out or plain_timed_out else "")
         page = page.replace(f"/{Path(path).stem}/", "/DB/")
         print(f"{page:<66} {median:>8.1f} {worst:>7.1f} {plain_median:>16.1f}{flag}")
-    print(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"load {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs")
     print(f"{len(served) - len(slow)}/{len(served)} pages within {limit:.0f} ms as served; no facet timed out"
           if not any(t for *_, t in served + plain) else "some facets timed out")
     return 1 if slow else 0

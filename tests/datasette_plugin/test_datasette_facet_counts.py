@@ -1,0 +1,105 @@
+"""The facets answered from the read model's kept counts show exactly what counting the rows shows, for
+the whole table and for one selected value, and count the rows for any other selection."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+from plugin_fixtures import datasette_for, db_name, demo_db  # noqa: F401 (fixtures)
+from test_datasette_pages import facet, run
+
+from stowaway.ingest import readmodel
+
+PAGES = [
+    "vulnerabilities_view.json?_facet_layer=layer_index",
+    "vulnerabilities_view.json?severity=critical&_facet_layer=layer_index",
+    "vulnerabilities_view.json?severity=low",
+    "vulnerabilities_view.json?fixed_version__notblank=1",
+    "vulnerabilities_view.json?fixed_version__isblank=1",
+    "vulnerabilities_view.json?fix_available=no",
+    "vulnerabilities_view.json?severity__exact=high",
+    "findings_report.json?_facet_layer=layer_index",
+    "findings_report.json?kind=secret",
+    "findings_report.json?suppressed=0",
+    "findings_report.json?suppressed=1",
+    "findings_report.json?severity=medium",
+    "packages_view.json?_facet_layer=layer_index",
+    "packages_view.json?ecosystem=maven",
+    "packages.json",
+    "findings.json?_facet_severity=severity&_facet_kind=kind",
+]
+# selections the kept counts do not cover: counted from the rows
+OTHER = [
+    "vulnerabilities_view.json?severity=critical&fix_available=yes",
+    "vulnerabilities_view.json?_where=cvss_score>8",
+    "vulnerabilities_view.json?image=demo/app:1.0",
+    "findings_report.json?suppressed=01",
+    "findings_report.json?kind=secret&_sort=id&_next=1",
+]
+
+
+def _facets(ds, page: str) -> dict:
+    return {name: [(r["value"], r["label"], r["count"], r["selected"], r["toggle_url"]) for r in got["results"]]
+            for name, got in facet(ds, f"/{db_name(ds.files[0])}/{page}").items()}
+
+
+def _copy(src: str, dst: str, sql: str) -> str:
+    shutil.copy(src, dst)
+    conn = sqlite3.connect(dst)
+    with conn:
+        conn.execute(sql)
+    conn.close()
+    return dst
+
+
+def _suppress(db: str) -> str:
+    """One vulnerability suppressed (through the findings store, which keeps the counts)."""
+    from stowaway.ingest.findings import Suppression, add_suppression
+
+    conn = sqlite3.connect(db)
+    with conn:
+        add_suppression(conn, Suppression(rule="CVE-2022-0001", reason="accepted"))
+    conn.close()
+    return db
+
+
+def test_kept_counts_answer_as_counting_the_rows_does(demo_db, tmp_path):
+    _suppress(demo_db)
+    counted = tmp_path / "counted"
+    counted.mkdir()
+    # the same database without the kept counts: every facet counts its rows
+    plain = _copy(demo_db, str(counted / db_name(demo_db)) + ".db", "DROP TABLE report_facet_counts")
+    kept, rows = datasette_for(demo_db), datasette_for(plain)
+    for page in PAGES + OTHER + [t + ".json" for t in readmodel.COUNTED_FACETS]:
+        got, want = _facets(kept, page), _facets(rows, page)
+        assert got == want, page
+        assert any(results for results in got.values()), page
+
+
+def test_the_kept_counts_are_what_the_facets_read(demo_db, tmp_path):
+    """Counts put out of step on purpose show on the pages they answer, and not on the others (so the
+    test above compares the kept counts, not the rows with themselves)."""
+    skewed = tmp_path / "skewed"
+    skewed.mkdir()
+    _suppress(demo_db)
+    path = _copy(demo_db, str(skewed / db_name(demo_db)) + ".db", "UPDATE report_facet_counts SET n = n + 1000")
+    kept, honest = datasette_for(path), datasette_for(demo_db)
+    for page in PAGES + [t + ".json" for t in readmodel.COUNTED_FACETS]:
+        got = _facets(kept, page)
+        assert all(n >= 1000 for results in got.values() for _v, _l, n, _s, _u in results), page
+    for page in OTHER:
+        assert _facets(kept, page) == _facets(honest, page), page
+
+
+def test_a_vulnerability_page_lists_the_worst_and_counts_them_all(demo_db, monkeypatch):
+    """CVE-2021-44228 is in both demo/app images: with one row shown, the page still counts two images and
+    two findings, and says where all of them are."""
+    from stowaway.datasette_plugin import queries
+
+    ds = datasette_for(demo_db)
+    whole = run(ds.client.get("/-/stowaway/vulnerability/CVE-2021-44228")).text
+    assert "(2 images, 2 findings)" in whole and "are listed here" not in whole
+    monkeypatch.setattr(queries, "AFFECTED_SHOWN", 1)
+    page = run(ds.client.get("/-/stowaway/vulnerability/CVE-2021-44228")).text
+    assert "(2 images, 2 findings)" in page and "The worst 1 are listed here" in page
+    assert page.count("#vulnerabilities\">demo/app:") == 1

@@ -1,0 +1,201 @@
+"""The kept facet counts (readmodel's report_facet_counts) never lie: after every kind of write they
+equal the counts taken from the rows themselves, here computed in Python from the rows."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+from store_fixtures import REF, shop, shop_db, shop_template  # noqa: F401 (fixtures)
+
+from stowaway.ingest import cli, readmodel
+
+
+def _cvss(score):
+    if score is None:
+        return "not scored"
+    if score >= 9:
+        return "critical (9.0-10.0)"
+    if score >= 7:
+        return "high (7.0-8.9)"
+    if score >= 4:
+        return "medium (4.0-6.9)"
+    if score > 0:
+        return "low (0.1-3.9)"
+    return "none (0.0)" if score == 0 else None
+
+
+def _value(facet: str, row: dict):
+    kind, column = facet.split(":", 1)
+    if kind == "fix":
+        return "yes" if (row["fixed_version"] or "") != "" else "no"
+    if kind == "cvss":
+        return _cvss(row["cvss_score"])
+    if kind == "layer":
+        return None if row["layer_index"] is None else json.dumps([row["layer_index"], row["layer_created_by"]],
+                                                                  separators=(",", ":"), ensure_ascii=False)
+    return row[column]
+
+
+def expected(conn) -> Counter:
+    """(table, filter, filter value, facet, value) -> rows, counted in Python from every row."""
+    conn.row_factory = sqlite3.Row
+    out: Counter = Counter()
+    for table, facets in readmodel.COUNTED_FACETS.items():
+        for row in map(dict, conn.execute(f"SELECT * FROM [{table}]")):
+            for facet in facets:
+                value = _value(facet, row)
+                if value is None:
+                    continue
+                out[(table, "", "", facet, value)] += 1
+                for col in readmodel.COUNTED_FILTERS[table]:
+                    if row[col] is not None:
+                        out[(table, col, row[col], facet, value)] += 1
+    for table, facets in readmodel.COUNTED_BASE.items():
+        for row in map(dict, conn.execute(f"SELECT * FROM [{table}]")):
+            for facet, col in facets.items():
+                if row[col] is not None:
+                    out[(table, "", "", facet, row[col])] += 1
+    conn.row_factory = None
+    return out
+
+
+def kept(conn) -> Counter:
+    return Counter({tuple(r[:5]): r[5] for r in conn.execute(
+        "SELECT tbl, filter, filter_value, facet, value, n FROM report_facet_counts WHERE n <> 0")})
+
+
+def assert_true(db: str) -> Counter:
+    conn = sqlite3.connect(db)
+    try:
+        want = expected(conn)
+        got = kept(conn)
+        assert got == want, {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        return got
+    finally:
+        conn.close()
+
+
+def _run(*argv) -> None:
+    assert cli.main([str(a) for a in argv]) == 0
+
+
+def test_counts_hold_through_scans_suppressions_rescans_and_rematch(shop_db, tmp_path):
+    db = shop_db
+    got = assert_true(db)
+    assert got[("vulnerabilities_view", "", "", "severity:severity", "critical")] == 1
+    assert got[("findings_report", "", "", "values:suppressed", 0)] > 0
+    assert got[("vulnerabilities_view", "severity", "critical", "values:image", REF)] == 1
+
+    # a second image of the same repository (the trigger path: a new current scan)
+    shop("2.15.0").write_oci_layout(tmp_path / "v2", ref="corpus/shop:2.0")
+    _run("scan", f"oci:{tmp_path / 'v2'}", "--db", db, "--no-progress")
+    got = assert_true(db)
+    assert got[("vulnerabilities_view", "", "", "values:image", "corpus/shop:2.0")] == 1
+
+    # a suppression moves a finding from unsuppressed to suppressed (refresh_images)
+    _run("ignore", "add", "--image", REF, "--id", "CVE-2021-44228", "--reason", "accepted", "--db", db)
+    got = assert_true(db)
+    assert got[("findings_report", "suppressed", 1, "values:image", REF)] == 1
+
+    # a rescan replaces the image's current scan; the suppression carries over
+    _run("rescan", REF, "--db", db, "--no-progress")
+    got = assert_true(db)
+    assert got[("findings_report", "suppressed", 1, "values:image", REF)] == 1
+
+    # rematch against the database's advisories, then with the suppression removed
+    _run("rematch", "--db", db, "--no-progress")
+    assert_true(db)
+    conn = sqlite3.connect(db)
+    ids = [str(r[0]) for r in conn.execute("SELECT id FROM suppressions")]
+    conn.close()
+    _run("ignore", "remove", *ids, "--db", db)
+    got = assert_true(db)
+    assert got[("findings_report", "suppressed", 1, "values:image", REF)] == 0
+
+
+def test_counts_hold_when_an_image_goes_and_after_a_rebuild(shop_db):
+    db = shop_db
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        image_id = conn.execute("SELECT id FROM images WHERE reference = ?", [REF]).fetchone()[0]
+        conn.execute("DELETE FROM images WHERE id = ?", [image_id])  # the read_model_image_deleted trigger
+    conn.close()
+    got = assert_true(db)
+    assert not any(k[0] in readmodel.COUNTED_FACETS for k in got)  # no rows left in the report tables
+    assert got[("findings", "", "", "kind:kind", "vulnerability")] > 0  # the findings themselves remain
+    conn = sqlite3.connect(db)
+    with conn:  # a count out of step is repaired by rebuild_all
+        conn.execute("UPDATE report_facet_counts SET n = n + 5")
+        readmodel.rebuild_all(conn)
+    conn.close()
+    assert_true(db)
+
+
+def _report_rows(db: str) -> dict:
+    conn = sqlite3.connect(db)
+    try:
+        return {name: sorted(map(repr, conn.execute(f"SELECT * FROM [{name}]"))) for name in readmodel.MATERIALIZE}
+    finally:
+        conn.close()
+
+
+def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db, tmp_path, monkeypatch):
+    """Rematch writes a batch of images per transaction and refreshes their report rows once per batch;
+    an error inside a batch takes back that batch only."""
+    from stowaway.analyzers.vulnerabilities import rematch as rematch_module
+    from stowaway.ingest import findings as store
+
+    db = shop_db
+    for n, version in enumerate(("2.15.0", "2.13.0", "2.14.0")):  # each with a vulnerability
+        shop(version).write_oci_layout(tmp_path / f"v{n}", ref=f"corpus/shop:{n + 2}.0")
+        _run("scan", f"oci:{tmp_path / f'v{n}'}", "--db", db, "--no-progress")
+    conn = sqlite3.connect(db)
+    with conn:  # every vulnerability finding gone: the rematch has them all to write again
+        conn.execute("DELETE FROM vulnerability_details")
+        conn.execute("DELETE FROM findings WHERE kind = 'vulnerability'")
+        readmodel.rebuild_all(conn)
+    conn.close()
+    monkeypatch.setattr(rematch_module, "BATCH", 2)
+    calls = []
+    real = store.replace_vulnerabilities
+
+    def failing_fourth(*args, **kw):  # the second image of the second batch
+        calls.append(args[2])
+        if len(calls) == 4:
+            raise RuntimeError("disk gone")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", failing_fourth)
+    from stowaway.ingest.db import connect
+
+    database = connect(db)
+    try:
+        rematch_module.rematch(database)
+    except RuntimeError:
+        pass
+    database.conn.close()
+    conn = sqlite3.connect(db)
+    written = {r[0] for r in conn.execute("SELECT DISTINCT image_id FROM findings WHERE kind = 'vulnerability'")}
+    conn.close()
+    assert len(calls) == 4 and written == set(calls[:2])  # the first batch committed, the second taken back
+    before = _report_rows(db)
+    assert_true(db)
+    conn = sqlite3.connect(db)
+    with conn:
+        readmodel.rebuild_all(conn)
+    conn.close()
+    assert _report_rows(db) == before
+
+    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", real)
+    _run("rematch", "--db", db, "--no-progress")
+    before = _report_rows(db)
+    got = assert_true(db)
+    assert got[("vulnerabilities_view", "", "", "severity:severity", "critical")] >= 1
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(DISTINCT image_id) FROM vulnerabilities_view").fetchone()[0] >= 3
+    with conn:
+        readmodel.rebuild_all(conn)
+    conn.close()
+    assert _report_rows(db) == before
