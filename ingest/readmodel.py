@@ -441,8 +441,19 @@ def _base_trigger(table: str, event: str, facets: dict[str, str]) -> str:
 
 
 def _count_all() -> list[str]:
+    """Every kept count from the rows: one GROUP BY per (filter, facet) pair, which an index on the
+    column answers without sorting (the one-statement delta sorts every row once per pair: minutes
+    at 1,000,000 rows)."""
     out = ["DELETE FROM report_facet_counts;"]
-    out += [_facet_delta(name, "1", "+") for name in COUNTED_FACETS]
+    for name, facets in COUNTED_FACETS.items():
+        for key, expr in facets.items():
+            out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+                       f" SELECT '{name}', '', '', '{key}', {expr}, COUNT(*) FROM [{name}]"
+                       f" WHERE {expr} IS NOT NULL GROUP BY {expr};")
+            for col in COUNTED_FILTERS[name]:
+                out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+                           f" SELECT '{name}', '{col}', [{col}], '{key}', {expr}, COUNT(*) FROM [{name}]"
+                           f" WHERE [{col}] IS NOT NULL AND {expr} IS NOT NULL GROUP BY [{col}], {expr};")
     for table, facets in COUNTED_BASE.items():
         out += [f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
                 f" SELECT '{table}', '', '', '{key}', [{col}], COUNT(*) FROM [{table}]"
@@ -459,7 +470,11 @@ def count_facets(conn) -> None:
 def facet_counts_migration() -> str:
     """The schema part that adds the kept counts: the table, the read model's triggers again with the
     counts in them, the base tables' triggers, the first count."""
-    parts = [FACET_COUNTS_TABLE, "DROP TRIGGER IF EXISTS read_model_current_scan;",
+    # a page filtered by one severity, in the default order (severity_rank): an index walk, not a walk of
+    # the rank index past every row of the other severities (over a second at 1,000,000 rows)
+    parts = [f"CREATE INDEX IF NOT EXISTS [idx_{name}_severity_order] ON [{name}](severity, severity_rank);"
+             for name in ("vulnerabilities_view", "findings_report")]
+    parts += [FACET_COUNTS_TABLE, "DROP TRIGGER IF EXISTS read_model_current_scan;",
              "DROP TRIGGER IF EXISTS read_model_image_deleted;", _current_scan_triggers(counted=True)]
     for table, facets in COUNTED_BASE.items():
         parts += [_base_trigger(table, event, facets) for event in ("INSERT", "DELETE", "UPDATE")]

@@ -12,7 +12,9 @@ a pool of 400 CVEs), written in bulk (explicit indexes dropped while the rows go
 the report tables built once at the end); 10,000 images make 1,000,000 findings (about 75 s at load
 5, against 19 minutes through one transaction per 500 images with every index in place). Every page is
 then requested through datasette.client: --runs times after one warm-up; the median and the worst
-are printed, as `stowaway serve` configures Datasette (suggest_facets off) and, for comparison, as
+wall-clock time are printed, and the median CPU time of the process (Datasette's SQL threads included:
+on a loaded machine the wall clock measures the neighbours too), as `stowaway serve` configures
+Datasette (suggest_facets off) and, for comparison, as
 plain `datasette DB` does (Datasette's defaults: every table page also runs two or three suggestion
 queries per column). Exit status 1 when, as served, a page's median exceeds --budget (300 ms),
 or when a facet timed out in either configuration.
@@ -277,18 +279,19 @@ async def measure(path: str, runs: int, settings: dict):
     for page in pages(name, vuln):
         r = await ds.client.get(page)  # warm-up: startup, page cache, statement cache
         if r.status_code != 200:  # e.g. a query past Datasette's time limit: a 500, counted as over
-            out.append((page, float("inf"), float("inf"), [f"HTTP {r.status_code}"]))
+            out.append((page, float("inf"), float("inf"), [f"HTTP {r.status_code}"], float("inf")))
             continue
-        times = []
+        times, cpu = [], []
         for _ in range(runs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()  # the SQL threads are this process's too
             r = await ds.client.get(page)
             times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
         timed_out = []
         if "/-/stowaway/" not in page and "." not in page.rsplit("/", 1)[-1].split("?")[0]:
             j = await ds.client.get(page.replace("?", ".json?", 1) if "?" in page else page + ".json")
             timed_out = j.json().get("facets_timed_out") or []
-        out.append((page, statistics.median(times), max(times), timed_out))
+        out.append((page, statistics.median(times), max(times), timed_out, statistics.median(cpu)))
     return limit, out
 
 
@@ -319,19 +322,23 @@ def main() -> int:
                                                          " (SELECT COUNT(*) FROM packages) FROM images").fetchone()
     print(f"{images[0]} images, {images[1]} findings, {images[2]} packages; facet_time_limit_ms={limit};"
           f" ms, median and worst of {args.runs} runs")
-    print(f"{'page':<66} {'served':>8} {'worst':>7} {'plain datasette':>16}")
-    slow = []
-    for (page, median, worst, timed_out), (_, plain_median, _, plain_timed_out) in zip(served, plain):
+    print(f"{'page':<66} {'served':>8} {'worst':>7} {'CPU':>7} {'plain datasette':>16}")
+    slow, slow_cpu = [], []
+    for (page, median, worst, timed_out, cpu), (_, plain_median, _, plain_timed_out, _) in zip(served, plain):
+        if cpu > limit or timed_out:
+            slow_cpu.append(page)
         flag = ""
         if median > limit or timed_out or plain_timed_out:
             slow.append(page)
             flag = "  OVER" + (f" (facets timed out or failed: {', '.join(timed_out + plain_timed_out)})"
                                if timed_out or plain_timed_out else "")
         page = page.replace(f"/{Path(path).stem}/", "/DB/")
-        print(f"{page:<66} {median:>8.1f} {worst:>7.1f} {plain_median:>16.1f}{flag}")
+        print(f"{page:<66} {median:>8.1f} {worst:>7.1f} {cpu:>7.1f} {plain_median:>16.1f}{flag}")
     print(f"load {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs")
-    print(f"{len(served) - len(slow)}/{len(served)} pages within {limit:.0f} ms as served; no facet timed out"
-          if not any(t for *_, t in served + plain) else "some facets timed out")
+    print(f"{len(served) - len(slow)}/{len(served)} pages within {limit:.0f} ms as served (wall clock);"
+          f" {len(served) - len(slow_cpu)}/{len(served)} within {limit:.0f} ms of CPU (this process's, SQL included:"
+          f" what the page costs, whatever the machine's load)")
+    print("no facet timed out" if not any(r[3] for r in served + plain) else "some facets timed out or pages failed")
     return 1 if slow else 0
 
 
