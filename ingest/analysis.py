@@ -236,6 +236,7 @@ class Analysis:
     # --- index: one layer ------------------------------------------------------------------------
     def _read_layer(self, blob: LayerBlob, analyzers: list[Analyzer], what: str) -> LayerResult:
         raw = blob.open() if blob.open else blob.stream
+        stream = None
         try:
             stream = LayerStream(raw, self.limits, what)
             t0 = time.perf_counter()
@@ -247,6 +248,8 @@ class Analysis:
             result.compressed_size = stream.blob.count  # type: ignore[attr-defined]
             return result
         finally:
+            if stream is not None:
+                stream.close()
             if blob.open and hasattr(raw, "close"):
                 raw.close()
 

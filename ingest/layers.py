@@ -6,10 +6,10 @@ opaque-directory markers are recorded as entries of their own type; `squash.py` 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import posixpath
-import struct
 import tarfile
 import time
 import zlib
@@ -139,9 +139,6 @@ _EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE
              tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
-# A ustar/GNU/v7 header up to its prefix field: name, mode, uid, gid, size, mtime, chksum, type,
-# linkname, (magic and version skipped), uname, gname, devmajor, devminor, prefix (POSIX.1-1988 layout).
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s")
 # entry types whose header is the whole story (no extended data, no sparse map)
 _PLAIN_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
                           tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE))
@@ -164,18 +161,7 @@ def _number(field: bytes) -> int:
         return _octal(field)
 
 
-_FIELDS: dict[bytes, int] = {}  # mode, uid, gid and device fields: a few values repeat in every header
-_TEXTS: dict[tuple[bytes, str, str], str] = {}  # user and group names
-_CACHE_MAX = 4096
-
-
-def _cached_number(field: bytes) -> int:
-    n = _FIELDS.get(field)
-    if n is None:
-        n = _octal(field)
-        if len(_FIELDS) < _CACHE_MAX:
-            _FIELDS[field] = n
-    return n
+_CACHE_MAX = 4096  # distinct owner fields remembered per archive
 
 
 def _text(field: bytes, encoding: str, errors: str) -> str:
@@ -184,14 +170,28 @@ def _text(field: bytes, encoding: str, errors: str) -> str:
     return field.split(b"\0", 1)[0].decode(encoding, errors)
 
 
-def _cached_text(field: bytes, encoding: str, errors: str) -> str:
-    key = (field, encoding, errors)
-    text = _TEXTS.get(key)
-    if text is None:
-        text = _text(field, encoding, errors)
-        if len(_TEXTS) < _CACHE_MAX:
-            _TEXTS[key] = text
-    return text
+_INFO_FIELDS = ("path", "type", "size", "mode", "uid", "gid", "linkname", "mtime")
+if tuple(f.name for f in dataclasses.fields(FileInfo)) == _INFO_FIELDS and hasattr(FileInfo, "__slots__"):
+    _NEW_INFO = FileInfo.__new__
+    (_SET_PATH, _SET_TYPE, _SET_SIZE, _SET_MODE, _SET_UID, _SET_GID, _SET_LINK,
+     _SET_MTIME) = (FileInfo.__dict__[f].__set__ for f in _INFO_FIELDS)
+
+    def _file_info(path: str, kind: str, size: int, mode: int, uid: int, gid: int, link: str, mtime: int) -> FileInfo:
+        """FileInfo(...) through its slots: the frozen dataclass's __init__ (object.__setattr__ per
+        field) was a tenth of the walk of a layer of small files."""
+        info = _NEW_INFO(FileInfo)
+        _SET_PATH(info, path)
+        _SET_TYPE(info, kind)
+        _SET_SIZE(info, size)
+        _SET_MODE(info, mode)
+        _SET_UID(info, uid)
+        _SET_GID(info, gid)
+        _SET_LINK(info, link)
+        _SET_MTIME(info, mtime)
+        return info
+else:  # FileInfo changed shape: its own constructor
+    def _file_info(path: str, kind: str, size: int, mode: int, uid: int, gid: int, link: str, mtime: int) -> FileInfo:
+        return FileInfo(path, kind, size, mode, uid, gid, link, mtime)
 
 
 def _data_blocks(kind: bytes, size: int) -> int:
@@ -199,32 +199,43 @@ def _data_blocks(kind: bytes, size: int) -> int:
     return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if kind in _DATA_TYPES else 0
 
 
-def _plain_header(buf: bytes, encoding: str, errors: str) -> tuple | None:
+def _plain_header(buf: bytes, encoding: str, errors: str, owners: dict | None = None) -> tuple | None:
     """A plain header (a file, directory, link or device; no extended header) read as tarfile's frombuf
-    and _proc_builtin read it: (name, type, size, mode, uid, gid, mtime, linkname, uname, gname,
-    devmajor, devminor, chksum). None for anything else, which tarfile's own parser then reads: extended
-    headers, sparse files, base-256 numbers, a bad or signed checksum, the end-of-archive block.
+    and _proc_builtin read it: (name, type, size, mode, uid, gid, mtime, linkname, chksum,
+    (uname, gname, devmajor, devminor)). None for anything else, which tarfile's own parser then
+    reads: extended headers, sparse files, base-256 numbers, a bad or signed checksum, the
+    end-of-archive block.
 
-    One struct unpack, and the checksum summed in C by zlib.adler32: tarfile's parser costs about
-    15 µs a header in Python, most of a scan of an image of many small files."""
+    The checksum is summed in C by zlib.adler32, and the fields that repeat from entry to entry (mode,
+    owner, user and group names, device numbers) are read once per distinct value (`owners`: a cache
+    for one archive): tarfile's parser costs about 15 µs a header in Python, most of a scan of an
+    image of many small files."""
     if len(buf) != tarfile.BLOCKSIZE:
         return None
-    (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname, devmajor, devminor,
-     prefix) = _HEADER.unpack_from(buf)
+    kind = buf[156:157]
     if kind not in _PLAIN_TYPES:
         return None
     try:
+        chksum = buf[148:156]
         stored = _number(chksum)
         # the unsigned byte sum with the checksum field read as spaces; each half of the block
         # sums to at most 256 * 255 < 65521, so adler32's low half (started at 0) is that sum exactly
         total = (zlib.adler32(buf[:256], 0) & 0xFFFF) + (zlib.adler32(buf[256:], 0) & 0xFFFF)
         if stored != total - sum(chksum) + 256:
             return None
-        path = _text(name, encoding, errors)
-        fields = (_number(size), _cached_number(mode), _cached_number(uid), _cached_number(gid), _number(mtime),
-                  _text(linkname, encoding, errors), _cached_text(uname, encoding, errors),
-                  _cached_text(gname, encoding, errors), _cached_number(devmajor), _cached_number(devminor))
-        prefix_text = _text(prefix, encoding, errors)
+        key = buf[100:124] + buf[265:345]  # mode, uid, gid; uname, gname, devmajor, devminor
+        owner = owners.get(key) if owners is not None else None
+        if owner is None:
+            owner = (_octal(buf[100:108]), _octal(buf[108:116]), _octal(buf[116:124]),
+                     (_text(buf[265:297], encoding, errors), _text(buf[297:329], encoding, errors),
+                      _octal(buf[329:337]), _octal(buf[337:345])))
+            if owners is not None and len(owners) < _CACHE_MAX:
+                owners[key] = owner
+        end = buf.find(b"\0", 0, 100)
+        path = buf[:end if end >= 0 else 100].decode(encoding, errors)
+        size, mtime = _number(buf[124:136]), _number(buf[136:148])
+        link = _text(buf[157:257], encoding, errors) if buf[157] else ""
+        prefix_text = _text(buf[345:500], encoding, errors) if buf[345] else ""
     except ValueError:  # also UnicodeDecodeError under a strict encoding: tarfile's parser says it its way
         return None
     if kind == tarfile.AREGTYPE and path.endswith("/"):
@@ -235,7 +246,7 @@ def _plain_header(buf: bytes, encoding: str, errors: str) -> tuple | None:
         path = prefix_text + "/" + path
         if kind == tarfile.DIRTYPE:
             path = path.rstrip("/")
-    return (path, kind) + fields + (stored,)
+    return path, kind, size, owner[0], owner[1], owner[2], mtime, link, stored, owner[3]
 
 
 class CappedTarInfo(tarfile.TarInfo):
@@ -266,8 +277,8 @@ class CappedTarInfo(tarfile.TarInfo):
         if plain is None:
             return None
         obj = cls.__new__(cls)
-        (obj.name, obj.type, obj.size, obj.mode, obj.uid, obj.gid, obj.mtime, obj.linkname, obj.uname, obj.gname,
-         obj.devmajor, obj.devminor, obj.chksum) = plain
+        (obj.name, obj.type, obj.size, obj.mode, obj.uid, obj.gid, obj.mtime, obj.linkname, obj.chksum,
+         (obj.uname, obj.gname, obj.devmajor, obj.devminor)) = plain
         obj.sparse, obj.pax_headers = None, {}
         offset = tarfile_.fileobj.tell()
         obj.offset, obj.offset_data = offset - tarfile.BLOCKSIZE, offset
@@ -298,18 +309,18 @@ def _entries(tf: tarfile.TarFile, reader: ForwardReader):
     if member is None:  # an empty archive (only end-of-archive blocks, or nothing)
         return
     encoding, errors = tf.encoding, tf.errors
+    owners: dict[bytes, tuple] = {}
     while True:
         if member is not None:
             yield (member.name, member.type, member.size, member.mode, member.uid, member.gid, member.mtime,
-                   member.linkname, member.uname, member.gname, member.devmajor, member.devminor,
-                   member.chksum), member
+                   member.linkname, member.chksum, (member.uname, member.gname, member.devmajor, member.devminor)), member
             if len(tf.members) > 1024:  # type: ignore[attr-defined]
                 tf.members.clear()  # type: ignore[attr-defined]
         offset = tf.offset  # type: ignore[attr-defined]
         if reader.pos != offset:
             reader.seek(offset)
         buf = reader.read(tarfile.BLOCKSIZE)
-        plain = None if tf.pax_headers else _plain_header(buf, encoding, errors)
+        plain = None if tf.pax_headers else _plain_header(buf, encoding, errors, owners)
         if plain is None:
             reader.unread(buf)
             member = tf.next()
@@ -464,7 +475,7 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         for fields, member in _entries(tf, reader):
             if len(entries) >= max_entries:
                 raise ScanError(f"{what}: more than {limits.max_entries} entries in one layer")
-            name, type_, size, mode, uid, gid, mtime, linkname = fields[:8]
+            name, type_, size, mode, uid, gid, mtime, linkname, _, _ = fields
             if not name.isascii():
                 name = _clean(name)
             if len(name) > MAX_NAME:
@@ -508,7 +519,7 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
             entries.append((path, kind, size, mode, uid, gid, link))
             if kind not in (REG, HARDLINK) or not analyzers:
                 continue
-            info = FileInfo(path, kind, size, mode, uid, gid, link, int(mtime))
+            info = _file_info(path, kind, size, mode, uid, gid, link, int(mtime))
             wanted = [a for a in analyzers if a.required(path, info)]
             if not wanted:
                 continue
@@ -602,6 +613,15 @@ WINDOWS_ROOTS = {"Files", "Hives", "UtilityVM"}
 
 def _refuse_windows(result: LayerResult, what: str) -> None:
     """A Windows container layer keeps its filesystem under Files/ and its registry under Hives/."""
-    roots = {e[0].split("/", 2)[1] for e in result.entries if e[0] != "/"}
-    if roots and roots <= WINDOWS_ROOTS and roots & {"Files", "Hives"}:
+    roots = set()
+    for e in result.entries:
+        path = e[0]
+        if path == "/":
+            continue
+        cut = path.find("/", 1)
+        root = path[1:cut] if cut > 0 else path[1:]
+        if root not in WINDOWS_ROOTS:
+            return  # the first entry outside those roots settles it
+        roots.add(root)
+    if roots and roots & {"Files", "Hives"}:
         raise ScanError(f"Windows images are not supported: {what} holds a Windows filesystem (Files/, Hives/)")

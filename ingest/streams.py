@@ -210,6 +210,73 @@ def compression_of(head: bytes) -> str:
     return "none"
 
 
+def _read_ahead(raw, chunk: int, pending: queue.Queue, stop: threading.Event) -> None:
+    """The reading thread of a ReadAhead: chunks (then b"" at the end, or the exception) into `pending`."""
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    try:
+        while not stop.is_set():
+            data = raw.read(chunk)
+            put(data)
+            if not data:
+                return
+    except BaseException as exc:  # noqa: BLE001 - raised again in the reader's thread, where it belongs
+        put(exc)
+
+
+class ReadAhead:
+    """Reads `raw` in `CHUNK` pieces in a thread of its own, at most `DEPTH` chunks ahead of the
+    reader: the reading (pread, decompression) and the digests of a layer happen on another core
+    while its tar is parsed. An error of the reading thread is raised by `read`, in the reader's
+    thread. `close()` stops the thread and waits for it: nothing reads `raw` after it returns."""
+
+    DEPTH = 4
+
+    def __init__(self, raw, chunk: int = CHUNK):
+        self._pending: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        self._stop = threading.Event()
+        self._left = b""
+        self._ended = False
+        self._thread = threading.Thread(target=_read_ahead, args=(raw, chunk, self._pending, self._stop),
+                                        name="stowaway-read", daemon=True)
+        self._thread.start()
+        weakref.finalize(self, self._stop.set)
+
+    def _next(self) -> bytes:
+        if self._ended:
+            return b""
+        item = self._pending.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+            self._thread.join()
+        return item
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self._left]
+            self._left = b""
+            while chunk := self._next():
+                parts.append(chunk)
+            return b"".join(parts)
+        if not self._left:
+            self._left = self._next()
+        data, self._left = self._left[:n], self._left[n:]
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class LayerStream:
     """A layer blob opened for one pass: `.tar` is the uncompressed stream to hand to tarfile."""
 
@@ -228,8 +295,8 @@ class LayerStream:
         # an uncompressed blob's digest is its diff_id: hash those bytes once, not twice
         algo = None if self.compression == "none" else "sha256"
         self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what), algo, background=True)
-        # unbuffered: the tar walker's ForwardReader reads it in whole chunks and keeps them
-        self.tar = self.uncompressed
+        # read ahead in a thread, unbuffered: the tar walker's ForwardReader takes whole chunks and keeps them
+        self.tar = ReadAhead(self.uncompressed)
 
     def finish(self) -> tuple[str, str]:
         """Reads what tarfile left (end-of-archive padding) and returns (blob digest, diff_id)."""
@@ -239,6 +306,10 @@ class LayerStream:
         if self.uncompressed.hash is None:
             return self.blob.digest(), self.blob.digest()
         return self.blob.digest(), self.uncompressed.digest()
+
+    def close(self) -> None:
+        """Stops the reading thread (a layer abandoned half-way): nothing reads the blob after this."""
+        self.tar.close()
 
 
 def open_outer(fileobj, limits: Limits, what: str):

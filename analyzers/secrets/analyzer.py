@@ -233,6 +233,10 @@ class Secrets(MemberConsumer, Analyzer):
         conf = conf if isinstance(conf, dict) else {}
         self.default_excludes = conf.get("default_excludes", True) is not False
         self.patterns, self.excluded = exclusions(conf.get("exclude_paths"), self.default_excludes)
+        # '/usr/*' and the like are a prefix test (no regex for most of an image's files); '*' does not
+        # cross a newline, so neither does the prefix test
+        self.excluded_dirs = tuple(p[:-1] for p in self.patterns
+                                   if p.startswith("/") and p.endswith("/*") and not _TOKENS.search(p[:-1]))
         self.include_patterns, self.included = inclusions(conf.get("include_paths"))
         # inside archives (OUTER!/INNER!/MEMBER): a pattern that does not start with '/' also matches the
         # member's path read across the archive boundaries ('AnyPath/node_modules/...' in a tarball)
@@ -266,7 +270,8 @@ class Secrets(MemberConsumer, Analyzer):
     def is_excluded(self, path: str) -> bool:
         if "!/" in path:
             return self._member_excluded(path)
-        return self.excluded.fullmatch(path) is not None and not (self.included and self.included.fullmatch(path))
+        excluded = (path.startswith(self.excluded_dirs) and "\n" not in path) or self.excluded.fullmatch(path) is not None
+        return excluded and not (self.included and self.included.fullmatch(path))
 
     def _member_excluded(self, path: str) -> bool:
         flat = path.replace("!/", "/")

@@ -249,3 +249,14 @@ def test_walk_of_an_empty_layer(data):
     from stowaway.ingest.streams import Limits
 
     assert walk(io.BytesIO(data), 0, [_Everything()], Limits(), "test").entries == []
+
+
+def test_file_info_made_through_its_slots_is_a_file_info():
+    from stowaway.ingest.layers import _file_info
+    from stowaway.ingest.model import FileInfo
+
+    made = _file_info("/etc/passwd", REG, 12, 0o644, 1, 2, "", 1700000000)
+    assert made == FileInfo("/etc/passwd", REG, 12, 0o644, 1, 2, "", 1700000000)
+    assert hash(made) == hash(FileInfo("/etc/passwd", REG, 12, 0o644, 1, 2, "", 1700000000))
+    with pytest.raises(AttributeError):
+        made.size = 3  # still frozen
