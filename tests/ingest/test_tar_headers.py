@@ -260,3 +260,33 @@ def test_file_info_made_through_its_slots_is_a_file_info():
     assert hash(made) == hash(FileInfo("/etc/passwd", REG, 12, 0o644, 1, 2, "", 1700000000))
     with pytest.raises(AttributeError):
         made.size = 3  # still frozen
+
+
+def test_read_ahead_hands_over_the_stream_its_errors_and_stops_when_closed():
+    from stowaway.ingest.model import ScanError
+    from stowaway.ingest.streams import ReadAhead
+
+    data = bytes(range(256)) * 20000
+    ahead = ReadAhead(io.BytesIO(data), chunk=1000)
+    assert ahead.read(10) == data[:10] and ahead.read(5000) == data[10:1000]  # at most one chunk a read
+    assert ahead.read() == data[1000:] and ahead.read(7) == b""
+
+    class Failing(io.RawIOBase):
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, n=-1):
+            self.calls += 1
+            if self.calls > 2:
+                raise ScanError("layer: decompressed size exceeds the limit")
+            return b"x" * n
+
+    failing = ReadAhead(Failing(), chunk=10)
+    assert failing.read(10) == b"x" * 10 and failing.read(10) == b"x" * 10
+    with pytest.raises(ScanError, match="exceeds the limit"):
+        failing.read(10)  # raised here, in the reader's thread
+
+    endless = ReadAhead(io.BytesIO(b"y" * 10_000_000), chunk=1000)
+    assert endless.read(3) == b"yyy"
+    endless.close()  # abandoned half-way: the thread stops and nothing reads the stream any more
+    assert not endless._thread.is_alive()
