@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import Iterable, Iterator
 
-from .layers import OPAQUE, WHITEOUT
+from .layers import OPAQUE, WHITEOUT, gc_paused
 from .model import DIR, HARDLINK, REG, SYMLINK, FileInfo
 
 MAX_SYMLINK_HOPS = 40
@@ -33,8 +33,9 @@ class Filesystem:
     @classmethod
     def build(cls, layers: Iterable[list[tuple]]) -> "Filesystem":
         fs = cls()
-        for index, entries in enumerate(layers):
-            fs.apply(index, entries)
+        with gc_paused():  # a tree without cycles: no collection while it grows
+            for index, entries in enumerate(layers):
+                fs.apply(index, entries)
         return fs
 
     # --- building -------------------------------------------------------------------------------

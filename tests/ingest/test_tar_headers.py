@@ -290,3 +290,21 @@ def test_read_ahead_hands_over_the_stream_its_errors_and_stops_when_closed():
     assert endless.read(3) == b"yyy"
     endless.close()  # abandoned half-way: the thread stops and nothing reads the stream any more
     assert not endless._thread.is_alive()
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    import gc
+
+    from stowaway.ingest.layers import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause does not end the outer one
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with gc_paused():
+            raise ValueError
+    assert gc.isenabled()
