@@ -267,7 +267,7 @@ END;
 # the current-scan trigger leaves the report rows to the writer, which rebuilds them once for the
 # batch's images (refresh_images) before it commits. The row never outlives that transaction, so no
 # reader ever sees it; without it the trigger works as before.
-def _batch_trigger() -> str:
+def _batch_trigger(counted: bool = False) -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS read_model_deferred (batch INTEGER PRIMARY KEY);
 DROP TRIGGER IF EXISTS read_model_current_scan;
@@ -275,13 +275,15 @@ CREATE TRIGGER read_model_current_scan AFTER UPDATE ON images
 WHEN ({" OR ".join(f"NEW.[{c}] IS NOT OLD.[{c}]" for c in IMAGE_COLUMNS)})
      AND NOT EXISTS (SELECT 1 FROM read_model_deferred)
 BEGIN
-{_rows_of("NEW.id")}
+{_rows_of("NEW.id", counted)}
 {_latest_update(" WHERE coalesce(repository, reference) = coalesce(NEW.repository, NEW.reference)")};
 END;
 """
 
 
-BATCH_STEPS = [_batch_trigger()]  # the schema part "read_model_batch" (append steps, never edit one)
+# the schema part "read_model_batch" (append steps, never edit one); the second keeps the facet counts
+# (the core part "report_facet_counts", always applied before this one) in the deferring trigger
+BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True)]
 
 
 def refresh_images(conn, image_ids) -> None:
@@ -293,13 +295,16 @@ def refresh_images(conn, image_ids) -> None:
     counted = _has_facet_counts(conn)
     for name, sql in MATERIALIZE.items():
         key = IMAGE_KEY[name]
-        chosen = f"[{key}] IN (SELECT value FROM json_each(:ids))"
-        if counted and name in COUNTED_FACETS:
-            conn.execute(_facet_delta(name, chosen, "-"), {"ids": marks})
-        conn.execute(f"DELETE FROM [{name}] WHERE {chosen}", {"ids": marks})
-        conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE {chosen}", {"ids": marks})
-        if counted and name in COUNTED_FACETS:
-            conn.execute(_facet_delta(name, chosen, "+"), {"ids": marks})
+        # one image at a time: `= :id` is planned through the image's current scan, where an IN list made
+        # SQLite read every finding of the table's kind in the database
+        chosen = f"[{key}] = :id"
+        for image_id in ids:
+            if counted and name in COUNTED_FACETS:
+                conn.execute(_facet_delta(name, chosen, "-"), {"id": image_id})
+            conn.execute(f"DELETE FROM [{name}] WHERE {chosen}", {"id": image_id})
+            conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE {chosen}", {"id": image_id})
+            if counted and name in COUNTED_FACETS:
+                conn.execute(_facet_delta(name, chosen, "+"), {"id": image_id})
     conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
                                 " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
 

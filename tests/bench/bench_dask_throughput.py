@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark: scan throughput (images per second) of many small images, in this process, in local
-worker processes, and on a Dask LocalCluster of 1 and 2 single-threaded worker processes.
+"""Benchmark: scan throughput (images per second) of analysis-heavy images on a Dask cluster of 1 and of
+2 single-threaded workers (`dask scheduler` and `dask worker` commands, each in a session of its own,
+or with --local-cluster a LocalCluster), and optionally in this process and in local worker processes.
 
     .venv/bin/python tests/bench/bench_dask_throughput.py [--images N] [--repeat R] [--batch B] [--profile]
 
@@ -13,10 +14,13 @@ the writer's ceiling: the writer alone on already-analyzed results, per image an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import random
+import socket
 import string
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,20 +66,80 @@ def make_images(directory: str, n: int, files: int, jars: int = 0, secrets: int 
     return sources
 
 
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(label: str, sources: list[str], directory: str, risks, policy: dict, **kw) -> float:
+    """Images/s of one configuration; with a Dask client, also the CPU seconds per image spent in the
+    workers and in this process (the writer, the client and, for a LocalCluster, the scheduler), which a
+    loaded machine inflates far less than the wall time."""
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
 
-    database = connect(os.path.join(directory, f"{label.replace(' ', '_')}.db"))
-    t0 = time.perf_counter()
+    client = kw.get("dask")
+    database = connect(os.path.join(directory, f"{label.replace(' ', '_').replace(':', '')}.db"))
+    workers0 = sum(client.run(_cpu).values()) if client else 0.0
+    cpu0, t0 = _cpu(), time.perf_counter()
     out = Scanner(database, policy, risks=risks, progress=False, **kw).run(sources)
     wall = time.perf_counter() - t0
+    here = _cpu() - cpu0
     failed = [o for o in out if o.status != "done"]
     if failed:
         sys.exit(f"{label}: {failed[0].error}")
     rate = len(sources) / wall
-    print(f"{label:<28} {wall:7.2f} s  {rate:7.1f} images/s", flush=True)
+    extra = ""
+    if client:
+        workers = sum(client.run(_cpu).values()) - workers0
+        extra = (f"  CPU per image: workers {workers / len(sources) * 1000:.0f} ms,"
+                 f" this process {here / len(sources) * 1000:.0f} ms")
+        CPU.setdefault("workers", []).append(workers / len(sources))
+        CPU.setdefault("writer", []).append(here / len(sources))
+    print(f"{label:<28} {wall:7.2f} s  {rate:7.1f} images/s{extra}", flush=True)
     return rate
+
+
+CPU: dict[str, list[float]] = {}
+
+
+@contextlib.contextmanager
+def cluster(workers: int, local: bool):
+    """A Dask client on WORKERS single-threaded workers: `dask scheduler` and `dask worker` started as
+    commands, each in a session of its own, as a cluster's services are (Linux's autogroup scheduler
+    shares a loaded CPU between sessions, so workers inside this one would share its one slice); or,
+    with LOCAL, a LocalCluster in this process."""
+    from distributed import Client, LocalCluster
+
+    if local:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=40) as lc, Client(lc) as client:
+            yield client
+        return
+    dask = os.path.join(os.path.dirname(sys.executable), "dask")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              **quiet)]
+    try:
+        procs += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                   **quiet) for _ in range(workers)]
+        with Client(address, timeout=120) as client:
+            client.wait_for_workers(workers, timeout=300)
+            yield client
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def writer_ceiling(sources: list[str], directory: str, risks, batch: int, profile: bool = False) -> dict:
@@ -135,11 +199,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="[scan] write_batch for the Dask runs and the writer's"
                     " batched ceiling (default 16)")
     ap.add_argument("--local", action="store_true", help="also time this process and --jobs 2")
+    ap.add_argument("--local-cluster", action="store_true", help="workers of a dask.distributed.LocalCluster in"
+                    " this process's session, instead of `dask scheduler` and `dask worker` commands in sessions of"
+                    " their own")
     ap.add_argument("--profile", action="store_true", help="print where the writer's time goes (cProfile of"
                     " its batched run)")
     args = ap.parse_args()
-    from distributed import Client, LocalCluster
-
     policy = {"scan": {"write_batch": args.batch}}
     with tempfile.TemporaryDirectory() as tmp:
         sources = make_images(tmp, args.images, args.files, args.jars, args.secrets)
@@ -153,8 +218,7 @@ def main() -> None:
         for run in range(1, args.repeat + 1):
             rates = {}
             for workers in ((1, 2) if run % 2 else (2, 1)):  # alternated: a load that drifts favours neither
-                with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=40) as cluster, Client(cluster) as client:
+                with cluster(workers, args.local_cluster) as client:
                     client.run(lambda: __import__("stowaway.ingest.pipeline"))  # warm the workers' imports
                     rates[workers] = timed(f"run {run}: dask, {workers} worker(s)", sources, tmp, args.risk, policy,
                                            dask=client)
@@ -164,6 +228,11 @@ def main() -> None:
               f" median {sorted(ratios)[len(ratios) // 2]:.2f}x")
         print(f"writer's ceiling: {ceiling[f'batches of {args.batch}']:.1f} images/s in batches of {args.batch}"
               f" ({ceiling['per image']:.1f} one transaction per image; unpickling alone {ceiling['unpickle']:.0f}/s)")
+        a, w = sorted(CPU["workers"])[len(CPU["workers"]) // 2], sorted(CPU["writer"])[len(CPU["writer"]) // 2]
+        print(f"CPU per image (median of the Dask runs): a worker {a * 1000:.0f} ms, so about {1 / a:.1f} images/s per"
+              f" worker on a core of its own; this process {w * 1000:.0f} ms (writer and client; with --local-cluster"
+              f" the scheduler too), so the writer's process saturates at about {1 / w:.0f} images/s, {w / a * 100:.0f} % of a"
+              f" worker's CPU per image: about {a / w:.0f} workers")
 
 
 if __name__ == "__main__":

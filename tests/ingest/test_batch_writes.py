@@ -135,7 +135,9 @@ def test_a_batch_is_one_transaction_and_one_refresh_of_the_report_tables(sources
     db.conn.set_trace_callback(None)
     assert [o.status for o in out] == ["done"] * 3
     assert statements.count("COMMIT") == 1
-    assert sum(s.startswith("DELETE FROM [image_overview] WHERE [id] IN") for s in statements) == 1
+    # the report rows of each image rebuilt once, the repositories' latest versions once for the batch
+    assert sum(s.startswith("DELETE FROM [image_overview] WHERE [id] = ") for s in statements) == 3
+    assert sum(s.lstrip().startswith("UPDATE image_overview SET latest_version") for s in statements) == 1
     assert stored(db)["overview"] == ["demo/app:0", "demo/app:1", "demo/app:2"]
     before = {t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}]").fetchall())) for t in MATERIALIZE}
     with db.conn:
