@@ -387,8 +387,16 @@ class TaskRunner:
                 # the workers have their next jobs: write what came back, a batch at a time
                 if batch and (not running or sum(len(r) for _, r in batch) >= batch_images
                               or time.monotonic() - batch_since >= batch_seconds):
-                    self._write_batch(writer, batch, retries, retry_delay, summary)
-                    batch = []
+                    while batch:  # at most write_batch images a transaction (an item's images stay together)
+                        n = 0
+                        for k, (_, rs) in enumerate(batch):
+                            if k and n + len(rs) > batch_images:
+                                break
+                            n += len(rs)
+                        else:
+                            k = len(batch)
+                        self._write_batch(writer, batch[:k], retries, retry_delay, summary)
+                        batch = batch[k:]
                     self._refresh(task_id, len(running), max_running)
                     continue
                 if running:
