@@ -281,9 +281,6 @@ END;
 """
 
 
-# the schema part "read_model_batch" (append steps, never edit one); the second keeps the facet counts
-# (the core part "report_facet_counts", always applied before this one) in the deferring trigger
-BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True)]
 
 
 def refresh_images(conn, image_ids) -> None:
@@ -484,3 +481,8 @@ def facet_counts_migration() -> str:
     for table, facets in COUNTED_BASE.items():
         parts += [_base_trigger(table, event, facets) for event in ("INSERT", "DELETE", "UPDATE")]
     return "\n".join(parts + _count_all())
+
+
+# the schema part "read_model_batch" (append steps, never edit one); the second keeps the facet counts
+# (the core part "report_facet_counts", always applied before this one) in the deferring trigger
+BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True)]
