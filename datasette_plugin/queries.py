@@ -217,7 +217,7 @@ async def _advisory(db, vuln_id: str) -> dict | None:
             "severity": a.get("severity") or "unknown", "cvss_score": a.get("cvss_score"),
             "cvss_vector": a.get("cvss_vector"), "published": a.get("published"), "solution": None,
             "title": a.get("summary"), "description": a.get("details"), "extra": {}, "affected": [], "images": [],
-            "finding_count": 0, "image_count": 0}
+            "finding_count": 0, "image_count": 0, "record": a["id"]}
 
 
 # --- dashboard (issue 17 item 4) ----------------------------------------------------------------

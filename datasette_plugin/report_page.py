@@ -204,7 +204,7 @@ async def _vulnerabilities(db, image, scan, summary_data, args) -> dict:
         for key in ("description", "severity_source", "epss", "kev"):
             v[key] = more.get(key)
         v["aliases"] = [a for a in _loads(v.get("aliases"), []) if isinstance(a, str)]
-        v["references"] = references(v["vulnerability_id"], v["aliases"])
+    await add_references(db, items, "vulnerability_id")
     return {"vulnerabilities": items, "total": total, "page": page, "pages": max(1, -(-total // size)),
             "severity": severity, "fixable_only": fixable, "rollup": await _rollup(db, image, summary_data)}
 
@@ -244,6 +244,30 @@ def references(vuln_id: str, aliases: list[str]) -> list[tuple[str, str, str]]:
                 out += [(site, ident, url.format(ident)) for site, url in sites]
                 break
     return out
+
+
+async def add_references(db, items: list[dict], id_key: str, extra_key: str = "") -> None:
+    """item["references"]: the id-derived links, then the records' own reference URLs from the advisory
+    store (analyzers/vulnerabilities/store.references_for: http(s) only), de-duplicated;
+    item["references_truncated"] when the store left some out."""
+    from stowaway.analyzers.vulnerabilities.store import references_for
+
+    keyed = [(n, [it[id_key], *it.get("aliases", []), *([it[extra_key]] if extra_key and it.get(extra_key) else [])])
+             for n, it in enumerate(items)]
+    try:
+        stored = await db.execute_fn(lambda conn: references_for(conn, keyed))
+    except Exception:  # another shape of the advisory store than the one this reads: the id-derived links only
+        stored = {}
+    for n, it in enumerate(items):
+        links = references(it[id_key], it.get("aliases", []))
+        seen = {url for *_, url in links}
+        got = stored.get(n) or {"references": [], "truncated": False}
+        for ref in got["references"]:
+            if ref["url"] not in seen:
+                seen.add(ref["url"])
+                links.append(((ref.get("type") or "link").lower(), ref["url"], ref["url"]))
+        it["references"] = links
+        it["references_truncated"] = got["truncated"]
 
 
 async def _malicious(db, image, scan, summary_data, args) -> dict:

@@ -105,6 +105,7 @@ async def vulnerability_page(datasette, request):
     if vuln is None:
         raise NotFound(f"{vuln_id}: no image in {name} is affected and no imported advisory has this id (import"
                        " advisories with `stowaway db import` or `stowaway db update`, then rescan or `stowaway rematch`)")  # dash
+    await report_page.add_references(db, [vuln], "id", "record")
     return await _render(datasette, request, "stowaway_vulnerability.html",
                          {"v": vuln, "extra_labels": queries.EXTRA_DETAILS}, name, db)
 

@@ -152,7 +152,21 @@ def vulnerabilities(db, scan_id):
         _extra(item, r, ("epss", "kev", "urgency", "matched_by", "description", "severity_source"))
         item.update(_certainty(item, _loads(r["p_metadata"], {})))
         out.append(item)
+    _references(db, out)
     return out
+
+
+def _references(db, items: list[dict]) -> None:
+    """vulnerabilities[].references: the http(s) URLs the matched records (and NVD) publish, read from
+    the advisory store now, so a re-import updates them; references_truncated when some were left out."""
+    from stowaway.analyzers.vulnerabilities.store import references_for
+
+    aliases = [[a for a in (i["aliases"] if isinstance(i["aliases"], list) else []) if isinstance(a, str)] for i in items]
+    got = references_for(db, ((n, [i["id"], *aliases[n]]) for n, i in enumerate(items)))
+    for n, item in enumerate(items):
+        item["references"] = [ref["url"] for ref in got[n]["references"]]
+        if got[n]["truncated"]:
+            item["references_truncated"] = True
 
 
 _LOWER = {"high": "medium", "medium": "low", "low": "low"}

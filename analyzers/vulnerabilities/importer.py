@@ -226,6 +226,16 @@ def _clean_ranges(ranges, result: ImportResult, rid: str) -> list[dict]:
     return out
 
 
+def _references(rec: dict, rid: str, result: ImportResult) -> tuple[str | None, int | None]:
+    """(reference_urls, references_dropped) of a record: its own http(s) reference URLs, capped."""
+    refs, dropped, refused = store.clean_references(rec.get("references"))
+    if dropped:
+        result.warn(f"more than {store.MAX_REFERENCES} references (the rest not stored)", rid)
+    if refused:
+        result.warn("reference that is not an http(s) URL (not stored)", rid)
+    return (_encode(refs) if refs else None), (dropped or None)
+
+
 def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
     """(advisory row, affected rows, alias rows) of one OSV record; raises BadRecord."""
     if not isinstance(rec, dict):
@@ -277,7 +287,7 @@ def parse_record(rec, source_file: str, source_kind: str, result: ImportResult):
                 summary, details, _encode(aliases) if aliases else None, _encode(upstream) if upstream else None,
                 _encode(cves) if cves else None,
                 _encode(rec["severity"]) if isinstance(rec.get("severity"), list) and rec["severity"] else None,
-                vendor, level, score, vector, source_file, source_kind)
+                vendor, level, score, vector, source_file, source_kind, *_references(rec, rid, result))
     alias_rows = [(x, rid) for x in {*aliases, *upstream, *cves} if x != rid]
     return advisory, affected_rows, alias_rows
 
@@ -463,6 +473,9 @@ def unreadable_reason(exc: BaseException) -> str:
     return f"cannot be read ({str(exc)[:120] or exc.__class__.__name__})"
 
 
+_MODIFIED = "CASE WHEN references_dropped = -1 THEN '' ELSE modified END"
+
+
 class Importer:
     """One import run. `add(path)` for each path, then `finish()`; or use `import_paths()`."""
 
@@ -475,7 +488,8 @@ class Importer:
         self._t0 = time.perf_counter()
         self._batch: dict[str, tuple] = {}
         # what the store holds already, so an unchanged record is recognized before it is parsed
-        self._stored: dict[str, str] = dict(self.conn.execute("SELECT id, modified FROM advisories"))
+        # (a record stored before references were kept, marked -1 by the store's step 5, is read again)
+        self._stored: dict[str, str] = dict(self.conn.execute(f"SELECT id, {_MODIFIED} FROM advisories"))
         with self.conn:
             self.result.import_id = self.conn.execute(
                 "INSERT INTO advisory_imports (source, kind, started_at) VALUES (?,?,?)",
@@ -519,7 +533,7 @@ class Importer:
         existing: dict[str, str] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            existing.update(conn.execute(f"SELECT id, modified FROM advisories WHERE id IN ({','.join('?' * len(chunk))})",
+            existing.update(conn.execute(f"SELECT id, {_MODIFIED} FROM advisories WHERE id IN ({','.join('?' * len(chunk))})",
                                          chunk).fetchall())
         changed = []
         for rid, parsed in batch.items():
@@ -545,7 +559,8 @@ class Importer:
             conn.executemany(
                 "INSERT OR REPLACE INTO advisories (id, modified, published, withdrawn, summary, details, aliases,"
                 " upstream, cves, severity_vectors, database_severity, severity, cvss_score, cvss_vector,"
-                " source_file, source_kind, import_id, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " source_file, source_kind, reference_urls, references_dropped, import_id, imported_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [p[0] + (self.result.import_id, self.now) for p in changed])
             conn.executemany("INSERT INTO advisory_affected (advisory_id, ecosystem, release, name, raw_ecosystem,"
                              " raw_name, ranges, versions, severity) VALUES (?,?,?,?,?,?,?,?,?)",

@@ -94,6 +94,7 @@ def best_metric(metrics) -> tuple[str, float, str, str, str] | None:
 def row_of(cve: dict, now: str) -> tuple | None:
     """The nvd_cves row of one CVE object, or None when it is not one."""
     from .importer import normalize_time
+    from .store import clean_references
 
     cid = cve.get("id")
     if not isinstance(cid, str) or not cid.startswith("CVE-"):
@@ -103,16 +104,20 @@ def row_of(cve: dict, now: str) -> tuple | None:
     text = next((d.get("value") for d in cve.get("descriptions") or ()
                  if isinstance(d, dict) and d.get("lang") == "en" and isinstance(d.get("value"), str)), None)
     level, score, vector, version, source = best or (None, None, None, None, None)
+    refs, dropped, _ = clean_references(cve.get("references"))
     return (cid, normalize_time(cve.get("lastModified")), normalize_time(cve.get("published")) or None, status,
-            level, score, vector or None, version, source, (text or "")[:1000] or None, now)
+            level, score, vector or None, version, source, (text or "")[:1000] or None, now,
+            json.dumps(refs) if refs else None, dropped or None)
 
 
 UPSERT = ("INSERT INTO nvd_cves (cve, last_modified, published, status, severity, cvss_score, cvss_vector,"
-          " cvss_version, source, description, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+          " cvss_version, source, description, imported_at, reference_urls, references_dropped)"
+          " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
           " ON CONFLICT(cve) DO UPDATE SET last_modified=excluded.last_modified, published=excluded.published,"
           " status=excluded.status, severity=excluded.severity, cvss_score=excluded.cvss_score,"
           " cvss_vector=excluded.cvss_vector, cvss_version=excluded.cvss_version, source=excluded.source,"
-          " description=excluded.description, imported_at=excluded.imported_at"
+          " description=excluded.description, imported_at=excluded.imported_at,"
+          " reference_urls=excluded.reference_urls, references_dropped=excluded.references_dropped"
           " WHERE excluded.last_modified >= nvd_cves.last_modified")
 
 

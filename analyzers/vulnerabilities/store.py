@@ -9,7 +9,16 @@ and severity is computed once at import time, not at every match.
 """
 from __future__ import annotations
 
+import json
+import re
+from typing import Any, Iterable
+
 from stowaway.ingest import db as dbm
+
+MAX_REFERENCES = 20  # stored per record
+MAX_URL = 2000  # characters; a longer "URL" is not a link anyone follows
+MAX_SHOWN = 40  # per finding, over all its records
+_SAFE_URL = re.compile(r"^https?://[^\s<>\"'\\]+$", re.IGNORECASE)
 
 STEP1 = """
 CREATE TABLE advisory_imports (
@@ -148,7 +157,18 @@ CREATE TABLE nvd_cves (
 );
 """
 
-STEPS = [STEP1, STEP2, STEP3, STEP4]
+# each record's own reference URLs (OSV `references`, NVD `references`, a vendor feed's links): a JSON list of
+# {"url", "type"}, http(s) only and at most MAX_REFERENCES; references_dropped counts what was left out
+# (-1: stored before this step, so the next import of the record reads it again for its references)
+STEP5 = """
+ALTER TABLE advisories ADD COLUMN reference_urls TEXT;
+ALTER TABLE advisories ADD COLUMN references_dropped INTEGER;
+ALTER TABLE nvd_cves ADD COLUMN reference_urls TEXT;
+ALTER TABLE nvd_cves ADD COLUMN references_dropped INTEGER;
+UPDATE advisories SET references_dropped = -1;
+"""
+
+STEPS = [STEP1, STEP2, STEP3, STEP4, STEP5]
 dbm.register_schema("advisories", STEPS)
 
 
@@ -192,3 +212,98 @@ def enrichment_counts(conn) -> dict:
         if has_store(conn) else 0
     return {"withdrawn": withdrawn, "nvd": _table_count(conn, "nvd_cves"), "kev": _table_count(conn, "kev"),
             "epss": _table_count(conn, "epss")}
+
+
+# --- references -----------------------------------------------------------------------------------
+
+def safe_url(value: Any) -> str | None:
+    """The URL when it is an http(s) link without spaces, quotes or angle brackets; None otherwise
+    (javascript:, data:, relative paths and anything else are never stored)."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if len(url) > MAX_URL or not _SAFE_URL.match(url):
+        return None
+    return url
+
+
+def clean_references(raw: Any) -> tuple[list[dict], int, int]:
+    """(kept [{"url", "type"}], dropped beyond MAX_REFERENCES, refused as not http(s)) of a record's
+    references: a list of {"url": ..., "type"/"category"/"tags": ...} objects or of URL strings."""
+    kept: list[dict] = []
+    seen: set[str] = set()
+    dropped = refused = 0
+    for item in raw if isinstance(raw, list) else ():
+        if isinstance(item, str):
+            url, kind = safe_url(item), None
+        elif isinstance(item, dict):
+            url = safe_url(item.get("url"))
+            kind = item.get("type") or item.get("category")
+            if kind is None and isinstance(item.get("tags"), list):
+                kind = ",".join(t for t in item["tags"] if isinstance(t, str)) or None
+        else:
+            url, kind = None, None
+        if url is None:
+            refused += 1
+            continue
+        if url in seen:
+            continue
+        if len(kept) >= MAX_REFERENCES:
+            dropped += 1
+            continue
+        seen.add(url)
+        kept.append({"url": url, "type": str(kind)[:40] if isinstance(kind, str) and kind else None})
+    return kept, dropped, refused
+
+
+def _stored_urls(text: Any) -> list[dict]:
+    try:
+        items = json.loads(text) if isinstance(text, str) else []
+    except ValueError:
+        return []
+    return [{"url": u, "type": i.get("type")} for i in items if isinstance(i, dict) and (u := safe_url(i.get("url")))] \
+        if isinstance(items, list) else []
+
+
+def references_for(conn, findings: Iterable[tuple[Any, list[str]]]) -> dict[Any, dict]:
+    """Per finding key: {"references": [{"url", "type", "source"}], "truncated": bool} from the stored
+    records named by the finding's id and aliases (the matched records are among them), then NVD's for
+    its CVEs; de-duplicated, at most MAX_SHOWN. Read at report time, so a re-import updates them."""
+    wanted = [(key, [i for i in ids if isinstance(i, str) and i]) for key, ids in findings]
+    names = sorted({i for _, ids in wanted for i in ids})
+    out: dict[Any, dict] = {key: {"references": [], "truncated": False} for key, _ in wanted}
+    if not names:
+        return out
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"
+                                       " AND name IN ('advisories', 'nvd_cves')")}
+    by_id: dict[str, tuple[list[dict], int]] = {}
+    marks = json.dumps(names)
+    if "advisories" in have and _has_column(conn, "advisories", "reference_urls"):
+        for rid, text, dropped in conn.execute(
+                "SELECT id, reference_urls, references_dropped FROM advisories WHERE id IN (SELECT value FROM json_each(?))"
+                " AND (reference_urls IS NOT NULL OR references_dropped > 0)", [marks]):
+            by_id[rid] = (_stored_urls(text), dropped or 0)
+    nvd: dict[str, tuple[list[dict], int]] = {}
+    if "nvd_cves" in have and _has_column(conn, "nvd_cves", "reference_urls"):
+        for cve, text, dropped in conn.execute(
+                "SELECT cve, reference_urls, references_dropped FROM nvd_cves WHERE cve IN (SELECT value FROM json_each(?))"
+                " AND (reference_urls IS NOT NULL OR references_dropped > 0)", [marks]):
+            nvd[cve] = (_stored_urls(text), dropped or 0)
+    for key, ids in wanted:
+        got, seen = out[key], set()
+        sources = [(i, by_id[i]) for i in ids if i in by_id] + [(f"NVD {i}", nvd[i]) for i in ids if i in nvd]
+        for source, (refs, dropped) in sources:
+            got["truncated"] = got["truncated"] or dropped > 0
+            for ref in refs:
+                if ref["url"] in seen:
+                    continue
+                if len(got["references"]) >= MAX_SHOWN:
+                    got["truncated"] = True
+                    break
+                seen.add(ref["url"])
+                got["references"].append({**ref, "source": source})
+    return out
+
+
+def _has_column(conn, table: str, column: str) -> bool:
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info([{table}])"))

@@ -117,6 +117,10 @@ def cvrf_record(root, name: str, warn) -> dict | None:
            "database_specific": {"severity": worst(levels), "source": "CVRF"}}
     if severities:
         rec["severity"] = severities[:3]
+    # the document's and its vulnerabilities' <Reference><URL> links (store.clean_references caps them)
+    refs = [{"url": _text(r, "URL"), "type": r.get("Type")} for r in _walk(root, "Reference")]
+    if refs:
+        rec["references"] = refs
     return rec
 
 

@@ -192,6 +192,10 @@ def csaf_records(doc, name: str, warn) -> Iterator[dict]:
                "affected": list(affected.values()), "database_specific": {"severity": aggregate, "source": "Red Hat CSAF"}}
         if severities:
             rec["severity"] = severities
+        # the vulnerabilities' and the document's references ({category, summary, url}; capped on import)
+        refs = [r for src in (*vs, document) for r in (src.get("references") or ()) if isinstance(r, dict)]
+        if refs:
+            rec["references"] = refs
         return rec
 
     doc_id = tracking.get("id") if isinstance(tracking.get("id"), str) else ""
