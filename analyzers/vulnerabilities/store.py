@@ -19,6 +19,9 @@ MAX_REFERENCES = 20  # stored per record
 MAX_URL = 2000  # characters; a longer "URL" is not a link anyone follows
 MAX_SHOWN = 40  # per finding, over all its records
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"'\\]+$", re.IGNORECASE)
+# characters a published URL sometimes carries raw (a mailing-list link's '@<dev.solr.apache.org>'):
+# percent-encoded, as a browser would send them
+_ENCODE = str.maketrans({"<": "%3C", ">": "%3E", '"': "%22", "'": "%27", "\\": "%5C"})
 
 STEP1 = """
 CREATE TABLE advisory_imports (
@@ -217,11 +220,11 @@ def enrichment_counts(conn) -> dict:
 # --- references -----------------------------------------------------------------------------------
 
 def safe_url(value: Any) -> str | None:
-    """The URL when it is an http(s) link without spaces, quotes or angle brackets; None otherwise
-    (javascript:, data:, relative paths and anything else are never stored)."""
+    """The URL when it is an http(s) link without whitespace (quotes, angle brackets and backslashes
+    percent-encoded); None otherwise (javascript:, data:, relative paths and anything else are never stored)."""
     if not isinstance(value, str):
         return None
-    url = value.strip()
+    url = value.strip().translate(_ENCODE)
     if len(url) > MAX_URL or not _SAFE_URL.match(url):
         return None
     return url

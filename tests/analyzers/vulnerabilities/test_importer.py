@@ -172,8 +172,10 @@ def test_tracker_conversion_counts_unknown_releases():
 def test_shared_osv_feed_imports_cleanly_and_twice_is_a_no_op(db):
     first = import_paths(db, [str(FEEDS / "osv")])
     assert first.inserted > 500 and first.skipped == 0
-    # the only warning: one GHSA names a SwiftURL package, an ecosystem no matcher covers
-    assert set(first.warnings) <= {"unsupported ecosystem SwiftURL"}
+    # the only warning: one GHSA names a SwiftURL package, an ecosystem no matcher covers (and the
+    # reference-URL caps: records with more than 20 links, a reference that names a repository, not a URL)
+    assert set(first.warnings) <= {"unsupported ecosystem SwiftURL", "more than 20 references (the rest not stored)",
+                                   "reference that is not an http(s) URL (not stored)"}
     again = import_paths(db, [str(FEEDS / "osv")])
     assert again.inserted == 0 and again.updated == 0 and again.unchanged == again.records
 

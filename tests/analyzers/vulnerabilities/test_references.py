@@ -22,7 +22,7 @@ SHARED_OSV = pathlib.Path(__file__).resolve().parents[4] / "shared" / "feeds" / 
 GOOD = ["https://github.com/lodash/lodash/commit/3469357", "https://nvd.nist.gov/vuln/detail/CVE-2021-23337",
         "http://example.org/lodash-advisory"]
 HOSTILE = ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>", "/relative/path",
-           "https://evil.example/\"><script>alert(2)</script>", "JAVASCRIPT://%0aalert(3)"]
+           "JAVASCRIPT://%0aalert(3)", "https://example.org/a b"]
 
 
 def lodash(refs, modified="2024-01-01T00:00:00Z"):
@@ -43,6 +43,8 @@ def test_clean_references_keeps_http_links_only_and_caps_them():
     assert (dropped, refused) == (13, len(HOSTILE) + 2)
     assert store.clean_references("not a list") == ([], 0, 0)
     assert store.safe_url(" https://a.example/x ") == "https://a.example/x"
+    # raw quotes and angle brackets (a mailing-list link's '@<dev.solr.apache.org>') are percent-encoded
+    assert store.safe_url('https://evil.example/"><script>') == "https://evil.example/%22%3E%3Cscript%3E"
     assert store.safe_url("https://a.example/" + "x" * 3000) is None
 
 
