@@ -385,9 +385,10 @@ def test_report_tables_follow_the_database(demo_db):
 
 
 def test_pages_do_not_wait_for_a_scan_holding_the_lock(demo_db):
-    """A scan holding the write lock: the page (which never writes) answers at once."""
+    """A scan holding the write lock: the page (which never writes) answers, with the new finding. A page
+    that tried to write would wait out SQLite's busy timeout and then fail with 'database is locked' (a
+    500), so the status and the content are the check; no wall-clock bound (the machine may be busy)."""
     import sqlite3
-    import time
 
     from stowaway.ingest.db import connect
 
@@ -399,14 +400,11 @@ def test_pages_do_not_wait_for_a_scan_holding_the_lock(demo_db):
     scan = sqlite3.connect(demo_db, isolation_level=None)
     scan.execute("BEGIN IMMEDIATE")
     try:
-        t0 = time.perf_counter()
         page = run(ds.client.get("/-/stowaway/image/demo/app:2.0?tab=vulnerabilities"))
-        seconds = time.perf_counter() - t0
     finally:
         scan.execute("ROLLBACK")
         scan.close()
     assert page.status_code == 200 and "CVE-2099-0002" in page.text
-    assert seconds < 2, seconds
 
 
 def test_facets_are_suggested_where_their_columns_are(demo_db):

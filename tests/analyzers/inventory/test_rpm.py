@@ -252,4 +252,6 @@ def test_corrupted_databases_give_packages_or_one_clear_error(fmt):
             assert len(packages) <= 30
         except RpmDBError:
             pass
-        assert time.perf_counter() - t0 < 1.0
+        # a guard against a parser that loops on a damaged page (it would never end), not a speed claim:
+        # speed is measured by tests/bench/test_os_inventory_speed.py
+        assert time.perf_counter() - t0 < 30.0
