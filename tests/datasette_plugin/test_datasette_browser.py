@@ -59,8 +59,8 @@ def served(request, tmp_path, tmp_path_factory):
     log.close()
 
 
-@pytest.fixture
-def browser(tmp_path):
+def chromium(tmp_path, size=(1400, 1800), extra: tuple[str, ...] = ()):
+    """A headless Chromium driven by chromedriver, with a profile under tmp_path: every browser test's."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -68,10 +68,16 @@ def browser(tmp_path):
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1800"):
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--window-size={size[0]},{size[1]}", *extra):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chromium(tmp_path)
     yield driver
     driver.quit()
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)

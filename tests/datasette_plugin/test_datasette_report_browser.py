@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 from plugin_fixtures import corpus_db_path, demo_db  # noqa: F401 (demo_db is a fixture)
+from test_datasette_browser import CHROMEDRIVER, CHROMIUM, chromium
 
 from stowaway.datasette_plugin.report_page import TAB_KEYS
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 pytestmark = [
     pytest.mark.browser,
@@ -70,17 +69,7 @@ def served_as_root(request, tmp_path, tmp_path_factory):
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--window-size={WIDE[0]},{WIDE[1]}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = chromium(tmp_path, WIDE)
     yield driver
     driver.quit()
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_datasette_browser import CHROMEDRIVER, CHROMIUM, served  # noqa: F401 (served is a fixture)
+from test_datasette_browser import CHROMEDRIVER, CHROMIUM, chromium, served  # noqa: F401 (served is a fixture)
 
 pytestmark = [
     pytest.mark.browser,
@@ -81,17 +81,7 @@ def shots(tmp_path, record_property) -> Path:
 
 @pytest.fixture
 def chrome(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1440,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = chromium(tmp_path, (1440, 1000), ("--hide-scrollbars",))
     yield driver
     driver.quit()
 
