@@ -16,6 +16,7 @@ import io
 import json
 import os
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,26 @@ class Device:
 
 
 WHITEOUT = object()  # the content of a '.wh.NAME' or '.wh..wh..opq' entry
+
+
+def tar_of(members: dict, mode: str = "w") -> bytes:
+    """A plain archive of {name: bytes} (mode "w:gz", "w:bz2", "w:xz" compress it): archive members for tests."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:  # type: ignore[call-overload]
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def zip_of(members: dict, method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip (jar, war, ...) of {name: bytes}."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
 
 
 def layer_tar(entries: dict) -> bytes:

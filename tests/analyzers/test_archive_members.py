@@ -11,12 +11,11 @@ import random
 import subprocess
 import sys
 import tarfile
-import zipfile
 import zlib
 
 import pytest
 from conftest import report_of
-from imagebuilder import File, ImageBuilder
+from imagebuilder import File, ImageBuilder, tar_of, zip_of
 
 # built backwards so that this test file is never itself taken for the EICAR test file
 EICAR = b"*H+H$!ELIF-TSET-SURIVITNA-DRADNATS-RACIE$}7)CC7)^P(45XZP\\4[PA@%P!O5X"[::-1]
@@ -27,22 +26,6 @@ GHP = "ghp_" + "".join(random.Random(18).choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcd
 POM = b"version=2.14.1\ngroupId=org.apache.logging.log4j\nartifactId=log4j-core\n"
 
 
-def tar_of(members: dict, mode: str = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for name, data in members.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def zip_of(members: dict) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def sevenz_of(members: dict) -> bytes:

@@ -20,28 +20,11 @@ import os
 import random
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 import zipfile
 
-
-def zip_of(members: dict, method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def tar_of(members: dict, mode: str = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for name, data in members.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
+from stowaway.ingest.imagebuilder import tar_of, zip_of
 
 
 def layer() -> bytes:

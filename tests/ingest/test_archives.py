@@ -14,24 +14,7 @@ import pytest
 import zstandard
 
 from stowaway.ingest.archives import ArchiveLimits, _Blob, _Walk, is_archive, iter_members, kind_of
-
-
-def tar_of(members: dict, mode: str = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for name, data in members.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def zip_of(members: dict, method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+from stowaway.ingest.imagebuilder import tar_of, zip_of
 
 
 def sevenz_of(members: dict) -> bytes:
