@@ -120,8 +120,10 @@ def _overlap(low, high, compiled: tuple) -> tuple[RangeHit, bool] | None:
     return None
 
 
-def _range_hit(low, high, version: str, compiled: tuple, versions, scheme: str, warnings: Counter | None,
-               record: str) -> RangeHit | None:
+def _rule_hits(compiled: tuple, test, warnings: Counter | None, record: str):
+    """The truthy results of test(rule) for each compiled range, lazily (callers stop at the first);
+    the warning of a range that could not be read, or whose versions do not compare, is counted instead
+    (two parsed objects that do not compare: a scheme bug, never a guess)."""
     for rule in compiled:
         if rule.__class__ is str:
             if warnings is not None:
@@ -130,16 +132,21 @@ def _range_hit(low, high, version: str, compiled: tuple, versions, scheme: str, 
         try:
             if rule is None:
                 raise TypeError
-            found = _overlap(low, high, rule)
+            found = test(rule)
         except TypeError:
             if warnings is not None:
                 warnings[f"advisory range skipped: incomparable versions in {record}"] += 1
             continue
         if found:
-            hit, whole = found
-            if whole:
-                return RangeHit(hit.fixed, f"{hit.why}; all of {version}")
-            return RangeHit(hit.fixed, f"{hit.why}; overlaps {version} (exact version unknown)", True)
+            yield found
+
+
+def _range_hit(low, high, version: str, compiled: tuple, versions, scheme: str, warnings: Counter | None,
+               record: str) -> RangeHit | None:
+    for hit, whole in _rule_hits(compiled, lambda rule: _overlap(low, high, rule), warnings, record):
+        if whole:
+            return RangeHit(hit.fixed, f"{hit.why}; all of {version}")
+        return RangeHit(hit.fixed, f"{hit.why}; overlaps {version} (exact version unknown)", True)
     for listed in sorted(versions or ()):
         try:
             v = parse(scheme, listed)
@@ -167,22 +174,8 @@ def compile_ranges(scheme: str, ranges: list[dict] | None) -> tuple:
 
 def _affected(installed, version: str, compiled: tuple, versions, warnings: Counter | None,
               record: str) -> RangeHit | None:
-    for rule in compiled:
-        if rule.__class__ is str:
-            if warnings is not None:
-                warnings[rule] += 1
-            continue
-        try:
-            if rule is None:
-                raise TypeError
-            hit = _walk(installed, rule)
-        except TypeError:
-            # two parsed objects that do not compare: a scheme bug, never a guess
-            if warnings is not None:
-                warnings[f"advisory range skipped: incomparable versions in {record}"] += 1
-            continue
-        if hit:
-            return hit
+    for hit in _rule_hits(compiled, lambda rule: _walk(installed, rule), warnings, record):
+        return hit
     if versions and version in versions:
         return _LISTED
     return None
