@@ -4,17 +4,15 @@ signature and a .hsb made by `sigtool --sha256` from a file generated in the tes
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import shutil
 import socket
 import subprocess
-import tarfile
 import time
 
 import pytest
 from conftest import report_of
-from imagebuilder import File, ImageBuilder
+from imagebuilder import File, ImageBuilder, tar_of
 
 from stowaway.analyzers.clamav import ClamAV, ClamAVError, parse_reply
 from stowaway.analyzers.malware import Malware
@@ -90,22 +88,12 @@ def test_clamd_unix_and_tcp_sockets(clamd):
         ClamAV(clamd=clamd["socket"], max_bytes=10).scan(b"x" * 11)
 
 
-def tar_gz(members: dict) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in members.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @needs_clamd
 def test_scan_reports_engine_and_signature(clamd, tmp_path, scan):
     img = ImageBuilder().layer({
         "opt/marker.bin": File(MARKER),
         "opt/hashed.bin": File(HASHED),
-        "opt/bundle.tar.gz": File(tar_gz({"inner/m.txt": b"x " + MARKER})),  # clamd opens archives itself
+        "opt/bundle.tar.gz": File(tar_of({"inner/m.txt": b"x " + MARKER}, "w:gz")),  # clamd opens archives itself
         "opt/clean.txt": File(b"clean"),
     })
     img.write_oci_layout(tmp_path / "oci", ref="clam:1")

@@ -3,7 +3,14 @@ of every kind written through pipeline.write_results (the path every analyzer's 
 the pages have something of each kind to show whichever analyzers are installed."""
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
@@ -12,6 +19,41 @@ from imagebuilder import ImageBuilder
 from stowaway.analyzers.base import ImageContext
 from stowaway.ingest.findings import write_results
 from stowaway.ingest.model import Finding, Package
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(path, log_path, *flags: str, cwd=None, wait_for: str | None = None):
+    """`stowaway serve PATH --port P FLAGS...` as a user starts it, waited for until its image list answers
+    (and, with WAIT_FOR, until its output matches that pattern). Yields (base URL, the output so far); the
+    server is stopped on the way out. A server that exits or never answers fails with its output."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "stowaway"), "serve", str(path),
+                                 "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                output = open(log_path).read()
+                try:
+                    urllib.request.urlopen(base + "/-/stowaway/images", timeout=5).close()
+                    if wait_for is None or re.search(wait_for, output):
+                        break
+                except OSError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, output
+                time.sleep(0.3)
+            yield base, output
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
 
 DPKG_STATUS = """Package: openssl
 Status: install ok installed

@@ -7,15 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from conftest import CORPUS
-from plugin_fixtures import corpus_db_path, demo_db  # noqa: F401 (demo_db is a fixture)
+from plugin_fixtures import corpus_db_path, demo_db, serving  # noqa: F401 (demo_db is a fixture)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -27,12 +22,6 @@ pytestmark = [
 selenium = pytest.importorskip("selenium")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(request, tmp_path, tmp_path_factory):
     """`stowaway serve` on the corpus database when the corpus is present, else on the demo images."""
@@ -40,23 +29,8 @@ def served(request, tmp_path, tmp_path_factory):
         path, target = corpus_db_path(tmp_path_factory), ("corpus/shop", "1.0")
     else:
         path, target = request.getfixturevalue("demo_db"), ("demo/app", "1.0")
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "stowaway"), "serve", path,
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/-/stowaway/images", timeout=5).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            time.sleep(0.3)
-    yield base, target
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with serving(path, tmp_path / "serve.log") as (base, _):
+        yield base, target
 
 
 def chromium(tmp_path, size=(1400, 1800), extra: tuple[str, ...] = ()):

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
-from plugin_fixtures import demo_db  # noqa: F401 (a fixture)
+from plugin_fixtures import demo_db, serving  # noqa: F401 (demo_db is a fixture)
 
 BIN = os.path.dirname(sys.executable)
 
@@ -26,37 +24,11 @@ def test_plain_datasette_loads_the_plugin(demo_db):
     assert page.returncode == 0 and "Repository images" in page.stdout and "demo/app" in page.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_stowaway_serve_listens_on_localhost(demo_db, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([os.path.join(BIN, "stowaway"), "serve", demo_db, "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        body = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and body is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/stowaway/images", timeout=5) as r:
-                    body = r.read().decode()
-            except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.3)
-        log.seek(0)
-        output = log.read()
-        assert body is not None, output
-        assert "demo/app" in body
-        assert f"http://127.0.0.1:{port}" in output
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    with serving(demo_db, tmp_path / "serve.log") as (base, _):
+        with urllib.request.urlopen(f"{base}/-/stowaway/images", timeout=30) as r:
+            assert "demo/app" in r.read().decode()
+        assert base in (tmp_path / "serve.log").read_text()  # the address it listens on, printed for the user
 
 
 def test_stowaway_serve_missing_database(tmp_path):

@@ -11,15 +11,11 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from plugin_fixtures import demo_db  # noqa: F401 (a fixture)
-from test_datasette_browser import CHROMEDRIVER, CHROMIUM, browser, free_port  # noqa: F401 (browser is a fixture)
+from plugin_fixtures import demo_db, serving  # noqa: F401 (demo_db is a fixture)
+from test_datasette_browser import CHROMEDRIVER, CHROMIUM, browser  # noqa: F401 (browser is a fixture)
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,30 +31,9 @@ def served_as_root(demo_db, tmp_path):
     URL and the sign-in link it prints."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "stowaway"), "serve", demo_db,
-                             "--port", str(port), "--root"], stdout=log, stderr=subprocess.STDOUT, cwd=elsewhere)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    token = None
-    while time.monotonic() < deadline:
-        match = re.search(r"(http://\S+/-/auth-token\?token=\w+)", log_path.read_text())
-        try:
-            urllib.request.urlopen(base + "/-/stowaway/images", timeout=5).close()
-            if match:
-                token = match.group(1)
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None, log_path.read_text()
-        time.sleep(0.3)
-    assert token, log_path.read_text()
-    yield base, token
-    proc.terminate()
-    proc.wait(timeout=60)
-    log.close()
+    token = r"http://\S+/-/auth-token\?token=\w+"
+    with serving(demo_db, tmp_path / "serve.log", "--root", cwd=elsewhere, wait_for=token) as (base, output):
+        yield base, re.search(token, output)[0]  # type: ignore[index]
 
 
 def shoot(driver, directory: Path, name: str, width: int) -> Path:

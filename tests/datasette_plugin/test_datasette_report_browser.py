@@ -10,15 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import CORPUS
-from plugin_fixtures import corpus_db_path, demo_db  # noqa: F401 (demo_db is a fixture)
+from plugin_fixtures import corpus_db_path, demo_db, serving  # noqa: F401 (demo_db is a fixture)
 from test_datasette_browser import CHROMEDRIVER, CHROMIUM, chromium
 
 from stowaway.datasette_plugin.report_page import TAB_KEYS
@@ -37,34 +33,15 @@ WIDE, PHONE = (1440, 1000), (390, 844)
 def served_as_root(request, tmp_path, tmp_path_factory):
     """`stowaway serve --root` on a copy of the corpus database (else of the demo images): the test
     writes a suppression. Yields the base URL, the image reference and the root sign-in link."""
-    from test_datasette_browser import free_port
-
     if (CORPUS / "expected.json").exists():
         source, ref = corpus_db_path(tmp_path_factory), "corpus/shop:1.0"
     else:
         source, ref = request.getfixturevalue("demo_db"), "demo/app:1.0"
     path = tmp_path / "report.db"
     shutil.copy(source, path)
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "stowaway"), "serve", str(path),
-                             "--port", str(port), "--root"], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/-/stowaway/images", timeout=5).close()
-            break
-        except OSError:
-            assert proc.poll() is None, log_path.read_text()
-            time.sleep(0.3)
-    link = re.search(r"http://\S+/-/auth-token\?token=\w+", log_path.read_text())
-    assert link, log_path.read_text()
-    yield base, ref, link[0]
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    token = r"http://\S+/-/auth-token\?token=\w+"
+    with serving(path, tmp_path / "serve.log", "--root", wait_for=token) as (base, output):
+        yield base, ref, re.search(token, output)[0]  # type: ignore[index]
 
 
 @pytest.fixture

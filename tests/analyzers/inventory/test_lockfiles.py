@@ -6,7 +6,7 @@ import json
 import pytest
 from app_harness import inspect
 from conftest import report_of
-from imagebuilder import ImageBuilder
+from imagebuilder import ImageBuilder, tar_of, zip_of
 
 from stowaway.analyzers.inventory import _lockparse as lp
 from stowaway.analyzers.vulnerabilities.importer import import_records
@@ -230,24 +230,8 @@ def test_a_vulnerability_found_through_a_lockfile(scan, tmp_path, monkeypatch):
 def test_lockfiles_inside_archives():
     """An application bundle shipped as a tarball or a zip: its lockfiles are inventory too, at their
     member paths, visible while the archive is."""
-    import io
-    import tarfile
-    import zipfile
-
-    def tgz_of(members):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-            for name, data in members.items():
-                ti = tarfile.TarInfo(name)
-                ti.size = len(data)
-                tf.addfile(ti, io.BytesIO(data))
-        return buf.getvalue()
-
-    zipped = io.BytesIO()
-    with zipfile.ZipFile(zipped, "w") as zf:
-        zf.writestr("site/requirements.txt", "flask==2.0.1\n")
-    bundle = tgz_of({"app/package-lock.json": PACKAGE_LOCK_V3.encode(), "app/node_modules/x/package-lock.json":
-                     PACKAGE_LOCK_V3.encode(), "app/web.zip": zipped.getvalue()})
+    bundle = tar_of({"app/package-lock.json": PACKAGE_LOCK_V3.encode(), "app/node_modules/x/package-lock.json":
+                     PACKAGE_LOCK_V3.encode(), "app/web.zip": zip_of({"site/requirements.txt": b"flask==2.0.1\n"})}, "w:gz")
     got = {(p.ecosystem, p.name, p.version, p.path) for p in inspect([{"opt/bundle.tgz": bundle}], names=NAMES).packages}
     assert ("npm", "lodash", "4.17.20", "/opt/bundle.tgz!/app/package-lock.json") in got
     assert ("pypi", "flask", "2.0.1", "/opt/bundle.tgz!/app/web.zip!/site/requirements.txt") in got

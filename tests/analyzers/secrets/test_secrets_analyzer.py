@@ -7,7 +7,7 @@ import random
 import pytest
 import zstandard
 from conftest import report_of
-from imagebuilder import WHITEOUT, File, ImageBuilder
+from imagebuilder import WHITEOUT, File, ImageBuilder, tar_of, zip_of
 
 from stowaway.analyzers.secrets.analyzer import DEFAULT_EXCLUDES, Secrets, exclusions
 from stowaway.ingest.model import ScanError
@@ -251,29 +251,9 @@ def test_exclusions_apply_inside_archives(scan, tmp_path):
     """The default and the user's excluded paths hold for archive members too (OUTER!/INNER!/MEMBER): a
     relative pattern matches the member's path across the archive boundaries, an absolute one the whole
     path, `!/` included; an included path still wins."""
-    import io
-    import tarfile
-    import zipfile
-
-    def zip_of(members):
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for name, data in members.items():
-                zf.writestr(name, data)
-        return buf.getvalue()
-
-    def tgz_of(members):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-            for name, data in members.items():
-                ti = tarfile.TarInfo(name)
-                ti.size = len(data)
-                tf.addfile(ti, io.BytesIO(data))
-        return buf.getvalue()
-
     env = f"GITHUB_TOKEN={GHP}\n".encode()
-    bundle = tgz_of({"node_modules/pkg/README.md": env, "testdata/keys/.env": env, "conf/.env": env,
-                     "fixtures/.env": env, "lib/inner.jar": zip_of({"testdata/.env": env, "app/.env": env})})
+    bundle = tar_of({"node_modules/pkg/README.md": env, "testdata/keys/.env": env, "conf/.env": env,
+                     "fixtures/.env": env, "lib/inner.jar": zip_of({"testdata/.env": env, "app/.env": env})}, "w:gz")
     img = ImageBuilder().layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n", "opt/app/bundle.tgz": File(bundle)})
     policy = {"secrets": {"exclude_paths": ["AnyPath/testdata/AnyPath", "/opt/app/bundle.tgz!/fixtures/*"]}}
     database, rep = run(scan, tmp_path, img, policy)

@@ -2,12 +2,14 @@
 squash layer builds it, and the checks evaluated on it through the same code the pipeline runs."""
 from __future__ import annotations
 
+import pytest
 from imagebuilder import Dir, File, Symlink
 
 from stowaway.analyzers.base import ImageContext
 from stowaway.analyzers.settings import configs
 from stowaway.analyzers.settings.env import Env
 from stowaway.analyzers.settings.model import baseline_of, catalog, run_checks
+from stowaway.analyzers.settings.verdict_cache import forget_memory
 from stowaway.ingest.model import DIR, REG, SYMLINK, ImageSpec, OSInfo, Package
 from stowaway.ingest.squash import Filesystem
 
@@ -47,3 +49,14 @@ def verdict(env: Env, check_id: str) -> str:
     got = results(env, check_id)
     assert len(got) == 1, [f.detail for f in got]
     return got[0].status
+
+
+@pytest.fixture(autouse=True)
+def own_verdict_cache(tmp_path, monkeypatch):
+    """Each test its own verdict cache and key, and no verdicts remembered from an earlier test (a
+    module that imports this fixture gets it for every test)."""
+    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STOWAWAY_DATA_DIR", str(tmp_path / "data"))
+    forget_memory()
+    yield
+    forget_memory()

@@ -8,21 +8,12 @@ import os
 import pytest
 from bounded import run_bounded
 from imagebuilder import File
-from settings_fixtures import build_env, results
+from settings_fixtures import build_env, own_verdict_cache, results  # noqa: F401 (an autouse fixture)
 
 from stowaway.analyzers.settings.crypt import DEFAULT_MAX_COST, cost_of, libcrypt, too_costly
 from stowaway.analyzers.settings.passwords import WeakPasswords, builtin_list, candidates, derived
 from stowaway.analyzers.settings.verdict_cache import forget_memory
 from stowaway.ingest.model import FileInfo, LayerFile
-
-
-@pytest.fixture(autouse=True)
-def own_verdict_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("STOWAWAY_DATA_DIR", str(tmp_path / "data"))
-    forget_memory()
-    yield
-    forget_memory()
 
 
 def shadow(lines):

@@ -4,22 +4,12 @@ import subprocess
 
 import pytest
 from imagebuilder import File, ImageBuilder
-from settings_fixtures import build_env, results
+from settings_fixtures import build_env, own_verdict_cache, results  # noqa: F401 (an autouse fixture)
 
 from stowaway.analyzers.settings.crypt import libcrypt, scheme_of
 from stowaway.analyzers.settings.passwords import WeakPasswords, builtin_list, derived
 from stowaway.analyzers.settings.verdict_cache import forget_memory
 from stowaway.ingest.model import FileInfo, LayerFile, ScanError
-
-
-@pytest.fixture(autouse=True)
-def own_verdict_cache(tmp_path, monkeypatch):
-    """Each test its own verdict cache and key, and no verdicts remembered from an earlier test."""
-    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("STOWAWAY_DATA_DIR", str(tmp_path / "data"))
-    forget_memory()
-    yield
-    forget_memory()
 
 
 def tool_hash(scheme: str, password: str) -> str:
