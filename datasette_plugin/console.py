@@ -31,7 +31,7 @@ RISK_LABELS = {
     "files": "File information", "unsafe_settings": "Unsafe settings", "secrets": "Sensitive information",
     "compliance": "Software compliance", "base_image": "Base image",
 }
-FINISHED = ("done", "failed", "interrupted")
+FINISHED = ("done", "failed", "interrupted", "cancelled")
 
 
 def _many(datasette) -> bool:
@@ -303,7 +303,7 @@ SCAN_COUNTS = [("vulnerabilities", "vulnerabilities", "vulnerabilities"), ("mali
                ("secrets", "secrets", "secrets"), ("compliance", "compliance", "forbidden software")]
 TASK_COLUMNS = ["id", "kind", "state", "risk_types", "concurrency", "images_per_hour", "total", "done", "failed",
                 "waiting", "running", "progress", "error", "created_at", "started_at", "finished_at", "next_run_at",
-                "pid", "host"]
+                "pid", "host", "cancel_requested"]
 
 
 def _sentence(text) -> str | None:
@@ -329,6 +329,7 @@ def _task_dict(row: dict) -> dict:
     # a task left 'running' by a process of this host that is gone (killed, or the machine restarted):
     # said at once; the next task that starts records it as interrupted (a GET writes nothing)
     pid, host = task.pop("pid", None), task.pop("host", None)
+    task["cancelling"] = bool(task.pop("cancel_requested", None)) and task.get("state") == "running"
     task["stopped"] = None
     if task.get("state") == "running" and pid and host == socket.gethostname() and not _alive(int(pid)):
         task["stopped"] = (f"the process that ran this task (pid {pid}) has stopped; the next scan marks it"
@@ -398,6 +399,29 @@ async def task_detail(db, task_id: int) -> dict | None:
     return task
 
 
+async def cancel_action(datasette, request):
+    """POST /-/stowaway/task/ID/cancel: the task's images not started will not be; those in progress finish."""
+    from stowaway.ingest import db as dbm
+    from stowaway.ingest.model import ScanError
+    from stowaway.ingest.tasks import cancel_task
+
+    name, db = routes._database(datasette, request)
+    refused = await _refuse(datasette, request, "cancelling a task")
+    if refused:
+        return refused
+    form = await request.post_vars()
+    task_id = int(request.url_vars["task_id"])
+    back = _page_url(datasette, name, f"task/{task_id}")
+    try:
+        if not _writable(db):
+            raise actions.ActionError(f"this database is read-only: cancel with `stowaway tasks cancel {task_id}`")
+        said = await actions._write(db, lambda conn: cancel_task(dbm.Database(conn), task_id))
+    except (actions.ActionError, ScanError) as exc:
+        return _back(datasette, request, form, back, str(exc))
+    datasette.add_message(request, said, datasette.INFO)
+    return Response.redirect(back)
+
+
 async def tasks_page(datasette, request):
     name, db = routes._database(datasette, request)
     tasks = await tasks_list(db)
@@ -437,4 +461,5 @@ ROUTES = [
     (r"^/-/stowaway/tasks\.json$", tasks_json),
     (r"^/-/stowaway/task/(?P<task_id>\d+)\.json$", task_json),
     (r"^/-/stowaway/task/(?P<task_id>\d+)$", task_page),
+    (r"^/-/stowaway/task/(?P<task_id>\d+)/cancel$", cancel_action),
 ]

@@ -17,6 +17,10 @@ seconds, and never holds up the others. Time comes from a clock object, so tests
 This is the one run loop: the CLI's `scan`, `rescan` and `tasks run`, the schedule, Datasette's "scan
 again", the notebooks' ScanPanel and the library's `Scanner` all create a task and run it here.
 
+Cancelling (`stowaway tasks cancel ID`, the console's Cancel button): a task nobody runs ends at once;
+a running one stops starting images, finishes and writes the ones in progress, and ends `cancelled`.
+Its images that never started are `cancelled` too; their earlier scans stay as they were.
+
 Interruption: Ctrl-C (SIGINT) or SIGTERM during a run marks the task, its running items and the scan
 in progress `interrupted` (then the KeyboardInterrupt goes on: the CLI exits 130). A process that dies
 without that chance (kill -9, power loss) leaves its task `running` with its pid, host and heartbeat;
@@ -99,6 +103,11 @@ ALTER TABLE tasks ADD COLUMN heartbeat REAL;
     """
 ALTER TABLE tasks ADD COLUMN images_per_hour INTEGER;
 ALTER TABLE task_items ADD COLUMN summary TEXT;
+""",
+    # a cancel asked for while the task runs (epoch seconds): its runner stops starting images, lets the
+    # ones in progress finish and be written, and ends the task 'cancelled' (see cancel_task)
+    """
+ALTER TABLE tasks ADD COLUMN cancel_requested REAL;
 """,
 ]
 
@@ -225,6 +234,47 @@ def create_task(database, sources: Iterable[str], kind: str = "manual", risks: I
     return task_id
 
 
+FINISHED = ("done", "failed", "cancelled")
+
+
+def cancel_task(database, task_id: int, clock=None) -> str:
+    """Cancels a task: its images not yet started will not be. A task no live process runs ends
+    `cancelled` at once (with its images in progress, if a dead process left some); a running one is
+    asked to stop (its runner finishes the images in progress). Returns what happened, in a sentence."""
+    ensure(database)
+    now = (clock or SystemClock()).now()
+    conn = database.conn
+    with conn:
+        row = conn.execute("SELECT state, pid, host, heartbeat, kind FROM tasks WHERE id=?", [task_id]).fetchone()
+        if row is None:
+            raise ScanError(f"no task {task_id}")
+        state, pid, host, beat, kind = row
+        if state in FINISHED:
+            raise ScanError(f"task {task_id} is already {state}: nothing to cancel")
+        queued = conn.execute("UPDATE task_items SET state='cancelled', finished_ts=?, error='cancelled before it"
+                              " started' WHERE task_id=? AND state IN ('queued', 'interrupted')",
+                              [now, task_id]).rowcount
+        runs = state == "running" and pid is not None and (
+            _alive(int(pid)) if host == socket.gethostname() else beat is not None and now - beat <= STALE_AFTER)
+        if runs and kind == "sync":
+            raise ScanError(f"task {task_id} is a registry synchronization in progress: it cannot be cancelled")
+        if runs:
+            conn.execute("UPDATE tasks SET cancel_requested=?, waiting=0 WHERE id=?", [now, task_id])
+            busy = conn.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state='running'",
+                                [task_id]).fetchone()[0]
+            return (f"task {task_id}: cancelling: {queued} queued image(s) will not start; the {busy} in progress"
+                    " finish first")
+        busy = conn.execute("UPDATE task_items SET state='cancelled', finished_ts=?, error='cancelled: the process"
+                            " running it had stopped' WHERE task_id=? AND state='running'", [now, task_id]).rowcount
+        conn.execute("UPDATE tasks SET state='cancelled', cancel_requested=?, running=0, waiting=0, finished_at=?,"
+                     " next_run_at=NULL WHERE id=?", [now, iso(now), task_id])
+    return f"task {task_id}: cancelled ({queued + busy} image(s) not scanned)"
+
+
+def _cancel_requested(database, task_id: int) -> bool:
+    return bool(database.execute("SELECT cancel_requested FROM tasks WHERE id=?", [task_id]).fetchone()[0])
+
+
 @dataclass
 class TaskSummary:
     task_id: int
@@ -272,7 +322,7 @@ class TaskRunner:
         counts = dict(self.db.execute("SELECT state, COUNT(*) FROM task_items WHERE task_id=? GROUP BY state",
                                       [task_id]).fetchall())
         total = sum(counts.values()) or 1
-        finished = counts.get("done", 0) + counts.get("failed", 0)
+        finished = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
         sets = {"done": counts.get("done", 0), "failed": counts.get("failed", 0), "waiting": counts.get("queued", 0),
                 "running": running, "progress": round(finished / total, 4), **extra}
         if state:
@@ -318,7 +368,7 @@ class TaskRunner:
         risks = json.loads(row[0]) if row[0] else None
         concurrency, retries, retry_delay = row[1] or 0, row[2], row[3]  # 0: as many as the executor has
         summary = TaskSummary(task_id, row[4])
-        if row[4] in ("done", "failed"):
+        if row[4] in FINISHED:
             return summary
         writer = Writer(self.db, self.policy, task_id, self._event)
         if self.dask is None:
@@ -358,11 +408,16 @@ class TaskRunner:
         batch: list[tuple[int, list[ImageResult]]] = []  # (item id, its results): analyzed, not yet written
         batch_since = 0.0
         deadline = self.clock.now() + wait
+        cancelled = False
         previous = _on_sigterm()
         try:
             while True:
                 now = self.clock.now()
-                for item_id, source, host in self._due(task_id, now, concurrency - len(running)):
+                if not cancelled and _cancel_requested(self.db, task_id):
+                    cancelled = True  # nothing more starts; what runs finishes and is written
+                if cancelled:
+                    self._cancel_queued(task_id, now)
+                for item_id, source, host in self._due(task_id, now, 0 if cancelled else concurrency - len(running)):
                     limit = hourly_limit(self.db, self.policy, host)
                     free_at = self._slot_free_at(host, limit, now) if limit else None
                     if free_at is None and task_limit:
@@ -414,7 +469,9 @@ class TaskRunner:
                 if nxt is None:
                     break
                 if nxt <= deadline:
-                    self.clock.sleep(max(0.0, nxt - self.clock.now()))
+                    # in short naps, so that a cancel is seen and the heartbeat goes on while it waits
+                    self.clock.sleep(min(HEARTBEAT_EVERY, max(0.0, nxt - self.clock.now())))
+                    self._heartbeat()
                     continue
                 summary.next_at = nxt
                 break
@@ -435,7 +492,10 @@ class TaskRunner:
         failed = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=? AND state='failed'",
                                  [task_id]).fetchone()[0]
         total = self.db.execute("SELECT COUNT(*) FROM task_items WHERE task_id=?", [task_id]).fetchone()[0]
-        if waiting:
+        if cancelled or _cancel_requested(self.db, task_id):
+            self._cancel_queued(task_id, self.clock.now())
+            state, waiting, summary.next_at = "cancelled", 0, None
+        elif waiting:
             state = "queued"
         else:
             state = "failed" if failed and failed == total else "done"
@@ -445,6 +505,12 @@ class TaskRunner:
                       layers_cached=writer.stats["layers_cached"] + _task_value(self.db, task_id, "layers_cached"))
         summary.state, summary.waiting, summary.max_running = state, waiting, max_running
         return summary
+
+    def _cancel_queued(self, task_id: int, now: float) -> None:
+        """After a cancel: items queued since (a retry) are cancelled too."""
+        with self.db.conn:
+            self.db.conn.execute("UPDATE task_items SET state='cancelled', finished_ts=?, error='cancelled before it"
+                                 " started' WHERE task_id=? AND state='queued'", [now, task_id])
 
     def _due(self, task_id: int, now: float, n: int) -> list[tuple[int, str, str]]:
         if n <= 0:

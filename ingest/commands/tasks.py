@@ -1,5 +1,6 @@
 """`stowaway tasks` lists scan tasks (state, progress, counts, errors) while they run; `tasks show ID`
-lists a task's images; `tasks run ID` continues one whose images were deferred."""
+lists a task's images; `tasks run ID` continues one whose images were deferred; `tasks cancel ID` stops
+one (images in progress finish, the rest do not start)."""
 from __future__ import annotations
 
 import sys
@@ -12,9 +13,10 @@ from stowaway.ingest.output import add_listing_format, print_listing
 def add(sub):
     p = sub.add_parser("tasks", help="scan tasks: state, progress, counts and errors")
     _add_db(p)
-    p.add_argument("action", nargs="?", choices=["list", "show", "run"], default="list",
-                   help="list tasks (default), show one task's images, or run a task's deferred images")
-    p.add_argument("task_id", nargs="?", type=int, metavar="ID", help="the task, for show and run")
+    p.add_argument("action", nargs="?", choices=["list", "show", "run", "cancel"], default="list",
+                   help="list tasks (default), show one task's images, run a task's deferred images, or cancel a"
+                        " task (its images in progress finish; the others do not start)")
+    p.add_argument("task_id", nargs="?", type=int, metavar="ID", help="the task, for show, run and cancel")
     p.add_argument("--limit", type=int, default=30, metavar="N", help="list at most N tasks (default 30)")
     add_listing_format(p)
     p.add_argument("--config", metavar="FILE", help="policy file (TOML), for `run`")
@@ -28,8 +30,13 @@ def cmd_tasks(args) -> int:
     from stowaway.ingest.model import ScanError
     from stowaway.ingest.tasks import TaskRunner, ensure
 
-    if args.action in ("show", "run") and args.task_id is None:
+    if args.action in ("show", "run", "cancel") and args.task_id is None:
         raise ScanError(f"tasks {args.action}: which task? (tasks {args.action} ID)")
+    if args.action == "cancel":
+        from stowaway.ingest.tasks import cancel_task
+
+        print(cancel_task(open_db(args.db, write=True), args.task_id), file=sys.stderr)
+        return 0
     if args.action == "run":
         from stowaway.ingest.cli import load_policy
 

@@ -241,7 +241,7 @@ def wait_for_task(path, task_id: int, timeout: float = 240) -> str:
     while time.monotonic() < deadline:
         with sqlite3.connect(path) as conn:
             state = conn.execute("SELECT state FROM tasks WHERE id = ?", [task_id]).fetchone()[0]
-        if state in ("done", "failed", "interrupted"):
+        if state in ("done", "failed", "interrupted", "cancelled"):
             return state
         time.sleep(0.2)
     raise AssertionError(f"task {task_id} still {state} after {timeout} s")

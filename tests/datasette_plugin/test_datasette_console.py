@@ -275,3 +275,43 @@ def test_a_task_whose_process_is_gone_says_so_and_stops_polling(demo_db):
     page = run(ds.client.get(f"/-/stowaway/task/{task_id}")).text
     assert "sw-task-stopped" in page and "setInterval" not in page
     assert one(demo_db, "SELECT state FROM tasks WHERE id = ?", [task_id]) == ("running",)  # a GET writes nothing
+
+
+def test_cancel_a_task_from_its_page(demo_db):
+    """Writers get a Cancel button while a task has not finished: a task nobody runs ends cancelled at
+    once; a running one says it is cancelling (its runner stops starting images). Others get no button
+    and a 403."""
+    import socket
+
+    from stowaway.ingest import db as dbm
+    from stowaway.ingest.tasks import create_task
+
+    database = dbm.connect(demo_db)
+    queued = create_task(database, ["oci:/nowhere:a", "oci:/nowhere:b"], "manual")
+    running = create_task(database, ["oci:/nowhere:c"], "manual")
+    with database.conn:  # run by a live process (this one)
+        database.conn.execute("UPDATE tasks SET state='running', pid=?, host=? WHERE id=?",
+                              [os.getpid(), socket.gethostname(), running])
+    database.conn.close()
+    ds = datasette_for(demo_db)
+    page = f"/-/stowaway/task/{queued}"
+    assert "Cancel task" not in run(ds.client.get(page)).text
+    assert "Cancel task" in run(ds.client.get(page, cookies=root_cookies(ds))).text
+    assert run(post_form(ds, page, page + "/cancel", {}, actor=None)).status_code == 403
+    assert one(demo_db, "SELECT state FROM tasks WHERE id = ?", [queued]) == ("queued",)
+
+    done = run(post_form(ds, page, page + "/cancel", {}, actor=ROOT))
+    assert done.status_code == 302 and done.headers["location"] == page
+    assert one(demo_db, "SELECT state FROM tasks WHERE id = ?", [queued]) == ("cancelled",)
+    body = run(ds.client.get(page + ".json")).json()
+    assert body["finished"] is True and [i["state"] for i in body["items"]] == ["cancelled", "cancelled"]
+    shown = run(ds.client.get(page, cookies=root_cookies(ds))).text
+    assert "sw-task-cancelled" in shown and "Cancel task" not in shown and "setInterval" not in shown
+    again = run(post_form(ds, page, page + "/cancel", {}, actor=ROOT))  # said on the page, not a 500
+    assert again.status_code == 302 and one(demo_db, "SELECT state FROM tasks WHERE id = ?", [queued]) == ("cancelled",)
+
+    page = f"/-/stowaway/task/{running}"
+    assert run(post_form(ds, page, page + "/cancel", {}, actor=ROOT)).status_code == 302
+    assert one(demo_db, "SELECT state, cancel_requested > 0 FROM tasks WHERE id = ?", [running]) == ("running", 1)
+    shown = run(ds.client.get(page, cookies=root_cookies(ds))).text
+    assert "sw-task-cancelling" in shown and "Cancel task" not in shown and "setInterval" in shown

@@ -1,6 +1,7 @@
 """Scan tasks: per-registry hourly limits on a fake clock, concurrency bounds, retries, progress while
 running, scan again. Images come from a local HTTP registry (http.server) and OCI layouts."""
 import json
+import socket
 import subprocess
 import sys
 
@@ -96,7 +97,7 @@ def test_hourly_limit_defers_the_rest_to_later_hours(tmp_path, server):
 
 
 def test_waiting_on_the_clock_finishes_in_one_run_and_the_policy_limit_applies_to_any_registry(tmp_path, server):
-    from stowaway.ingest.tasks import TaskRunner, create_task
+    from stowaway.ingest.tasks import HEARTBEAT_EVERY, TaskRunner, create_task
 
     for i in range(3):
         serve_image(server, "vendor/app", str(i), image(i))
@@ -106,7 +107,8 @@ def test_waiting_on_the_clock_finishes_in_one_run_and_the_policy_limit_applies_t
     task = create_task(db, [f"registry:{server.host}/vendor/app:{i}" for i in range(3)], risks=["files"], clock=clock)
     summary = TaskRunner(db, policy, clock).run(task, wait=3 * 3600)
     assert (summary.state, len(summary.outcomes)) == ("done", 3)
-    assert clock.slept == [3600, 3600]  # slept on the fake clock, not the real one
+    # slept on the fake clock, not the real one, in naps short enough to see a cancel and keep the heartbeat
+    assert sum(clock.slept) == 7200 and max(clock.slept) <= HEARTBEAT_EVERY
 
 
 def test_concurrency_never_exceeds_the_setting(tmp_path):
@@ -165,7 +167,7 @@ def test_failures_are_retried_per_task_and_never_block_the_others(tmp_path, serv
     assert items["flaky:1"][:2] == ("done", 2)
     assert items["good:1"][:2] == ("done", 1)
     assert items["broken:1"][:2] == ("failed", 2) and "500" in items["broken:1"][2]
-    assert clock.slept == [60]
+    assert sum(clock.slept) == 60  # the retry delay, on the fake clock
     row = db.execute("SELECT state, done, failed, waiting FROM tasks WHERE id=?", [task]).fetchone()
     assert row == ("done", 2, 1, 0)
     assert summary.state == "done"
@@ -245,3 +247,94 @@ def test_cli_scan_over_the_hourly_limit_says_what_it_deferred(tmp_path, server):
     r = subprocess.run(cli + ["schedule", "run-once", "--db", db, "--config", str(policy)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and r.stderr == ""
+
+
+def states(db, task):
+    return (db.execute("SELECT state FROM tasks WHERE id=?", [task]).fetchone()[0],
+            [r[0] for r in db.execute("SELECT state FROM task_items WHERE task_id=? ORDER BY id", [task])])
+
+
+def test_cancel_a_running_task_finishes_the_image_in_progress_and_starts_no_other(tmp_path):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.tasks import TaskRunner, cancel_task, create_task
+
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 3), risks=["files"])
+    user = connect(str(tmp_path / "t.db"))  # the user, from another connection (the CLI or the console)
+    said = []
+
+    def cancel_after_the_first(item_id, state, error):
+        if not said:
+            said.append(cancel_task(user, task))
+
+    summary = TaskRunner(db, {}, on_item=cancel_after_the_first).run(task)
+    assert said == [f"task {task}: cancelling: 2 queued image(s) will not start; the 0 in progress finish first"]
+    assert summary.state == "cancelled" and len(summary.outcomes) == 1
+    assert states(user, task) == ("cancelled", ["done", "cancelled", "cancelled"])
+    assert user.execute("SELECT progress, waiting FROM tasks WHERE id=?", [task]).fetchone() == (1.0, 0)
+    assert user.execute("SELECT COUNT(*) FROM scans WHERE status='done'").fetchone()[0] == 1
+    # a cancelled task stays cancelled: running it again scans nothing
+    assert TaskRunner(db, {}).run(task).outcomes == []
+    with pytest.raises(Exception, match=f"task {task} is already cancelled: nothing to cancel"):
+        cancel_task(user, task)
+
+
+def test_cancel_wakes_a_task_waiting_on_an_hourly_limit(tmp_path, server):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.tasks import TaskRunner, cancel_task, create_task
+
+    for i in range(3):
+        serve_image(server, "vendor/app", str(i), image(i))
+    db = database(tmp_path)
+    task = create_task(db, [f"registry:{server.host}/vendor/app:{i}" for i in range(3)], risks=["files"])
+    user = connect(str(tmp_path / "t.db"))
+
+    class CancelWhileAsleep(FakeClock):
+        def sleep(self, seconds):
+            super().sleep(seconds)
+            if len(self.slept) == 2:
+                cancel_task(user, task, clock=self)
+
+    clock = CancelWhileAsleep()
+    policy = {**POLICY, "registries": {server.host: {"images_per_hour": 1}}}
+    summary = TaskRunner(db, policy, clock).run(task, wait=3 * 3600)
+    assert summary.state == "cancelled" and len(summary.outcomes) == 1 and summary.next_at is None
+    assert sum(clock.slept) < 3600  # woke from its wait for the next hour, not after it
+    assert states(user, task) == ("cancelled", ["done", "cancelled", "cancelled"])
+
+
+def test_cancel_a_task_nobody_runs_ends_it_at_once(tmp_path):
+    from stowaway.ingest.tasks import cancel_task, create_task
+
+    db = database(tmp_path)
+    queued = create_task(db, layouts(tmp_path, 2), risks=["files"])
+    assert cancel_task(db, queued) == f"task {queued}: cancelled (2 image(s) not scanned)"
+    assert states(db, queued) == ("cancelled", ["cancelled", "cancelled"])
+    # left 'running' by a process that is gone: its image in progress is cancelled too, not left running
+    orphan = create_task(db, layouts(tmp_path, 2), risks=["files"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with db.conn:
+        db.conn.execute("UPDATE tasks SET state='running', pid=?, host=? WHERE id=?",
+                        [dead.pid, socket.gethostname(), orphan])
+        db.conn.execute("UPDATE task_items SET state='running' WHERE id=(SELECT MIN(id) FROM task_items WHERE task_id=?)",
+                        [orphan])
+    assert cancel_task(db, orphan) == f"task {orphan}: cancelled (2 image(s) not scanned)"
+    assert states(db, orphan) == ("cancelled", ["cancelled", "cancelled"])
+    with pytest.raises(Exception, match="no task 999"):
+        cancel_task(db, 999)
+
+
+def test_cli_tasks_cancel(tmp_path):
+    from stowaway.ingest.tasks import create_task
+
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 1), risks=["files"])
+    cli = [sys.executable, "-m", "stowaway.ingest.cli", "tasks"]
+    r = subprocess.run(cli + ["cancel", str(task), "--db", str(tmp_path / "t.db")], capture_output=True, text=True,
+                       timeout=60)
+    assert (r.returncode, r.stderr.strip()) == (0, f"task {task}: cancelled (1 image(s) not scanned)")
+    r = subprocess.run(cli + ["cancel", str(task), "--db", str(tmp_path / "t.db")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().endswith(f"task {task} is already cancelled: nothing to cancel")
+    assert "Traceback" not in r.stderr
