@@ -169,7 +169,12 @@ def command(fn):
     return fn
 
 
-def build_parser() -> argparse.ArgumentParser:
+BUILTIN_COMMANDS = ("scan", "report", "images", "scans")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with `only` (one of BUILTIN_COMMANDS), the built-in commands' alone, each the
+    same as in the full parser: `stowaway scan` (what CI runs) does not pay for building thirty others."""
     ap = _Parser(prog="stowaway", description="Scan container images for what should not ship in them;"
                  " every finding lands in one SQLite database.", epilog=EPILOG,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_listing_format(p)
     p.set_defaults(func=cmd_scans)
 
-    for add in _COMMANDS:
-        add(sub)
+    if only is None:
+        for add in _COMMANDS:
+            add(sub)
     return ap
 
 
@@ -520,8 +526,9 @@ def _on_sigterm(signum, frame):
 def main(argv=None) -> int:
     import signal
 
-    _load_command_modules()
-    ap = build_parser()
+    _load_command_modules()  # every module's schema parts registered, whatever the command
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")][:1]
+    ap = build_parser(words[0] if words and words[0] in BUILTIN_COMMANDS else None)
     ap.add_argument("-q", "--quiet", action="store_true", help="print only errors and the --fail-on verdict")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars on any command")
     _add_common_options(ap)

@@ -41,6 +41,34 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
 
 
+def test_a_builtin_command_parses_with_the_same_parser_as_in_the_full_one():
+    """`stowaway scan ...` builds only the built-in commands' parsers (not the thirty others): each must be
+    the one the full parser holds, option for option, and its help the same text."""
+    from stowaway.ingest import cli
+
+    cli._load_command_modules()
+    full, only = cli.build_parser(), cli.build_parser("scan")
+    for ap in (full, only):
+        cli._add_common_options(ap)
+    children = {name: dict(_parsers(ap)) for name, ap in (("full", full), ("only", only))}
+    assert set(children["only"]) == {(), *((c,) for c in cli.BUILTIN_COMMANDS)}
+    assert len(children["full"]) > len(children["only"]) + 10
+    for name in cli.BUILTIN_COMMANDS:
+        a, b = children["full"][(name,)], children["only"][(name,)]
+        assert a.format_help() == b.format_help()
+        assert [x.option_strings or x.dest for x in a._actions] == [x.option_strings or x.dest for x in b._actions]
+    args = ["scan", "docker-archive:x.tar", "--db", "d.db", "--risk", "secrets", "-q", "--set", "a.b=1"]
+    assert vars(full.parse_args(args)) == vars(only.parse_args(args))
+    # through main(): `scan` still knows every option; another command still finds its own parser
+    assert run("scan", "--help").stdout == cli_help_of(full, "scan")
+    r = run("rematch", "--help")
+    assert r.returncode == 0 and "rematch" in r.stdout
+
+
+def cli_help_of(ap, name: str) -> str:
+    return dict(_parsers(ap))[(name,)].format_help()
+
+
 def test_help_lists_every_source_transport():
     from stowaway.ingest.sources import TRANSPORTS
 
