@@ -274,7 +274,7 @@ class RegistryClient:
             self.scheme_known = True
             if resp.status_code == 401 and not authed_once:
                 challenge = resp.headers.get("WWW-Authenticate", "")
-                resp.close()
+                _discard(resp)  # the authenticated request goes on the same connection (no second TLS handshake)
                 authed_once = True
                 if self._authenticate(challenge, scope, what):
                     continue
@@ -283,7 +283,7 @@ class RegistryClient:
             if resp.status_code in RETRY_STATUSES and attempt < self.retries:
                 attempt += 1
                 delay = self._delay(attempt, resp.headers.get("Retry-After"))
-                resp.close()
+                _discard(resp)
                 self.sleep(delay)
                 continue
             if resp.status_code not in ok:
@@ -437,6 +437,20 @@ class RegistryClient:
     def tags(self, repo: str, page: int = 100) -> Iterator[str]:
         return self._paged(f"/v2/{repo}/tags/list", "tags", f"{self.host}/{repo}: tags", f"repository:{repo}:pull",
                            page)
+
+
+def _discard(resp, limit: int = 1 << 16) -> None:
+    """Closes an answer whose body is not wanted (a 401 challenge, a 5xx before a retry). A small body is read
+    to its end first, so that the connection goes back to the session's pool (keep-alive) instead of being
+    dropped; a large or unreadable one is not read, and its connection closes."""
+    length = resp.headers.get("Content-Length")
+    try:
+        if length and length.isdigit() and int(length) <= limit:
+            for _ in resp.iter_content(limit):
+                pass
+    except Exception:  # the connection is closed with the response: nothing was needed from it
+        pass
+    resp.close()
 
 
 def _digest_matches(body: bytes, digest: str) -> bool:

@@ -151,6 +151,33 @@ def test_bearer_token_challenge_flow(tmp_path, server):
     assert out[0].status == "failed" and "token service" in out[0].error and "401" in out[0].error
 
 
+def test_a_challenge_or_a_retry_reuses_the_connection(server):
+    """A 401 challenge (Basic, with the small JSON body docker-registry sends) and a 503 before a retry are read
+    to their end, so the next request goes on the same connection: one TCP connect (and, over TLS, one
+    handshake) for the manifest a rescan asks for, not two."""
+    from stowaway.ingest.sources.registry import RegistryClient
+
+    serve_image(server, "team/app", "1", image())
+    good = server.routes["/v2/team/app/manifests/1"]
+    challenge = (401, {"WWW-Authenticate": 'Basic realm="r"', "Content-Type": "application/json"},
+                 b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
+    answers = iter([(503, {}, b"busy")])
+    server.routes["/v2/team/app/manifests/1"] = lambda req: (
+        challenge if req.headers.get("Authorization") != "Basic dTpw" else next(answers, None) or good(req))
+    connections = []
+    accept = server.get_request
+
+    def counted():
+        got = accept()
+        connections.append(got[1])
+        return got
+    server.get_request = counted
+    client = RegistryClient(server.host, "u", "p", scheme="http", retries=2, backoff=0.01, sleep=lambda s: None)
+    media, _, digest = client.manifest("team/app", "1")
+    assert digest.startswith("sha256:") and client.requests == 3  # challenged, retried, answered
+    assert len(connections) == 1
+
+
 def test_per_host_policy_settings_and_credentials_are_used_but_never_stored(tmp_path, server):
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
