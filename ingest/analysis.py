@@ -16,20 +16,25 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from stowaway.analyzers.base import Analyzer, select
 
 from . import db as dbm
 from . import reuse
-from .apply import Applier, IndexedLayer, records_by_analyzer
 from .cache import LayerCache
 from .evaluate import Evaluator
 from .failures import describe
-from .layers import LayerResult, walk
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
 from .sources import LayerBlob, SourceFailure, open_source
 from .streams import LayerStream, Limits
+
+if TYPE_CHECKING:
+    from .apply import Applier
+    from .layers import LayerResult
+
+# The layer walk and the applier (tarfile, zipfile, bz2, lzma, the squash) are imported where a layer is
+# read or an image applied: a rescan of unchanged images does neither (ingest/reuse.py).
 
 
 @dataclass
@@ -124,6 +129,8 @@ class Analysis:
 
     def _load(self) -> list[Analyzer]:
         if self._analyzers is None:
+            from .apply import Applier
+
             classes = select(self.risks, self.analyzer_names)
             analyzers = [cls(self.policy) for cls in classes]
             self._readers = [a for a in analyzers if a.reads_layers]
@@ -235,6 +242,8 @@ class Analysis:
 
     # --- index: one layer ------------------------------------------------------------------------
     def _read_layer(self, blob: LayerBlob, analyzers: list[Analyzer], what: str) -> LayerResult:
+        from .layers import walk
+
         raw = blob.open() if blob.open else blob.stream
         stream = None
         try:
@@ -368,6 +377,8 @@ class Analysis:
 
     def _reused_spec(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult | None:
         """The copy-forward result of an image whose manifest and config were read, when it is unchanged."""
+        from .layers import LayerResult
+
         read = [d for d in spec.layers if isinstance(pending.get(d.key), LayerResult) and d.diff_id not in claimed]
         if any(isinstance(pending.get(d.key), ScanError) for d in spec.layers):
             return None
@@ -381,6 +392,8 @@ class Analysis:
     def _release(self, spec: ImageSpec, pending: dict) -> None:
         """Layers the writer has stored since (in-process scans) no longer need their results in memory:
         a layout of many images would otherwise hold every layer's file index until its last image."""
+        from .layers import LayerResult
+
         for d in spec.layers:
             if isinstance(pending.get(d.key), LayerResult):
                 layer_id = self.cache.indexed(d.diff_id)
@@ -404,6 +417,9 @@ class Analysis:
         return res
 
     def _index_and_apply(self, spec: ImageSpec, pending: dict, claimed: set[str], res: ImageResult) -> None:
+        from .apply import IndexedLayer, records_by_analyzer
+        from .layers import LayerResult
+
         layers: list[IndexedLayer] = []
         for d in spec.layers:
             got = pending.get(d.key)

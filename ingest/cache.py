@@ -13,20 +13,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import zstandard
-
 from stowaway.analyzers.base import Analyzer
 
-_ZC = zstandard.ZstdCompressor(level=3)
-_ZD = zstandard.ZstdDecompressor()
+_Z: list = []  # (compressor, decompressor), made on first use: a rescan of unchanged images needs neither
+
+
+def _zstd():
+    if not _Z:
+        import zstandard
+
+        _Z[:] = [zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()]
+    return _Z
 
 
 def pack(obj) -> bytes:
-    return _ZC.compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+    return _zstd()[0].compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def unpack(blob: bytes):
-    return json.loads(_ZD.decompress(blob)) if blob else []
+    return json.loads(_zstd()[1].decompress(blob)) if blob else []
 
 
 class LayerCache:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from stowaway.analyzers.base import Analyzer, ImageContext, _dependencies, load_all, ordered
 
-from .apply import run_collect
 from .model import ScanError
 
 if TYPE_CHECKING:
@@ -74,6 +73,8 @@ class Evaluator:
         """Right after apply, where the layers were read (ctx: the applied image, no database): the
         evaluators that need no database, then the redaction. Fills res from ctx and keeps only what
         the writer's evaluators still need (their per-layer records). Raises ScanError on failure."""
+        from .apply import run_collect  # here, not at import: a rescan of an unchanged image evaluates nothing
+
         here, there = self.placement(res.analyzers)
         run_collect(here, ctx, records)
         res.warnings += ctx.warnings
@@ -89,6 +90,8 @@ class Evaluator:
         Evaluates a result once: a second call (a batch written again image by image) does nothing."""
         if res.evaluated == "writer":
             return
+        from .apply import run_collect
+
         analyzers = self.needs_writer(res.analyzers) if res.evaluated == "worker" else self.analyzers_for(res.analyzers)
         # on copies: a failed evaluation leaves res as it was (a batch written again image by image)
         ctx = ImageContext(spec=res.spec, fs=res.fs, policy=self.policy, db=database, os=res.os,

@@ -115,19 +115,34 @@ def code_fingerprint() -> str:
         import stowaway.analyzers
         import stowaway.ingest
 
-        entries = []
+        entries: list[tuple[str, int, int]] = []
         roots = [os.path.abspath(p) for pkg in (stowaway.ingest, stowaway.analyzers) for p in pkg.__path__]
         for root in roots:
-            for here, dirs, names in os.walk(root):
-                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-                for name in sorted(names):
-                    try:
-                        st = os.stat(os.path.join(here, name))
-                    except OSError:
-                        continue
-                    entries.append((os.path.relpath(os.path.join(here, name), root), st.st_size, st.st_mtime_ns))
+            _code_files(root, "", entries)
         _CODE = _digest(entries)
     return _CODE
+
+
+def _code_files(here: str, rel: str, out: list[tuple[str, int, int]]) -> None:
+    """(path relative to the package, size, mtime) of every file under HERE: a directory's files in name
+    order, then its subdirectories in name order (os.walk's order, without its per-file path arithmetic)."""
+    try:
+        found = sorted(os.scandir(here), key=lambda e: e.name)
+    except OSError:
+        return
+    dirs = []
+    for entry in found:
+        try:
+            if entry.is_dir():
+                if entry.name != "__pycache__":
+                    dirs.append(entry)
+                continue
+            st = entry.stat()
+        except OSError:
+            continue
+        out.append((rel + entry.name, st.st_size, st.st_mtime_ns))
+    for entry in dirs:
+        _code_files(entry.path, rel + entry.name + "/", out)
 
 
 def _named_files(value: Any, out: dict, budget: list[int]) -> None:

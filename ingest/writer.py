@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import db as dbm
 from . import reuse
@@ -30,10 +30,12 @@ from .cache import pack
 from .evaluate import Evaluator
 from .failures import describe
 from .findings import write_results
-from .layers import LayerResult
 from .model import ImageSpec, OSInfo, ScanError
 from .readmodel import BATCH_STEPS, refresh_images
 from .sources import absolute_source
+
+if TYPE_CHECKING:
+    from .layers import LayerResult  # the layer walk is imported by what reads layers, not by a rescan
 
 TOOL_VERSION = "0.1.0"
 

@@ -35,6 +35,17 @@ def test_example_drives_a_scan(tmp_path, scan):
     assert rules == {("/usr/bin/gdb", "no-debuggers"), ("/usr/bin/socat", "default/socat")}
 
 
+def test_the_defaults_are_valid_so_a_scan_without_a_policy_skips_the_check():
+    """load() checks a policy that differs from the defaults only (a scan without a file, --set or base,
+    such as most rescans, does not load the schema and the archive reader it names): that holds while
+    the defaults themselves pass the check."""
+    from stowaway.ingest.policy import DEFAULTS
+
+    assert validate(DEFAULTS) == [] and load() == DEFAULTS
+    with pytest.raises(ScanError, match="base_images.approved"):
+        load(approved_bases=[" "])  # anything added is still checked
+
+
 def test_limits_are_the_stream_limits():
     from dataclasses import fields
 

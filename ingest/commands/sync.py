@@ -74,11 +74,11 @@ def stored_connection(database, host: str) -> dict:
 def scan_connection_policy(database, policy: dict, args, sources: list[str]) -> dict:
     """The policy `scan` runs with: for each registry it reads, the settings stored by `sync` under the
     policy file's [registries."HOST"], and the command line's --insecure / --ca / --username over both."""
-    from stowaway.ingest.sources.registry import parse_reference
-
     hosts = []
     for text in sources:
         if text.startswith("registry:"):
+            from stowaway.ingest.sources.registry import parse_reference  # only then (it loads the archive reader)
+
             try:
                 hosts.append(parse_reference(text[len("registry:"):]).host)
             except Exception:  # the scan of that source fails with its own message

@@ -15,7 +15,6 @@ import posixpath
 import tarfile
 from typing import Iterator
 
-from ..layers import ForwardReader, iter_members
 from ..model import ImageSpec, LayerDescriptor, ScanError
 from ..streams import CHUNK, Limits, PeekReader, compression_of, open_outer, read_json_bytes
 from . import LayerBlob, SourceFailure, shapes
@@ -260,6 +259,8 @@ def archive_events(text: str, transport: str, location: str, ref: str, limits: L
 
 def _layer_digests(text: str, transport: str, location: str, ref: str, limits: Limits) -> dict[str, str]:
     """Layer key -> diff_id, from a first pass over a compressed archive that keeps only its JSON."""
+    from ..layers import ForwardReader, iter_members  # the layer walk's module: not loaded by a rescan
+
     files: dict[str, bytes] = {}
     with open(location, "rb", buffering=CHUNK) as raw:
         stream, _ = open_outer(raw, limits, text)
@@ -330,6 +331,8 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
     `fileobj`, when given, is read instead of `location`: any forward-only stream of the archive
     (the Docker engine's `save` output). `prescan` (a file only): a first pass learns the layers'
     digests, so a layer is offered with its diff_id and one the caller holds is passed over."""
+    from ..layers import ForwardReader, iter_members
+
     files: dict[str, bytes] = {}
     layer_keys: set[str] = set()
     digests = _layer_digests(text, transport, location, ref, limits) if prescan and fileobj is None else {}

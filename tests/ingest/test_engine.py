@@ -137,3 +137,21 @@ def test_an_unchanged_engine_image_is_known_by_its_id_without_a_save(engine, tmp
     assert other[0].status == "done" and not other[0].reused and other[0].layers_read > 0
     assert database.execute("SELECT config_digest FROM images ORDER BY id DESC").fetchone()[0] == \
         client.images.get("demo/again:5").id
+
+
+def test_cli_rescan_of_an_engine_image_asks_the_socket_and_loads_no_sdk(engine, tmp_path):
+    """`stowaway scan docker:REF` twice: the second knows the image by its id from two GETs on the engine's
+    socket, says so, and its process imports neither the Docker SDK nor an analyzer nor the layer walk."""
+    from cli_modules import LAYER_READING, heavy, run_recording_modules
+
+    client, sock = engine
+    load(client, tmp_path, image(7), "demo/cli:7")
+    env = {**os.environ, "DOCKER_HOST": sock}
+    args = ("scan", "docker:demo/cli:7", "--db", str(tmp_path / "cli.db"), "--no-progress")
+    first, loaded = run_recording_modules(tmp_path, *args, env=env)
+    assert first.returncode == 0, first.stderr
+    again, modules = run_recording_modules(tmp_path, *args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert ("scanned demo/cli:7 (scan 2: 0 layers read, 2 cached; unchanged since scan 1 (image id from the"
+            " engine), its results copied forward)") in again.stderr, again.stderr
+    assert heavy(modules, ("requests",)) == [] and [m for m in modules if m in LAYER_READING] == []

@@ -331,3 +331,32 @@ def test_docker_v2_manifest_and_manifest_list_media_types(registry, tmp_path):
     index = database.execute("SELECT DISTINCT index_digest FROM images WHERE reference LIKE '%v2list%'").fetchall()
     assert len(index) == 1 and index[0][0].startswith("sha256:")
     assert sorted(k.split()[1] for k in rows if "v2list" in k) == ["linux/amd64", "linux/arm64"]
+
+
+def test_cli_rescan_through_tls_and_htpasswd_reads_the_manifest_only_and_loads_no_analyzer(tmp_path):
+    """`stowaway scan registry:...` twice, as CI runs it (TLS with a CA, htpasswd, the password from the
+    environment): the second says it read the manifest only and copied the results forward, and its
+    process loads neither an analyzer nor the layer walk; a new image under the tag is scanned anew."""
+    import os
+
+    from cli_modules import LAYER_READING, heavy, run_recording_modules
+
+    reg = Registry(tmp_path / "reg", auth=("scanner", "s3cret-pass"), tls=True)
+    try:
+        push(reg, tmp_path, app_image(), "ci/app:1")
+        env = {**os.environ, "STOWAWAY_REGISTRY_PASSWORD": "s3cret-pass", "DOCKER_CONFIG": str(tmp_path / "none")}
+        args = ("scan", f"registry:{reg.host}/ci/app:1", "--ca", reg.ca, "--username", "scanner", "--db",
+                str(tmp_path / "ci.db"), "--no-progress")
+        first, _ = run_recording_modules(tmp_path, *args, env=env)
+        assert first.returncode == 0, first.stderr
+        again, modules = run_recording_modules(tmp_path, *args, env=env)
+        assert again.returncode == 0, again.stderr
+        assert f"scanned {reg.host}/ci/app:1 (scan 2: 0 layers read, 2 cached; unchanged since scan 1 (manifest" \
+               " read), its results copied forward)" in again.stderr, again.stderr
+        assert heavy(modules) == [] and [m for m in modules if m in LAYER_READING] == []
+        push(reg, tmp_path, app_image("2"), "ci/app:1", name="oci2")
+        changed, _ = run_recording_modules(tmp_path, *args, env=env)
+        assert changed.returncode == 0 and "copied forward" not in changed.stderr, changed.stderr
+        assert f"scanned {reg.host}/ci/app:1 (scan 3: 1 layers read, 1 cached" in changed.stderr, changed.stderr
+    finally:
+        reg.stop()
