@@ -68,6 +68,16 @@ class Analyzer:
     def required(self, path: str, info: FileInfo) -> bool:
         return False
 
+    def skipped_prefixes(self) -> tuple[str, ...]:
+        """Path prefixes under which `required` is False for every file whose path holds no newline
+        ('/usr/' for a check that excludes /usr/*). The layer walker passes over such files without a
+        FileInfo or a call (ingest/layers.py `_skim`); () when there are none."""
+        return ()
+
+    def wanted_paths(self) -> frozenset[str] | None:
+        """When not None, the only paths for which `required` can be True (see `skipped_prefixes`)."""
+        return None
+
     def size_cap(self, path: str) -> int | None:
         """The largest copy of `path` this analyzer reads, or None for the walker's own read limit.
         A wanted file over its cap is not handed over, and the scan says so (never a silent skip)."""

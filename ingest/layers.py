@@ -154,15 +154,6 @@ def _octal(field: bytes) -> int:
     return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
 
 
-def _number(field: bytes) -> int:
-    """`_octal`, quicker for the usual layout: digits, then NULs or spaces. When int() takes what is
-    left, it holds no NUL (int() refuses one), so it is what tarfile reads up to the first NUL."""
-    try:
-        return int(field.rstrip(b"\0 "), 8)
-    except ValueError:
-        return _octal(field)
-
-
 _CACHE_MAX = 4096  # distinct owner fields remembered per archive
 
 
@@ -211,7 +202,9 @@ def _plain_header(buf: bytes, encoding: str, errors: str, owners: dict | None = 
     The checksum is summed in C by zlib.adler32, and the fields that repeat from entry to entry (mode,
     owner, user and group names, device numbers) are read once per distinct value (`owners`: a cache
     for one archive): tarfile's parser costs about 15 µs a header in Python, most of a scan of an
-    image of many small files."""
+    image of many small files. The numbers are read inline (digits, then NULs or spaces; when int()
+    takes what is left, it holds no NUL, so it is what tarfile reads up to the first NUL; anything
+    else is read by `_octal`): a function call per field was a tenth of the walk of many small files."""
     if len(buf) != tarfile.BLOCKSIZE:
         return None
     kind = buf[156:157]
@@ -219,11 +212,15 @@ def _plain_header(buf: bytes, encoding: str, errors: str, owners: dict | None = 
         return None
     try:
         chksum = buf[148:156]
-        stored = _number(chksum)
+        try:
+            stored = int(chksum.rstrip(b"\0 "), 8)
+        except ValueError:
+            stored = _octal(chksum)
         # the unsigned byte sum with the checksum field read as spaces; each half of the block
-        # sums to at most 256 * 255 < 65521, so adler32's low half (started at 0) is that sum exactly
+        # sums to at most 256 * 255 < 65521, so adler32's low half (started at 0) is that sum exactly,
+        # and so is the checksum field's
         total = (zlib.adler32(buf[:256], 0) & 0xFFFF) + (zlib.adler32(buf[256:], 0) & 0xFFFF)
-        if stored != total - sum(chksum) + 256:
+        if stored != total - (zlib.adler32(chksum, 0) & 0xFFFF) + 256:
             return None
         key = buf[100:124] + buf[265:345]  # mode, uid, gid; uname, gname, devmajor, devminor
         owner = owners.get(key) if owners is not None else None
@@ -235,7 +232,16 @@ def _plain_header(buf: bytes, encoding: str, errors: str, owners: dict | None = 
                 owners[key] = owner
         end = buf.find(b"\0", 0, 100)
         path = buf[:end if end >= 0 else 100].decode(encoding, errors)
-        size, mtime = _number(buf[124:136]), _number(buf[136:148])
+        field = buf[124:136]
+        try:
+            size = int(field.rstrip(b"\0 "), 8)
+        except ValueError:
+            size = _octal(field)
+        field = buf[136:148]
+        try:
+            mtime = int(field.rstrip(b"\0 "), 8)
+        except ValueError:
+            mtime = _octal(field)
         link = _text(buf[157:257], encoding, errors) if buf[157] else ""
         prefix_text = _text(buf[345:500], encoding, errors) if buf[345] else ""
     except ValueError:  # also UnicodeDecodeError under a strict encoding: tarfile's parser says it its way
@@ -300,29 +306,173 @@ class CappedTarInfo(tarfile.TarInfo):
             fileobj.header_budget = None
 
 
-def _entries(tf: tarfile.TarFile, reader: ForwardReader):
+class Skim:
+    """What `_skim` needs to index entries that need nothing but their entry tuple (see `_walk`).
+
+    `prefixes` and `exact`: a regular file is passed over by the analyzers when its path starts with one
+    of `prefixes`, is not in `exact` and holds no newline (`quick_skip`); None: every regular file goes to
+    the general path (where the analyzers are asked). Directories and symbolic links need no analyzer."""
+
+    __slots__ = ("entries", "sizes", "max_entries", "prefixes", "exact", "owners", "sums", "mtimes")
+
+    def __init__(self, entries: list, sizes: dict, max_entries: int, quick: tuple | None):
+        self.entries, self.sizes, self.max_entries = entries, sizes, max_entries
+        self.prefixes, self.exact = quick if quick is not None else (None, frozenset())
+        self.owners: dict[bytes, tuple[int, int, int]] = {}
+        self.sums: dict[bytes, int] = {}  # checksum field -> the sum of the header's bytes it stands for
+        self.mtimes: set[bytes] = set()  # mtime fields read once
+
+
+_REG_CODES = frozenset(b"07\0")  # REGTYPE, CONTTYPE, AREGTYPE (as int codes of the type byte)
+_DIR_CODE, _SYM_CODE = tarfile.DIRTYPE[0], tarfile.SYMTYPE[0]
+
+
+def _skim(reader: ForwardReader, tf: tarfile.TarFile, skim: Skim) -> None:
+    """Indexes consecutive entries of the reader's current chunk, from `tf.offset`, that need nothing but
+    their entry tuple: plain headers (as `_plain_header` reads them) of regular files no analyzer wants,
+    directories and symbolic links, with a plain ASCII name in its normal form. It stops, leaving
+    `tf.offset` at that header, at the first entry that needs more (an extended header, a name to clean
+    or warn about, a whiteout, a file an analyzer may want, a hard link, a header past the chunk) or
+    that is not a valid plain header: the general path (`_entries` and `_walk`) reads it as before.
+
+    One function call per chunk, not per entry: in a layer of small files nobody reads (a scan that
+    looks only for secrets passes over /usr), the per-entry calls, tuples and checks were most of the scan."""
+    if tf.pax_headers:
+        return
+    buf = reader._buf
+    offset = tf.offset  # type: ignore[attr-defined]
+    at = reader._off + offset - reader.pos
+    limit = len(buf) - tarfile.BLOCKSIZE
+    if at > limit:
+        return
+    entries, sizes, owners, sums, mtimes = skim.entries, skim.sizes, skim.owners, skim.sums, skim.mtimes
+    append = entries.append
+    room = skim.max_entries - len(entries)
+    prefixes, exact = skim.prefixes, skim.exact
+    encoding, errors = tf.encoding, tf.errors
+    adler32 = zlib.adler32
+    reg_codes, dir_code, sym_code = _REG_CODES, _DIR_CODE, _SYM_CODE
+    while at <= limit and room > 0:
+        code = buf[at + 156]
+        is_reg = code in reg_codes
+        if not (is_reg or code == dir_code or code == sym_code) or buf[at + 345]:  # a ustar prefix: general path
+            break
+        h = buf[at:at + 512]
+        chk = h[148:156]
+        # the checksum field read once per distinct value: (what the header's bytes must sum to, with the
+        # field's own bytes in), the mtime field checked once per distinct value (it is not needed here)
+        expected = sums.get(chk)
+        mtime = h[136:148]
+        try:
+            if expected is None:
+                expected = int(chk.rstrip(b"\0 "), 8) + (adler32(chk, 0) & 0xFFFF) - 256
+                if len(sums) < 65536:
+                    sums[chk] = expected
+            size = int(h[124:136].rstrip(b"\0 "), 8)
+            if mtime not in mtimes:
+                int(mtime.rstrip(b"\0 "), 8)
+                if len(mtimes) < _CACHE_MAX:
+                    mtimes.add(mtime)
+        except ValueError:
+            break
+        if expected != (adler32(h[:256], 0) & 0xFFFF) + (adler32(h[256:], 0) & 0xFFFF):
+            break
+        end = h.find(b"\0", 0, 100)
+        raw = h[:end] if end >= 0 else h[:100]
+        if not raw.isascii():
+            break
+        name = raw.decode(encoding, errors)
+        if code == dir_code:
+            name = name.rstrip("/")
+        elif name[-1:] == "/":  # an AREGTYPE directory: the general path
+            break
+        if name[:2] == "./":
+            name = name[2:]
+        # the normal form `normalize` passes as it is; anything else (and whiteouts) goes the general way
+        if not name or name[0] in "/." or name[-1] == "/" or "//" in name or "/." in name or "\\" in name \
+                or ".wh." in name:
+            break
+        path = "/" + name
+        key = h[100:124] + h[265:345]
+        owner = owners.get(key)
+        if owner is None:
+            try:
+                owner = (_octal(h[100:108]) & 0o7777, _octal(h[108:116]), _octal(h[116:124]))
+                for f in (h[265:297], h[297:329]):
+                    _text(f, encoding, errors)
+                _octal(h[329:337]), _octal(h[337:345])
+            except ValueError:
+                break
+            if len(owners) < _CACHE_MAX:
+                owners[key] = owner
+        if is_reg:
+            if prefixes is None or not path.startswith(prefixes) or path in exact or "\n" in path:
+                break
+            sizes[path] = size
+            append((path, REG, size, owner[0], owner[1], owner[2], ""))
+            step = 512 + -(-size // 512) * 512
+        elif code == dir_code:
+            append((path, DIR, 0, owner[0], owner[1], owner[2], ""))
+            step = 512
+        else:
+            link = h[157:257]
+            end = link.find(b"\0")
+            link = link[:end] if end >= 0 else link
+            if not link.isascii():
+                break
+            append((path, SYMLINK, 0, owner[0], owner[1], owner[2], link.decode(encoding, errors)))
+            step = 512
+        room -= 1
+        at += step
+        offset += step
+    tf.offset = offset  # type: ignore[attr-defined]
+
+
+def _entries(tf: tarfile.TarFile, reader: ForwardReader, skim: Skim | None = None):
     """Every entry of a layer tar as (fields, member), without tarfile's per-entry costs.
 
     `fields` are those of `_plain_header`. A plain header is read here and `member` is None: its
     content follows at the reader's position, to be read before the next entry is asked for. Any
     other header is pushed back and read by tarfile (`member` is its TarInfo; tarfile.extractfile
-    reads its content), so extended headers, their caps and tarfile's errors are as they were."""
+    reads its content), so extended headers, their caps and tarfile's errors are as they were.
+
+    A header that lies in the reader's current chunk (the usual case: small files, content passed
+    over) is sliced from that chunk in place, without a call to the reader: the content between two
+    headers is passed over by moving the reader's position. With `skim`, the entries that need nothing
+    but their entry tuple are indexed by `_skim` and not yielded."""
     member = tf.next()  # tarfile read the first header when it opened
     if member is None:  # an empty archive (only end-of-archive blocks, or nothing)
         return
     encoding, errors = tf.encoding, tf.errors
     owners: dict[bytes, tuple] = {}
+    plain_header, data_types, block_size = _plain_header, _DATA_TYPES, tarfile.BLOCKSIZE
     while True:
         if member is not None:
             yield (member.name, member.type, member.size, member.mode, member.uid, member.gid, member.mtime,
                    member.linkname, member.chksum, (member.uname, member.gname, member.devmajor, member.devminor)), member
             if len(tf.members) > 1024:  # type: ignore[attr-defined]
                 tf.members.clear()  # type: ignore[attr-defined]
+        if skim is not None:
+            _skim(reader, tf, skim)
         offset = tf.offset  # type: ignore[attr-defined]
+        if not tf.pax_headers:
+            # the fast path: the header block within the current chunk (the reader never is past `offset`)
+            buf = reader._buf
+            at = reader._off + offset - reader.pos
+            if at + block_size <= len(buf):
+                plain = plain_header(buf[at:at + block_size], encoding, errors, owners)
+                if plain is not None:
+                    reader._off, reader.pos = at + block_size, offset + block_size
+                    size = plain[2]
+                    tf.offset = offset + block_size + (  # type: ignore[attr-defined]
+                        -(-size // block_size) * block_size if plain[1] in data_types else 0)
+                    member = None
+                    yield plain, None
+                    continue
         if reader.pos != offset:
             reader.seek(offset)
-        buf = reader.read(tarfile.BLOCKSIZE)
-        plain = None if tf.pax_headers else _plain_header(buf, encoding, errors, owners)
+        buf = reader.read(block_size)
+        plain = None if tf.pax_headers else plain_header(buf, encoding, errors, owners)
         if plain is None:
             reader.unread(buf)
             member = tf.next()
@@ -330,7 +480,7 @@ def _entries(tf: tarfile.TarFile, reader: ForwardReader):
                 return
             continue
         member = None
-        tf.offset = offset + tarfile.BLOCKSIZE + _data_blocks(plain[1], plain[2])  # type: ignore[attr-defined]
+        tf.offset = offset + block_size + _data_blocks(plain[1], plain[2])  # type: ignore[attr-defined]
         yield plain, None
 
 
@@ -472,6 +622,28 @@ def walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> 
         return _walk(tar_stream, index, analyzers, limits, what)
 
 
+def quick_skip(analyzers: list) -> tuple[tuple[str, ...], frozenset[str]] | None:
+    """(prefixes, exact paths): a regular file whose path starts with one of the prefixes, is not one of
+    the exact paths and holds no newline is wanted by none of `analyzers` (their `skipped_prefixes` and
+    `wanted_paths`); None when no such test exists (an analyzer may want any path)."""
+    exact: set[str] = set()
+    sets = []
+    for a in analyzers:  # the walker takes any object with required/analyze: these two are optional
+        only = a.wanted_paths() if hasattr(a, "wanted_paths") else None
+        if only is not None:
+            exact.update(only)
+            continue
+        prefixes = tuple(a.skipped_prefixes()) if hasattr(a, "skipped_prefixes") else ()
+        if not prefixes:
+            return None
+        sets.append(prefixes)
+    if not sets:  # no analyzer, or only analyzers of named paths: every other path is passed over
+        return ("",), frozenset(exact)
+    # a prefix every analyzer skips: one that starts with a skipped prefix of each of them
+    common = tuple(sorted(p for p in {q for s in sets for q in s} if all(p.startswith(s) for s in sets)))
+    return (common, frozenset(exact)) if common else None
+
+
 def _walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) -> LayerResult:
     result = LayerResult(index=index)
     for a in analyzers:
@@ -493,7 +665,8 @@ def _walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) ->
     try:
         entries = result.entries
         max_entries = limits.max_entries
-        for fields, member in _entries(tf, reader):
+        skim = Skim(entries, sizes, max_entries, quick_skip(analyzers))
+        for fields, member in _entries(tf, reader, skim):
             if len(entries) >= max_entries:
                 raise ScanError(f"{what}: more than {limits.max_entries} entries in one layer")
             name, type_, size, mode, uid, gid, mtime, linkname, _, _ = fields

@@ -44,6 +44,7 @@ FILES = (
     "/etc/SuSE-release",
 )
 MAX_SIZE = 64 << 10
+_WANTED = frozenset(FILES)
 
 FAMILY_OF_ID = {
     "debian": "debian", "ubuntu": "ubuntu", "centos": "centos", "rhel": "rhel", "redhat": "rhel",
@@ -168,6 +169,9 @@ class OSRelease(Analyzer):
 
     def required(self, path, info):
         return path in FILES and info.size <= MAX_SIZE
+
+    def wanted_paths(self):
+        return _WANTED
 
     def analyze(self, file):
         return [{"path": file.path, "text": file.text()}]

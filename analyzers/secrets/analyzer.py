@@ -279,6 +279,10 @@ class Secrets(MemberConsumer, Analyzer):
             return False
         return bool(self.excluded.fullmatch(path) or self.excluded_inside.fullmatch(flat))
 
+    def skipped_prefixes(self):
+        # an included path may lie under an excluded directory: then every path is asked about
+        return self.excluded_dirs if self.included is None else ()
+
     def required(self, path, info):
         if self.is_excluded(path):
             return False
@@ -357,13 +361,21 @@ class Secrets(MemberConsumer, Analyzer):
                           detail={"rule_id": hit.rule.id, "line": None, "masked": self.scanner.masked(hit),
                                   "fingerprint": self.scanner.fingerprint_of(hit.secret), "source": source})
         too_large = excluded = 0
+        # the files under an excluded directory are counted by a prefix test, in one pass: the image's
+        # other files are asked one by one
+        prefixes = self.skipped_prefixes()
+        limit = self.max_file_size
         for entries in ctx.layer_entries:
-            for e in entries:
-                if e[1] not in (REG, HARDLINK):
-                    continue
+            files = [e for e in entries if e[1] == REG or e[1] == HARDLINK]
+            if prefixes:
+                under = sum(1 for e in files if e[0].startswith(prefixes) and "\n" not in e[0])
+                excluded += under
+                if under:
+                    files = [e for e in files if not e[0].startswith(prefixes) or "\n" in e[0]]
+            for e in files:
                 if self.is_excluded(e[0]):
                     excluded += 1
-                elif e[2] > self.max_file_size:
+                elif e[2] > limit:
                     too_large += 1
         yield Fact("secrets_skipped", {"binary": binary, "too_large": too_large, "excluded": excluded + excluded_members,
                                        "excluded_archive_members": excluded_members,

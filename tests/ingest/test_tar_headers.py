@@ -308,3 +308,116 @@ def test_gc_paused_restores_the_collector_as_it_was():
         with gc_paused():
             raise ValueError
     assert gc.isenabled()
+
+
+class _Nothing:
+    """An analyzer that wants no file and says so only by `required` (the walker must ask it about each)."""
+
+    name = "nothing"
+
+    def __init__(self):
+        self.asked = []
+
+    def required(self, path, info):
+        self.asked.append(path)
+        return False
+
+
+class _Prefixed(_Nothing):
+    """Wants no file; declares /usr/ and /opt/x/ passed over, so the walker's skim may skip those."""
+
+    def skipped_prefixes(self):
+        return ("/usr/", "/opt/x/")
+
+
+class _Named(_Nothing):
+    def wanted_paths(self):
+        return frozenset({"/usr/lib/os-release"})
+
+
+def _varied_tar() -> bytes:
+    kinds = [
+        _entry("usr/", tarfile.DIRTYPE, mode=0o755),
+        *[_entry(f"usr/share/doc/f{i}.txt", data=b"d" * (i * 37 % 1500)) for i in range(60)],
+        _entry("usr/lib/os-release", data=b"ID=x\n"),
+        _entry("./usr/bin/env", data=b"#!"),
+        _entry("usr/bin/.hidden", data=b"h"),
+        _entry("usr/bin/.wh.gone"),
+        _entry("usr/share/.wh..wh..opq"),
+        _entry("usr/lib/caf\u00e9", data=b"non-ascii"),
+        _entry("usr/lib/new\nline", data=b"newline in the name"),
+        _entry("usr/lib/link", tarfile.SYMTYPE, linkname="../bin/env"),
+        _entry("usr/lib/hard", tarfile.LNKTYPE, linkname="usr/bin/env"),
+        _entry("usr/lib/../../escape", data=b"out"),
+        _entry("/usr/abs", data=b"absolute"),
+        _entry("usr//double", data=b"x"),
+        _entry("opt/x/y", data=b"z" * 3000),
+        _entry("opt/xy", data=b"w"),
+        _entry("etc/passwd", data=b"root:x:0:0::/root:/bin/sh\n", uid=7, gid=8, uname="u", gname="g"),
+        _entry("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+        _entry("usr/share/" + "deep/" * 25 + "f", data=b"prefix field"),
+        *[_entry(f"usr/share/more/m{i}", data=b"m" * (i * 91 % 2000), uid=i % 3) for i in range(40)],
+    ]
+    return _tar(tarfile.GNU_FORMAT, kinds) + b"\0" * 1024
+
+
+def _walk_outcome(data, analyzers):
+    from stowaway.ingest.layers import walk
+    from stowaway.ingest.model import ScanError
+    from stowaway.ingest.streams import Limits
+
+    try:
+        got = walk(io.BytesIO(data), 0, analyzers, Limits(), "test")
+        return got.entries, got.warnings
+    except ScanError as exc:
+        return "error", str(exc)
+
+
+@pytest.mark.parametrize("chunk", [700, 4096, 1 << 20])
+def test_skimmed_entries_are_those_of_the_general_path(monkeypatch, chunk):
+    """The skim (entries nobody reads, indexed a chunk at a time) and the general path index every entry
+    alike, and fail alike on a damaged header, whatever the chunk boundaries."""
+    monkeypatch.setattr(ForwardReader, "CHUNK", chunk)
+    data = _varied_tar()
+    general = _walk_outcome(data, [_Nothing()])
+    assert general[0] != "error" and len(general[0]) > 100
+    for analyzers in ([], [_Prefixed()], [_Named()], [_Prefixed(), _Named()]):
+        assert _walk_outcome(data, analyzers) == general
+    # damage one byte of a header in the skimmed stretch, with its checksum left or made right again:
+    # both paths must say the same
+    first = data.index(b"usr/share/doc/f30.txt")
+    for field in (0, 100, 108, 124, 136, 148, 156, 265, 329, 345):
+        for flip, fixed in ((0x11, False), (0x11, True), (0x4A, True)):
+            bad = bytearray(data)
+            bad[first + field] ^= flip
+            if fixed:
+                _checksum(bad, first)
+            assert _walk_outcome(bytes(bad), [_Prefixed()]) == _walk_outcome(bytes(bad), [_Nothing()]), field
+    # a mode with file-type bits (some writers keep them): masked alike
+    odd = bytearray(data)
+    odd[first + 100:first + 108] = b"0100644\0"
+    _checksum(odd, first)
+    assert _walk_outcome(bytes(odd), [_Prefixed()]) == _walk_outcome(bytes(odd), [_Nothing()])
+
+
+def _checksum(block: bytearray, at: int) -> None:
+    header = block[at:at + 512]
+    block[at + 148:at + 156] = b"%06o\0 " % (256 + sum(b for i, b in enumerate(header) if not 148 <= i < 156))
+
+
+def test_the_walker_asks_analyzers_about_every_file_their_prefixes_do_not_cover():
+    from stowaway.ingest.layers import quick_skip, walk
+    from stowaway.ingest.streams import Limits
+
+    prefixed, named = _Prefixed(), _Named()
+    walk(io.BytesIO(_varied_tar()), 0, [prefixed, named], Limits(), "test")
+    asked = set(prefixed.asked)
+    assert asked == set(named.asked)
+    assert "/usr/lib/os-release" in asked  # a named path under a skipped prefix
+    assert "/usr/lib/new\nline" in asked  # '*' does not cross a newline: the prefix test does not either
+    assert "/opt/xy" in asked and "/etc/passwd" in asked
+    assert not [p for p in asked if p.startswith("/usr/share/doc/")]
+    # the prefixes every analyzer skips; one analyzer with none: no skipping at all
+    assert quick_skip([_Prefixed(), _Named()]) == (("/opt/x/", "/usr/"), frozenset({"/usr/lib/os-release"}))
+    assert quick_skip([_Prefixed(), _Nothing()]) is None
+    assert quick_skip([]) == (("",), frozenset())
