@@ -191,6 +191,45 @@ def ordered(classes: list[type[Analyzer]], strict_names: bool = True) -> list[ty
     return out
 
 
+# Where each built-in analyzer is defined, and its risk type: a scan imports only the modules of the
+# analyzers it selects by risk (importing every one of them was about a tenth of a second of each scan's
+# start). tests/analyzers/test_base.py checks this table against what load_all() registers.
+MODULES: dict[str, tuple[str, str]] = {
+    "base-image": ("stowaway.analyzers.base_image", "base_image"),
+    "compliance": ("stowaway.analyzers.compliance", "compliance"),
+    "files": ("stowaway.analyzers.files", "files"),
+    "apk": ("stowaway.analyzers.inventory.apk", "software"),
+    "composer": ("stowaway.analyzers.inventory.composer", "software"),
+    "dotnet-deps": ("stowaway.analyzers.inventory.dotnet", "software"),
+    "dpkg": ("stowaway.analyzers.inventory.dpkg", "software"),
+    "go-binary": ("stowaway.analyzers.inventory.gobinary", "software"),
+    "java-archive": ("stowaway.analyzers.inventory.java", "software"),
+    "javascript-banner": ("stowaway.analyzers.inventory.javascript_banner", "software"),
+    "lockfiles": ("stowaway.analyzers.inventory.lockfiles", "software"),
+    "npm": ("stowaway.analyzers.inventory.npm", "software"),
+    "os-release": ("stowaway.analyzers.inventory.os_release", ""),
+    "python-dist": ("stowaway.analyzers.inventory.python_dist", "software"),
+    "rpm": ("stowaway.analyzers.inventory.rpm", "software"),
+    "ruby-gemspec": ("stowaway.analyzers.inventory.ruby", "software"),
+    "malware": ("stowaway.analyzers.malware", "malicious"),
+    "secrets": ("stowaway.analyzers.secrets.analyzer", "secrets"),
+    "settings-files": ("stowaway.analyzers.settings.configs", "unsafe_settings"),
+    "weak-passwords": ("stowaway.analyzers.settings.passwords", "unsafe_settings"),
+    "vulnerabilities": ("stowaway.analyzers.vulnerabilities.evaluator", "vulnerabilities"),
+}
+
+
+def load(names: Iterable[str]) -> dict[str, type[Analyzer]]:
+    """The registry, with the modules of the named analyzers imported (every module when a name is not
+    in MODULES)."""
+    names = list(names)
+    if any(n not in MODULES and n not in _REGISTRY for n in names):
+        return load_all()
+    for module in sorted({MODULES[n][0] for n in names if n not in _REGISTRY}):
+        importlib.import_module(module)
+    return dict(_REGISTRY)
+
+
 _loaded = False
 
 
@@ -209,9 +248,10 @@ def load_all() -> dict[str, type[Analyzer]]:
 
 
 def select(risks: Iterable[str] | None = None, names: Iterable[str] | None = None) -> list[type[Analyzer]]:
-    """Analyzers for the chosen risk types. Vulnerabilities and compliance need the software inventory."""
-    registry = load_all()
+    """Analyzers for the chosen risk types. Vulnerabilities and compliance need the software inventory.
+    Only the modules of the analyzers chosen by risk are imported; hand-picked names load them all."""
     if names:
+        registry = load_all()
         missing = set(names) - set(registry)
         if missing:
             raise RegistryError(f"unknown analyzer(s): {', '.join(sorted(missing))}")
@@ -225,5 +265,6 @@ def select(risks: Iterable[str] | None = None, names: Iterable[str] | None = Non
         unknown = wanted - set(RISK_TYPES)
         if unknown:
             raise RegistryError(f"unknown risk type(s): {', '.join(sorted(unknown))}; choose from {', '.join(RISK_TYPES)}")
+        registry = load(n for n, (_, risk) in MODULES.items() if risk in wanted or risk == "")
         chosen = [cls for cls in registry.values() if cls.risk in wanted or cls.risk == ""]
     return ordered(chosen)

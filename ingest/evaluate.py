@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
-from stowaway.analyzers.base import Analyzer, ImageContext, _dependencies, load_all, ordered
+from stowaway.analyzers.base import Analyzer, ImageContext, _dependencies, load, ordered
 
 from .model import ScanError
 
@@ -42,7 +42,7 @@ class Evaluator:
         self._placed: dict[tuple, tuple[list[Analyzer], list[Analyzer]]] = {}
 
     def analyzers_for(self, names) -> list[Analyzer]:
-        registry = load_all()
+        registry = load(names)
         classes = ordered([registry[n] for n in names if n in registry and registry[n].stage == "evaluate"])
         out = []
         for cls in classes:

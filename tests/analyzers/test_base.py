@@ -119,3 +119,24 @@ def test_the_image_context_has_only_declared_fields():
     ctx.owned_files.add("/usr/bin/x")  # a declared product
     with pytest.raises(AttributeError):
         ctx.scan_id = 3  # type: ignore[attr-defined]
+
+
+def test_the_module_table_names_every_analyzer_where_it_is_defined():
+    registry = base.load_all()
+    builtin = {n: (c.__module__, c.risk) for n, c in registry.items() if c.__module__.startswith("stowaway.analyzers.")}
+    assert builtin == base.MODULES
+
+
+def test_a_selection_by_risk_imports_only_the_modules_it_runs():
+    import subprocess
+    import sys
+
+    code = ("import sys; from stowaway.analyzers.base import select; "
+            "print(sorted(c.name for c in select(['secrets']))); "
+            "print(sorted(m for m in sys.modules if m.startswith('stowaway.analyzers.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "['os-release', 'secrets']"
+    loaded = eval(out[1])
+    assert "stowaway.analyzers.secrets.analyzer" in loaded and "stowaway.analyzers.inventory.os_release" in loaded
+    assert not [m for m in loaded if m.startswith(("stowaway.analyzers.settings", "stowaway.analyzers.vulnerabilities",
+                                                   "stowaway.analyzers.malware", "stowaway.analyzers.inventory.dpkg"))]
