@@ -57,6 +57,9 @@ class Analyzer:
     consumes: tuple[str, ...] = ()  # products (PRODUCTS) or analyzer names needed before collect
     produces: tuple[str, ...] = ()  # products its collect fills
     reads_layers: bool = True
+    # True when `analyze` keeps nothing that later files or `collect` rely on (its records are all it
+    # leaves): a layer may then be walked in a forked process and its records sent back (ingest/parallel.py)
+    forkable: bool = False
 
     def __init__(self, policy: dict | None = None):
         self.policy = policy or {}

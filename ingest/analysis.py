@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from stowaway.analyzers.base import Analyzer, select
 
 from . import db as dbm
-from . import reuse
-from .cache import LayerCache
+from . import parallel, reuse
+from .cache import LayerCache, pack
 from .evaluate import Evaluator
 from .failures import describe
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
@@ -263,6 +263,11 @@ class Analysis:
                 raw.close()
 
     def _offer(self, blob: LayerBlob, source: str, verify: bool = False):
+        plan = self._plan(blob, source, verify)
+        return self._read(blob, plan, source) if isinstance(plan, list) else plan
+
+    def _plan(self, blob: LayerBlob, source: str, verify: bool) -> "_Cached | ScanError | list[Analyzer]":
+        """The cached layer (checked when `verify`), or the analyzers that must read it."""
         layer_id, missing = self.cache.missing(blob.diff_id, self.readers)
         if layer_id is not None and not missing:
             checked = _verified(blob) if verify else True
@@ -273,9 +278,13 @@ class Analysis:
                 self.on_event("layer_cached", {"key": blob.key, "diff_id": blob.diff_id})
                 return _Cached(blob.diff_id, layer_id)
             missing = list(self.readers)  # cannot be checked without reading it: read
+        return missing
+
+    def _read(self, blob: LayerBlob, missing: list[Analyzer], source: str, announce: bool = True):
         try:
             result = self._read_layer(blob, missing, f"{source}: layer {blob.key}")
-            self.on_event("layer_read", {"key": blob.key, "diff_id": result.diff_id})
+            if announce:
+                self.on_event("layer_read", {"key": blob.key, "diff_id": result.diff_id})
             return result
         except ScanError as exc:
             return exc
@@ -370,10 +379,24 @@ class Analysis:
             yield timed(failure(source, source, f"{source}: no image found", analyzers=self.versions, risks=self.risks))
 
     def _offer_waiting(self, spec: ImageSpec, pending: dict, source: str, verify: bool) -> None:
+        tasks: dict[str, tuple[LayerBlob, list[Analyzer]]] = {}
         for d in spec.layers:
             blob = pending.get(d.key)
-            if isinstance(blob, LayerBlob):
-                pending[d.key] = self._offer(blob, source, verify=verify)
+            if isinstance(blob, LayerBlob) and d.key not in tasks:
+                plan = self._plan(blob, source, verify)
+                if isinstance(plan, list):
+                    tasks[d.key] = (blob, plan)
+                else:
+                    pending[d.key] = plan
+        # the layers to read, in two processes where that is safe (ingest/parallel.py)
+        fork = len(tasks) > 1 and parallel.can_fork(source, {a for _, m in tasks.values() for a in m})
+        results = parallel.read_all(list(tasks.values()), lambda blob, missing: self._read(blob, missing, source,
+                                                                                            announce=False),
+                                    fork, idle=_pack_entries)
+        for key, result in zip(tasks, results):
+            pending[key] = result
+            if not isinstance(result, ScanError):
+                self.on_event("layer_read", {"key": key, "diff_id": result.diff_id})
 
     def _reused_spec(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult | None:
         """The copy-forward result of an image whose manifest and config were read, when it is unchanged."""
@@ -461,6 +484,14 @@ class Analysis:
         evaluators = [a for a in self.analyzers if a.stage == "evaluate" and a.reads_layers]
         # evaluators that need no database, and the redaction, here: the writer only writes
         self.evaluator.evaluate_where_read(res, ctx, records_by_analyzer(evaluators, layers))
+
+def _pack_entries(result) -> None:
+    """The file index as the writer stores it, made while a forked reader still works (ingest/parallel.py)."""
+    from .layers import LayerResult
+
+    if isinstance(result, LayerResult) and result.packed is None:
+        result.packed = pack(result.entries)
+
 
 def _verified(blob: LayerBlob) -> bool | None:
     """Whether a layer's bytes are what its name or the config says (a hash of the blob as it is, with no

@@ -594,6 +594,7 @@ class LayerResult:
     blob_digest: str = ""
     diff_id: str = ""
     size: int = 0
+    packed: bytes | None = None  # `entries` as the writer stores them (cache.pack), when made ahead
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:

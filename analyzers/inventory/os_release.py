@@ -170,6 +170,8 @@ class OSRelease(Analyzer):
     def required(self, path, info):
         return path in FILES and info.size <= MAX_SIZE
 
+    forkable = True
+
     def wanted_paths(self):
         return _WANTED
 

@@ -259,6 +259,9 @@ class Secrets(MemberConsumer, Analyzer):
         except ValueError as exc:
             raise ScanError(str(exc)) from None
         self.member_limits = self.limits
+        # a user (gitleaks) rule that runs out of time is not run again in the same scan: that is state
+        # later files rely on, so those scans walk their layers in one process
+        self.forkable = not conf.get("gitleaks")
 
     def fingerprint(self):
         settings = {"excludes": self.patterns, "includes": self.include_patterns, "max": self.max_file_size,
@@ -368,10 +371,9 @@ class Secrets(MemberConsumer, Analyzer):
         for entries in ctx.layer_entries:
             files = [e for e in entries if e[1] == REG or e[1] == HARDLINK]
             if prefixes:
-                under = sum(1 for e in files if e[0].startswith(prefixes) and "\n" not in e[0])
-                excluded += under
-                if under:
-                    files = [e for e in files if not e[0].startswith(prefixes) or "\n" in e[0]]
+                rest = [e for e in files if not e[0].startswith(prefixes) or "\n" in e[0]]
+                excluded += len(files) - len(rest)
+                files = rest
             for e in files:
                 if self.is_excluded(e[0]):
                     excluded += 1

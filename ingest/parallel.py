@@ -1,0 +1,107 @@
+"""Layers of one image read by two processes at once (a fork of this one), when it is safe to.
+
+The walk of a layer is Python work on one core; a machine has more. When an image has several layers
+to read from a local file (a `docker save` archive, an OCI layout or archive), this process forks one
+copy of itself and both take the next unread layer, largest first, until none is left: the child sends
+back what it read (each layer's entry list, records and warnings, pickled), the parent reads the rest
+itself. Nothing else changes: the same walk runs on the same bytes with the same analyzers.
+
+It is done only where nothing can go wrong with a fork:
+
+* the process runs no other thread (a thread's locks would be copied held) and is not itself a worker
+  process of a pool (that parallelism is already there);
+* the layers are read from a local file (pread on an inherited descriptor); a registry's or the engine's
+  connections are never shared;
+* every analyzer that reads the layers says its `analyze` keeps nothing later files rely on
+  (`Analyzer.forkable`): records are all a layer's walk leaves;
+* the child never touches the database and ends with os._exit (no atexit handler, no buffered output
+  flushed twice). A layer the child could not finish (it failed, or died) is read again by the parent,
+  which then fails or succeeds exactly as a one-process scan would.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+from typing import Callable, Sequence
+
+LOCAL_TRANSPORTS = ("docker-archive", "oci", "oci-archive")
+MAX_TASKS = 255  # one byte per claim
+
+
+def can_fork(source: str, analyzers: Sequence) -> bool:
+    """Whether the layers of `source` may be read in a forked process for these analyzers."""
+    import multiprocessing
+
+    if os.environ.get("STOWAWAY_LAYER_PROCESSES", "") == "1" or not hasattr(os, "fork"):
+        return False
+    if (os.cpu_count() or 1) < 2 or threading.active_count() != 1 or multiprocessing.parent_process() is not None:
+        return False
+    if source.partition(":")[0] not in LOCAL_TRANSPORTS:
+        return False
+    return all(getattr(a, "forkable", False) for a in analyzers)
+
+
+def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable | None = None) -> list:
+    """`read(*task)` for every task, in two processes when `fork` (see the module's docstring): the results
+    in the order of `tasks`. A task is a tuple whose first item has a `size` (the blob's bytes).
+
+    The child starts with the largest blob and the parent claims the next: a layer of many bytes is often
+    one of few large files (cheap to send back), and the layer of many small files, whose entry list
+    costs the most to send, then stays here. After its last claim the parent calls `idle` on each of
+    its own results, while the child may still be reading (work the results would need later anyway)."""
+    if not fork or len(tasks) < 2 or len(tasks) > MAX_TASKS:
+        return [read(*t) for t in tasks]
+    order = sorted(range(len(tasks)), key=lambda i: (-(getattr(tasks[i][0], "size", 0) or 0), i))
+    claims_r, claims_w = os.pipe()
+    os.write(claims_w, bytes(order[1:]))  # at most 254 bytes: one write, all there before either reads
+    os.close(claims_w)  # when every claim is taken, a read returns b""
+    back_r, back_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the largest, then claims until none is left, then every result at once
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
+            os.close(back_r)
+            done: list[tuple[int, object]] = []
+            claim = bytes(order[:1])
+            while claim:
+                try:
+                    done.append((claim[0], read(*tasks[claim[0]])))
+                except BaseException:  # noqa: BLE001 - the parent reads this layer again and fails as it would
+                    pass
+                claim = os.read(claims_r, 1)
+            try:
+                data = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # noqa: BLE001 - a result that does not pickle: the parent reads those layers
+                data = b""
+            with os.fdopen(back_w, "wb") as fh:
+                fh.write(data)
+        finally:
+            os._exit(0)
+    os.close(back_w)
+    results: dict[int, object] = {}
+    finished = False
+    try:
+        while claim := os.read(claims_r, 1):
+            results[claim[0]] = read(*tasks[claim[0]])
+        if idle is not None:
+            for result in results.values():
+                idle(result)
+        with os.fdopen(back_r, "rb") as fh:
+            back_r = -1
+            data = fh.read()
+        finished = True
+    finally:
+        os.close(claims_r)
+        if back_r >= 0:
+            os.close(back_r)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    try:
+        from_child = pickle.loads(data) if data else []
+    except Exception:  # noqa: BLE001 - cut short: those layers are read here
+        from_child = []
+    results.update(dict(from_child))
+    return [results[i] if i in results else read(*tasks[i]) for i in range(len(tasks))]

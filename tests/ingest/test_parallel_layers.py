@@ -1,0 +1,166 @@
+"""Layers read by two processes (ingest/parallel.py): the same results as one process, in the same order;
+a layer the forked child could not read is read again here; nothing is forked when it would be unsafe."""
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+import pytest
+from conftest import report_of
+from imagebuilder import ImageBuilder
+
+from stowaway.ingest import parallel
+
+
+class Blob:
+    def __init__(self, name: str, size: int):
+        self.name, self.size = name, size
+
+
+def _tasks(n=6):
+    return [(Blob(f"b{i}", size), i) for i, size in enumerate([5, 500, 50, 0, 7000, 60][:n])]
+
+
+def test_forked_reads_give_every_result_in_task_order_from_both_processes():
+    parent = os.getpid()
+
+    def read(blob, i):
+        return (blob.name, i * i, os.getpid() == parent)
+
+    got = parallel.read_all(_tasks(), read, fork=True)
+    assert [g[:2] for g in got] == [(f"b{i}", i * i) for i in range(6)]
+    here = {g[0] for g in got if g[2]}
+    assert "b4" not in here  # the child starts with the largest blob (the rest: whichever process is free)
+    assert parallel.read_all(_tasks(), read, fork=False) == [(f"b{i}", i * i, True) for i in range(6)]
+
+
+def _note_pid(path) -> None:
+    (path.parent / "child.tmp").write_text(str(os.getpid()))
+    os.replace(path.parent / "child.tmp", path)  # whole, or not there
+
+
+def _gone(pid_file) -> bool:
+    """The child whose pid is in the file has ended and been reaped (a zombie still has its pid)."""
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_task_the_child_fails_is_read_again_here_and_the_child_is_reaped(tmp_path):
+    parent = os.getpid()
+    idle = []
+
+    def read(blob, i):
+        if os.getpid() != parent:
+            _note_pid(tmp_path / "child")
+            raise RuntimeError("child only")
+        return blob.name
+
+    got = parallel.read_all(_tasks(), read, fork=True, idle=idle.append)
+    assert got == [f"b{i}" for i in range(6)]
+    assert "b4" not in idle  # idle sees only what the parent read before the child's results came back
+    assert _gone(tmp_path / "child")
+
+
+def test_an_error_here_stops_the_child_and_is_raised_as_in_one_process(tmp_path):
+    import time
+
+    parent = os.getpid()
+
+    def read(blob, i):
+        if os.getpid() != parent:
+            _note_pid(tmp_path / "child")
+            time.sleep(30)  # still reading when the parent fails: it must be stopped, not waited for
+        if blob.name == "b1":
+            while not (tmp_path / "child").exists() and time.monotonic() - started < 20:
+                time.sleep(0.01)  # the child is reading its first layer
+            raise ValueError("broken layer")
+        return blob.name
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="broken layer"):
+        parallel.read_all(_tasks(), read, fork=True)
+    assert time.monotonic() - started < 25  # a hang guard, not a timing: the child sleeps 30 s
+    assert _gone(tmp_path / "child")
+
+
+class _Forkable:
+    forkable = True
+
+
+class _Stateful:
+    forkable = False
+
+
+def test_no_fork_where_it_is_unsafe(monkeypatch):
+    monkeypatch.delenv("STOWAWAY_LAYER_PROCESSES", raising=False)
+    if threading.active_count() != 1:
+        pytest.skip("this test process runs other threads")
+    assert parallel.can_fork("docker-archive:/x.tar", [_Forkable()])
+    assert parallel.can_fork("oci:/layout", [_Forkable()])
+    assert not parallel.can_fork("registry:example.com/a:1", [_Forkable()])  # connections are never shared
+    assert not parallel.can_fork("docker:a:1", [_Forkable()])
+    assert not parallel.can_fork("docker-archive:/x.tar", [_Forkable(), _Stateful()])
+    monkeypatch.setenv("STOWAWAY_LAYER_PROCESSES", "1")
+    assert not parallel.can_fork("docker-archive:/x.tar", [_Forkable()])
+    monkeypatch.delenv("STOWAWAY_LAYER_PROCESSES")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not parallel.can_fork("docker-archive:/x.tar", [_Forkable()])  # its locks would be copied held
+    finally:
+        stop.set()
+        other.join()
+
+
+def _image(tmp_path):
+    rnd = random.Random(16)
+    token = "ghp_" + "".join(rnd.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=36))
+    many = {f"usr/share/doc/p{i}/README": f"text {i}\n" for i in range(400)}
+    img = (ImageBuilder()
+           .layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n", **many})
+           .layer({"srv/app/.env": f"GITHUB_TOKEN={token}\n", "srv/big.bin": bytes(rnd.randrange(256) for _ in range(300000))})
+           .layer({"srv/app/old.env": f"TOKEN={token}\n", "opt/other": "x\n"})
+           .layer({"srv/app/.wh.old.env": b"", "home/u/.npmrc": f"//registry.npmjs.org/:_authToken={token}\n"}))
+    path = tmp_path / "img.tar"
+    img.write_docker_archive(path, ref="par/img:1")
+    return path
+
+
+def test_a_scan_with_its_layers_read_in_two_processes_is_the_scan_in_one(tmp_path, monkeypatch):
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STOWAWAY_DATA_DIR", str(tmp_path / "data"))
+    # earlier tests may have left idle threads (tqdm's monitor, datasette's): this test's own scans
+    # start none, so the fork is as safe here as in the command-line scan it stands for
+    monkeypatch.setattr(parallel.threading, "active_count", lambda: 1)
+    path = _image(tmp_path)
+    forks = []
+    real = parallel.read_all
+
+    def spy(tasks, read, fork, idle=None):
+        forks.append((len(tasks), fork))
+        return real(tasks, read, fork, idle)
+
+    monkeypatch.setattr(parallel, "read_all", spy)
+    reports = {}
+    for processes in ("2", "1"):
+        monkeypatch.setenv("STOWAWAY_LAYER_PROCESSES", processes)
+        database = connect(str(tmp_path / f"scan-{processes}.db"))  # each scan reads every layer
+        out = Scanner(database, {}, progress=False, risks=["secrets"]).run([f"docker-archive:{path}"])
+        assert [o.status for o in out] == ["done"]
+        rep = report_of(database, "par/img:1")
+        entries = [r[0] for r in database.conn.execute("SELECT file_index FROM layers ORDER BY diff_id")]
+        reports[processes] = (rep["sensitive_information"], rep["image"]["os"], entries)
+    assert [f for f in forks if f[0]] == [(4, True), (4, False)]
+    assert reports["2"] == reports["1"]
+    found = {(s["path"], s["rule"], s["layer_index"], s["visible"]) for s in reports["2"][0]}
+    assert found == {("/srv/app/.env", "github-pat", 1, True), ("/srv/app/old.env", "github-pat", 2, False),
+                     ("/home/u/.npmrc", "github-pat", 3, True)}
+    assert reports["2"][1]["family"] == "debian"
