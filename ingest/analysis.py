@@ -13,6 +13,7 @@ the file) reads every layer and produces the same result.
 """
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -400,9 +401,7 @@ class Analysis:
 
     def _reused_spec(self, spec: ImageSpec, pending: dict, claimed: set[str]) -> ImageResult | None:
         """The copy-forward result of an image whose manifest and config were read, when it is unchanged."""
-        from .layers import LayerResult
-
-        read = [d for d in spec.layers if isinstance(pending.get(d.key), LayerResult) and d.diff_id not in claimed]
+        read = [d for d in spec.layers if _was_read(pending.get(d.key)) and d.diff_id not in claimed]
         if any(isinstance(pending.get(d.key), ScanError) for d in spec.layers):
             return None
         res = self._reused(spec.source, spec.reference, spec.manifest_digest, spec.platform or "",
@@ -415,10 +414,8 @@ class Analysis:
     def _release(self, spec: ImageSpec, pending: dict) -> None:
         """Layers the writer has stored since (in-process scans) no longer need their results in memory:
         a layout of many images would otherwise hold every layer's file index until its last image."""
-        from .layers import LayerResult
-
         for d in spec.layers:
-            if isinstance(pending.get(d.key), LayerResult):
+            if _was_read(pending.get(d.key)):
                 layer_id = self.cache.indexed(d.diff_id)
                 if layer_id is not None:
                     pending[d.key] = _Cached(d.diff_id, layer_id)
@@ -491,6 +488,13 @@ def _pack_entries(result) -> None:
 
     if isinstance(result, LayerResult) and result.packed is None:
         result.packed = pack(result.entries)
+
+
+def _was_read(got) -> bool:
+    """Whether GOT is a layer read in this pass (a LayerResult). Without the layer walk loaded none was read:
+    asking does not load it (an unchanged OCI layout's rescan reads its manifest and config only)."""
+    layers = sys.modules.get("stowaway.ingest.layers")
+    return layers is not None and isinstance(got, layers.LayerResult)
 
 
 def _verified(blob: LayerBlob) -> bool | None:
