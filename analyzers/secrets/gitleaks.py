@@ -13,13 +13,16 @@ and named, never left to run for hours (see rules.Limits).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import regex
 import tomllib
 
 from stowaway.ingest.model import ScanError
 
 from .rules import Allow, SecretRule
+
+if TYPE_CHECKING:
+    import regex
 
 _POSIX = {
     "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "ascii": "\\x00-\\x7f", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
@@ -143,6 +146,8 @@ def _char_class(go: str, i: int) -> tuple[int, str]:
 
 
 def compile_go(pattern: str, as_bytes: bool = True) -> regex.Pattern:
+    import regex  # only a scan with user rules needs it: not imported at start-up
+
     py = translate(pattern)
     try:
         re.compile(py.encode() if as_bytes else py)  # what Python's re refuses is refused, as before
