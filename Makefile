@@ -24,6 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python tests/bench/bench_scan_files.py
 
 clean:

