@@ -26,13 +26,12 @@ Findings keep `suppressed`, `suppressed_reason` and `suppression_id`; the legacy
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from stowaway.analyzers.base import ImageContext
@@ -312,15 +311,19 @@ def covering(conn, finding_id: int) -> list[int]:
 
 
 def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: Iterable[int] | None = None,
-                       recount: bool = False, today: str | None = None, refresh: bool = True) -> int:
+                       recount: bool = False, today: str | None = None, refresh: bool = True,
+                       finding_ids: Iterable[int] | None = None, touched: set | None = None) -> int:
     """Marks the findings of SCAN_IDS (or of the current scans of IMAGE_IDS; both None: every image's
-    current scan) suppressed or not by the active suppressions, keeps their packages' vulnerability
-    counts and the read model in step, in the caller's transaction (REFRESH False: the caller refreshes
-    the read model's rows of these images itself, later in that transaction). Returns how many findings
-    changed."""
+    current scan; or the findings FINDING_IDS alone) suppressed or not by the active suppressions, keeps
+    their packages' vulnerability counts and the read model in step, in the caller's transaction (REFRESH
+    False: the caller refreshes the read model's rows of these images itself, later in that transaction;
+    TOUCHED, when given, receives the ids of the packages recounted). Returns how many findings changed."""
     by_rule = _active_by_rule(conn, today)
     sql, params = _match_sql(conn), []
-    if scan_ids is not None:
+    if finding_ids is not None:
+        sql += " WHERE f.id IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(sorted(int(i) for i in finding_ids)))
+    elif scan_ids is not None:
         ids = json.dumps(sorted(int(i) for i in scan_ids))
         sql += " WHERE f.scan_id IN (SELECT value FROM json_each(?))"
         params.append(ids)
@@ -348,7 +351,9 @@ def apply_suppressions(conn, scan_ids: Iterable[int] | None = None, image_ids: I
         conn.execute("UPDATE packages SET vulnerability_count = (SELECT COUNT(*) FROM findings f WHERE"
                      " f.package_id = packages.id AND f.kind = 'vulnerability' AND f.suppressed = 0)"
                      " WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(sorted(packages))])
-    if scan_ids is not None:  # a scan already current (rematch, a test's direct write): its report rows too
+        if touched is not None:
+            touched |= packages
+    if scan_ids is not None and finding_ids is None:  # a scan already current (rematch, a test's direct write): its report rows too
         images |= {r[0] for r in conn.execute("SELECT id FROM images WHERE last_scan_id IN"
                                               " (SELECT value FROM json_each(?))", [params[0]])}
     if images and refresh:
@@ -423,30 +428,53 @@ def _core_cells(detail: dict, encoded: dict) -> tuple:
     return got[1]
 
 
-def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed,
-                            detail_sql, encoded, result, facts: dict | None = None, batched: bool = False) -> bool:
-    """Rematch's write: brings one scan's stored vulnerability findings to `findings`, in one transaction,
-    touching only what changed (a finding is kept when its fingerprint and content digest are the same),
-    then applies the suppressions and refreshes the read model in that transaction. `result` counts what
-    was inserted and deleted. True if anything changed.
+@dataclass
+class RematchWrites:
+    """What rematch's writes of one batch of images changed: the suppressions and the report rows are
+    brought in step with it once, at the batch's end (finish_rematch_batch)."""
 
-    BATCHED: written in the caller's open transaction, which commits a batch of images at once and
-    refreshes the read model's rows of the changed ones (readmodel.refresh_images) before it commits."""
-    stored: dict[str, list] = {}
+    images: set = field(default_factory=set)  # whose findings or counts changed
+    gone: list = field(default_factory=list)  # finding ids deleted
+    fresh: list = field(default_factory=list)  # finding ids inserted
+    packages: set = field(default_factory=set)  # package ids whose vulnerability_count changed
+    reasons: bool = False  # a fresh finding carries an ignore file's reason
+
+
+def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed,
+                            detail_sql, encoded, result, facts: dict | None = None,
+                            writes: RematchWrites | None = None) -> bool:
+    """Rematch's write: brings one scan's stored vulnerability findings to `findings`, in the caller's open
+    transaction, touching only what changed (a finding is kept when its fingerprint and content digest are
+    the same). `result` counts what was inserted and deleted; WRITES collects what changed, for
+    finish_rematch_batch, which the caller runs before it commits (one transaction per batch of images: a
+    reader sees either the old or the new findings of an image, never a mix). FACTS: name -> its value,
+    or its JSON text already encoded. ENCODED: the caller's cache, kept across images. True if anything
+    changed."""
+    if writes is None:
+        raise TypeError("replace_vulnerabilities writes in a batch: pass a RematchWrites")
+    stored: dict[tuple, list] = {}
     for fid, fp, digest, suppressed in conn.execute(
             "SELECT f.id, f.fingerprint, d.content_hash, f.suppressed FROM findings f LEFT JOIN vulnerability_details d"
             " ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'vulnerability'", [scan_id]):
-        stored.setdefault(f"{fp}\x1f{digest}", []).append((fid, suppressed))
+        stored.setdefault((fp, digest), []).append((fid, suppressed))
     by_key = {p.key: p for p in pkgs}
     counts: Counter = Counter()
     fresh = []
     for f in findings:
-        reason = f.detail.get("ignore_reason")
+        detail = f.detail
+        reason = detail.get("ignore_reason")
         pid = ids.get(f.package)
-        fp = finding_fingerprint(f, by_key.get(f.package), repository)
-        same = stored.get(f"{fp}\x1f{f.detail['content_hash']}")
+        pkg = by_key.get(f.package)
+        # a vulnerability's fingerprint names the repository, the id and the package (finding_fingerprint):
+        # computed once per repository however many findings share it
+        fkey = ("fp", repository, detail.get("vulnerability_id"), f.rule, pkg.ecosystem if pkg else None,
+                pkg.name if pkg else None)
+        fp = encoded.get(fkey)
+        if fp is None:
+            fp = encoded[fkey] = finding_fingerprint(f, pkg, repository)
+        same = stored.get((fp, detail["content_hash"]))
         kept = same.pop() if same else None
-        # a kept finding keeps its suppression; a new one gets the store's when it is written
+        # a kept finding keeps its suppression; a new one gets the store's at the batch's end
         if reason is None and pid is not None and not (kept and kept[1]):
             counts[pid] += 1
         if kept:
@@ -457,36 +485,51 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
     recount += [(0, pid) for pid, n in old_counts.items() if n and pid not in counts]
     if not fresh and not gone and not recount and old_feed == feed:
         return False
-    with contextlib.nullcontext() if batched else conn:
-        conn.execute("UPDATE scans SET feed_version = ? WHERE id = ?", [feed, scan_id])  # takes the write lock
-        for i in range(0, len(gone), 500):
-            chunk = gone[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            conn.execute(f"DELETE FROM vulnerability_details WHERE finding_id IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM findings WHERE id IN ({marks})", chunk)
-        if fresh:
-            # ids handed out here so both tables go in with executemany; safe: this transaction holds the lock
-            next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
-            rows, details = [], []
-            for fid, (f, fp, pid, reason) in enumerate(fresh, next_id):
-                rows.append((fid, scan_id, image_id, f.kind, f.severity,
-                             dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status,
-                             f.path, f.layer_index, int(bool(f.visible)), pid, fp, int(reason is not None), reason))
-                d = f.detail
-                details.append((fid, d["vulnerability_id"], d["package_name"], d["ecosystem"], d["installed_version"],
-                                d["solution"], reason, d["content_hash"]) + _core_cells(d, encoded))
-            conn.executemany("INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
-                             " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
-                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            conn.executemany(detail_sql, details)
+    conn.execute("UPDATE scans SET feed_version = ? WHERE id = ?", [feed, scan_id])  # takes the write lock
+    for i in range(0, len(gone), 500):
+        chunk = gone[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM vulnerability_details WHERE finding_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM findings WHERE id IN ({marks})", chunk)
+    if fresh:
+        # ids handed out here so both tables go in with executemany; safe: this transaction holds the lock
+        next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
+        rows, details = [], []
+        for fid, (f, fp, pid, reason) in enumerate(fresh, next_id):
+            rows.append((fid, scan_id, image_id, f.kind, f.severity,
+                         dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status,
+                         f.path, f.layer_index, int(bool(f.visible)), pid, fp, int(reason is not None), reason))
+            d = f.detail
+            details.append((fid, d["vulnerability_id"], d["package_name"], d["ecosystem"], d["installed_version"],
+                            d["solution"], reason, d["content_hash"]) + _core_cells(d, encoded))
+            writes.fresh.append(fid)
+            writes.reasons = writes.reasons or reason is not None
+        conn.executemany("INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
+                         " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany(detail_sql, details)
+    if recount:
         conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recount)
-        conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
-                         [(scan_id, k, dbm.dumps(v)) for k, v in (facts or {}).items()])
-        # the findings store: suppressions onto the new findings, package counts, the read model's rows
-        apply_suppressions(conn, scan_ids=[scan_id], recount=True, refresh=not batched)
-        conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
-                     " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
-                                                  "removed": len(gone)})])
+        writes.packages.update(pid for _, pid in recount)
+    conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
+                     [(scan_id, k, v if isinstance(v, str) else dbm.dumps(v)) for k, v in (facts or {}).items()])
+    conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
+                 " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
+                                              "removed": len(gone)})])
+    writes.gone.extend(gone)
+    if fresh or gone or recount:
+        writes.images.add(image_id)
     result.inserted += len(fresh)
     result.deleted += len(gone)
     return True
+
+
+def finish_rematch_batch(conn, writes: RematchWrites) -> None:
+    """The end of a batch of replace_vulnerabilities writes, in their transaction: the active suppressions
+    onto the new findings (the kept ones have theirs: suppressions are applied to every current scan when
+    they are added, removed or lapse), then the report rows of what changed (readmodel.apply_finding_changes)."""
+    from .readmodel import apply_finding_changes
+
+    if writes.fresh and (writes.reasons or _active_by_rule(conn)):
+        apply_suppressions(conn, finding_ids=writes.fresh, refresh=False, touched=writes.packages)
+    apply_finding_changes(conn, writes.images, writes.gone, writes.fresh, writes.packages)

@@ -17,7 +17,9 @@ notebooks. A surface never computes its own counts or its own idea of "current".
   plain views over 60,000 findings every facet re-ran the joins (3-5 s a page for 1,000 images).
   They are created and filled by a migration, and kept current inside the transaction that changes
   them: a trigger rebuilds an image's rows when its `last_scan_id` changes (the end of every scan), and
-  the findings store calls `refresh_images` when rematch or a suppression changes a current scan.
+  the findings store calls `refresh_images` when a suppression changes a current scan, and
+  `apply_finding_changes` (the rows of the findings written and deleted, and the counts they move)
+  when rematch rewrites some of its findings.
   Readers never write; a database opened `immutable` serves as it is.
 """
 from __future__ import annotations
@@ -304,6 +306,63 @@ def refresh_images(conn, image_ids) -> None:
                 conn.execute(_facet_delta(name, chosen, "+"), {"id": image_id})
     conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
                                 " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
+
+
+# image_overview's counts, as predicates over findings_report's rows (the failing findings of the
+# current scans), the same as the _count() subqueries of its SELECT
+OVERVIEW_COUNTS = {
+    "vulnerabilities": "kind = 'vulnerability'", "critical": "kind = 'vulnerability' AND severity_rank = 0",
+    "high": "kind = 'vulnerability' AND severity_rank = 1", "malicious_files": "kind = 'malware'",
+    "unsafe_settings": "kind = 'unsafe_setting'", "secrets": "kind = 'secret'", "compliance": "kind = 'compliance'",
+    "failing_critical": "severity_rank = 0", "failing_high": "severity_rank = 1", "failing_medium": "severity_rank = 2",
+    "failing_low": "severity_rank = 3", "failing_negligible": "severity_rank = 4",
+    "failing_unknown": "severity_rank >= 5",
+}
+# the report tables that hold a finding's own row, each with its counts; packages_view and image_overview
+# are updated in place
+FINDING_TABLES = ("vulnerabilities_view", "findings_report")
+_CHOSEN = "image_id IN (SELECT value FROM json_each(:images)) AND id IN (SELECT value FROM json_each(:ids))"
+
+
+def _overview_delta(sign: str) -> str:
+    sums = ", ".join(f"SUM(CASE WHEN suppressed = 0 AND {cond} THEN 1 ELSE 0 END) AS [{col}]"
+                     for col, cond in OVERVIEW_COUNTS.items())
+    sets = ", ".join(f"[{col}] = image_overview.[{col}] {sign} d.[{col}]" for col in [*OVERVIEW_COUNTS, "suppressed"])
+    return (f"UPDATE image_overview SET {sets} FROM (SELECT image_id, {sums},"
+            f" SUM(CASE WHEN suppressed <> 0 THEN 1 ELSE 0 END) AS suppressed FROM findings_report"
+            f" WHERE {_CHOSEN} GROUP BY image_id) d WHERE image_overview.id = d.image_id")
+
+
+def apply_finding_changes(conn, image_ids, gone, fresh, package_ids) -> None:
+    """The report rows that a change to some findings of current scans changes, in the caller's
+    transaction (rematch, one batch of images): the rows of the findings GONE (deleted) and FRESH (inserted,
+    their suppression already decided) in the finding tables, with their kept facet counts; the counts of
+    the images' image_overview rows; the vulnerability counts of the PACKAGE_IDS in packages_view. The same
+    rows refresh_images would write, touching only what changed (a rematch that rewrites a few findings in
+    every one of 10,000 images would otherwise rebuild every report row)."""
+    images = json.dumps(sorted({int(i) for i in image_ids}))
+    counted = _has_facet_counts(conn)
+    for ids, sign in ((gone, "-"), (fresh, "+")):
+        if not ids:
+            continue
+        chosen = {"images": images, "ids": json.dumps(sorted(int(i) for i in ids))}
+        if sign == "-":
+            conn.execute(_overview_delta("-"), chosen)
+            for name in FINDING_TABLES:
+                if counted:
+                    conn.execute(_facet_delta(name, _CHOSEN, "-"), chosen)
+                conn.execute(f"DELETE FROM [{name}] WHERE {_CHOSEN}", chosen)
+        else:
+            for name in FINDING_TABLES:
+                conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({MATERIALIZE[name]})"
+                             f" WHERE id IN (SELECT value FROM json_each(:ids))", chosen)
+                if counted:
+                    conn.execute(_facet_delta(name, _CHOSEN, "+"), chosen)
+            conn.execute(_overview_delta("+"), chosen)
+    if package_ids:
+        conn.execute("UPDATE packages_view SET vulnerability_count = (SELECT p.vulnerability_count FROM packages p"
+                     f" WHERE p.id = packages_view.id) WHERE {_CHOSEN}",
+                     {"images": images, "ids": json.dumps(sorted(int(i) for i in package_ids))})
 
 
 def rebuild_all(conn) -> None:

@@ -79,6 +79,9 @@ class Evaluation:
         self.warnings: Counter = Counter()
         self._cores: dict[tuple, list] = {}
         self._fix_all: dict[tuple, str | None] = {}
+        # (package, target) -> its findings and its fixes entry, when no ignore rule makes them per image
+        # (a rematch meets the same package in thousands of images): shared objects, never changed
+        self._per_package: dict[tuple, tuple[list[Finding], dict | None]] = {}
         # of the last evaluate()/evaluate_targets() call: per package with findings, the lowest version
         # that fixes all of them; and per ecosystem, what could be checked (evaluate() only)
         self.last_fixes: list[dict] = []
@@ -141,15 +144,22 @@ class Evaluation:
         """Findings of (package, match target) pairs; the counts only word the warnings."""
         out: list[Finding] = []
         self.last_fixes = []
+        shared = not self.ignores  # without ignore rules a package's findings are the same in every image
         for pkg, target in items:
             try:
-                matches = self.matcher.match(*target)
-                if matches:
-                    found = list(self._findings(pkg, target, matches, image))
-                    out.extend(found)
-                    self.last_fixes.append({"ecosystem": pkg.ecosystem, "name": pkg.name, "version": pkg.version,
-                                            "path": pkg.path, "fix_all_version": self.fix_all(target),
-                                            "findings": len(found)})
+                memo = (pkg.key, pkg.layer_index, pkg.source_name, target)
+                got = self._per_package.get(memo) if shared else None
+                if got is None:
+                    matches = self.matcher.match(*target)
+                    found = list(self._findings(pkg, target, matches, image)) if matches else []
+                    fixes = {"ecosystem": pkg.ecosystem, "name": pkg.name, "version": pkg.version, "path": pkg.path,
+                             "fix_all_version": self.fix_all(target), "findings": len(found)} if matches else None
+                    got = (found, fixes)
+                    if shared:
+                        self._per_package[memo] = got
+                if got[1] is not None:
+                    out.extend(got[0])
+                    self.last_fixes.append(got[1])
             except (ValueError, TypeError, RecursionError) as exc:
                 # one package or record that cannot be read never costs the rest of the image its matching
                 version = target[3] if len(target[3]) <= 60 else f"{target[3][:40]}… ({len(target[3]):,} characters)"

@@ -2,7 +2,12 @@
 
 For the newest finished scan of every image (or of the images named): its vulnerability findings and
 their details are replaced, and its packages' vulnerability counts updated, in one transaction per
-image — a reader sees either the old or the new findings of an image, never a mix.
+batch of images — a reader sees either the old or the new findings of an image, never a mix.
+
+An image already matched against exactly the store there is now (its scan's `feed_version` is the
+current feed marker: the same last import, the same NVD, KEV and EPSS data, the same evaluation rules)
+is not evaluated again; `all_images=True` (`stowaway rematch --all`) re-evaluates it anyway. What a
+(package, version) is affected by is worked out once per run, however many images carry it.
 """
 from __future__ import annotations
 
@@ -12,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from stowaway.ingest import db as dbm
-from stowaway.ingest.findings import DETAIL_COLUMNS, replace_vulnerabilities
-from stowaway.ingest.readmodel import refresh_images
+from stowaway.ingest.findings import DETAIL_COLUMNS, RematchWrites, finish_rematch_batch, replace_vulnerabilities
 
 from . import ignores as ignore_rules
 from . import store
@@ -25,6 +29,7 @@ from .matchers import Matcher
 @dataclass
 class RematchResult:
     images: int = 0
+    current: int = 0  # already matched against this store, not evaluated again
     changed_images: int = 0
     inserted: int = 0
     deleted: int = 0
@@ -35,7 +40,10 @@ class RematchResult:
     warnings: Counter = field(default_factory=Counter)
 
     def summary(self) -> str:
-        text = (f"re-evaluated {self.images} images ({self.packages} packages): {self.findings} vulnerability"
+        evaluated = (f"{self.images - self.current} of {self.images} images (the other {self.current} were matched"
+                     " against this advisory store already: kept as they are; --all re-evaluates them too)"
+                     if self.current else f"{self.images} images")
+        text = (f"re-evaluated {evaluated} ({self.packages} packages): {self.findings} vulnerability"
                 f" findings, {self.ignored} ignored; {self.changed_images} images changed ({self.inserted} findings"
                 f" written, {self.deleted} removed) in {self.seconds:.1f}s")
         if self.warnings:
@@ -68,15 +76,19 @@ class StoredPackage(NamedTuple):
     key: tuple  # Package.key, computed once: the evaluator and the writer look it up often
 
 
-def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_version: str = "") -> tuple:
+def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_version: str = "",
+               targets: dict | None = None) -> tuple:
     """The rows of one scan's packages that can match anything, with their match targets; the stored
     non-zero counts; how many OS packages could and could not be keyed (for the warnings); the total;
-    and the coverage counts (per matched ecosystem and release, per ecosystem nothing covers)."""
+    and the coverage counts (per matched ecosystem and release, per ecosystem nothing covers).
+    TARGETS: the caller's cache of package_target answers, kept across images."""
     rows, counts = [], {}
     seen = set()
     uncovered_os = matched_os = 0
     per_ecosystem: Counter = Counter()
     not_covered: Counter = Counter()
+    if targets is None:
+        targets = {}
     stored = conn.execute(
         "SELECT id, ecosystem, name, coalesce(version, ''), coalesce(path, ''), layer_index,"
         " coalesce(source_name, ''), coalesce(source_version, ''), coalesce(purl, ''), os_owned,"
@@ -92,7 +104,10 @@ def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_versi
         is_os = (eco or "").lower() in OS_PACKAGE_TYPES
         if row[9] and not is_os:
             continue  # left to the vendor's advisories (see evaluator.match_target)
-        target = package_target(eco, name, version, row[6], row[7], os_key)
+        tkey = (eco, name, version, row[6], row[7], os_key)
+        target = targets.get(tkey, False)
+        if target is False:
+            target = targets[tkey] = package_target(eco, name, version, row[6], row[7], os_key)
         if target is None:
             uncovered_os += is_os
             gap = coverage_gap(eco, bool(row[9]), family, os_version)
@@ -106,11 +121,41 @@ def _inventory(conn, scan_id: int, os_key, keys: set, family: str = "", os_versi
     return rows, counts, uncovered_os, matched_os, len(stored), per_ecosystem, not_covered
 
 
+# what decides an evaluation besides the advisory store: bump when the evaluator or the matchers would
+# find differently, so that the next rematch evaluates every image again
+EVALUATION_VERSION = 1
+
+
+def feed_marker(conn) -> str:
+    """What an image was matched against, stored as its scan's feed_version: the advisory store's last
+    import (every import of records, KEV, EPSS and NVD files makes one), the NVD, KEV and EPSS tables (the
+    NVD API download writes without an import) and the evaluation's version. An image whose marker is
+    the current one would be evaluated to the findings it has."""
+    summary = store.feed_summary(conn)
+    enrichment = {}
+    for table in ("nvd_cves", "kev", "epss"):
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone():
+            enrichment[table] = list(conn.execute(f"SELECT COUNT(*), MAX(imported_at) FROM [{table}]").fetchone())
+    return dbm.dumps({**summary, "enrichment": enrichment, "evaluation": EVALUATION_VERSION}) or ""
+
+
 BATCH = 200  # images written in one transaction
 
 
+def _encoded_list(items: list, cache: dict) -> str:
+    """dbm.dumps(ITEMS) of a list whose dicts recur across images (the same package's fixes): each dict
+    encoded once (CACHE, by identity; the dicts are kept alive by the evaluator's cache)."""
+    parts = []
+    for item in items:
+        got = cache.get(id(item))
+        if got is None or got[0] is not item:
+            got = cache[id(item)] = (item, dbm.dumps(item) or "null")
+        parts.append(got[1])
+    return "[" + ", ".join(parts) + "]"
+
+
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,
-            progress: bool = False) -> RematchResult:
+            progress: bool = False, all_images: bool = False) -> RematchResult:
     conn = database.conn if hasattr(database, "conn") else database
     store.ensure(conn)
     t0 = time.perf_counter()
@@ -124,8 +169,13 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     rules = ignore_rules.load(None)
     matcher = Matcher(conn)
     evaluation = Evaluation(matcher, rules)
-    scans = _scans(conn, references)
-    feed = dbm.dumps(store.feed_summary(conn))
+    feed = feed_marker(conn)
+    everything = _scans(conn, references)
+    # an image matched against this very store already has the findings an evaluation would give it
+    scans = everything if all_images else [s for s in everything if s[5] != feed]
+    current = [s[0] for s in everything if s[5] == feed] if not all_images else []
+    result.images = len(everything)
+    result.current = len(current)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -133,11 +183,12 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
         bar = tqdm(total=len(scans), desc="rematch", unit=" image", leave=False)
     inventories = []
     keys: set[tuple] = set()
+    targets: dict = {}
     # read every inventory first so the advisory lookups can be batched by name
     for scan_id, image_id, reference, family, version, old_feed, repository in scans:
         os_key = image_release(family or "", version or "")
         rows, counts, uncovered_os, matched_os, total, per_ecosystem, not_covered = _inventory(
-            conn, scan_id, os_key, keys, family or "", version or "")
+            conn, scan_id, os_key, keys, family or "", version or "", targets)
         result.packages += total
         inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
                             uncovered_os, matched_os, per_ecosystem, not_covered, repository))
@@ -149,15 +200,17 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     detail_sql = (f"INSERT INTO vulnerability_details ({', '.join(DETAIL_COLUMNS)})"
                   f" VALUES ({', '.join('?' * len(DETAIL_COLUMNS))})")
     encoded: dict = {}
-    # one commit per batch of BATCH images, their report rows refreshed together before it (a batch is
-    # all or nothing: rematch again redoes what an interruption lost); checkpointing the WAL every ~20
-    # commits would cost more than the matching
+    fixes_cache: dict = {}
+    # one commit per batch of BATCH images written, their suppressions and report rows brought in step
+    # before it (a batch is all or nothing: rematch again redoes what an interruption lost);
+    # checkpointing the WAL every ~20 commits would cost more than the matching
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
-    pending: list[int] = []
+    writes = RematchWrites()
+    written = 0
     try:
-        for n, (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os,
-                per_ecosystem, not_covered, repository) in enumerate(inventories, 1):
+        for (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os,
+             per_ecosystem, not_covered, repository) in inventories:
             # only packages that some advisory names become objects: most of an inventory matches nothing
             items, ids = [], {}
             for row, key, target in rows:
@@ -166,21 +219,22 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                     ids[key] = row[0]
             findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
             facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
-                     "vulnerability_fixes": evaluation.last_fixes}
+                     "vulnerability_fixes": _encoded_list(evaluation.last_fixes, fixes_cache)}
             changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
                                               old_counts, findings, feed, old_feed, detail_sql, encoded, result, facts,
-                                              batched=True)
-            if changed:
-                pending.append(image_id)
-            if pending and (len(pending) >= BATCH or n == len(inventories)):
+                                              writes=writes)
+            written += changed
+            if written >= BATCH:
                 with conn:
-                    refresh_images(conn, pending)
-                pending = []
-            result.images += 1
+                    finish_rematch_batch(conn, writes)
+                writes, written = RematchWrites(), 0
             result.changed_images += changed
             result.findings += len(findings)
             if bar:
                 bar.update(1)
+        if written:
+            with conn:
+                finish_rematch_batch(conn, writes)
     except BaseException:
         conn.rollback()  # the batch in progress; those before it are committed
         raise
@@ -188,8 +242,13 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
         if bar:
             bar.close()
-    for i in range(0, len(inventories), 500):  # suppressed, as the store decided them
-        chunk = [inv[0] for inv in inventories[i:i + 500]]
+    for i in range(0, len(current), 500):  # the findings of the images kept as they are
+        chunk = current[i:i + 500]
+        result.findings += conn.execute(
+            f"SELECT COUNT(*) FROM findings WHERE scan_id IN ({','.join('?' * len(chunk))}) AND kind = 'vulnerability'",
+            chunk).fetchone()[0]
+    for i in range(0, len(everything), 500):  # suppressed, as the store decided them
+        chunk = [s[0] for s in everything[i:i + 500]]
         result.ignored += conn.execute(
             f"SELECT COUNT(*) FROM findings WHERE scan_id IN ({','.join('?' * len(chunk))}) AND kind = 'vulnerability'"
             " AND suppressed <> 0", chunk).fetchone()[0]

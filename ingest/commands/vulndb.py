@@ -28,7 +28,8 @@ def _rematch(database, args) -> None:
     from stowaway.analyzers.vulnerabilities.rematch import rematch
 
     result = rematch(database, getattr(args, "image", None) or None, getattr(args, "ignore_file", None),
-                     progress=not getattr(args, "no_progress", False) and sys.stderr.isatty())
+                     progress=not getattr(args, "no_progress", False) and sys.stderr.isatty(),
+                     all_images=getattr(args, "all", False))
     print(result.summary(), file=sys.stderr)
 
 
@@ -247,4 +248,7 @@ def add(sub):
     p.add_argument("--image", action="append", metavar="REF", help="only these images (reference or digest)")
     p.add_argument("--ignore-file", metavar="FILE",
                    help="ignore rules (.trivyignore plain, YAML or TOML); ignored findings stay, marked")
+    p.add_argument("--all", action="store_true",
+                   help="re-evaluate every image, also those already matched against the advisory store as it is"
+                        " now (by default they are kept as they are: the same store gives the same findings)")
     p.set_defaults(func=cmd_rematch)

@@ -18,6 +18,9 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DISTROS = [("debian", "11", "deb", "Debian:11"), ("debian", "12", "deb", "Debian:12"),
            ("ubuntu", "22.04", "deb", "Ubuntu:22.04:LTS"), ("alpine", "3.18", "apk", "Alpine:v3.18")]
@@ -96,6 +99,55 @@ def populate(database, images: int, per_image: int, rnd: random.Random, distinct
     return total
 
 
+GENERATOR_VERSION = 1  # bump when populate() or advisories() write different rows: cached databases are keyed by it
+
+
+def schema_key() -> str:
+    """A digest of the schema a new database gets: a cached database made before a schema change is not reused."""
+    import hashlib
+
+    from stowaway.analyzers.vulnerabilities import store
+    from stowaway.ingest.db import connect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        database = connect(os.path.join(tmp, "schema.db"))
+        store.ensure(database.conn)
+        sql = [r[0] for r in database.conn.execute("SELECT coalesce(sql, '') FROM sqlite_master ORDER BY type, name")]
+        database.conn.close()
+    return hashlib.sha1("\n".join(sql).encode()).hexdigest()[:12]
+
+
+def build(path: str, args) -> None:
+    from stowaway.analyzers.vulnerabilities.importer import import_records
+    from stowaway.ingest.db import connect
+
+    rnd = random.Random(7)
+    database = connect(path)
+    imported = import_records(database, advisories(args.advisories, rnd))
+    packages = populate(database, args.images, args.packages, rnd, args.distinct_app_versions)
+    database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.conn.close()
+    print(f"setup: {imported.inserted:,} advisories, {args.images:,} images, {packages:,} packages", file=sys.stderr)
+
+
+def cached_database(args, cache_dir: Path) -> Path:
+    """The generated database before any rematch, made once per size, generator version and schema and kept
+    in CACHE_DIR (written under a temporary name, renamed when complete)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    name = (f"rematch-{args.images}x{args.packages}-a{args.advisories}{'-distinct' if args.distinct_app_versions else ''}"
+            f"-g{GENERATOR_VERSION}-{schema_key()}.db")
+    path = cache_dir / name
+    if path.exists():
+        print(f"cached database {path}", file=sys.stderr)
+        return path
+    tmp = path.with_suffix(".tmp")
+    for stale in (tmp, Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
+        stale.unlink(missing_ok=True)
+    build(str(tmp), args)
+    tmp.rename(path)
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1000)
@@ -105,6 +157,13 @@ def main(argv=None) -> int:
                     help="every application package at a random version (worst case) instead of a shared pool")
     ap.add_argument("--target", type=float, help="seconds a rematch may take (default: 10 for up to 1,000 images,"
                     " 60 above: issue 16's 10,000 images)")
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path(os.environ.get("STOWAWAY_BENCH_CACHE") or ROOT.parent / "bench-cache"),
+                    help="where the generated database (before any rematch) is kept between runs, keyed by size,"
+                         " generator version and schema (default $STOWAWAY_BENCH_CACHE or ../bench-cache beside"
+                         " the repository); each run works on a copy")
+    ap.add_argument("--no-cache", action="store_true", help="generate the database in a temporary directory")
+    ap.add_argument("--profile", type=Path, help="write each rematch's cProfile statistics to PROFILE-<n>.prof")
     args = ap.parse_args(argv)
     target = args.target or (10 if args.images <= 1000 else 60)
 
@@ -114,15 +173,28 @@ def main(argv=None) -> int:
 
     work = tempfile.mkdtemp(prefix="bench-vuln-rematch-")
     try:
-        rnd = random.Random(7)
-        database = connect(os.path.join(work, "bench.db"))
-        imported = import_records(database, advisories(args.advisories, rnd))
-        packages = populate(database, args.images, args.packages, rnd, args.distinct_app_versions)
-        print(f"setup: {imported.inserted:,} advisories, {args.images:,} images, {packages:,} packages", file=sys.stderr)
+        path = os.path.join(work, "bench.db")
+        if args.no_cache:
+            build(path, args)
+        else:
+            shutil.copyfile(cached_database(args, args.cache_dir), path)
+        database = connect(path)
+        runs = [0]
+
         def timed(label):
+            runs[0] += 1
+            profiler = None
+            if args.profile:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
             t0, c0 = time.perf_counter(), time.process_time()
             result = rematch(database)
             took, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(f"{args.profile}-{runs[0]}.prof")
             # CPU time beside wall time: on a shared machine the wall clock measures the neighbours too
             print(f"{label}: {result.images:,} images, {result.packages:,} packages, {result.findings:,} findings"
                   f" ({result.inserted:,} written, {result.deleted:,} removed) in {took:.1f}s wall ({cpu:.1f}s CPU);"

@@ -199,3 +199,58 @@ def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db,
         readmodel.rebuild_all(conn)
     conn.close()
     assert _report_rows(db) == before
+
+
+def test_rematch_after_an_advisory_update_writes_what_changed_and_the_report_rows_follow(shop_db, tmp_path):
+    """A feed update rewrites some findings of every image: the report rows, image_overview's counts,
+    packages_view's vulnerability counts and the kept facet counts are brought in step with what changed
+    (not rebuilt per image), and equal what a rebuild from the rows makes; a new finding that a
+    suppression covers is written suppressed."""
+    from store_fixtures import CRITICAL, HIGH, osv
+
+    from stowaway.analyzers.vulnerabilities.importer import import_records
+    from stowaway.analyzers.vulnerabilities.rematch import rematch
+    from stowaway.ingest.db import connect
+
+    db = shop_db
+    for n, version in enumerate(("2.13.0", "2.15.0")):
+        shop(version).write_oci_layout(tmp_path / f"v{n}", ref=f"corpus/shop:{n + 2}.0")
+        _run("scan", f"oci:{tmp_path / f'v{n}'}", "--db", db, "--no-progress")
+    _run("ignore", "add", "--image", REF, "--id", "CVE-2021-45046", "--reason", "accepted", "--db", db)
+    _run("ignore", "add", "--everywhere", "--id", "CVE-2099-0001", "--reason", "not reachable", "--db", db)
+    _run("rematch", "--db", db, "--no-progress")
+    database = connect(db)
+    before = dict(database.execute("SELECT f.id, f.image_id || ' ' || d.vulnerability_id FROM findings f"
+                                   " JOIN vulnerability_details d ON d.finding_id = f.id"))
+    assert len({v.split()[0] for v in before.values()}) == 3  # findings in three images
+    # one record gets a later fix (its findings are rewritten), one new record (new findings, suppressed
+    # everywhere by the suppression made before it existed)
+    later = osv("GHSA-7rjr-3q55-vv33", "CVE-2021-45046", "2.17.0", HIGH)
+    later["modified"] = "2025-01-01T00:00:00Z"
+    new = osv("GHSA-new0-0000-0000", "CVE-2099-0001", "2.99.0", CRITICAL)
+    import_records(database, [later, new])
+    result = rematch(database)
+    database.conn.close()
+    assert result.current == 0 and result.changed_images == 3
+    conn = sqlite3.connect(db)
+    after = dict(conn.execute("SELECT f.id, f.image_id || ' ' || d.vulnerability_id FROM findings f"
+                              " JOIN vulnerability_details d ON d.finding_id = f.id"))
+    kept = {fid for fid in before if fid in after and before[fid] == after[fid]}
+    assert {before[fid].split()[1] for fid in kept} == {"CVE-2021-44228"}  # untouched findings keep their rows
+    assert sorted(v.split()[1] for v in after.values()).count("CVE-2099-0001") == 3
+    suppressed = dict(conn.execute("SELECT d.vulnerability_id || ' ' || f.image_id, f.suppressed FROM findings f"
+                                   " JOIN vulnerability_details d ON d.finding_id = f.id"))
+    assert all(v == 1 for k, v in suppressed.items() if k.startswith("CVE-2099-0001"))
+    counts = dict(conn.execute("SELECT p.id, p.vulnerability_count FROM packages p JOIN images i"
+                               " ON i.last_scan_id = p.scan_id WHERE p.vulnerability_count > 0"))
+    recount = dict(conn.execute("SELECT f.package_id, COUNT(*) FROM findings f JOIN images i ON i.last_scan_id ="
+                                " f.scan_id WHERE f.kind = 'vulnerability' AND f.suppressed = 0 GROUP BY f.package_id"))
+    conn.close()
+    assert counts == recount
+    rows = _report_rows(db)
+    assert_true(db)
+    conn = sqlite3.connect(db)
+    with conn:
+        readmodel.rebuild_all(conn)
+    conn.close()
+    assert _report_rows(db) == rows

@@ -129,3 +129,54 @@ def test_db_status_and_bad_paths(tmp_path, capsys):
     assert imports[0][:2] == ["IMPORT", "KIND"] and imports[1][3:6] == ["11", "11", "0"]
     assert cli.main(["db", "import", str(tmp_path / "nope"), "--db", db_path]) == 2
     assert capsys.readouterr().err.strip() == f"stowaway: {tmp_path / 'nope'}: no such file or directory"
+
+
+def _finding_ids(database):
+    return dict(database.execute("SELECT d.vulnerability_id, f.id FROM findings f JOIN vulnerability_details d"
+                                 " ON d.finding_id = f.id"))
+
+
+def test_an_image_matched_against_the_current_store_is_not_evaluated_again(tmp_path, scan, monkeypatch):
+    from stowaway.analyzers.vulnerabilities import nvd
+    from stowaway.analyzers.vulnerabilities.evaluator import Evaluation
+    from stowaway.analyzers.vulnerabilities.rematch import feed_marker
+
+    shop_image().write_oci_layout(tmp_path / "oci", ref="demo/shop:1")
+    database, _ = scan(f"oci:{tmp_path / 'oci'}")
+    import_records(database, ADVISORIES)
+    evaluated = []
+    real = Evaluation.evaluate_targets
+
+    def counting(self, items, *args, **kw):
+        evaluated.append(args[2] if len(args) > 2 else kw.get("image"))
+        return real(self, items, *args, **kw)
+
+    monkeypatch.setattr(Evaluation, "evaluate_targets", counting)
+    first = rematch(database)
+    assert (first.images, first.current, first.findings, len(evaluated)) == (1, 0, 5, 1)
+    ids = _finding_ids(database)
+
+    # the same store: nothing to evaluate, the findings and their counts reported as they are
+    second = rematch(database)
+    assert (second.images, second.current, second.findings, second.changed_images, len(evaluated)) == (1, 1, 5, 0, 1)
+    assert "re-evaluated 0 of 1 images (the other 1 were matched against this advisory store already" in second.summary()
+    assert _finding_ids(database) == ids
+
+    # --all evaluates anyway (a repair), and finds the same
+    assert rematch(database, all_images=True).current == 0 and len(evaluated) == 2
+    assert _finding_ids(database) == ids
+
+    # an import that names none of its packages still moves the store: evaluated, nothing rewritten, and
+    # the scan's feed_version follows
+    import_records(database, [osv("GHSA-other", "npm", "left-pad", [{"introduced": "0"}], aliases=["CVE-2099-0002"])])
+    third = rematch(database)
+    assert (third.current, third.inserted, third.deleted, len(evaluated)) == (0, 0, 0, 3)
+    assert database.execute("SELECT feed_version FROM scans WHERE image_id IS NOT NULL ORDER BY id DESC"
+                            ).fetchone()[0] == feed_marker(database.conn)
+    assert _finding_ids(database) == ids
+
+    # NVD's API download writes its table without an import: that moves the marker too
+    with database.conn:
+        nvd.store_rows(database.conn, [nvd.row_of({"id": "CVE-2099-0003", "lastModified": "2025-01-01T00:00:00"},
+                                                  "2025-01-02T00:00:00Z")])
+    assert rematch(database).current == 0 and len(evaluated) == 4
