@@ -433,7 +433,6 @@ class RematchWrites:
     """What rematch's writes of one batch of images changed: the suppressions and the report rows are
     brought in step with it once, at the batch's end (finish_rematch_batch)."""
 
-    images: set = field(default_factory=set)  # whose findings or counts changed
     gone: list = field(default_factory=list)  # finding ids deleted
     fresh: list = field(default_factory=list)  # finding ids inserted
     packages: set = field(default_factory=set)  # package ids whose vulnerability_count changed
@@ -442,20 +441,27 @@ class RematchWrites:
 
 def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed,
                             detail_sql, encoded, result, facts: dict | None = None,
-                            writes: RematchWrites | None = None) -> bool:
+                            writes: RematchWrites | None = None, package_ids: list | None = None,
+                            total: int | None = None) -> bool:
     """Rematch's write: brings one scan's stored vulnerability findings to `findings`, in the caller's open
     transaction, touching only what changed (a finding is kept when its fingerprint and content digest are
     the same). `result` counts what was inserted and deleted; WRITES collects what changed, for
     finish_rematch_batch, which the caller runs before it commits (one transaction per batch of images: a
     reader sees either the old or the new findings of an image, never a mix). FACTS: name -> its value,
-    or its JSON text already encoded. ENCODED: the caller's cache, kept across images. True if anything
-    changed."""
+    or its JSON text already encoded. ENCODED: the caller's cache, kept across images. PACKAGE_IDS: only
+    the findings of these packages are compared and replaced (a rematch that re-evaluated only some
+    packages), the scan's others stay; TOTAL: then how many vulnerability findings the scan had before.
+    True if anything changed."""
     if writes is None:
         raise TypeError("replace_vulnerabilities writes in a batch: pass a RematchWrites")
     stored: dict[tuple, list] = {}
-    for fid, fp, digest, suppressed in conn.execute(
-            "SELECT f.id, f.fingerprint, d.content_hash, f.suppressed FROM findings f LEFT JOIN vulnerability_details d"
-            " ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'vulnerability'", [scan_id]):
+    sql = ("SELECT f.id, f.fingerprint, d.content_hash, f.suppressed FROM findings f LEFT JOIN vulnerability_details d"
+           " ON d.finding_id = f.id WHERE f.scan_id = ? AND f.kind = 'vulnerability'")
+    params: list = [scan_id]
+    if package_ids is not None:
+        sql += " AND f.package_id IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(package_ids))
+    for fid, fp, digest, suppressed in (conn.execute(sql, params) if package_ids is None or package_ids else ()):
         stored.setdefault((fp, digest), []).append((fid, suppressed))
     by_key = {p.key: p for p in pkgs}
     counts: Counter = Counter()
@@ -514,11 +520,10 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
     conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
                      [(scan_id, k, v if isinstance(v, str) else dbm.dumps(v)) for k, v in (facts or {}).items()])
     conn.execute("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?, 'vulnerabilities_rematched',"
-                 " ?)", [scan_id, json.dumps({"at": dbm.now(), "findings": len(findings), "written": len(fresh),
-                                              "removed": len(gone)})])
+                 " ?)", [scan_id, json.dumps({"at": dbm.now(), "written": len(fresh), "removed": len(gone),
+                                              "findings": len(findings) if total is None else
+                                              total + len(fresh) - len(gone)})])
     writes.gone.extend(gone)
-    if fresh or gone or recount:
-        writes.images.add(image_id)
     result.inserted += len(fresh)
     result.deleted += len(gone)
     return True
@@ -532,4 +537,4 @@ def finish_rematch_batch(conn, writes: RematchWrites) -> None:
 
     if writes.fresh and (writes.reasons or _active_by_rule(conn)):
         apply_suppressions(conn, finding_ids=writes.fresh, refresh=False, touched=writes.packages)
-    apply_finding_changes(conn, writes.images, writes.gone, writes.fresh, writes.packages)
+    apply_finding_changes(conn, writes.gone, writes.fresh, writes.packages)

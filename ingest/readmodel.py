@@ -321,7 +321,11 @@ OVERVIEW_COUNTS = {
 # the report tables that hold a finding's own row, each with its counts; packages_view and image_overview
 # are updated in place
 FINDING_TABLES = ("vulnerabilities_view", "findings_report")
-_CHOSEN = "image_id IN (SELECT value FROM json_each(:images)) AND id IN (SELECT value FROM json_each(:ids))"
+_CHOSEN = "id IN (SELECT value FROM json_each(:ids))"
+# the schema part "report_row_ids" (ingest/db.py): the rows of given findings and packages found by their id,
+# not by reading every row of their images
+ROW_ID_INDEXES = "\n".join(f"CREATE INDEX IF NOT EXISTS [idx_{name}_id] ON [{name}](id);"
+                           for name in (*FINDING_TABLES, "packages_view"))
 
 
 def _overview_delta(sign: str) -> str:
@@ -333,19 +337,18 @@ def _overview_delta(sign: str) -> str:
             f" WHERE {_CHOSEN} GROUP BY image_id) d WHERE image_overview.id = d.image_id")
 
 
-def apply_finding_changes(conn, image_ids, gone, fresh, package_ids) -> None:
+def apply_finding_changes(conn, gone, fresh, package_ids) -> None:
     """The report rows that a change to some findings of current scans changes, in the caller's
     transaction (rematch, one batch of images): the rows of the findings GONE (deleted) and FRESH (inserted,
     their suppression already decided) in the finding tables, with their kept facet counts; the counts of
-    the images' image_overview rows; the vulnerability counts of the PACKAGE_IDS in packages_view. The same
+    their images' image_overview rows; the vulnerability counts of the PACKAGE_IDS in packages_view. The same
     rows refresh_images would write, touching only what changed (a rematch that rewrites a few findings in
     every one of 10,000 images would otherwise rebuild every report row)."""
-    images = json.dumps(sorted({int(i) for i in image_ids}))
     counted = _has_facet_counts(conn)
     for ids, sign in ((gone, "-"), (fresh, "+")):
         if not ids:
             continue
-        chosen = {"images": images, "ids": json.dumps(sorted(int(i) for i in ids))}
+        chosen = {"ids": json.dumps(sorted(int(i) for i in ids))}
         if sign == "-":
             conn.execute(_overview_delta("-"), chosen)
             for name in FINDING_TABLES:
@@ -362,7 +365,7 @@ def apply_finding_changes(conn, image_ids, gone, fresh, package_ids) -> None:
     if package_ids:
         conn.execute("UPDATE packages_view SET vulnerability_count = (SELECT p.vulnerability_count FROM packages p"
                      f" WHERE p.id = packages_view.id) WHERE {_CHOSEN}",
-                     {"images": images, "ids": json.dumps(sorted(int(i) for i in package_ids))})
+                     {"ids": json.dumps(sorted(int(i) for i in package_ids))})
 
 
 def rebuild_all(conn) -> None:

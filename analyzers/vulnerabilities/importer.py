@@ -554,6 +554,12 @@ class Importer:
             for i in range(0, len(replaced), 500):
                 chunk = replaced[i:i + 500]
                 marks = ",".join("?" * len(chunk))
+                # what the records named before (store.STEP6), for rematch
+                conn.execute("INSERT INTO advisory_changes (import_id, ecosystem, release, name) SELECT DISTINCT ?,"
+                             f" ecosystem, release, name FROM advisory_affected WHERE advisory_id IN ({marks})",
+                             [self.result.import_id, *chunk])
+                conn.execute("INSERT INTO advisory_changes (import_id, alias) SELECT DISTINCT ?, alias FROM"
+                             f" advisory_aliases WHERE advisory_id IN ({marks})", [self.result.import_id, *chunk])
                 conn.execute(f"DELETE FROM advisory_affected WHERE advisory_id IN ({marks})", chunk)
                 conn.execute(f"DELETE FROM advisory_aliases WHERE advisory_id IN ({marks})", chunk)
             conn.executemany(

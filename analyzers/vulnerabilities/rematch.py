@@ -11,6 +11,7 @@ is not evaluated again; `all_images=True` (`stowaway rematch --all`) re-evaluate
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -142,6 +143,88 @@ def feed_marker(conn) -> str:
 BATCH = 200  # images written in one transaction
 
 
+def changed_keys(conn, since: int) -> set[tuple] | None:
+    """The (ecosystem, release, name) keys whose findings may differ from an evaluation against the store
+    as import SINCE left it: every key that a record imported after it names now or named before
+    (store.STEP6's change log), and every key of a record that shares a name with one of those records
+    (a finding whose own records carry no severity takes another record's). None when the change log
+    does not reach back to SINCE."""
+    row = conn.execute("SELECT MIN(first_import) FROM advisory_changes_since").fetchone()
+    if row is None or row[0] is None or since + 1 < row[0]:
+        return None
+    ids = [r[0] for r in conn.execute("SELECT id FROM advisories WHERE import_id > ?", [since])]
+    keys = set(conn.execute("SELECT DISTINCT ecosystem, release, name FROM advisory_changes WHERE import_id > ?"
+                            " AND name IS NOT NULL", [since]))
+    names = set(ids) | {r[0] for r in conn.execute("SELECT alias FROM advisory_changes WHERE import_id > ?"
+                                                   " AND alias IS NOT NULL", [since])}
+    marks = json.dumps(ids)
+    names |= {r[0] for r in conn.execute("SELECT alias FROM advisory_aliases WHERE advisory_id IN"
+                                         " (SELECT value FROM json_each(?))", [marks])}
+    keys |= set(conn.execute(
+        "SELECT DISTINCT ecosystem, release, name FROM advisory_affected WHERE advisory_id IN (SELECT value FROM"
+        " json_each(:names)) OR advisory_id IN (SELECT advisory_id FROM advisory_aliases WHERE alias IN"
+        " (SELECT value FROM json_each(:names)))", {"names": json.dumps(sorted(names))}))
+    return {tuple(k) for k in keys}
+
+
+_KEPT_FACTS = ("vulnerability_targets", "vulnerability_fixes", "vulnerability_coverage", "vulnerabilities_rematched")
+
+
+def _kept(conn, scan_id: int, old_feed: str | None, marker: dict, all_images: bool) -> dict | None:
+    """What a scan's last rematch left that lets this one evaluate only what changed: its marker names an
+    import of the same evaluation, NVD, KEV and EPSS data, and it kept the shape of its inventory, its
+    fixes and its findings count (facts). None: evaluate it in full."""
+    if all_images or not old_feed:
+        return None
+    try:
+        old = json.loads(old_feed)
+    except ValueError:
+        return None
+    if not isinstance(old, dict) or not isinstance(old.get("import_id"), int) or \
+            old.get("evaluation") != marker.get("evaluation") or old.get("enrichment") != marker.get("enrichment"):
+        return None
+    facts = dict(conn.execute("SELECT name, value FROM scan_facts WHERE scan_id = ? AND name IN"
+                              f" ({', '.join('?' * len(_KEPT_FACTS))})", [scan_id, *_KEPT_FACTS]).fetchall())
+    try:
+        shape = json.loads(facts["vulnerability_targets"])
+        fixes = json.loads(facts.get("vulnerability_fixes") or "[]")
+        total = json.loads(facts["vulnerabilities_rematched"])["findings"]
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not isinstance(shape, dict) or not isinstance(fixes, list) or not isinstance(total, int):
+        return None
+    return {**shape, "since": old["import_id"], "facts": facts, "fixes": [f for f in fixes if isinstance(f, dict)],
+            "total": total}
+
+
+def _partial_inventory(conn, scan_id: int, os_key, affected: set, targets: dict) -> tuple[list, dict, list]:
+    """Of one scan's packages, the rows whose match target is among AFFECTED (as _inventory reads them),
+    their stored non-zero counts and the ids of every row with such a target."""
+    rows, counts, pids = [], {}, []
+    seen = set()
+    for row in conn.execute(
+            "SELECT id, ecosystem, name, coalesce(version, ''), coalesce(path, ''), layer_index,"
+            " coalesce(source_name, ''), coalesce(source_version, ''), coalesce(purl, ''), os_owned,"
+            " vulnerability_count FROM packages WHERE scan_id = ?", [scan_id]):
+        tkey = (row[1], row[2], row[3], row[6], row[7], os_key)
+        target = targets.get(tkey, False)
+        if target is False:
+            target = targets[tkey] = package_target(row[1], row[2], row[3], row[6], row[7], os_key)
+        if target is None or target[:3] not in affected:
+            continue
+        pids.append(row[0])
+        if row[10]:
+            counts[row[0]] = row[10]
+        key = (row[1], row[2], row[3], row[4])
+        if key in seen:
+            continue
+        seen.add(key)
+        if row[9] and (row[1] or "").lower() not in OS_PACKAGE_TYPES:
+            continue
+        rows.append((row, key, target))
+    return rows, counts, pids
+
+
 def _encoded_list(items: list, cache: dict) -> str:
     """dbm.dumps(ITEMS) of a list whose dicts recur across images (the same package's fixes): each dict
     encoded once (CACHE, by identity; the dicts are kept alive by the evaluator's cache)."""
@@ -181,17 +264,36 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
         from tqdm import tqdm
 
         bar = tqdm(total=len(scans), desc="rematch", unit=" image", leave=False)
-    inventories = []
+    inventories: list[tuple] = []
     keys: set[tuple] = set()
     targets: dict = {}
+    marker = json.loads(feed)
+    affected_since: dict[int, set | None] = {}
     # read every inventory first so the advisory lookups can be batched by name
     for scan_id, image_id, reference, family, version, old_feed, repository in scans:
         os_key = image_release(family or "", version or "")
+        kept = _kept(conn, scan_id, old_feed, marker, all_images)
+        if kept is not None:
+            # matched against an earlier store with the same evaluation: only the packages that changed
+            # records name are evaluated again, the rest of the image stays as it is
+            since = kept["since"]
+            if since not in affected_since:
+                affected_since[since] = changed_keys(conn, since)
+            affected = affected_since[since]
+            if affected is not None:
+                rows, counts, pids = _partial_inventory(conn, scan_id, os_key, affected, targets)
+                keys.update(t[:3] for _, _, t in rows)
+                result.packages += len(pids)
+                inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
+                                    repository, kept, pids))
+                continue
         rows, counts, uncovered_os, matched_os, total, per_ecosystem, not_covered = _inventory(
             conn, scan_id, os_key, keys, family or "", version or "", targets)
         result.packages += total
+        shape = {"per_ecosystem": [[e, r, n] for (e, r), n in sorted(per_ecosystem.items())],
+                 "not_covered": sorted(not_covered.items()), "uncovered_os": uncovered_os, "matched_os": matched_os}
         inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
-                            uncovered_os, matched_os, per_ecosystem, not_covered, repository))
+                            repository, shape, None))
     matcher.prefetch(keys)
     have = {r[1] for r in conn.execute("PRAGMA table_info(vulnerability_details)")}
     for column in DETAIL_COLUMNS:
@@ -209,20 +311,41 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     writes = RematchWrites()
     written = 0
     try:
-        for (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, uncovered_os, matched_os,
-             per_ecosystem, not_covered, repository) in inventories:
+        for (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, repository, shape,
+             pids) in inventories:
             # only packages that some advisory names become objects: most of an inventory matches nothing
             items, ids = [], {}
             for row, key, target in rows:
                 if matcher.has_candidates(target[:3]):
                     items.append((StoredPackage(*row[1:10], key=key), target))  # type: ignore[misc]
                     ids[key] = row[0]
-            findings = evaluation.evaluate_targets(items, family, version, reference, uncovered_os, matched_os)
-            facts = {"vulnerability_coverage": evaluation.coverage(per_ecosystem, not_covered, family, version),
-                     "vulnerability_fixes": _encoded_list(evaluation.last_fixes, fixes_cache)}
-            changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
-                                              old_counts, findings, feed, old_feed, detail_sql, encoded, result, facts,
-                                              writes=writes)
+            per_ecosystem = Counter({(e, r): n for e, r, n in shape["per_ecosystem"]})
+            not_covered = Counter(dict(shape["not_covered"]))
+            findings = evaluation.evaluate_targets(items, family, version, reference, shape["uncovered_os"],
+                                                   shape["matched_os"])
+            coverage = dbm.dumps(evaluation.coverage(per_ecosystem, not_covered, family, version)) or "[]"
+            fixes = evaluation.last_fixes
+            if pids is None:
+                facts = {"vulnerability_targets": dbm.dumps(shape) or "{}", "vulnerability_coverage": coverage,
+                         "vulnerability_fixes": _encoded_list(fixes, fixes_cache)}
+                changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
+                                                  old_counts, findings, feed, old_feed, detail_sql, encoded, result,
+                                                  facts, writes=writes)
+            else:
+                facts = {} if coverage == shape["facts"].get("vulnerability_coverage") else \
+                    {"vulnerability_coverage": coverage}
+                evaluated = {key for _, key, _ in rows}
+                old_fixes = shape["fixes"]
+                if fixes or any((f.get("ecosystem"), f.get("name"), f.get("version"), f.get("path")) in evaluated
+                                for f in old_fixes):
+                    merged = [f for f in old_fixes if (f.get("ecosystem"), f.get("name"), f.get("version"),
+                                                       f.get("path")) not in evaluated] + fixes
+                    facts["vulnerability_fixes"] = dbm.dumps(merged) or "[]"
+                before = result.inserted - result.deleted
+                changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
+                                                  old_counts, findings, feed, old_feed, detail_sql, encoded, result,
+                                                  facts, writes=writes, package_ids=pids, total=shape["total"])
+                result.findings += shape["total"] + result.inserted - result.deleted - before - len(findings)
             written += changed
             if written >= BATCH:
                 with conn:

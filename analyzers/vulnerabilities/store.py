@@ -171,7 +171,24 @@ ALTER TABLE nvd_cves ADD COLUMN references_dropped INTEGER;
 UPDATE advisories SET references_dropped = -1;
 """
 
-STEPS = [STEP1, STEP2, STEP3, STEP4, STEP5]
+# what each import replaced, so that a rematch re-evaluates only the packages a changed record named before
+# or names now (analyzers/vulnerabilities/rematch.py): a replaced record's package keys and the names it went
+# by, as they were before the import (the new ones are in advisory_affected and advisory_aliases, under the
+# record's import_id). Kept from the import `first_import` on; a scan matched before it is evaluated in full.
+STEP6 = """
+CREATE TABLE advisory_changes (
+    import_id INTEGER NOT NULL,
+    ecosystem TEXT,
+    release TEXT,
+    name TEXT,
+    alias TEXT
+);
+CREATE INDEX idx_advisory_changes_import ON advisory_changes(import_id);
+CREATE TABLE advisory_changes_since (first_import INTEGER NOT NULL);
+INSERT INTO advisory_changes_since SELECT coalesce(MAX(id), 0) + 1 FROM advisory_imports;
+"""
+
+STEPS = [STEP1, STEP2, STEP3, STEP4, STEP5, STEP6]
 dbm.register_schema("advisories", STEPS)
 
 

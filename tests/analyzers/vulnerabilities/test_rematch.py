@@ -3,7 +3,8 @@ import json
 import shutil
 
 from conftest import report_of
-from osv_fixtures import osv
+from imagebuilder import ImageBuilder
+from osv_fixtures import CRITICAL, osv
 from test_evaluator import ADVISORIES, shop_image
 
 from stowaway.analyzers.vulnerabilities.importer import import_records
@@ -180,3 +181,94 @@ def test_an_image_matched_against_the_current_store_is_not_evaluated_again(tmp_p
         nvd.store_rows(database.conn, [nvd.row_of({"id": "CVE-2099-0003", "lastModified": "2025-01-01T00:00:00"},
                                                   "2025-01-02T00:00:00Z")])
     assert rematch(database).current == 0 and len(evaluated) == 4
+
+
+def _state(database) -> dict:
+    """What a rematch decides, per image, without row ids or times: findings with their content, package
+    counts, coverage and fixes (as a set: partial evaluation appends), and the report rows' counts."""
+    conn = database.conn
+    out: dict = {}
+    for image_id, ref in conn.execute("SELECT id, reference FROM images"):
+        scan_id = conn.execute("SELECT last_scan_id FROM images WHERE id = ?", [image_id]).fetchone()[0]
+        facts = dict(conn.execute("SELECT name, value FROM scan_facts WHERE scan_id = ?", [scan_id]))
+        out[ref] = {
+            "findings": sorted(conn.execute(
+                "SELECT f.title, f.severity, f.suppressed, f.fingerprint, p.name, d.content_hash, d.fixed_version,"
+                " d.aliases, d.matched_by FROM findings f JOIN vulnerability_details d ON d.finding_id = f.id"
+                " LEFT JOIN packages p ON p.id = f.package_id WHERE f.scan_id = ?", [scan_id])),
+            "counts": sorted(conn.execute("SELECT name, vulnerability_count FROM packages WHERE scan_id = ?", [scan_id])),
+            "coverage": json.loads(facts["vulnerability_coverage"]),
+            "fixes": sorted(json.dumps(f, sort_keys=True) for f in json.loads(facts["vulnerability_fixes"])),
+            "total": json.loads(facts["vulnerabilities_rematched"])["findings"],
+            "overview": conn.execute("SELECT vulnerabilities, critical, high, suppressed FROM image_overview"
+                                     " WHERE id = ?", [image_id]).fetchone(),
+            "rows": sorted(conn.execute("SELECT vulnerability_id, package, severity, fixed_version FROM"
+                                        " vulnerabilities_view WHERE image_id = ?", [image_id])),
+        }
+    return out
+
+
+def test_after_an_update_only_the_packages_changed_records_name_are_evaluated(tmp_path, scan, monkeypatch):
+    """After an import, rematch evaluates only the packages whose records changed (or share a name with one
+    that did); an image without any is not rewritten but moves to the new feed; the result equals a full
+    rematch."""
+    from test_evaluator import OS_RELEASE, metadata, status
+
+    from stowaway.analyzers.vulnerabilities.evaluator import Evaluation
+    from stowaway.analyzers.vulnerabilities.rematch import feed_marker
+
+    shop_image().write_oci_layout(tmp_path / "a", ref="demo/shop:1")
+    plain = ImageBuilder()  # the same distribution and Jinja2, no lodash
+    plain.layer({"etc/os-release": OS_RELEASE, "var/lib/dpkg/status": status(("curl", "7.74.0-1.3+deb11u1"))})
+    plain.layer({"usr/local/lib/python3.9/site-packages/Jinja2-2.10.dist-info/METADATA": metadata("Jinja2", "2.10")})
+    plain.write_oci_layout(tmp_path / "b", ref="demo/plain:1")
+    scan(f"oci:{tmp_path / 'a'}")
+    database, _ = scan(f"oci:{tmp_path / 'b'}")
+    import_records(database, ADVISORIES)
+    rematch(database)
+    ref_of = dict(database.execute("SELECT s.id, i.reference FROM images i JOIN scans s ON s.id = i.last_scan_id"))
+    ids_before = {r: _finding_ids_of(database, r) for r in ref_of.values()}
+    evaluated: dict[str, list] = {}
+    real = Evaluation.evaluate_targets
+
+    def recording(self, items, family, version, image="", *args):
+        evaluated[image] = sorted(p.name for p, _ in items)
+        return real(self, items, family, version, image, *args)
+
+    monkeypatch.setattr(Evaluation, "evaluate_targets", recording)
+
+    # lodash's record gets a later fix and lodash a new record: only demo/shop:1 has lodash
+    import_records(database, [osv("GHSA-llll", "npm", "lodash", [{"introduced": "0"}, {"fixed": "4.17.20"}],
+                                  aliases=["CVE-2021-23337"], modified="2025-01-01T00:00:00Z"),
+                              osv("GHSA-new1", "npm", "lodash", [{"introduced": "0"}], aliases=["CVE-2099-0101"])])
+    result = rematch(database)
+    assert evaluated == {"demo/shop:1": ["lodash"], "demo/plain:1": []}
+    assert (result.inserted, result.deleted, result.findings) == (2, 1, 8)
+    marker = feed_marker(database.conn)
+    assert {r[0] for r in database.execute("SELECT s.feed_version FROM images i JOIN scans s ON s.id = i.last_scan_id")
+            } == {marker}
+    assert _finding_ids_of(database, "demo/plain:1") == ids_before["demo/plain:1"]  # not rewritten
+    shop_now = _finding_ids_of(database, "demo/shop:1")
+    assert {k for k in shop_now if shop_now[k] != ids_before["demo/shop:1"].get(k)} == {"CVE-2021-23337",
+                                                                                         "CVE-2099-0101"}
+    partial = _state(database)
+    rematch(database, all_images=True)
+    assert _state(database) == partial
+
+    # a record of another package naming curl's CVE (curl's own record carries no severity): curl is
+    # evaluated again in both images, and takes that record's severity
+    evaluated.clear()
+    import_records(database, [osv("GHSA-curl", "PyPI", "pycurl-unrelated", [{"introduced": "0"}],
+                                  aliases=["CVE-2023-0002"], severity=CRITICAL)])
+    rematch(database)
+    assert evaluated == {"demo/shop:1": ["curl"], "demo/plain:1": ["curl"]}
+    partial = _state(database)
+    assert any("CVE-2023-0002" in f[0] and f[1] == "critical" for f in partial["demo/plain:1"]["findings"])
+    rematch(database, all_images=True)
+    assert _state(database) == partial
+
+
+def _finding_ids_of(database, ref):
+    return dict(database.execute(
+        "SELECT d.vulnerability_id, f.id FROM findings f JOIN vulnerability_details d ON d.finding_id = f.id"
+        " JOIN images i ON i.last_scan_id = f.scan_id WHERE i.reference = ?", [ref]))
