@@ -12,6 +12,7 @@ is not evaluated again; `all_images=True` (`stowaway rematch --all`) re-evaluate
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -197,15 +198,42 @@ def _kept(conn, scan_id: int, old_feed: str | None, marker: dict, all_images: bo
             "total": total}
 
 
-def _partial_inventory(conn, scan_id: int, os_key, affected: set, targets: dict) -> tuple[list, dict, list]:
+# a package name with ASCII case, '-', '_' and '.' taken out: equal for every spelling that the ecosystems'
+# name rules (exact, lower, PEP 503) make one name; a name with other characters is always read
+_SQUASHED = "replace(replace(replace(lower({0}), '-', ''), '_', ''), '.', '')"
+_NOT_ASCII = "{0} GLOB '*[^ -~]*'"
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[-_.]", "", name.lower())
+
+
+def _name_filter(conn, affected: set, tables: dict) -> str:
+    """A temporary table of the squashed names of AFFECTED keys (one per key set, kept in TABLES), and the
+    SQL condition on a packages row that lets through every row whose match target may be among them."""
+    got = tables.get(id(affected))
+    if got is None:
+        table = f"rematch_names_{len(tables)}"
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS [{table}] (name TEXT PRIMARY KEY) WITHOUT ROWID")
+        conn.execute(f"DELETE FROM temp.[{table}]")
+        conn.executemany(f"INSERT OR IGNORE INTO temp.[{table}] (name) VALUES (?)",
+                         [(_squash(k[2]),) for k in affected])
+        got = tables[id(affected)] = (affected, " OR ".join(
+            [f"{_SQUASHED.format(c)} IN (SELECT name FROM temp.[{table}])" for c in ("name", "source_name")]
+            + [_NOT_ASCII.format(c) for c in ("name", "source_name")]))
+    return got[1]
+
+
+def _partial_inventory(conn, scan_id: int, os_key, affected: set, targets: dict, names: str) -> tuple[list, dict, list]:
     """Of one scan's packages, the rows whose match target is among AFFECTED (as _inventory reads them),
-    their stored non-zero counts and the ids of every row with such a target."""
+    their stored non-zero counts and the ids of every row with such a target. NAMES: _name_filter's
+    condition, which SQLite checks first."""
     rows, counts, pids = [], {}, []
     seen = set()
     for row in conn.execute(
             "SELECT id, ecosystem, name, coalesce(version, ''), coalesce(path, ''), layer_index,"
             " coalesce(source_name, ''), coalesce(source_version, ''), coalesce(purl, ''), os_owned,"
-            " vulnerability_count FROM packages WHERE scan_id = ?", [scan_id]):
+            f" vulnerability_count FROM packages WHERE scan_id = ? AND ({names})", [scan_id]):
         tkey = (row[1], row[2], row[3], row[6], row[7], os_key)
         target = targets.get(tkey, False)
         if target is False:
@@ -269,6 +297,7 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     targets: dict = {}
     marker = json.loads(feed)
     affected_since: dict[int, set | None] = {}
+    name_tables: dict = {}
     # read every inventory first so the advisory lookups can be batched by name
     for scan_id, image_id, reference, family, version, old_feed, repository in scans:
         os_key = image_release(family or "", version or "")
@@ -281,7 +310,8 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                 affected_since[since] = changed_keys(conn, since)
             affected = affected_since[since]
             if affected is not None:
-                rows, counts, pids = _partial_inventory(conn, scan_id, os_key, affected, targets)
+                rows, counts, pids = _partial_inventory(conn, scan_id, os_key, affected, targets,
+                                                        _name_filter(conn, affected, name_tables))
                 keys.update(t[:3] for _, _, t in rows)
                 result.packages += len(pids)
                 inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,

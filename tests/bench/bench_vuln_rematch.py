@@ -3,11 +3,22 @@ database alone (`stowaway rematch`). Target: <= 10 s; 60 s for 10,000 images (is
 --advisories 75000 they hold about 1,000,000 findings).
 
     .venv/bin/python tests/bench/bench_vuln_rematch.py [--images 1000] [--packages 200] [--advisories 30000]
+        [--distinct-app-versions] [--cache-dir DIR | --no-cache] [--profile PREFIX]
 
 Images are generated the way real fleets look: a few base distributions (Debian 11/12, Ubuntu 22.04,
 Alpine 3.18) whose OS packages most images share at one of a few versions, plus application packages
 (Maven, npm, PyPI) drawn from a larger pool. Advisories cover part of both, with fixed, unfixed and
 multi-interval ranges, so that matching does real version comparisons.
+
+Three rematches are timed, wall and CPU (the machine is shared: CPU time is the figure to compare): the
+first, where every finding is new (every image evaluated, every finding and report row written); a second
+with nothing changed (every image was matched against this very store: none is evaluated); and one after
+an update of 2% of the advisories (records replaced with a later fixed version: only the packages those
+records name are evaluated again, in nearly every image, since the fleet shares its libraries).
+
+The generated database (before any rematch) is kept in --cache-dir, keyed by size, generator version and
+schema, and each run works on a copy: a 10,000-image database takes minutes to generate. --profile writes
+each rematch's cProfile statistics (CPU time) to PREFIX-1.prof, -2, -3.
 """
 from __future__ import annotations
 
@@ -187,7 +198,7 @@ def main(argv=None) -> int:
             if args.profile:
                 import cProfile
 
-                profiler = cProfile.Profile()
+                profiler = cProfile.Profile(time.process_time)
                 profiler.enable()
             t0, c0 = time.perf_counter(), time.process_time()
             result = rematch(database)
