@@ -36,42 +36,78 @@ class Limits:
     max_package_db: int = 128 << 20  # a dpkg status, apk installed or rpm database larger than this is not read
 
 
+POLL = 0.05  # seconds: how often a thread waiting on a queue looks whether the other side is still there
+
+
+def put_while(pending: queue.Queue, item, alive) -> bool:
+    """Puts `item` into the bounded queue `pending`, waiting for room only while `alive()` is true.
+    False: the other side is gone and nothing was put (no wait on a queue nobody empties lasts)."""
+    while True:
+        try:
+            pending.put(item, timeout=POLL)
+            return True
+        except queue.Full:
+            if not alive():
+                return False
+
+
+def _stop_hash(pending: queue.Queue, stop: threading.Event) -> None:
+    """Asks a hash thread to end without ever waiting (a finalizer may run in any thread, the hash
+    thread's own included): it ends at its next item, or at this None when its queue has room."""
+    stop.set()
+    try:
+        pending.put_nowait(None)
+    except queue.Full:
+        pass
+
+
 class BackgroundHash:
     """A hash whose updates run in a thread of their own, in order: hashlib releases the GIL on large
     buffers, so the digest of a layer is computed on another core while the tar is parsed. At most
     `PENDING` chunks wait (bounded memory; the reader waits when the hash falls behind). Only
-    immutable bytes may be passed: they are hashed later."""
+    immutable bytes may be passed: they are hashed later.
+
+    No call waits forever: the thread takes every chunk whatever happens to it (an error, even a
+    BaseException, is kept and raised by `hexdigest`), `close()` and a dropped object end it without
+    waiting for room in its queue, and the reader stops waiting once the thread has ended."""
 
     PENDING = 8
 
     def __init__(self, algo: str):
         self.hash = hashlib.new(algo)
         self._queue: queue.Queue = queue.Queue(maxsize=self.PENDING)
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._errors: list[Exception] = []
+        self._errors: list[BaseException] = []
 
     @staticmethod
-    def _run(pending: queue.Queue, hash_, errors: list) -> None:  # holds no reference to the BackgroundHash
-        while True:
+    def _run(pending: queue.Queue, hash_, errors: list, stop: threading.Event) -> None:
+        # holds no reference to the BackgroundHash, so that dropping it runs its finalizer
+        while not stop.is_set():
             data = pending.get()
-            if data is None:
+            if data is None or stop.is_set():
                 return
+            if errors:
+                continue  # the digest is lost already: keep taking chunks so that the reader never waits
             try:
                 hash_.update(data)
-            except Exception as exc:  # handed to the reader's thread at the end
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader's thread by hexdigest()
                 errors.append(exc)
 
     def update(self, data: bytes) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, args=(self._queue, self.hash, self._errors),
+            if self._stop.is_set():
+                raise ValueError("update of a closed background hash")
+            self._thread = threading.Thread(target=self._run, args=(self._queue, self.hash, self._errors, self._stop),
                                             name="stowaway-hash", daemon=True)
             self._thread.start()
-            weakref.finalize(self, self._queue.put, None)  # a reader dropped unfinished stops its thread
-        self._queue.put(data)
+            weakref.finalize(self, _stop_hash, self._queue, self._stop)  # a reader dropped unfinished ends it
+        if not put_while(self._queue, data, self._thread.is_alive):
+            raise ValueError("update of a closed background hash")
 
     def _join(self) -> None:
         if self._thread is not None:
-            self._queue.put(None)
+            put_while(self._queue, None, self._thread.is_alive)
             self._thread.join()
             self._thread = None
         if self._errors:
@@ -80,6 +116,12 @@ class BackgroundHash:
     def hexdigest(self) -> str:
         self._join()
         return self.hash.hexdigest()
+
+    def close(self) -> None:
+        """Ends the thread (after the chunk it is hashing) and waits for it; the digest is given up."""
+        _stop_hash(self._queue, self._stop)
+        if self._thread is not None:
+            self._thread.join()
 
 
 class HashingReader(io.RawIOBase):
@@ -159,6 +201,14 @@ class BoundedDecompressor(io.RawIOBase):
         b[: len(data)] = data
         return len(data)
 
+    def close(self) -> None:
+        """Closes the decompressor too: isal's reader ends its thread (nothing reads the source after)."""
+        if not self.closed:
+            close = getattr(self.inner, "close", None)
+            if close is not None:
+                close()
+        super().close()
+
 
 class PeekReader(io.RawIOBase):
     """Lets the first bytes be looked at without losing them (streams cannot seek back)."""
@@ -211,30 +261,26 @@ def compression_of(head: bytes) -> str:
 
 
 def _read_ahead(raw, chunk: int, pending: queue.Queue, stop: threading.Event) -> None:
-    """The reading thread of a ReadAhead: chunks (then b"" at the end, or the exception) into `pending`."""
-    def put(item) -> None:
-        while not stop.is_set():
-            try:
-                pending.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
+    """The reading thread of a ReadAhead: chunks (then b"" at the end, or the exception) into `pending`,
+    each waiting for room only until the reader stops it."""
+    def wanted() -> bool:
+        return not stop.is_set()
 
     try:
         while not stop.is_set():
             data = raw.read(chunk)
-            put(data)
-            if not data:
+            if not put_while(pending, data, wanted) or not data:
                 return
     except BaseException as exc:  # noqa: BLE001 - raised again in the reader's thread, where it belongs
-        put(exc)
+        put_while(pending, exc, wanted)
 
 
 class ReadAhead:
     """Reads `raw` in `CHUNK` pieces in a thread of its own, at most `DEPTH` chunks ahead of the
     reader: the reading (pread, decompression) and the digests of a layer happen on another core
     while its tar is parsed. An error of the reading thread is raised by `read`, in the reader's
-    thread. `close()` stops the thread and waits for it: nothing reads `raw` after it returns."""
+    thread, and by every read after it. `close()` stops the thread and waits for it: nothing reads
+    `raw` after it returns, and a read after it raises instead of waiting."""
 
     DEPTH = 4
 
@@ -243,17 +289,34 @@ class ReadAhead:
         self._stop = threading.Event()
         self._left = b""
         self._ended = False
+        self._error: BaseException | None = None
+        self._closed = False
         self._thread = threading.Thread(target=_read_ahead, args=(raw, chunk, self._pending, self._stop),
                                         name="stowaway-read", daemon=True)
         self._thread.start()
         weakref.finalize(self, self._stop.set)
 
+    def _get(self):
+        while True:
+            try:
+                return self._pending.get(timeout=POLL)
+            except queue.Empty:
+                if not self._thread.is_alive():
+                    try:
+                        return self._pending.get_nowait()  # handed over just before the thread ended
+                    except queue.Empty:
+                        raise ValueError("the read-ahead thread stopped without an end or an error") from None
+
     def _next(self) -> bytes:
+        if self._error is not None:
+            raise self._error
         if self._ended:
             return b""
-        item = self._pending.get()
+        if self._closed:
+            raise ValueError("read of a closed read-ahead stream")
+        item = self._get()
         if isinstance(item, BaseException):
-            self._ended = True
+            self._error = item
             raise item
         if not item:
             self._ended = True
@@ -273,43 +336,74 @@ class ReadAhead:
         return data
 
     def close(self) -> None:
+        """Stops the thread and waits for it (it ends after the read it is in: `raw` is finite)."""
+        self._closed = True
         self._stop.set()
+        while True:  # room in the queue: a thread waiting to put sees the stop at once
+            try:
+                self._pending.get_nowait()
+            except queue.Empty:
+                break
         self._thread.join()
+        self._left = b""
 
 
 class LayerStream:
-    """A layer blob opened for one pass: `.tar` is the uncompressed stream to hand to tarfile."""
+    """A layer blob opened for one pass: `.tar` is the uncompressed stream to hand to tarfile.
+
+    Up to four threads serve it: the blob's hash, isal's gzip decompression, the uncompressed bytes'
+    hash and the read-ahead. `close()` ends them all, on every path (finished, failed, abandoned):
+    nothing reads the blob after it returns, which matters when the blob is a member of a larger
+    stream that is read on (a compressed `docker save`)."""
 
     def __init__(self, raw, limits: Limits, what: str):
+        self._gzip = None
         self.blob = HashingReader(raw, background=True)
-        peek = PeekReader(self.blob)
-        self.compression = compression_of(peek.peek(4))
-        if self.compression == "gzip":
-            inner = _gunzip(peek)
-        elif self.compression == "zstd":
-            import zstandard
+        try:
+            peek = PeekReader(self.blob)
+            self.compression = compression_of(peek.peek(4))
+            if self.compression == "gzip":
+                inner = self._gzip = _gunzip(peek)
+            elif self.compression == "zstd":
+                import zstandard
 
-            inner = zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)  # type: ignore[arg-type]
-        else:
-            inner = peek
-        # an uncompressed blob's digest is its diff_id: hash those bytes once, not twice
-        algo = None if self.compression == "none" else "sha256"
-        self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what), algo, background=True)
-        # read ahead in a thread, unbuffered: the tar walker's ForwardReader takes whole chunks and keeps them
-        self.tar = ReadAhead(self.uncompressed)
+                inner = zstandard.ZstdDecompressor().stream_reader(peek, read_across_frames=True)  # type: ignore[arg-type]
+            else:
+                inner = peek
+            # an uncompressed blob's digest is its diff_id: hash those bytes once, not twice
+            algo = None if self.compression == "none" else "sha256"
+            self.uncompressed = HashingReader(BoundedDecompressor(inner, self.blob, limits, what), algo,
+                                              background=True)
+            # read ahead in a thread, unbuffered: the tar walker's ForwardReader takes whole chunks and keeps them
+            self.tar = ReadAhead(self.uncompressed)
+        except BaseException:
+            self.close()
+            raise
 
     def finish(self) -> tuple[str, str]:
         """Reads what tarfile left (end-of-archive padding) and returns (blob digest, diff_id)."""
         while self.tar.read(CHUNK):
             pass
+        if self._gzip is not None:
+            self._gzip.close()  # its thread has ended (it handed over the end): the blob is this thread's alone
+            self._gzip = None
         self.blob.drain()
         if self.uncompressed.hash is None:
             return self.blob.digest(), self.blob.digest()
         return self.blob.digest(), self.uncompressed.digest()
 
     def close(self) -> None:
-        """Stops the reading thread (a layer abandoned half-way): nothing reads the blob after this."""
-        self.tar.close()
+        """Ends every thread of the stream (a layer finished, failed or abandoned half-way), in the
+        order of the data: the read-ahead, then the decompressor, then the hashes they fed."""
+        tar: ReadAhead | None = getattr(self, "tar", None)  # None: __init__ failed before it
+        if tar is not None:
+            tar.close()
+        if self._gzip is not None:
+            self._gzip.close()  # sets isal's worker to stop, empties its queue and joins it
+            self._gzip = None
+        for reader in (getattr(self, "uncompressed", None), self.blob):
+            if reader is not None and isinstance(reader.hash, BackgroundHash):
+                reader.hash.close()
 
 
 def open_outer(fileobj, limits: Limits, what: str):

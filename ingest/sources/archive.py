@@ -275,6 +275,8 @@ def _layer_digests(text: str, transport: str, location: str, ref: str, limits: L
                         files[name] = data
         except (tarfile.TarError, EOFError, OSError):
             return {}  # the real pass says what is wrong
+        finally:
+            stream.close()  # ends the decompressor's thread before the file closes under it
     try:
         specs = _layout_specs(files, text, transport, ref, limits)
         return {d.key: d.diff_id for spec in specs if isinstance(spec, ImageSpec) for d in spec.layers}
@@ -364,6 +366,10 @@ def _streamed(text: str, transport: str, location: str, ref: str, limits: Limits
             raise
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ScanError(f"{text}: truncated or corrupt archive ({exc})") from None
+        finally:
+            # also when the caller stops early (the generator is closed): the decompressor's thread
+            # ends here, before the file closes under it
+            stream.close()
 
     for spec in _layout_specs(files, text, transport, ref, limits):
         if isinstance(spec, ImageSpec):
