@@ -36,6 +36,14 @@ class DaskExecutor:
         threads = sum((w.get("nthreads") or 1) for w in self.client.scheduler_info().get("workers", {}).values())
         return max(1, threads)
 
+    @property
+    def ahead(self) -> int:
+        """Jobs submitted beyond those that can run: each worker thread has its next job waiting at the
+        scheduler and starts it the moment it is done, instead of waiting while this process receives
+        its result, writes a batch and submits another (the round trip was idle time of every worker).
+        None when a concurrency below the cluster's threads was asked for: that bound stays exact."""
+        return 0 if self._slots else self.slots
+
     def submit(self, job):
         from .executors import run_job
 

@@ -402,6 +402,8 @@ class TaskRunner:
         self._task_id = task_id
         running: dict = {}
         max_running = 0
+        # a Dask cluster gets its next jobs ahead (DaskExecutor.ahead): no worker waits for this loop
+        ahead = getattr(executor, "ahead", 0) if executor is not None else 0
         conf = self.policy.get("scan") or {}
         batch_images = max(1, int(conf.get("write_batch", WRITE_BATCH)))
         batch_seconds = max(0.0, float(conf.get("write_batch_seconds", WRITE_BATCH_SECONDS)))
@@ -417,7 +419,7 @@ class TaskRunner:
                     cancelled = True  # nothing more starts; what runs finishes and is written
                 if cancelled:
                     self._cancel_queued(task_id, now)
-                for item_id, source, host in self._due(task_id, now, 0 if cancelled else concurrency - len(running)):
+                for item_id, source, host in self._due(task_id, now, 0 if cancelled else concurrency + ahead - len(running)):
                     limit = hourly_limit(self.db, self.policy, host)
                     free_at = self._slot_free_at(host, limit, now) if limit else None
                     if free_at is None and task_limit:

@@ -72,6 +72,22 @@ def test_dask_cluster_stores_what_the_local_scan_stores(tmp_path):
     assert contents(remote)["packages"] == contents(local)["packages"]
 
 
+def test_each_dask_worker_thread_has_its_next_job_waiting_unless_a_concurrency_was_asked_for(tmp_path):
+    """A worker that finishes a job starts the next one at once, instead of idling while the writer
+    receives the result, writes a batch and submits more: one job ahead per worker thread. An explicit
+    concurrency (--jobs) stays an exact bound."""
+    distributed = pytest.importorskip("distributed")
+    sources = images(tmp_path, 5)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        ahead, out = scan_with(tmp_path, "ahead", sources, dask=client)
+        bounded, bounded_out = scan_with(tmp_path, "bounded", sources, dask=client, jobs=2)
+    assert [o.status for o in out] == [o.status for o in bounded_out] == ["done"] * 5
+    assert ahead.execute("SELECT max_running FROM tasks").fetchone()[0] == 4  # 2 running, 2 waiting at the scheduler
+    assert bounded.execute("SELECT max_running FROM tasks").fetchone()[0] == 2
+    assert contents(ahead) == contents(bounded)
+
+
 def test_a_failing_source_fails_alone_in_workers(tmp_path):
     sources = images(tmp_path, 2)
     bad = tmp_path / "broken.tar"
