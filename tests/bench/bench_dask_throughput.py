@@ -8,8 +8,18 @@ or with --local-cluster a LocalCluster), and optionally in this process and in l
 Each image is its own OCI layout with one shared base layer and one layer of its own (F small files,
 jars and config files holding credentials), so every run reads N+1 layers. Each configuration scans
 into a fresh database; the writer is always this process. Cluster start-up is outside the timing (a
-real cluster is already running). Prints each run's 2-vs-1 ratio (both measured in that run), and
-the writer's ceiling: the writer alone on already-analyzed results, per image and in batches.
+real cluster is already running). 1- and 2-worker runs are interleaved (the order alternating), and
+each run's 2-vs-1 ratio is measured in that run; the summary gives medians over the runs.
+
+On a machine shared with others the 2-vs-1 ratio is bounded by the CPU the workers can get, so every
+run also prints what the workers actually got, read from /proc/<pid>/stat of the worker processes:
+  cores     their CPU seconds over the wall time (2 workers on an idle 2-core machine: up to 2.0,
+            less what the writer's process and the scheduler take);
+  img/cpu-s images per second of worker CPU: the per-image cost of the scale-out path, which load
+            inflates far less than wall time (2 vs 1 should be about 1.0);
+  busy      the share of the wall time the workers spent inside a job (worker_started/finished of
+            the task items): below 1 when a worker waits for its next job.
+and the writer's ceiling: the writer alone on already-analyzed results, per image and in batches.
 """
 from __future__ import annotations
 
@@ -73,16 +83,35 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def timed(label: str, sources: list[str], directory: str, risks, policy: dict, **kw) -> float:
-    """Images/s of one configuration; with a Dask client, also the CPU seconds per image spent in the
-    workers and in this process (the writer, the client and, for a LocalCluster, the scheduler), which a
-    loaded machine inflates far less than the wall time."""
+def proc_cpu(pids) -> float:
+    """CPU seconds (user + system, every thread) of processes `pids` so far, from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime and stime: fields 14 and 15
+    return total
+
+
+RUNS: list[dict] = []
+
+
+def timed(label: str, sources: list[str], directory: str, risks, policy: dict, scheduler_pid: int | None = None,
+          **kw) -> dict:
+    """One configuration's run: images/s; with a Dask client also what the workers got (from /proc of
+    their processes): CPU seconds, cores (CPU over wall), images per worker-CPU-second, the share of the
+    wall time they spent inside a job, and the CPU per image of this process (writer and client) and of
+    the scheduler."""
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
 
     client = kw.get("dask")
-    database = connect(os.path.join(directory, f"{label.replace(' ', '_').replace(':', '')}.db"))
-    workers0 = sum(client.run(_cpu).values()) if client else 0.0
+    path = os.path.join(directory, f"{label.replace(' ', '_').replace(':', '').replace(',', '')}.db")
+    database = connect(path)
+    pids = sorted(client.run(os.getpid).values()) if client else []
+    workers0 = proc_cpu(pids)
+    sched0 = proc_cpu([scheduler_pid]) if scheduler_pid else 0.0
     cpu0, t0 = _cpu(), time.perf_counter()
     out = Scanner(database, policy, risks=risks, progress=False, **kw).run(sources)
     wall = time.perf_counter() - t0
@@ -90,19 +119,27 @@ def timed(label: str, sources: list[str], directory: str, risks, policy: dict, *
     failed = [o for o in out if o.status != "done"]
     if failed:
         sys.exit(f"{label}: {failed[0].error}")
-    rate = len(sources) / wall
+    n = len(sources)
+    run = {"label": label, "workers": len(pids), "wall": wall, "rate": n / wall, "writer_cpu": here / n}
     extra = ""
     if client:
-        workers = sum(client.run(_cpu).values()) - workers0
-        extra = (f"  CPU per image: workers {workers / len(sources) * 1000:.0f} ms,"
-                 f" this process {here / len(sources) * 1000:.0f} ms")
-        CPU.setdefault("workers", []).append(workers / len(sources))
-        CPU.setdefault("writer", []).append(here / len(sources))
-    print(f"{label:<28} {wall:7.2f} s  {rate:7.1f} images/s{extra}", flush=True)
-    return rate
+        workers = proc_cpu(pids) - workers0
+        sched = proc_cpu([scheduler_pid]) - sched0 if scheduler_pid else 0.0
+        busy = connect(path).execute("SELECT SUM(worker_finished - worker_started) FROM task_items").fetchone()[0]
+        run.update(worker_cpu=workers / n, cores=workers / wall, per_cpu=n / workers,
+                   busy=(busy or 0.0) / (wall * len(pids)), sched_cpu=sched / n)
+        extra = (f"  workers: {run['cores']:.2f} cores, {run['per_cpu']:.1f} img/cpu-s ({workers / n * 1000:.0f} ms"
+                 f" per image), busy {run['busy'] * 100:.0f} %; this process {here / n * 1000:.0f} ms/image"
+                 + (f", scheduler {sched / n * 1000:.0f} ms/image" if scheduler_pid else ""))
+    print(f"{label:<28} {wall:7.2f} s  {n / wall:6.1f} images/s{extra}", flush=True)
+    RUNS.append(run)
+    return run
 
 
-CPU: dict[str, list[float]] = {}
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 @contextlib.contextmanager
@@ -116,7 +153,7 @@ def cluster(workers: int, local: bool):
     if local:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                           silence_logs=40) as lc, Client(lc) as client:
-            yield client
+            yield client, None  # the scheduler runs in this process
         return
     dask = os.path.join(os.path.dirname(sys.executable), "dask")
     with socket.socket() as s:
@@ -131,7 +168,7 @@ def cluster(workers: int, local: bool):
                                    **quiet) for _ in range(workers)]
         with Client(address, timeout=120) as client:
             client.wait_for_workers(workers, timeout=300)
-            yield client
+            yield client, procs[0].pid
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -202,33 +239,57 @@ def main() -> None:
     ap.add_argument("--local-cluster", action="store_true", help="workers of a dask.distributed.LocalCluster in"
                     " this process's session, instead of `dask scheduler` and `dask worker` commands in sessions of"
                     " their own")
+    ap.add_argument("--no-ahead", action="store_true", help="submit no job ahead of the workers (DaskExecutor.ahead"
+                    " = 0, as before it existed): each worker waits for this process between two jobs")
     ap.add_argument("--profile", action="store_true", help="print where the writer's time goes (cProfile of"
                     " its batched run)")
     args = ap.parse_args()
     policy = {"scan": {"write_batch": args.batch}}
+    if args.no_ahead:
+        from stowaway.ingest.dask_runner import DaskExecutor
+
+        DaskExecutor.ahead = property(lambda self: 0)  # type: ignore[assignment,method-assign]
     with tempfile.TemporaryDirectory() as tmp:
         sources = make_images(tmp, args.images, args.files, args.jars, args.secrets)
         print(f"{args.images} images, each {args.files} files, {args.jars} jars, {args.secrets} files of secrets;"
-              f" risks {','.join(args.risk or ['all'])}, {os.cpu_count()} CPUs, load {load()}")
+              f" risks {','.join(args.risk or ['all'])}, {os.cpu_count()} CPUs, load {load()};"
+              f" jobs ahead of the workers: {'none (--no-ahead)' if args.no_ahead else 'one per worker'}")
         ceiling = writer_ceiling(sources, tmp, args.risk, args.batch, args.profile)
         if args.local:
             timed("this process", sources, tmp, args.risk, policy)
             timed("local processes, --jobs 2", sources, tmp, args.risk, policy, jobs=2)
-        ratios = []
+        pairs = []
         for run in range(1, args.repeat + 1):
-            rates = {}
+            got = {}
             for workers in ((1, 2) if run % 2 else (2, 1)):  # alternated: a load that drifts favours neither
-                with cluster(workers, args.local_cluster) as client:
+                with cluster(workers, args.local_cluster) as (client, scheduler_pid):
                     client.run(lambda: __import__("stowaway.ingest.pipeline"))  # warm the workers' imports
-                    rates[workers] = timed(f"run {run}: dask, {workers} worker(s)", sources, tmp, args.risk, policy,
-                                           dask=client)
-            ratios.append(rates[2] / rates[1])
-            print(f"run {run}: dask speed-up 2 vs 1 workers: {ratios[-1]:.2f}x (load {load()})", flush=True)
-        print(f"speed-up 2 vs 1 workers over {len(ratios)} runs: {', '.join(f'{r:.2f}x' for r in ratios)};"
-              f" median {sorted(ratios)[len(ratios) // 2]:.2f}x")
+                    got[workers] = timed(f"run {run}: dask, {workers} worker(s)", sources, tmp, args.risk, policy,
+                                         scheduler_pid, dask=client)
+            one, two = got[1], got[2]
+            pair = {"rate": two["rate"] / one["rate"], "cores": two["cores"] / one["cores"],
+                    "per_cpu": two["per_cpu"] / one["per_cpu"], "cores1": one["cores"], "cores2": two["cores"],
+                    "busy1": one["busy"], "busy2": two["busy"]}
+            pairs.append(pair)
+            print(f"run {run}: 2 vs 1 workers: {pair['rate']:.2f}x images/s; the workers got {two['cores']:.2f} vs"
+                  f" {one['cores']:.2f} cores ({pair['cores']:.2f}x); images per worker-CPU-second"
+                  f" {pair['per_cpu']:.2f}x (load {load()})", flush=True)
+        med = {k: median([p[k] for p in pairs]) for k in pairs[0]}
+        rates = ", ".join(f"{p['rate']:.2f}x" for p in pairs)
+        print(f"speed-up 2 vs 1 workers over {len(pairs)} runs: {rates};"
+              f" median {med['rate']:.2f}x (load {load()})")
+        print(f"  cores the workers got (median): 1 worker {med['cores1']:.2f}, 2 workers {med['cores2']:.2f} of"
+              f" {os.cpu_count()} ({med['cores2'] / (os.cpu_count() or 2) * 100:.0f} % of the machine); ratio"
+              f" {med['cores']:.2f}x")
+        print(f"  images per worker-CPU-second, 2 vs 1 (median): {med['per_cpu']:.2f}x (1.0: the second worker adds"
+              f" no cost per image); workers busy {med['busy1'] * 100:.0f} % (1) and {med['busy2'] * 100:.0f} % (2)"
+              f" of the wall time")
+        print(f"  so on two free cores of their own (2 cores each a worker, at this cost per image):"
+              f" {2 * med['per_cpu']:.2f}x")
         print(f"writer's ceiling: {ceiling[f'batches of {args.batch}']:.1f} images/s in batches of {args.batch}"
               f" ({ceiling['per image']:.1f} one transaction per image; unpickling alone {ceiling['unpickle']:.0f}/s)")
-        a, w = sorted(CPU["workers"])[len(CPU["workers"]) // 2], sorted(CPU["writer"])[len(CPU["writer"]) // 2]
+        dask_runs = [r for r in RUNS if r["workers"]]
+        a, w = median([r["worker_cpu"] for r in dask_runs]), median([r["writer_cpu"] for r in dask_runs])
         print(f"CPU per image (median of the Dask runs): a worker {a * 1000:.0f} ms, so about {1 / a:.1f} images/s per"
               f" worker on a core of its own; this process {w * 1000:.0f} ms (writer and client; with --local-cluster"
               f" the scheduler too), so the writer's process saturates at about {1 / w:.0f} images/s, {w / a * 100:.0f} % of a"
