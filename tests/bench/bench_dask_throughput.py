@@ -136,6 +136,32 @@ def timed(label: str, sources: list[str], directory: str, risks, policy: dict, s
     return run
 
 
+SPIN = """
+import sys, time
+end = time.perf_counter() + float(sys.argv[1])
+n = 0
+while time.perf_counter() < end:
+    s = 0
+    for i in range(20000):
+        s += i * i % 7
+    d = {str(i): i for i in range(2000)}
+    n += 1
+print(n)
+"""
+
+
+def machine_ceiling(seconds: float = 4.0) -> float:
+    """The anchor: the 2-vs-1 ratio this machine gives right now to pure Python work that needs nothing
+    from anyone (no writer, no scheduler, no I/O): 1 then 2 processes, each in a session of its own as
+    the workers are, each counting loops for SECONDS. What 2 workers can reach against 1 at best."""
+    rates = {}
+    for k in (1, 2):
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)], stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True) for _ in range(k)]
+        rates[k] = sum(int(p.communicate()[0]) for p in procs) / seconds
+    return rates[2] / rates[1]
+
+
 def median(values: list[float]) -> float:
     values = sorted(values)
     mid = len(values) // 2
@@ -266,18 +292,23 @@ def main() -> None:
                     client.run(lambda: __import__("stowaway.ingest.pipeline"))  # warm the workers' imports
                     got[workers] = timed(f"run {run}: dask, {workers} worker(s)", sources, tmp, args.risk, policy,
                                          scheduler_pid, dask=client)
+            anchor = machine_ceiling()
             one, two = got[1], got[2]
-            pair = {"rate": two["rate"] / one["rate"], "cores": two["cores"] / one["cores"],
+            pair = {"rate": two["rate"] / one["rate"], "anchor": anchor, "cores": two["cores"] / one["cores"],
                     "per_cpu": two["per_cpu"] / one["per_cpu"], "cores1": one["cores"], "cores2": two["cores"],
                     "busy1": one["busy"], "busy2": two["busy"]}
             pairs.append(pair)
-            print(f"run {run}: 2 vs 1 workers: {pair['rate']:.2f}x images/s; the workers got {two['cores']:.2f} vs"
+            print(f"run {run}: 2 vs 1 workers: {pair['rate']:.2f}x images/s (anchor: 2 vs 1 processes of pure Python"
+                  f" work now {anchor:.2f}x); the workers got {two['cores']:.2f} vs"
                   f" {one['cores']:.2f} cores ({pair['cores']:.2f}x); images per worker-CPU-second"
                   f" {pair['per_cpu']:.2f}x (load {load()})", flush=True)
         med = {k: median([p[k] for p in pairs]) for k in pairs[0]}
         rates = ", ".join(f"{p['rate']:.2f}x" for p in pairs)
         print(f"speed-up 2 vs 1 workers over {len(pairs)} runs: {rates};"
               f" median {med['rate']:.2f}x (load {load()})")
+        anchors = ", ".join(f"{p['anchor']:.2f}x" for p in pairs)
+        print(f"  anchor, 2 vs 1 processes of pure Python work measured after each run: {anchors};"
+              f" median {med['anchor']:.2f}x: the machine's own ceiling for 2 vs 1 at that load")
         print(f"  cores the workers got (median): 1 worker {med['cores1']:.2f}, 2 workers {med['cores2']:.2f} of"
               f" {os.cpu_count()} ({med['cores2'] / (os.cpu_count() or 2) * 100:.0f} % of the machine); ratio"
               f" {med['cores']:.2f}x")
