@@ -19,7 +19,9 @@ run also prints what the workers actually got, read from /proc/<pid>/stat of the
             inflates far less than wall time (2 vs 1 should be about 1.0);
   busy      the share of the wall time the workers spent inside a job (worker_started/finished of
             the task items): below 1 when a worker waits for its next job.
-and the writer's ceiling: the writer alone on already-analyzed results, per image and in batches.
+After each pair, an anchor measured in the same conditions: the machine's own 2-vs-1 ratio for pure
+Python work (1 then 2 processes, each in a session of its own, as the workers are). Before the runs,
+the writer's ceiling: the writer alone on already-analyzed results, per image and in batches.
 """
 from __future__ import annotations
 
