@@ -24,13 +24,13 @@ import os
 import pickle
 import signal
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 LOCAL_TRANSPORTS = ("docker-archive", "oci", "oci-archive")
 MAX_TASKS = 255  # one byte per claim
 
 
-def can_fork(source: str, analyzers: Sequence) -> bool:
+def can_fork(source: str, analyzers: Iterable) -> bool:
     """Whether the layers of `source` may be read in a forked process for these analyzers."""
     import multiprocessing
 
