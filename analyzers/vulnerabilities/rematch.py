@@ -395,16 +395,28 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
         if bar:
             bar.close()
-    for i in range(0, len(current), 500):  # the findings of the images kept as they are
+    # the findings of the images kept as they are: as their last rematch counted them (written with the
+    # marker they still carry), else counted (reading a million findings costs seconds)
+    for i in range(0, len(current), 500):
         chunk = current[i:i + 500]
-        result.findings += conn.execute(
-            f"SELECT COUNT(*) FROM findings WHERE scan_id IN ({','.join('?' * len(chunk))}) AND kind = 'vulnerability'",
-            chunk).fetchone()[0]
-    for i in range(0, len(everything), 500):  # suppressed, as the store decided them
-        chunk = [s[0] for s in everything[i:i + 500]]
-        result.ignored += conn.execute(
-            f"SELECT COUNT(*) FROM findings WHERE scan_id IN ({','.join('?' * len(chunk))}) AND kind = 'vulnerability'"
-            " AND suppressed <> 0", chunk).fetchone()[0]
+        facts = dict(conn.execute("SELECT scan_id, value FROM scan_facts WHERE name = 'vulnerabilities_rematched'"
+                                  f" AND scan_id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+        missing = []
+        for scan_id in chunk:
+            try:
+                result.findings += int(json.loads(facts[scan_id])["findings"])
+            except (KeyError, ValueError, TypeError):
+                missing.append(scan_id)
+        for j in range(0, len(missing), 500):
+            part = missing[j:j + 500]
+            result.findings += conn.execute(
+                f"SELECT COUNT(*) FROM findings WHERE scan_id IN ({','.join('?' * len(part))})"
+                " AND kind = 'vulnerability'", part).fetchone()[0]
+    # suppressed, as the store decided them: few, read through the index on `suppressed`
+    rematched = {s[0] for s in everything}
+    result.ignored = sum(n for scan_id, n in conn.execute(
+        "SELECT scan_id, COUNT(*) FROM findings WHERE suppressed = 1 AND +kind = 'vulnerability' GROUP BY scan_id")
+        if scan_id in rematched)
     result.warnings.update(evaluation.warnings)
     result.warnings.update(matcher.warnings)
     result.seconds = time.perf_counter() - t0
