@@ -80,7 +80,7 @@ def rows(database, report: str, image_ids: list[int] | None = None, repository: 
         args["_repository"] = repository
     if latest_only:
         clauses.append("image_id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY"
-                       " coalesce(repository, reference) ORDER BY created DESC, id DESC) AS n FROM images"
+                       f" coalesce(repository, reference) ORDER BY {readmodel.LATEST_ORDER}) AS n FROM images"
                        " WHERE last_scan_id IS NOT NULL) WHERE n = 1)")
     cols = ", ".join(f"[{c}]" for c in spec["columns"])
     sql = (f"SELECT {cols} FROM [{spec['view']}]" + (" WHERE " + " AND ".join(clauses) if clauses else "")

@@ -31,8 +31,13 @@ LAYER_JOIN = "LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.posit
 CURRENT = "JOIN images i ON i.id = f.image_id AND f.scan_id = i.last_scan_id"
 
 # newest image (by created time) of its repository
+# an image is its repository's latest version when it was created last; images created at the same
+# moment (one build tagged twice, reproducible builds) are told apart by their reference, never by the
+# order they happened to be scanned in, so every executor and every rescan order gives the same answer
+LATEST_ORDER = "created DESC, reference DESC, id DESC"
 LATEST_WINDOW = ("CASE WHEN ROW_NUMBER() OVER (PARTITION BY coalesce(i.repository, i.reference)\n"
-                 "                                    ORDER BY i.created DESC, i.id DESC) = 1 THEN 1 ELSE 0 END")
+                 "                                    ORDER BY i.created DESC, i.reference DESC, i.id DESC) = 1"
+                 " THEN 1 ELSE 0 END")
 
 VIEWS = f"""
 CREATE VIEW failing_findings AS
@@ -201,7 +206,7 @@ def _latest_update(where: str = "") -> str:
 UPDATE image_overview SET latest_version = (id = (
     SELECT o.id FROM image_overview o
     WHERE coalesce(o.repository, o.reference) = coalesce(image_overview.repository, image_overview.reference)
-    ORDER BY o.created DESC, o.id DESC LIMIT 1)){where}"""
+    ORDER BY o.created DESC, o.reference DESC, o.id DESC LIMIT 1)){where}"""
 
 
 # the image columns the report tables show: a change to any of them (a new current scan above all)
@@ -547,4 +552,6 @@ def facet_counts_migration() -> str:
 
 # the schema part "read_model_batch" (append steps, never edit one); the second keeps the facet counts
 # (the core part "report_facet_counts", always applied before this one) in the deferring trigger
-BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True)]
+# the third: the latest version told apart by reference when created at the same moment (LATEST_ORDER),
+# in the trigger and in every stored flag
+BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True), _batch_trigger(counted=True) + _latest_update() + ";"]

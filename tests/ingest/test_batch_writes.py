@@ -366,3 +366,23 @@ def test_write_batch_caps_the_images_of_one_transaction(tmp_path, sources, monke
                   jobs=2).run(sources + [f"oci:{tmp_path / f'oci{i}'}" for i in range(3, 6)])
     assert [o.status for o in out] == ["done"] * 6
     assert max(sizes) == 2 and sum(sizes) == 6
+
+
+def test_the_latest_version_does_not_depend_on_the_order_images_were_written(tmp_path, sources, monkeypatch):
+    """Images of one repository created at the same moment (one build tagged twice, reproducible builds):
+    the latest version is told apart by reference, so a scan in another order (Dask finishes jobs in any
+    order) flags the same image, as the overview, the exports and a rescan do."""
+    from stowaway.ingest import exports
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+
+    flags = []
+    for n, order in enumerate((sources, sources[::-1])):
+        database = connect(str(tmp_path / f"order{n}.db"))
+        Scanner(database, POLICY, progress=False).run(order)
+        overview = database.execute("SELECT reference, latest_version FROM image_overview ORDER BY 1").fetchall()
+        _, baseline = exports.rows(database, "baseline", latest_only=True)
+        flags.append((overview, sorted({row[0] for row in baseline})))
+    assert flags[0] == flags[1]
+    assert [r for r, latest in flags[0][0] if latest] == ["demo/app:2"]  # equal times: the greatest reference
+    assert flags[0][1] == ["demo/app:2"]
