@@ -43,6 +43,19 @@ def can_fork(source: str, analyzers: Iterable) -> bool:
     return all(getattr(a, "forkable", False) for a in analyzers)
 
 
+def _die_with(parent: int) -> None:
+    """The child ends when its parent does, even killed outright (SIGKILL leaves no chance to stop it):
+    Linux's parent-death signal, and a check that the parent did not die before it was set."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the child ends after its current layer (EPIPE)
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable | None = None) -> list:
     """`read(*task)` for every task, in two processes when `fork` (see the module's docstring): the results
     in the order of `tasks`. A task is a tuple whose first item has a `size` (the blob's bytes).
@@ -58,10 +71,12 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
     os.write(claims_w, bytes(order[1:]))  # at most 254 bytes: one write, all there before either reads
     os.close(claims_w)  # when every claim is taken, a read returns b""
     back_r, back_w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: the largest, then claims until none is left, then every result at once
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
+            _die_with(parent)
             os.close(back_r)
             done: list[tuple[int, object]] = []
             claim = bytes(order[:1])

@@ -87,6 +87,53 @@ def test_an_error_here_stops_the_child_and_is_raised_as_in_one_process(tmp_path)
     assert _gone(tmp_path / "child")
 
 
+def test_the_child_ends_with_its_parent_even_when_the_parent_is_killed_outright(tmp_path):
+    """SIGKILL leaves the parent no chance to stop its child: the child must not read on for minutes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import os, pathlib, time
+from stowaway.ingest import parallel
+class Blob:
+    def __init__(self, size):
+        self.size = size
+parent = os.getpid()
+def read(blob):
+    if os.getpid() != parent:
+        pathlib.Path({str(tmp_path / "child.tmp")!r}).write_text(str(os.getpid()))
+        os.replace({str(tmp_path / "child.tmp")!r}, {str(tmp_path / "child")!r})
+    time.sleep(120)
+parallel.read_all([(Blob(2),), (Blob(1),)], read, fork=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "child").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    child = int((tmp_path / "child").read_text())
+
+    def ended() -> bool:  # gone, or a zombie waiting for whoever adopted it
+        try:
+            return open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 30  # a hang guard: without the parent-death signal it sleeps 120 s
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = not ended()
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive
+
+
 class _Forkable:
     forkable = True
 
