@@ -88,10 +88,11 @@ class _Base(Facet):
         return (await self.ds.execute(self.database, sql, self.params, truncate=False,
                                       custom_time_limit=self.ds.setting("facet_time_limit_ms"))).rows
 
-    async def kept(self, column: str) -> dict | None:
+    async def kept(self, column: str, top: int | None = None) -> dict | None:
         """{value: rows} of this facet over the page's rows, from the read model's kept counts, when the
         page shows the whole table or the rows of one counted value (see the module's docstring); None
-        when it does not (or the database has no kept counts): then the facet counts the rows."""
+        when it does not (or the database has no kept counts): then the facet counts the rows. TOP: only
+        the TOP values with the most rows (ties by value), chosen in SQL (10,000 images are 10,000 counts)."""
         key = f"{self.type}:{column}"
         if key not in (readmodel.COUNTED_FACETS.get(self.table) or readmodel.COUNTED_BASE.get(self.table) or {}):
             return None
@@ -100,9 +101,10 @@ class _Base(Facet):
             return None
         if not await self._has_counts():  # an older database served as it is
             return None
+        order = f" order by n desc, value limit {int(top)}" if top is not None else ""
         rows = (await self.ds.execute(
             self.database, "select value, n from report_facet_counts where tbl = ? and filter = ?"
-            " and filter_value = ? and facet = ? and n > 0", [self.table, *selection, key])).rows
+            f" and filter_value = ? and facet = ? and n > 0{order}", [self.table, *selection, key])).rows
         return {r[0]: r[1] for r in rows}
 
     async def _has_counts(self) -> bool:
@@ -126,17 +128,21 @@ class _Base(Facet):
             return None
         if not pairs:
             return "", ""
+        suffix = ""
+        if len(pairs) == 2 and OPEN_PAIR in pairs:  # one value among the unsuppressed rows
+            pairs = [p for p in pairs if p != OPEN_PAIR]
+            suffix = readmodel.OPEN
         if len(pairs) != 1 or self.table not in readmodel.COUNTED_FILTERS:
             return None
         key, value = pairs[0]
         column, _, lookup = key.partition("__")
         if column == "fixed_version" and lookup in ("notblank", "isblank"):
             column, value, lookup = "fix_available", "yes" if lookup == "notblank" else "no", ""
-        if lookup not in ("", "exact") or column not in readmodel.COUNTED_FILTERS[self.table]:
+        if lookup not in ("", "exact") or column + suffix not in readmodel.COUNTED_FILTERS[self.table]:
             return None
         if column in INTEGER_COLUMNS:  # compared as a number, as SQLite's column affinity does
-            return (column, int(value)) if re.fullmatch(r"0|-?[1-9][0-9]*", value) else None
-        return column, value
+            return (column + suffix, int(value)) if re.fullmatch(r"0|-?[1-9][0-9]*", value) else None
+        return column + suffix, value
 
     async def buckets(self, column: str, columns: list[str]) -> list[tuple[str, object, int, list[tuple[str, str]]]]:
         raise NotImplementedError
@@ -193,11 +199,17 @@ class FixFacet(_Base):
             col = escape_sqlite(column)
             row = (await self.query(f"select sum(coalesce({col}, '') <> ''), sum(coalesce({col}, '') = '')"
                                     f" from ({self.sql})"))[0]
+        # the stored yes/no column where the table has one (an index answers its pages: count and first
+        # rows), else Datasette's blank tests on the column itself
+        if "fix_available" in columns:
+            choose = [[("fix_available", "yes")], [("fix_available", "no")]]
+        else:
+            choose = [[(column + "__notblank", "1")], [(column + "__isblank", "1")]]
         out = []
         if row[0]:
-            out.append(("fix available", "yes", row[0], [(column + "__notblank", "1")]))
+            out.append(("fix available", "yes", row[0], choose[0]))
         if row[1]:
-            out.append(("no fix yet", "no", row[1], [(column + "__isblank", "1")]))
+            out.append(("no fix yet", "no", row[1], choose[1]))
         return out
 
 
@@ -271,9 +283,9 @@ class ValuesFacet(_Base):
 
     async def buckets(self, column, columns):
         size = self.get_facet_size()
-        counts = await self.kept(column)
+        counts = await self.kept(column, top=size + 1)
         if counts is not None:
-            top = sorted(counts.items(), key=lambda vn: (-vn[1], str(vn[0])))[:size + 1]
+            top = sorted(counts.items(), key=lambda vn: (-vn[1], str(vn[0])))
         else:
             col = escape_sqlite(column)
             top = [(r["value"], r["n"]) for r in await self.query(
@@ -285,5 +297,6 @@ class ValuesFacet(_Base):
 
 # integer columns among the counted filters: a URL's value is compared with them as a number
 INTEGER_COLUMNS = {"suppressed"}
+OPEN_PAIR = ("suppressed", "0")
 
 FACET_CLASSES = [SeverityFacet, CvssFacet, FixFacet, LayerFacet, KindFacet, ValuesFacet]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import urllib.parse
 
 from datasette import Forbidden
-from datasette.utils.asgi import NotFound, Response
+from datasette.utils.asgi import AsgiStream, NotFound, Response
 
 from stowaway.ingest.model import SEVERITIES
 
@@ -136,16 +136,27 @@ async def export(datasette, request):
             raise NotFound(f"{image_arg}: no such image in {name}")
     repository = request.args.get("repository", "").strip() or None
     registry = queries.ImageFilter(registry=request.args.get("registry")).table_where()
+    latest = request.args.get("latest") == "1"
     try:
-        columns, rows = await exports.fetch(db, report, [(k, v) for k, v in pairs if k != "image_id" or image is None],
-                                            image["id"] if image else None, repository,
-                                            request.args.get("latest") == "1", [registry] if registry else [])
+        where, params = await exports.prepare(db, report, [(k, v) for k, v in pairs if k != "image_id" or image is None],
+                                              [registry] if registry else [])
     except exports.ExportError as exc:
         return Response.text(str(exc), status=400)
     named = [image["reference"]] if image else ([repository] if repository else [])
-    filename = exports.default_file_name(report, named, fmt)
+    headers = {"content-disposition": f'attachment; filename="{exports.default_file_name(report, named, fmt)}"'}
+    # many images: a batch of images at a time (exports.py), never the whole export in memory
+    batches = await exports.image_batches(db, image["id"] if image else None)
+    if fmt == "csv":
+        return AsgiStream(exports.csv_stream(db, report, where, params, batches, repository, latest),
+                          headers=headers, content_type=exports.CONTENT_TYPES[fmt])
+    columns, rows, total = await exports.capped_rows(db, report, where, params, batches, repository, latest)
+    if total > len(rows):
+        note = (f"only the first {len(rows):,} of {total:,} rows are in this spreadsheet: narrow the export (an"
+                f" image, a repository, a table's filters) or download it as CSV, which holds every row")
+        rows = rows + [(note,) + (None,) * (len(columns) - 1)]
+        headers["x-stowaway-truncated"] = f"{len(rows) - 1} of {total} rows"
     return Response(exports.render(report, fmt, columns, rows), content_type=exports.CONTENT_TYPES[fmt],
-                    headers={"content-disposition": f'attachment; filename="{filename}"'})
+                    headers=headers)
 
 
 async def sbom(datasette, request):

@@ -453,10 +453,13 @@ COUNTED_FACETS: dict[str, dict[str, str]] = {
                         "values:image": "image", "layer:layer_index": LAYER_VALUE},
     "packages_view": {"values:ecosystem": "ecosystem", "values:image": "image", "layer:layer_index": LAYER_VALUE},
 }
-# columns of few values whose one selected value (`column=value`) is counted per facet too
+# columns of few values whose one selected value (`column=value`) is counted per facet too; a name
+# `column&suppressed=0` counts the rows of one value that no suppression covers (the dashboard's links:
+# `fix_available=yes&suppressed=0`), see filter_sql()
+OPEN = "&suppressed=0"
 COUNTED_FILTERS: dict[str, list[str]] = {
-    "vulnerabilities_view": ["severity", "fix_available"],
-    "findings_report": ["kind", "severity", "suppressed"],
+    "vulnerabilities_view": ["severity", "fix_available", "severity" + OPEN, "fix_available" + OPEN],
+    "findings_report": ["kind", "severity", "suppressed", "kind" + OPEN, "severity" + OPEN],
     "packages_view": ["ecosystem"],
 }
 # base tables, counted by triggers on their rows (unfiltered only)
@@ -479,13 +482,23 @@ CREATE TABLE IF NOT EXISTS report_facet_counts (
 _UPSERT = " ON CONFLICT (tbl, filter, filter_value, facet, value) DO UPDATE SET n = n + excluded.n"
 
 
+def filter_sql(name: str) -> str:
+    """The value a row is counted under for the filter NAME (a COUNTED_FILTERS entry): the column's value,
+    or for `column&other=N` the column's value where `other` = N and NULL (not counted) elsewhere."""
+    column, _, condition = name.partition("&")
+    if not condition:
+        return f"[{column}]"
+    other, _, value = condition.partition("=")
+    return f"CASE WHEN [{other}] = {int(value)} THEN [{column}] END"
+
+
 def _facet_delta(name: str, where: str, sign: str) -> str:
     """One statement adding (SIGN '+') or taking away ('-') the counts of the rows of report table NAME
     that WHERE selects: each row read once, crossed with the (filter, facet) pairs it is counted under."""
     facets = COUNTED_FACETS[name]
     pairs = [("", key) for key in facets] + [(col, key) for col in COUNTED_FILTERS[name] for key in facets]
     value = " ".join(f"WHEN '{key}' THEN {expr}" for key, expr in facets.items())
-    chosen = " ".join(f"WHEN '{col}' THEN [{col}]" for col in COUNTED_FILTERS[name])
+    chosen = " ".join(f"WHEN '{col}' THEN {filter_sql(col)}" for col in COUNTED_FILTERS[name])
     return (f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
             f" SELECT '{name}', filter, filter_value, facet, value, {sign}COUNT(*) FROM ("
             f"SELECT k.column1 AS filter, CASE k.column1 WHEN '' THEN '' {chosen} END AS filter_value,"
@@ -520,9 +533,11 @@ def _count_all() -> list[str]:
                        f" SELECT '{name}', '', '', '{key}', {expr}, COUNT(*) FROM [{name}]"
                        f" WHERE {expr} IS NOT NULL GROUP BY {expr};")
             for col in COUNTED_FILTERS[name]:
+                column, _, condition = col.partition("&")
+                only = f"[{condition.partition('=')[0]}] = {int(condition.partition('=')[2])} AND " if condition else ""
                 out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
-                           f" SELECT '{name}', '{col}', [{col}], '{key}', {expr}, COUNT(*) FROM [{name}]"
-                           f" WHERE [{col}] IS NOT NULL AND {expr} IS NOT NULL GROUP BY [{col}], {expr};")
+                           f" SELECT '{name}', '{col}', [{column}], '{key}', {expr}, COUNT(*) FROM [{name}]"
+                           f" WHERE {only}[{column}] IS NOT NULL AND {expr} IS NOT NULL GROUP BY [{column}], {expr};")
     for table, facets in COUNTED_BASE.items():
         out += [f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
                 f" SELECT '{table}', '', '', '{key}', [{col}], COUNT(*) FROM [{table}]"
@@ -550,8 +565,27 @@ def facet_counts_migration() -> str:
     return "\n".join(parts + _count_all())
 
 
+def facet_counts_open_migration() -> str:
+    """Step 2 of the part "report_facet_counts": the counts of one value among the unsuppressed rows
+    (`severity=critical&suppressed=0`, the dashboard's links; before, their facets were GROUP BYs over
+    hundreds of thousands of rows, over a second at 10,000 images), so the triggers that keep the counts
+    again with the new filters in them and every count taken again; and the indexes those pages' row
+    counts and first rows read (`fix_available=yes` counted over the whole table before)."""
+    parts = ["DROP TRIGGER IF EXISTS read_model_current_scan;", "DROP TRIGGER IF EXISTS read_model_image_deleted;",
+             _current_scan_triggers(counted=True)]
+    # a page of one value in the default order (severity_rank) walks its index (severity's exists: above)
+    parts += [f"CREATE INDEX IF NOT EXISTS [idx_{name}_{column}_order] ON [{name}]([{column}], severity_rank);"
+              for name, column in (("vulnerabilities_view", "fix_available"), ("findings_report", "kind"))]
+    parts += [f"CREATE INDEX IF NOT EXISTS [idx_{name}_{column}_open] ON [{name}]([{column}], suppressed, severity_rank);"
+              for name, columns in (("vulnerabilities_view", ("fix_available", "severity")),
+                                    ("findings_report", ("kind", "severity"))) for column in columns]
+    return "\n".join(parts + _count_all())
+
+
 # the schema part "read_model_batch" (append steps, never edit one); the second keeps the facet counts
 # (the core part "report_facet_counts", always applied before this one) in the deferring trigger
 # the third: the latest version told apart by reference when created at the same moment (LATEST_ORDER),
-# in the trigger and in every stored flag
-BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True), _batch_trigger(counted=True) + _latest_update() + ";"]
+# in the trigger and in every stored flag; the fourth again after report_facet_counts' second step
+# changed what is counted
+BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True), _batch_trigger(counted=True) + _latest_update() + ";",
+               _batch_trigger(counted=True)]

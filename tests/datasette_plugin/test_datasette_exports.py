@@ -155,3 +155,50 @@ def test_table_actions_offer_sarif_and_the_exports(demo_db):
     assert f"/{name}/vulnerabilities_view.sarif?severity=critical" in page
     packages = run(ds.client.get(f"/{name}/packages_view?image_id=2")).text
     assert f"/{name}/packages_view.cyclonedx?image_id=2" in packages
+
+
+def test_an_export_of_many_images_is_streamed_a_batch_of_images_at_a_time(demo_db, monkeypatch):
+    """With one image per batch, every image's rows are read by a query of their own and sent as they
+    come, and the file is still byte for byte the command line's (the same order across batches)."""
+    from stowaway.datasette_plugin import exports
+
+    monkeypatch.setattr(exports, "STREAM_IMAGES", 1)
+    batches = []
+    real = exports.fetch_batch
+
+    async def counted(db, report, where, params, ids, *rest):
+        batches.append(list(ids))
+        return await real(db, report, where, params, ids, *rest)
+
+    monkeypatch.setattr(exports, "fetch_batch", counted)
+    ds = datasette_for(demo_db)
+    for report in ("vulnerabilities", "baseline"):
+        batches.clear()
+        got = run(ds.client.get(f"/-/stowaway/export/{report}.csv"))
+        assert got.status_code == 200
+        assert got.content == stowaway_cli("export", report, "--db", demo_db, "--format", "csv")
+        assert len(batches) >= 2 and all(len(b) == 1 for b in batches)
+    bad = run(ds.client.get("/-/stowaway/export/vulnerabilities.csv?no_such_column=1"))
+    assert bad.status_code == 400 and "no_such_column" in bad.text  # refused before any row is sent
+
+
+def test_a_spreadsheet_of_more_rows_than_the_cap_says_how_many_it_left_out(big_db, monkeypatch):
+    from openpyxl import load_workbook
+
+    from stowaway.datasette_plugin import exports
+
+    monkeypatch.setattr(exports, "MAX_XLSX_ROWS", 5)
+    monkeypatch.setattr(exports, "STREAM_IMAGES", 1)
+    ds = datasette_for(big_db)
+    whole = run(ds.client.get("/-/stowaway/export/vulnerabilities.csv")).content.count(b"\n") - 1
+    got = run(ds.client.get("/-/stowaway/export/vulnerabilities.xlsx"))
+    assert got.status_code == 200 and whole > 5
+    rows = list(load_workbook(io.BytesIO(got.content)).active.iter_rows(values_only=True))
+    assert len(rows) == 1 + 5 + 1
+    assert rows[-1][0] == f"only the first 5 of {whole:,} rows are in this spreadsheet: narrow the export (an image," \
+                          " a repository, a table's filters) or download it as CSV, which holds every row"
+    assert got.headers["x-stowaway-truncated"] == f"5 of {whole} rows"
+    monkeypatch.setattr(exports, "MAX_XLSX_ROWS", whole)
+    every = run(ds.client.get("/-/stowaway/export/vulnerabilities.xlsx"))
+    assert "x-stowaway-truncated" not in every.headers
+    assert len(list(load_workbook(io.BytesIO(every.content)).active.iter_rows(values_only=True))) == 1 + whole

@@ -18,6 +18,12 @@ PAGES = [
     "vulnerabilities_view.json?fixed_version__isblank=1",
     "vulnerabilities_view.json?fix_available=no",
     "vulnerabilities_view.json?severity__exact=high",
+    # the dashboard's links: one value among the unsuppressed rows
+    "vulnerabilities_view.json?fix_available=yes&suppressed=0",
+    "vulnerabilities_view.json?severity=critical&suppressed=0",
+    "vulnerabilities_view.json?suppressed=0&fixed_version__notblank=1",
+    "findings_report.json?kind=vulnerability&suppressed=0",
+    "findings_report.json?severity=high&suppressed=0",
     "findings_report.json?_facet_layer=layer_index",
     "findings_report.json?kind=secret",
     "findings_report.json?suppressed=0",
@@ -34,6 +40,8 @@ OTHER = [
     "vulnerabilities_view.json?_where=cvss_score>8",
     "vulnerabilities_view.json?image=demo/app:1.0",
     "findings_report.json?suppressed=01",
+    "findings_report.json?kind=vulnerability&suppressed=1",
+    "vulnerabilities_view.json?severity=critical&suppressed=0&fix_available=yes",
     "findings_report.json?kind=secret&_sort=id&_next=1",
 ]
 
@@ -103,3 +111,33 @@ def test_a_vulnerability_page_lists_the_worst_and_counts_them_all(demo_db, monke
     page = run(ds.client.get("/-/stowaway/vulnerability/CVE-2021-44228")).text
     assert "(2 images, 2 findings)" in page and "The worst 1 are listed here" in page
     assert page.count('<td data-label="Image">') == 1 and whole.count('<td data-label="Image">') == 2
+
+
+def _plan(db: str, sql: str, params: dict) -> str:
+    conn = sqlite3.connect(db)
+    try:
+        return " / ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+    finally:
+        conn.close()
+
+
+def test_the_fix_facet_selects_the_stored_column_and_its_pages_read_an_index(demo_db):
+    """`fix available` selects fix_available=yes (the stored column, not Datasette's blank test on
+    fixed_version), and the row count of that page and of the dashboard's links (one value among the
+    unsuppressed rows) is read from the index made for them, without the table; their first rows come in
+    index order, not sorted from every matching row."""
+    ds = datasette_for(demo_db)
+    name = db_name(demo_db)
+    fix = _facets(ds, "vulnerabilities_view.json")["fixed_version"]
+    assert {url.split("?", 1)[1].replace("_extra=facet_results&", "") for _v, _l, _n, _s, url in fix} == {
+        "fix_available=yes", "fix_available=no"}
+    for page in ("fix_available=yes", "fix_available=yes&suppressed=0", "severity=low&suppressed=0"):
+        got = run(ds.client.get(f"/{name}/vulnerabilities_view.json?{page}"))
+        assert got.status_code == 200, got.text[:300]
+        sql, params = got.json()["query"]["sql"], got.json()["query"]["params"]
+        count_sql = "select count(*) " + sql[sql.index(" from "):sql.index(" order by ")]
+        column = page.split("=")[0]
+        index = f"idx_vulnerabilities_view_{column}_{'open' if 'suppressed' in page else ''}"
+        assert f"USING COVERING INDEX {index}" in _plan(demo_db, count_sql, params), count_sql
+        plan = _plan(demo_db, sql, params)
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (sql, plan)

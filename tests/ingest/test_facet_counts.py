@@ -49,8 +49,11 @@ def expected(conn) -> Counter:
                     continue
                 out[(table, "", "", facet, value)] += 1
                 for col in readmodel.COUNTED_FILTERS[table]:
-                    if row[col] is not None:
-                        out[(table, col, row[col], facet, value)] += 1
+                    column, _, only = col.partition("&")  # `severity&suppressed=0`: unsuppressed rows only
+                    if only and str(row[only.split("=")[0]]) != only.split("=")[1]:
+                        continue
+                    if row[column] is not None:
+                        out[(table, col, row[column], facet, value)] += 1
     for table, facets in readmodel.COUNTED_BASE.items():
         for row in map(dict, conn.execute(f"SELECT * FROM [{table}]")):
             for facet, col in facets.items():
@@ -92,11 +95,15 @@ def test_counts_hold_through_scans_suppressions_rescans_and_rematch(shop_db, tmp
     _run("scan", f"oci:{tmp_path / 'v2'}", "--db", db, "--no-progress")
     got = assert_true(db)
     assert got[("vulnerabilities_view", "", "", "values:image", "corpus/shop:2.0")] == 1
+    assert got[("vulnerabilities_view", "severity&suppressed=0", "critical", "values:image", REF)] == 1
 
     # a suppression moves a finding from unsuppressed to suppressed (refresh_images)
     _run("ignore", "add", "--image", REF, "--id", "CVE-2021-44228", "--reason", "accepted", "--db", db)
     got = assert_true(db)
     assert got[("findings_report", "suppressed", 1, "values:image", REF)] == 1
+    # counted among the critical ones, no longer among the unsuppressed critical ones
+    assert got[("vulnerabilities_view", "severity", "critical", "values:image", REF)] == 1
+    assert got[("vulnerabilities_view", "severity&suppressed=0", "critical", "values:image", REF)] == 0
 
     # a rescan replaces the image's current scan; the suppression carries over
     _run("rescan", REF, "--db", db, "--no-progress")
@@ -254,3 +261,36 @@ def test_rematch_after_an_advisory_update_writes_what_changed_and_the_report_row
         readmodel.rebuild_all(conn)
     conn.close()
     assert _report_rows(db) == rows
+
+
+def test_a_database_counted_before_the_unsuppressed_filters_gets_them(shop_db):
+    """A database whose counts were kept before `column&suppressed=0` was counted (the first step of the
+    part only) gets those counts and the triggers that keep them when it is opened again."""
+    from stowaway.ingest import db as dbm
+
+    conn = sqlite3.connect(shop_db)
+    with conn:
+        conn.execute("DELETE FROM report_facet_counts WHERE filter LIKE '%&%'")
+        conn.execute("UPDATE schema_parts SET version = 1 WHERE name = 'report_facet_counts'")
+        conn.execute("UPDATE schema_parts SET version = 3 WHERE name = 'read_model_batch'")
+        conn.execute("DROP INDEX idx_vulnerabilities_view_fix_available_open")
+    conn.close()
+    database = dbm.connect(shop_db)  # migrates
+    database.conn.close()
+    got = assert_true(shop_db)
+    assert got[("vulnerabilities_view", "severity&suppressed=0", "critical", "values:image", REF)] == 1
+    _run("ignore", "add", "--image", REF, "--id", "CVE-2021-44228", "--reason", "accepted", "--db", shop_db)
+    got = assert_true(shop_db)  # kept by the triggers and refresh_images from then on
+    assert got[("vulnerabilities_view", "severity&suppressed=0", "critical", "values:image", REF)] == 0
+    conn = sqlite3.connect(shop_db)
+    with conn:  # the image-deleted trigger too
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("DELETE FROM images WHERE reference = ?", [REF])
+    conn.close()
+    got = assert_true(shop_db)
+    assert not any(k[0] in readmodel.COUNTED_FACETS for k in got)
+    conn = sqlite3.connect(shop_db)
+    assert conn.execute("SELECT version FROM schema_parts WHERE name = 'read_model_batch'").fetchone()[0] == 4
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'idx_vulnerabilities_view_fix_available_open'"
+                        ).fetchone()
+    conn.close()
