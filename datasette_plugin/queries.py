@@ -3,6 +3,7 @@ counts or "current scan" of its own."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from datasette.database import QueryInterrupted
 
@@ -348,25 +349,60 @@ async def _dashboard(db, flt: ImageFilter, trend_by: str) -> dict:
     scoped = f" AND v.image_id IN (SELECT o.id FROM {overview} o WHERE {where})" if narrowing else ""
     head["fixable"] = None
     top, top_packages = [], []
-    try:  # over a large filtered set these pass over many rows: past the time limit they say so, not fail
-        head["fixable"] = await _fixable(db, narrowing, where, params)
-        # the 20 packages with most vulnerabilities (read from the (package, ecosystem, suppressed, image_id)
-        # index alone), then their split by severity (20 packages' rows by the package index)
-        top = await rows(db, f"SELECT v.package, v.ecosystem, COUNT(*) AS n FROM {vulns} v"
-                             f" WHERE v.suppressed = 0 AND v.package IS NOT NULL{scoped}"
-                             " GROUP BY v.package, v.ecosystem ORDER BY n DESC, v.package LIMIT 20", params)
-        if top:
-            top_packages = await rows(db, f"SELECT v.package, v.ecosystem, v.severity, COUNT(*) AS n FROM {vulns} v"
-                                          " WHERE v.package IN (SELECT value FROM json_each(:top_names))"
-                                          f" AND v.suppressed = 0{scoped} GROUP BY v.package, v.ecosystem, v.severity",
-                                      {**params, "top_names": json.dumps(sorted({t["package"] for t in top}))})
-            wanted = {(t["package"], t["ecosystem"]) for t in top}
-            top_packages = [r for r in top_packages if (r["package"], r["ecosystem"]) in wanted]
-    except QueryInterrupted:
-        top_packages = None
+    kept = None if narrowing else await _kept_vulnerability_counts(db)
+    if kept is not None:  # every image: the read model's kept counts, not a pass over every row
+        head["fixable"], top, top_packages = kept
+    else:
+        try:  # over a large filtered set these pass over many rows: past the time limit they say so, not fail
+            head["fixable"] = await _fixable(db, narrowing, where, params)
+            # the 20 packages with most vulnerabilities (read from the (package, ecosystem, suppressed, image_id)
+            # index alone), then their split by severity (20 packages' rows by the package index)
+            top = await rows(db, f"SELECT v.package, v.ecosystem, COUNT(*) AS n FROM {vulns} v"
+                                 f" WHERE v.suppressed = 0 AND v.package IS NOT NULL{scoped}"
+                                 " GROUP BY v.package, v.ecosystem ORDER BY n DESC, v.package LIMIT 20", params)
+            if top:
+                top_packages = await rows(db, f"SELECT v.package, v.ecosystem, v.severity, COUNT(*) AS n FROM {vulns} v"
+                                              " WHERE v.package IN (SELECT value FROM json_each(:top_names))"
+                                              f" AND v.suppressed = 0{scoped} GROUP BY v.package, v.ecosystem,"
+                                              " v.severity",
+                                          {**params, "top_names": json.dumps(sorted({t["package"] for t in top}))})
+                wanted = {(t["package"], t["ecosystem"]) for t in top}
+                top_packages = [r for r in top_packages if (r["package"], r["ecosystem"]) in wanted]
+        except QueryInterrupted:
+            top_packages = None
     return {"headline": head, "per_image": per_image, "images_total": head["images"], "top_packages": top_packages or [],
             "too_slow": top_packages is None,
             "trend": await trend(db, flt, trend_by), "trend_by": trend_by}
+
+
+async def _kept_vulnerability_counts(db) -> tuple[int, list[dict], list[dict]] | None:
+    """(fixable, top 20 packages, their split by severity) over every image from the read model's kept
+    counts (readmodel.COUNTED_ONLY: per severity among the unsuppressed rows), the same numbers and order
+    as the queries below; None when the database keeps no such counts."""
+    try:
+        step = (await db.execute("SELECT version FROM schema_parts WHERE name = 'report_facet_counts'")).rows
+        if not step or step[0][0] < 2:  # counted before these counts were kept (served as it is, read-only)
+            return None
+        got = (await db.execute(
+            "SELECT filter, filter_value, facet, value, n FROM report_facet_counts WHERE tbl = 'vulnerabilities_view'"
+            " AND ((filter = 'severity&suppressed=0' AND facet = 'top:package') OR (filter = 'fix_available&suppressed=0'"
+            " AND filter_value = 'yes' AND facet = 'severity:severity')) AND n > 0")).rows
+    except sqlite3.OperationalError:  # no kept counts at all
+        return None
+    fixable = sum(r[4] for r in got if r[2] == "severity:severity")
+    totals: dict[tuple, int] = {}
+    split = []
+    for _filter, severity, facet, value, n in got:
+        if facet != "top:package":
+            continue
+        package, ecosystem = json.loads(value)
+        totals[(package, ecosystem)] = totals.get((package, ecosystem), 0) + n
+        split.append({"package": package, "ecosystem": ecosystem, "severity": severity, "n": n})
+    top = [{"package": p, "ecosystem": e, "n": n}
+           for (p, e), n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0][0]))[:20]]
+    wanted = {(t["package"], t["ecosystem"]) for t in top}
+    split.sort(key=lambda r: (r["package"], r["ecosystem"] or "", r["severity"]))  # the GROUP BY's order
+    return fixable, top, [r for r in split if (r["package"], r["ecosystem"]) in wanted]
 
 
 async def _fixable(db, narrowing: bool, where: str, params: dict) -> int:

@@ -333,6 +333,7 @@ WHERE json_valid(policy) AND json_type(policy, '$.passwords.extra') = 'array';
     "report_facet_counts": [readmodel.facet_counts_migration(), readmodel.facet_counts_open_migration()],
     # report rows found by their finding's or package's id (rematch's apply_finding_changes)
     "report_row_ids": [readmodel.ROW_ID_INDEXES],
+    "page_indexes": readmodel.PAGE_INDEXES,
 }
 
 

@@ -448,10 +448,16 @@ LAYER_VALUE = "CASE WHEN layer_index IS NOT NULL THEN json_array(layer_index, la
 COUNTED_FACETS: dict[str, dict[str, str]] = {
     "vulnerabilities_view": {"severity:severity": "severity", "fix:fixed_version": "fix_available",
                              "cvss:cvss_score": CVSS_BUCKET, "values:image": "image", "values:package": "package",
-                             "layer:layer_index": LAYER_VALUE},
+                             "layer:layer_index": LAYER_VALUE,
+                             "top:package": "CASE WHEN package IS NOT NULL THEN json_array(package, ecosystem) END"},
     "findings_report": {"kind:kind": "kind", "severity:severity": "severity", "values:suppressed": "suppressed",
                         "values:image": "image", "layer:layer_index": LAYER_VALUE},
     "packages_view": {"values:ecosystem": "ecosystem", "values:image": "image", "layer:layer_index": LAYER_VALUE},
+}
+# counts kept for a surface other than a facet, and under these filters only (not every COUNTED_FILTERS
+# entry): the dashboard's top vulnerable packages, per severity among the unsuppressed rows
+COUNTED_ONLY: dict[str, dict[str, list[str]]] = {
+    "vulnerabilities_view": {"top:package": ["severity&suppressed=0"]},
 }
 # columns of few values whose one selected value (`column=value`) is counted per facet too; a name
 # `column&suppressed=0` counts the rows of one value that no suppression covers (the dashboard's links:
@@ -482,6 +488,11 @@ CREATE TABLE IF NOT EXISTS report_facet_counts (
 _UPSERT = " ON CONFLICT (tbl, filter, filter_value, facet, value) DO UPDATE SET n = n + excluded.n"
 
 
+def _counted(table: str, filter_name: str, key: str) -> bool:
+    only = COUNTED_ONLY.get(table, {}).get(key)
+    return only is None or filter_name in only
+
+
 def filter_sql(name: str) -> str:
     """The value a row is counted under for the filter NAME (a COUNTED_FILTERS entry): the column's value,
     or for `column&other=N` the column's value where `other` = N and NULL (not counted) elsewhere."""
@@ -496,7 +507,7 @@ def _facet_delta(name: str, where: str, sign: str) -> str:
     """One statement adding (SIGN '+') or taking away ('-') the counts of the rows of report table NAME
     that WHERE selects: each row read once, crossed with the (filter, facet) pairs it is counted under."""
     facets = COUNTED_FACETS[name]
-    pairs = [("", key) for key in facets] + [(col, key) for col in COUNTED_FILTERS[name] for key in facets]
+    pairs = [(col, key) for col in ["", *COUNTED_FILTERS[name]] for key in facets if _counted(name, col, key)]
     value = " ".join(f"WHEN '{key}' THEN {expr}" for key, expr in facets.items())
     chosen = " ".join(f"WHEN '{col}' THEN {filter_sql(col)}" for col in COUNTED_FILTERS[name])
     return (f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
@@ -529,10 +540,11 @@ def _count_all() -> list[str]:
     out = ["DELETE FROM report_facet_counts;"]
     for name, facets in COUNTED_FACETS.items():
         for key, expr in facets.items():
-            out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
-                       f" SELECT '{name}', '', '', '{key}', {expr}, COUNT(*) FROM [{name}]"
-                       f" WHERE {expr} IS NOT NULL GROUP BY {expr};")
-            for col in COUNTED_FILTERS[name]:
+            if _counted(name, "", key):
+                out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+                           f" SELECT '{name}', '', '', '{key}', {expr}, COUNT(*) FROM [{name}]"
+                           f" WHERE {expr} IS NOT NULL GROUP BY {expr};")
+            for col in [c for c in COUNTED_FILTERS[name] if _counted(name, c, key)]:
                 column, _, condition = col.partition("&")
                 only = f"[{condition.partition('=')[0]}] = {int(condition.partition('=')[2])} AND " if condition else ""
                 out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
@@ -580,6 +592,16 @@ def facet_counts_open_migration() -> str:
               for name, columns in (("vulnerabilities_view", ("fix_available", "severity")),
                                     ("findings_report", ("kind", "severity"))) for column in columns]
     return "\n".join(parts + _count_all())
+
+
+# the schema part "page_indexes" (append steps, never edit one): indexes the Datasette pages of a base
+# table read at 10,000 images -- an image's row page counts its packages (by image), the findings table
+# in its default order filtered by one severity (a walk of the rank index past every other severity: past
+# Datasette's time limit)
+PAGE_INDEXES = ["""
+CREATE INDEX IF NOT EXISTS idx_packages_image ON packages(image_id);
+CREATE INDEX IF NOT EXISTS idx_findings_severity_order ON findings(severity, severity_rank);
+"""]
 
 
 # the schema part "read_model_batch" (append steps, never edit one); the second keeps the facet counts

@@ -392,6 +392,8 @@ def _shape(page: str, name: str) -> str:
     path = re.sub(r"/-/stowaway/image/(?!.*/sbom)[^?]+", "/-/stowaway/image/REF", path)
     path = re.sub(r"/-/stowaway/vulnerability/[^?]+", "/-/stowaway/vulnerability/ID", path)
     path = re.sub(r"/\d+", "/N", path)
+    if not query:
+        return path
     args = sorted((k, v if k in VALUE_ARGS else "*")
                   for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True) if k != "_extra")
     return path + "?" + urllib.parse.urlencode(args)
@@ -405,6 +407,8 @@ def is_bulk(page: str) -> bool:
     args = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
     if path.startswith("/-/stowaway/export/"):
         return "image" not in args and "image_id" not in args
+    if path == "/-/stowaway/images.json":  # the API's largest page: 10,000 images
+        return int(args.get("size") or 0) > 1000
     if path.startswith("/-/") or path.count("/") != 2:  # a row's own SARIF is one row
         return False
     last = path.rsplit("/", 1)[-1]
@@ -417,8 +421,9 @@ def _clean(href: str) -> str:
     path, _, query = htmllib.unescape(href).replace("http://localhost", "").partition("?")
     pairs = [(k, v) for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
              if k not in ("_col", "_nocol", "_extra")]
-    return path.replace(".json", "", 1) if path.endswith(".json") and "_extra" in query else \
-        path + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
+    if path.endswith(".json") and "_extra" in query:  # a facet's link from the JSON asked for its results
+        path = path[:-len(".json")]
+    return path + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
 
 
 def links(html: str) -> list[str]:

@@ -275,3 +275,44 @@ def test_dashboard_export_links_carry_the_filters(dash_db):
     assert {r["image"] for r in rows} == {REGISTRY_REF} and len(rows) == 1
     name = db_name(dash_db)
     assert name  # the database is served under its file's stem
+
+
+def test_over_every_image_the_vulnerability_numbers_come_from_the_kept_counts(dash_db, tmp_path, monkeypatch):
+    """Over every image, the fixable number and the top packages with their split by severity are read
+    from the read model's kept counts, and are exactly what counting the rows gives (a suppression
+    included); a database without the counts counts the rows."""
+    import shutil
+    import sqlite3
+
+    from stowaway.datasette_plugin import queries
+    from stowaway.ingest.findings import Suppression, add_suppression
+
+    conn = sqlite3.connect(dash_db)
+    with conn:
+        add_suppression(conn, Suppression(rule="CVE-2022-0001", reason="accepted"))
+    conn.close()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(dash_db, plain / "scan.db")
+    conn = sqlite3.connect(plain / "scan.db")
+    with conn:
+        conn.execute("DROP TABLE report_facet_counts")
+    conn.close()
+
+    def numbers(db):
+        queries._DASHBOARD_CACHE.clear()
+        ds = datasette_for(str(db))
+        got = run(queries._dashboard(ds.get_database(db_name(str(db))), queries.ImageFilter(), "image"))
+        return got["headline"]["fixable"], [dict(r) for r in got["top_packages"]]
+
+    read = []
+    real = queries._kept_vulnerability_counts
+
+    async def spy(db):
+        read.append(await real(db))
+        return read[-1]
+
+    monkeypatch.setattr(queries, "_kept_vulnerability_counts", spy)
+    kept, counted = numbers(dash_db), numbers(plain / "scan.db")
+    assert read[0] is not None and read[1] is None  # the first from the counts, the second from the rows
+    assert kept == counted and kept[0] > 0 and kept[1]

@@ -141,3 +141,14 @@ def test_the_fix_facet_selects_the_stored_column_and_its_pages_read_an_index(dem
         assert f"USING COVERING INDEX {index}" in _plan(demo_db, count_sql, params), count_sql
         plan = _plan(demo_db, sql, params)
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+
+
+def test_an_images_row_page_and_the_findings_by_severity_read_an_index(demo_db):
+    """The image's row page counts its packages by image (Datasette's links from other tables), and the
+    findings table of one severity in its default order walks that severity's rows in order: indexes,
+    not a pass over every package or a sort of every finding of the severity."""
+    assert "USING COVERING INDEX idx_packages_image" in _plan(
+        demo_db, "select count(*) from packages where image_id = :id", {"id": 1})
+    plan = _plan(demo_db, "select rowid, * from findings where severity = :p0 order by severity_rank limit 101",
+                 {"p0": "low"})
+    assert "idx_findings_severity_order" in plan and "TEMP B-TREE" not in plan, plan

@@ -31,6 +31,8 @@ def _value(facet: str, row: dict):
         return "yes" if (row["fixed_version"] or "") != "" else "no"
     if kind == "cvss":
         return _cvss(row["cvss_score"])
+    if kind == "top":  # the dashboard's packages: name and ecosystem
+        return None if row["package"] is None else json.dumps([row["package"], row["ecosystem"]], separators=(",", ":"))
     if kind == "layer":
         return None if row["layer_index"] is None else json.dumps([row["layer_index"], row["layer_created_by"]],
                                                                   separators=(",", ":"), ensure_ascii=False)
@@ -47,10 +49,14 @@ def expected(conn) -> Counter:
                 value = _value(facet, row)
                 if value is None:
                     continue
-                out[(table, "", "", facet, value)] += 1
+                only = readmodel.COUNTED_ONLY.get(table, {}).get(facet)  # kept under these filters only
+                if only is None:
+                    out[(table, "", "", facet, value)] += 1
                 for col in readmodel.COUNTED_FILTERS[table]:
-                    column, _, only = col.partition("&")  # `severity&suppressed=0`: unsuppressed rows only
-                    if only and str(row[only.split("=")[0]]) != only.split("=")[1]:
+                    if only is not None and col not in only:
+                        continue
+                    column, _, cond = col.partition("&")  # `severity&suppressed=0`: unsuppressed rows only
+                    if cond and str(row[cond.split("=")[0]]) != cond.split("=")[1]:
                         continue
                     if row[column] is not None:
                         out[(table, col, row[column], facet, value)] += 1
