@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: the plugin's pages on a generated database (1,000 images by default; issue 16 asks for
+"""Benchmark: every page of the plugin on a generated database (1,000 images by default; issue 16 asks for
 10,000 images and 1,000,000 findings), against a budget of 300 ms a page (--budget).
 
     .venv/bin/python tests/bench/bench_datasette_pages.py [--images 1000] [--findings 100] [--db PATH] [--runs 5]
@@ -9,15 +9,29 @@ The database is generated once per size, generator version and schema, and kept 
 pipeline for its layers, then N images (100 repositories x N/100 versions) each get a finished scan
 with 150 packages and --findings findings of every kind (all but 19 of them vulnerabilities drawn from
 a pool of 400 CVEs), written in bulk (explicit indexes dropped while the rows go in and built after,
-the report tables built once at the end); 10,000 images make 1,000,000 findings (about 75 s at load
-5, against 19 minutes through one transaction per 500 images with every index in place). Every page is
-then requested through datasette.client: --runs times after one warm-up; the median and the worst
-wall-clock time are printed, and the median CPU time of the process (Datasette's SQL threads included:
-on a loaded machine the wall clock measures the neighbours too), as `stowaway serve` configures
-Datasette (suggest_facets off) and, for comparison, as
-plain `datasette DB` does (Datasette's defaults: every table page also runs two or three suggestion
-queries per column). Exit status 1 when, as served, a page's median exceeds --budget (300 ms),
-or when a facet timed out in either configuration.
+the report tables and kept counts built once at the end), with the scan tasks that wrote them (50
+images each, every 25th item failed, and one task of 1,000 images: the console's largest); 10,000
+images make 1,000,000 findings (about 12 minutes at load 8).
+
+The pages: every GET route the plugin registers (checked against console.ROUTES and routes.ROUTES;
+the POST-only ones, which write or start tasks, are named, not measured) with the variants its pages
+link to (the image list's sorts and filters, all nine report tabs, the dashboard's filters and trends,
+tasks, exports of one image, the SBOMs, the assets); Datasette's home, database and row pages; every
+table of the plugin's metadata with its default facets; each of the plugin's facets on each table column
+it is made for; the most populous value of every facet those pages show (what clicking it selects); and
+every link the plugin's own pages render (one of each shape: ids and references aside). Each is
+requested through datasette.client --runs times after one warm-up, as `stowaway serve` configures
+Datasette (suggest_facets off); the median and the worst wall-clock time and the median CPU time of
+the process (Datasette's SQL threads included: on a loaded machine the wall clock measures the
+neighbours too) are printed; the dashboard uncached (it keeps its numbers per state of the file: as
+after a write). With the table pages also as plain `datasette DB` serves them (Datasette's defaults:
+two or three facet-suggestion queries per column), one run each (--no-plain skips it).
+
+Exports of many images' rows (every image, a repository, the latest of each, a table's filters; SARIF and
+CycloneDX of a table's whole selection; Datasette's `_stream=on` CSV) cannot take 300 ms and are not
+pages: each is asked for once and printed separately with its rows, size, throughput and the process's
+peak RSS (--no-bulk skips them). Exit status 1 when, as served, a page's median exceeds --budget, or
+when a facet timed out or a page failed.
 """
 from __future__ import annotations
 
@@ -286,7 +300,21 @@ def _tasks(conn, images: int, first: int, scan_of: list[int]) -> None:
 
 
 # POST-only routes (they start tasks or write): measured by no GET
-POST_ONLY = re.compile(r"^/-/stowaway/(scan|sync|image/.+/rescan|finding/\d+/ignore)$")
+POST_ONLY = re.compile(r"^/-/stowaway/(scan|sync|image/.+/rescan|finding/\d+/ignore|task/\d+/cancel)$")
+
+
+def route_coverage(measured: list[str]) -> tuple[list[str], list[str]]:
+    """(GET routes of the plugin no measured page reaches, POST-only routes): every route the plugin
+    registers (console.ROUTES, routes.ROUTES) is asked for, or named here."""
+    from stowaway.datasette_plugin import console, routes
+
+    missed, post = [], []
+    for pattern, view in console.ROUTES + routes.ROUTES:
+        if view.__name__.endswith("_action"):
+            post.append(pattern)
+        elif not any(re.match(pattern, page.split("?")[0]) for page in measured):
+            missed.append(pattern)
+    return missed, post
 
 
 async def targets(ds, name: str) -> dict:
@@ -612,6 +640,9 @@ def main() -> int:
           f" what the page costs, whatever the machine's load)")
     print("no facet timed out" if not any(r[4] for r in served) and not any(r[2] for r in plain.values())
           else "some facets timed out or pages failed")
+    missed, post = route_coverage(pages + [b[0] for b in bulk])
+    print(f"every GET route of the plugin asked for{'' if not missed else ' but: ' + ', '.join(missed)};"
+          f" not measured (POST only: they write or start a task): {', '.join(post)}")
     print(f"\nbulk exports (many images' rows: not pages, measured once each, with their throughput and this"
           f" process's peak RSS before and after; load {os.getloadavg()[0]:.1f})")
     print(f"{'export':<70} {'status':>6} {'rows':>9} {'MB':>7} {'s':>6} {'CPU s':>6} {'rows/s':>8} {'RSS MB':>13}")
