@@ -46,7 +46,7 @@ def render(report: str, fmt: str, columns, rows) -> bytes:
 # into memory nor built whole: the images are taken in the export's order (by reference) STREAM_IMAGES
 # at a time, each batch's rows sorted as the whole export sorts them, so the bytes are the same as one
 # query's. A spreadsheet cannot be streamed (a zip) and openpyxl writes about 3,000 rows a second: at
-# most MAX_XLSX_ROWS rows, and when there are more, a last row and a header say how many were left out.
+# most MAX_XLSX_ROWS rows, and when there are more, a last row and a header say so.
 STREAM_IMAGES = 200
 MAX_XLSX_ROWS = 50_000
 
@@ -106,12 +106,14 @@ def csv_stream(db, report: str, where, params, batches, repository, latest_only)
 
 
 async def capped_rows(db, report: str, where, params, batches, repository, latest_only,
-                      cap: int | None = None) -> tuple[list[str], list[tuple], int]:
-    """(columns, at most CAP rows (MAX_XLSX_ROWS), how many rows the export holds in all)."""
+                      cap: int | None = None) -> tuple[list[str], list[tuple], bool]:
+    """(columns, at most CAP rows (MAX_XLSX_ROWS), whether the export holds more): batches are read
+    until one row past the cap, no further."""
     cap = MAX_XLSX_ROWS if cap is None else cap
-    columns, kept, total = REPORTS[report]["columns"], [], 0
-    for ids in batches:  # past the cap the batches are only counted (one batch in memory at a time)
+    columns, kept = REPORTS[report]["columns"], []
+    for ids in batches:
         columns, rows = await fetch_batch(db, report, where, params, ids, repository, latest_only)
-        total += len(rows)
-        kept += rows[:max(0, cap - len(kept))]
-    return columns, kept, total
+        kept += rows
+        if len(kept) > cap:
+            return columns, kept[:cap], True
+    return columns, kept, False

@@ -149,12 +149,12 @@ async def export(datasette, request):
     if fmt == "csv":
         return AsgiStream(exports.csv_stream(db, report, where, params, batches, repository, latest),
                           headers=headers, content_type=exports.CONTENT_TYPES[fmt])
-    columns, rows, total = await exports.capped_rows(db, report, where, params, batches, repository, latest)
-    if total > len(rows):
-        note = (f"only the first {len(rows):,} of {total:,} rows are in this spreadsheet: narrow the export (an"
+    columns, rows, more = await exports.capped_rows(db, report, where, params, batches, repository, latest)
+    if more:
+        note = (f"only the first {len(rows):,} rows are in this spreadsheet, the export holds more: narrow it (an"
                 f" image, a repository, a table's filters) or download it as CSV, which holds every row")
+        headers["x-stowaway-truncated"] = f"the first {len(rows)} rows"
         rows = rows + [(note,) + (None,) * (len(columns) - 1)]
-        headers["x-stowaway-truncated"] = f"{len(rows) - 1} of {total} rows"
     return Response(exports.render(report, fmt, columns, rows), content_type=exports.CONTENT_TYPES[fmt],
                     headers=headers)
 
