@@ -377,6 +377,8 @@ def seeds(name: str, t: dict) -> list[str]:
     out += [f"{d}/{view}?image_id=500" for view in ("vulnerabilities_view", "findings_report", "packages_view",
                                                    "unsafe_settings_view", "secrets_view", "malware_view",
                                                    "compliance_view", "base_image_view")]
+    # the fix facet's old links (bookmarks): Datasette's blank test on fixed_version, now fix_available
+    out += [f"{d}/vulnerabilities_view?fixed_version__notblank=1", f"{d}/vulnerabilities_view?fixed_version__isblank=1"]
     out += [f"{d}/vulnerabilities_view?image_id=500&package={t['package']}",
             f"{d}/vulnerabilities_view?vulnerability_id={t['vuln']}"]
     for table, fmt in (("findings_report", "sarif"), ("vulnerabilities_view", "sarif"), ("unsafe_settings_view", "sarif"),
