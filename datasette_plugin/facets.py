@@ -107,6 +107,16 @@ class _Base(Facet):
             f" and filter_value = ? and facet = ? and n > 0{order}", [self.table, *selection, key])).rows
         return {r[0]: r[1] for r in rows}
 
+    async def value_counts(self, column: str) -> dict:
+        """{value: rows} of COLUMN over the page's rows: the kept counts when they answer, else one GROUP BY."""
+        counts = await self.kept(column)
+        if counts is None:
+            col = escape_sqlite(column)
+            rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
+                                    f" group by {col}")
+            counts = {r["value"]: r["n"] for r in rows}
+        return counts
+
     async def _has_counts(self) -> bool:
         known = self.ds.__dict__.setdefault("_stowaway_facet_counts", set())
         if self.database not in known:
@@ -155,12 +165,7 @@ class SeverityFacet(_Base):
     column_hint = ("severity",)
 
     async def buckets(self, column, columns):
-        counts = await self.kept(column)
-        if counts is None:
-            col = escape_sqlite(column)
-            rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
-                                    f" group by {col}")
-            counts = {r["value"]: r["n"] for r in rows}
+        counts = await self.value_counts(column)
         order = list(SEVERITIES) + sorted(str(v) for v in counts if v not in SEVERITIES)
         return [(v, v, counts[v], [(column, v)]) for v in order if v in counts]
 
@@ -265,12 +270,7 @@ class KindFacet(_Base):
     column_hint = ("kind",)
 
     async def buckets(self, column, columns):
-        counts = await self.kept(column)
-        if counts is None:
-            col = escape_sqlite(column)
-            rows = await self.query(f"select {col} as value, count(*) as n from ({self.sql}) where {col} is not null"
-                                    f" group by {col}")
-            counts = {r["value"]: r["n"] for r in rows}
+        counts = await self.value_counts(column)
         order = list(KINDS) + sorted(str(v) for v in counts if v not in KINDS)
         return [(KIND_LABELS.get(v, v), v, counts[v], [(column, v)]) for v in order if v in counts]
 
