@@ -48,6 +48,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import bench_cache
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -60,36 +62,10 @@ TASK_SIZE = 50  # images per generated scan task; one more task of BIG_TASK imag
 BIG_TASK = 1000
 
 
-def schema_key() -> str:
-    """A digest of the schema a new database gets (tables, indexes, triggers, views): a cached database
-    made before a schema change is not reused."""
-    import hashlib
-    import tempfile
-
-    from stowaway.ingest import db as dbm
-
-    with tempfile.TemporaryDirectory() as tmp:
-        database = dbm.connect(os.path.join(tmp, "schema.db"))
-        sql = [r[0] for r in database.conn.execute("SELECT coalesce(sql, '') FROM sqlite_master ORDER BY type, name")]
-        database.conn.close()
-    return hashlib.sha1("\n".join(sql).encode()).hexdigest()[:12]
-
-
 def cached_database(images: int, findings: int, cache_dir: Path) -> Path:
-    """The generated database of IMAGES x FINDINGS, made once per generator version and schema and kept
-    in CACHE_DIR (written under a temporary name, renamed when complete: an interrupted run leaves no
-    half database behind)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"pages-{images}x{findings}-g{GENERATOR_VERSION}-{schema_key()}.db"
-    if path.exists():
-        print(f"cached database {path}", file=sys.stderr)
-        return path
-    tmp = path.with_suffix(".tmp")
-    for stale in (tmp, Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
-        stale.unlink(missing_ok=True)
-    generate(str(tmp), images, findings)
-    tmp.rename(path)
-    return path
+    """The generated database of IMAGES x FINDINGS, made once per generator version and schema."""
+    return bench_cache.cached_database(cache_dir, f"pages-{images}x{findings}-g{GENERATOR_VERSION}",
+                                       lambda path: generate(path, images, findings))
 
 
 def generate(path: str, images: int, findings: int = 100, seed: int = 8, batch: int = 1000) -> None:

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_cache
+
 ROOT = Path(__file__).resolve().parents[2]
 
 DISTROS = [("debian", "11", "deb", "Debian:11"), ("debian", "12", "deb", "Debian:12"),
@@ -113,21 +115,6 @@ def populate(database, images: int, per_image: int, rnd: random.Random, distinct
 GENERATOR_VERSION = 1  # bump when populate() or advisories() write different rows: cached databases are keyed by it
 
 
-def schema_key() -> str:
-    """A digest of the schema a new database gets: a cached database made before a schema change is not reused."""
-    import hashlib
-
-    from stowaway.analyzers.vulnerabilities import store
-    from stowaway.ingest.db import connect
-
-    with tempfile.TemporaryDirectory() as tmp:
-        database = connect(os.path.join(tmp, "schema.db"))
-        store.ensure(database.conn)
-        sql = [r[0] for r in database.conn.execute("SELECT coalesce(sql, '') FROM sqlite_master ORDER BY type, name")]
-        database.conn.close()
-    return hashlib.sha1("\n".join(sql).encode()).hexdigest()[:12]
-
-
 def build(path: str, args) -> None:
     from stowaway.analyzers.vulnerabilities.importer import import_records
     from stowaway.ingest.db import connect
@@ -142,21 +129,10 @@ def build(path: str, args) -> None:
 
 
 def cached_database(args, cache_dir: Path) -> Path:
-    """The generated database before any rematch, made once per size, generator version and schema and kept
-    in CACHE_DIR (written under a temporary name, renamed when complete)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    """The generated database before any rematch, made once per size, generator version and schema."""
     name = (f"rematch-{args.images}x{args.packages}-a{args.advisories}{'-distinct' if args.distinct_app_versions else ''}"
-            f"-g{GENERATOR_VERSION}-{schema_key()}.db")
-    path = cache_dir / name
-    if path.exists():
-        print(f"cached database {path}", file=sys.stderr)
-        return path
-    tmp = path.with_suffix(".tmp")
-    for stale in (tmp, Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
-        stale.unlink(missing_ok=True)
-    build(str(tmp), args)
-    tmp.rename(path)
-    return path
+            f"-g{GENERATOR_VERSION}")
+    return bench_cache.cached_database(cache_dir, name, lambda path: build(path, args))
 
 
 def main(argv=None) -> int:
