@@ -529,12 +529,14 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
     return True
 
 
-def finish_rematch_batch(conn, writes: RematchWrites) -> None:
+def finish_rematch_batch(conn, writes: RematchWrites, report: bool = True) -> None:
     """The end of a batch of replace_vulnerabilities writes, in their transaction: the active suppressions
     onto the new findings (the kept ones have theirs: suppressions are applied to every current scan when
-    they are added, removed or lapse), then the report rows of what changed (readmodel.apply_finding_changes)."""
+    they are added, removed or lapse), then the report rows of what changed (readmodel.apply_finding_changes;
+    REPORT False: the caller brings them in step later in the same transaction, rematch's bulk mode)."""
     from .readmodel import apply_finding_changes
 
     if writes.fresh and (writes.reasons or _active_by_rule(conn)):
         apply_suppressions(conn, finding_ids=writes.fresh, refresh=False, touched=writes.packages)
-    apply_finding_changes(conn, writes.gone, writes.fresh, writes.packages)
+    if report:
+        apply_finding_changes(conn, writes.gone, writes.fresh, writes.packages)

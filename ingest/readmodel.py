@@ -342,14 +342,17 @@ def _overview_delta(sign: str) -> str:
             f" WHERE {_CHOSEN} GROUP BY image_id) d WHERE image_overview.id = d.image_id")
 
 
-def apply_finding_changes(conn, gone, fresh, package_ids) -> None:
+def apply_finding_changes(conn, gone, fresh, package_ids, counted: bool | None = None) -> None:
     """The report rows that a change to some findings of current scans changes, in the caller's
     transaction (rematch, one batch of images): the rows of the findings GONE (deleted) and FRESH (inserted,
     their suppression already decided) in the finding tables, with their kept facet counts; the counts of
     their images' image_overview rows; the vulnerability counts of the PACKAGE_IDS in packages_view. The same
     rows refresh_images would write, touching only what changed (a rematch that rewrites a few findings in
-    every one of 10,000 images would otherwise rebuild every report row)."""
-    counted = _has_facet_counts(conn)
+    every one of 10,000 images would otherwise rebuild every report row). COUNTED False: the kept facet
+    counts of the finding tables are left to the caller, who counts them again (recount_facets) in the
+    same transaction (rematch's bulk mode)."""
+    if counted is None or counted:
+        counted = _has_facet_counts(conn)
     for ids, sign in ((gone, "-"), (fresh, "+")):
         if not ids:
             continue
@@ -561,6 +564,58 @@ def count_facets(conn) -> None:
     """Every kept facet count again, from the rows (rebuild_all's repair)."""
     for stmt in _count_all():
         conn.execute(stmt)
+
+
+def _filter_value(name: str, row: dict):
+    """The value a row (its columns by name) is counted under for the filter NAME, as filter_sql() says."""
+    column, _, condition = name.partition("&")
+    if condition:
+        other, _, value = condition.partition("=")
+        if row[other] is None or row[other] != int(value):
+            return None
+    return row[column]
+
+
+def recount_facets(conn, tables) -> None:
+    """The kept counts of TABLES (report tables of COUNTED_FACETS, base tables of COUNTED_BASE) taken again
+    from their rows, in the caller's transaction: the same rows _count_all writes for them, after a bulk
+    write that left the counts aside (rematch's bulk mode drops the base tables' counting triggers and
+    writes the report rows without the per-row deltas). One GROUP BY per facet, by its value and the
+    columns the filters read, summed here into every filter value: one sort of the rows per facet, where
+    _count_all sorts them once per (filter, facet) pair."""
+    if not _has_facet_counts(conn):
+        return
+    insert = ("INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n) VALUES (?,?,?,?,?,?)"
+              + _UPSERT)
+    for table in tables:
+        conn.execute("DELETE FROM report_facet_counts WHERE tbl = ?", [table])
+        if table in COUNTED_BASE:
+            for key, col in COUNTED_BASE[table].items():
+                conn.execute(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
+                             f" SELECT '{table}', '', '', '{key}', [{col}], COUNT(*) FROM [{table}]"
+                             f" WHERE [{col}] IS NOT NULL GROUP BY [{col}]{_UPSERT};")
+        if table not in COUNTED_FACETS:
+            continue
+        filters = COUNTED_FILTERS[table]
+        columns = sorted({f.partition("&")[0] for f in filters}
+                         | {f.partition("&")[2].partition("=")[0] for f in filters if "&" in f})
+        selected = ", ".join(f"[{c}]" for c in columns)
+        for key, expr in COUNTED_FACETS[table].items():
+            counted = [f for f in ["", *filters] if _counted(table, f, key)]
+            if not counted:
+                continue
+            out: dict = {}
+            for value, *rest in conn.execute(
+                    f"SELECT {expr} AS facet_value{', ' + selected if selected else ''}, COUNT(*) FROM [{table}]"
+                    f" WHERE {expr} IS NOT NULL GROUP BY {', '.join(['facet_value', *(f'[{c}]' for c in columns)])}"):
+                row = dict(zip(columns, rest[:-1]))
+                for name in counted:
+                    chosen = "" if not name else _filter_value(name, row)
+                    if chosen is None:
+                        continue
+                    k = (name, chosen, value)
+                    out[k] = out.get(k, 0) + rest[-1]
+            conn.executemany(insert, [(table, f, fv, key, v, n) for (f, fv, v), n in out.items()])
 
 
 def facet_counts_migration() -> str:

@@ -143,6 +143,19 @@ def feed_marker(conn) -> str:
 
 BATCH = 200  # images written in one transaction
 
+# Bulk mode: when at least BULK_IMAGES images are evaluated in full and they are at least half of the
+# database's images (a first rematch, `--all` after an evaluation change), most rows of the finding tables
+# are new: keeping their indexes and kept counts per row costs several times the writing itself (a first
+# rematch at 10,000 images: 1,000,000 findings, each in ~40 indexes and ~60 kept counts). Then the whole
+# rematch is one transaction: the secondary indexes of the tables it writes and the base tables' counting
+# triggers are dropped (as sqlite_master holds them, so an index or trigger added later is covered), the
+# rows written, the report rows of what changed added in one statement per table, the indexes and
+# triggers created again from their SQL and the kept counts of those tables taken again from the rows,
+# then committed. A reader sees the old state until that commit (WAL); an interruption rolls all of it
+# back, indexes and triggers included (SQLite's DDL is transactional).
+BULK_IMAGES = 500
+BULK_CACHE_KIB = 256 * 1024  # SQLite page cache while a bulk rematch writes (the default is 2 MiB)
+
 
 def changed_keys(conn, since: int) -> set[tuple] | None:
     """The (ecosystem, release, name) keys whose findings may differ from an evaluation against the store
@@ -265,8 +278,65 @@ def _encoded_list(items: list, cache: dict) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def _bulk_wanted(conn, full: int) -> bool:
+    images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    return full >= BULK_IMAGES and full * 2 >= images
+
+
+def _bulk_drop(conn) -> tuple[list[str], list[str]]:
+    """Drops what bulk mode rebuilds once at its end: the secondary indexes of the tables a rematch writes
+    row by row (findings, vulnerability_details and the finding report tables), but for the one that reads
+    a scan's findings (leading column scan_id) and unique ones (they enforce something); and every trigger
+    on them that keeps kept counts (its SQL writes report_facet_counts). Returns (the SQL that creates them
+    again, the tables whose kept counts are to be taken again)."""
+    from stowaway.ingest import readmodel
+
+    tables = ["findings", "vulnerability_details", *readmodel.FINDING_TABLES]
+    marks = ",".join("?" * len(tables))
+    again, recount = [], [t for t in readmodel.FINDING_TABLES if t in readmodel.COUNTED_FACETS]
+    for kind, name, table, sql in conn.execute(
+            f"SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({marks}) AND sql IS NOT NULL"
+            " AND type IN ('index', 'trigger') ORDER BY type, name", tables).fetchall():
+        if kind == "index":
+            unique = any(r[1] == name and r[2] for r in conn.execute(f"PRAGMA index_list([{table}])"))
+            first = conn.execute(f"PRAGMA index_info([{name}])").fetchone()
+            if unique or (table == "findings" and first is not None and first[2] == "scan_id"):
+                continue
+            conn.execute(f"DROP INDEX [{name}]")
+        else:
+            if "report_facet_counts" not in sql:
+                continue
+            conn.execute(f"DROP TRIGGER [{name}]")
+            if table not in recount:
+                recount.append(table)
+        again.append(sql)
+    return again, recount
+
+
+def _bulk_batch(conn, writes: RematchWrites, everything: RematchWrites) -> None:
+    """A batch's end in bulk mode: its new findings get their suppressions; the report rows wait."""
+    finish_rematch_batch(conn, writes, report=False)
+    everything.gone.extend(writes.gone)
+    everything.fresh.extend(writes.fresh)
+    everything.packages |= writes.packages
+
+
+def _bulk_finish(conn, writes: RematchWrites, again: list[str], recount: list[str]) -> None:
+    """The end of a bulk rematch, in its transaction: the report rows of what changed, the indexes and
+    triggers _bulk_drop dropped, the kept counts of the tables it wrote."""
+    from stowaway.ingest import readmodel
+
+    readmodel.apply_finding_changes(conn, writes.gone, writes.fresh, writes.packages, counted=False)
+    for sql in again:
+        conn.execute(sql)
+    readmodel.recount_facets(conn, recount)
+
+
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,
-            progress: bool = False, all_images: bool = False) -> RematchResult:
+            progress: bool = False, all_images: bool = False, bulk: bool | None = None) -> RematchResult:
+    """Re-evaluates the current scans of every image (or of REFERENCES) against the advisory store.
+    BULK: write in bulk mode (see BULK_IMAGES), or not; None decides by how many images are evaluated in
+    full."""
     conn = database.conn if hasattr(database, "conn") else database
     store.ensure(conn)
     t0 = time.perf_counter()
@@ -338,9 +408,22 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     # checkpointing the WAL every ~20 commits would cost more than the matching
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
+    if bulk is None:
+        bulk = _bulk_wanted(conn, sum(1 for inventory in inventories if inventory[-1] is None))
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     writes = RematchWrites()
+    everything_written = RematchWrites()  # bulk mode: what the whole run changed
     written = 0
+    again: list[str] = []
+    recount: list[str] = []
+    if bulk:
+        if conn.in_transaction:
+            conn.commit()
+        conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        conn.execute("BEGIN IMMEDIATE")
     try:
+        if bulk:
+            again, recount = _bulk_drop(conn)
         for (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, repository, shape,
              pids) in inventories:
             # only packages that some advisory names become objects: most of an inventory matches nothing
@@ -378,21 +461,29 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                 result.findings += shape["total"] + result.inserted - result.deleted - before - len(findings)
             written += changed
             if written >= BATCH:
-                with conn:
-                    finish_rematch_batch(conn, writes)
+                if bulk:
+                    _bulk_batch(conn, writes, everything_written)
+                else:
+                    with conn:
+                        finish_rematch_batch(conn, writes)
                 writes, written = RematchWrites(), 0
             result.changed_images += changed
             result.findings += len(findings)
             if bar:
                 bar.update(1)
-        if written:
+        if bulk:
+            _bulk_batch(conn, writes, everything_written)
+            _bulk_finish(conn, everything_written, again, recount)
+            conn.commit()
+        elif written:
             with conn:
                 finish_rematch_batch(conn, writes)
     except BaseException:
-        conn.rollback()  # the batch in progress; those before it are committed
+        conn.rollback()  # the batch in progress (bulk mode: everything); those before it are committed
         raise
     finally:
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
+        conn.execute(f"PRAGMA cache_size = {int(cache)}")
         if bar:
             bar.close()
     # the findings of the images kept as they are: as their last rematch counted them (written with the

@@ -1,0 +1,145 @@
+"""Rematch's bulk mode (one transaction; the written tables' secondary indexes and counting triggers
+dropped, then made again from their SQL; the kept counts taken again from the rows) leaves the database
+the row-by-row path leaves: the same findings, details, report rows, kept counts and schema; an
+interruption leaves it as it was."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from store_fixtures import CRITICAL, HIGH, REF, osv, shop, shop_db, shop_template  # noqa: F401 (fixtures)
+from test_facet_counts import assert_true
+
+from stowaway.analyzers.vulnerabilities import rematch as rematch_module
+from stowaway.analyzers.vulnerabilities.importer import import_records
+from stowaway.ingest import cli, readmodel
+from stowaway.ingest.db import connect
+
+
+def _run(*argv) -> None:
+    assert cli.main([str(a) for a in argv]) == 0
+
+
+def _dump(db: str) -> dict:
+    """Every row a rematch writes or moves, and the schema (indexes and triggers included)."""
+    conn = sqlite3.connect(db)
+    try:
+        out = {name: sorted(map(repr, conn.execute(f"SELECT * FROM [{name}]")))
+               for name in ("findings", "vulnerability_details", "packages", *readmodel.MATERIALIZE)}
+        out["report_facet_counts"] = sorted(map(repr, conn.execute(
+            "SELECT tbl, filter, filter_value, facet, value, n FROM report_facet_counts WHERE n <> 0")))
+        facts = []
+        for scan_id, name, value in conn.execute("SELECT scan_id, name, value FROM scan_facts"):
+            if name == "vulnerabilities_rematched":  # when it ran differs
+                value = {k: v for k, v in json.loads(value).items() if k != "at"}
+            facts.append(repr((scan_id, name, value)))
+        out["scan_facts"] = sorted(facts)
+        out["scans"] = sorted(map(repr, conn.execute("SELECT id, feed_version FROM scans")))
+        out["schema"] = sorted(map(repr, conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
+                                                      " WHERE name NOT LIKE 'sqlite_stat%'")))
+        return out
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def fleet(shop_db, tmp_path) -> str:
+    """The shop and three more images (log4j versions with one, two or no findings), a suppression, and
+    every vulnerability finding gone: the next rematch writes them all again."""
+    db = shop_db
+    for n, version in enumerate(("2.15.0", "2.13.0", "2.17.0")):
+        shop(version).write_oci_layout(tmp_path / f"v{n}", ref=f"corpus/shop:{n + 2}.0")
+        _run("scan", f"oci:{tmp_path / f'v{n}'}", "--db", db, "--no-progress")
+    _run("ignore", "add", "--image", REF, "--id", "CVE-2021-45046", "--reason", "accepted", "--db", db)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM vulnerability_details")
+        conn.execute("DELETE FROM findings WHERE kind = 'vulnerability'")
+        conn.execute("UPDATE scans SET feed_version = NULL")
+        readmodel.rebuild_all(conn)
+    conn.close()
+    return db
+
+
+def _copy(db: str, to: str) -> str:
+    src, dst = sqlite3.connect(db), sqlite3.connect(to)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    return to
+
+
+def _rematch(db: str, **kw):
+    database = connect(db)
+    try:
+        return rematch_module.rematch(database, **kw)
+    finally:
+        database.conn.close()
+
+
+def test_bulk_mode_writes_what_the_row_by_row_path_writes(fleet, tmp_path, monkeypatch):
+    rows_db = _copy(fleet, str(tmp_path / "rows.db"))
+    monkeypatch.setattr(rematch_module, "BATCH", 2)  # the row path commits in batches, bulk mode once
+    bulk = _rematch(fleet, bulk=True)
+    rows = _rematch(rows_db, bulk=False)
+    assert (bulk.inserted, bulk.deleted, bulk.findings, bulk.ignored) == \
+        (rows.inserted, rows.deleted, rows.findings, rows.ignored)
+    assert bulk.inserted == 5 and bulk.ignored == 1  # 2.14.1: 2, 2.15.0: 1, 2.13.0: 2, 2.17.0: 0
+    got = _dump(fleet)
+    assert got == _dump(rows_db)
+    assert any("CREATE INDEX" in s and "vulnerabilities_view" in s for s in got["schema"])  # made again
+    assert any("facet_counts_findings_insert" in s for s in got["schema"])
+    assert_true(fleet)
+
+    # an advisory update: findings go and come (the rows of the findings deleted leave the report tables)
+    later = osv("GHSA-7rjr-3q55-vv33", "CVE-2021-45046", "2.17.0", HIGH)
+    later["modified"] = "2025-01-01T00:00:00Z"
+    new = osv("GHSA-new0-0000-0000", "CVE-2099-0001", "2.99.0", CRITICAL)
+    for db in (fleet, rows_db):
+        database = connect(db)
+        import_records(database, [later, new])
+        database.conn.close()
+    bulk = _rematch(fleet, bulk=True, all_images=True)
+    rows = _rematch(rows_db, bulk=False, all_images=True)
+    assert bulk.deleted > 0 and (bulk.inserted, bulk.deleted) == (rows.inserted, rows.deleted)
+    assert _dump(fleet) == _dump(rows_db)
+    assert_true(fleet)
+
+
+def test_bulk_mode_is_chosen_when_most_images_are_evaluated_in_full(fleet, monkeypatch):
+    chosen = []
+    real = rematch_module._bulk_drop
+    monkeypatch.setattr(rematch_module, "_bulk_drop", lambda conn: chosen.append(1) or real(conn))
+    monkeypatch.setattr(rematch_module, "BULK_IMAGES", 3)
+    _rematch(fleet)  # four images in full, of four
+    assert chosen == [1]
+    _rematch(fleet)  # none: every image was matched against this store
+    assert chosen == [1]
+    monkeypatch.setattr(rematch_module, "BULK_IMAGES", 5)
+    _rematch(fleet, all_images=True)  # four in full, fewer than BULK_IMAGES
+    assert chosen == [1]
+
+
+def test_an_interrupted_bulk_rematch_leaves_the_database_as_it_was(fleet, monkeypatch):
+    before = _dump(fleet)
+    calls = []
+    real = rematch_module.replace_vulnerabilities
+
+    def failing_third(*args, **kw):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", failing_third)
+    with pytest.raises(KeyboardInterrupt):
+        _rematch(fleet, bulk=True)
+    assert len(calls) == 3
+    assert _dump(fleet) == before  # no finding, no dropped index or trigger, no count moved
+    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", real)
+    assert _rematch(fleet, bulk=True).inserted == 5
+    assert_true(fleet)
+    conn = sqlite3.connect(fleet)
+    assert conn.execute("SELECT COUNT(*) FROM findings WHERE suppressed = 1").fetchone()[0] == 1  # kept
+    conn.close()
