@@ -428,6 +428,21 @@ def _core_cells(detail: dict, encoded: dict) -> tuple:
     return got[1]
 
 
+def _static_rows(f: Finding, encoded: dict) -> tuple:
+    """(the finding, its ignore reason, vulnerability id, content digest, its findings row between the
+    image id and the package id, {repository: fingerprint}, its findings row after the fingerprint, its
+    details row after the finding id) of one Finding: what replace_vulnerabilities writes for it in
+    every image but the ids."""
+    d = f.detail
+    reason = d.get("ignore_reason")
+    middle = (f.kind, f.severity, dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule,
+              f.status, f.path, f.layer_index, int(bool(f.visible)))
+    detail = (d["vulnerability_id"], d["package_name"], d["ecosystem"], d["installed_version"], d["solution"],
+              reason, d["content_hash"]) + _core_cells(d, encoded)
+    return (f, reason, d.get("vulnerability_id"), d["content_hash"], middle, {}, (int(reason is not None), reason),
+            detail)
+
+
 @dataclass
 class RematchWrites:
     """What rematch's writes of one batch of images changed: the suppressions and the report rows are
@@ -442,7 +457,7 @@ class RematchWrites:
 def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed,
                             detail_sql, encoded, result, facts: dict | None = None,
                             writes: RematchWrites | None = None, package_ids: list | None = None,
-                            total: int | None = None) -> bool:
+                            total: int | None = None, statics: dict | None = None) -> bool:
     """Rematch's write: brings one scan's stored vulnerability findings to `findings`, in the caller's open
     transaction, touching only what changed (a finding is kept when its fingerprint and content digest are
     the same). `result` counts what was inserted and deleted; WRITES collects what changed, for
@@ -451,7 +466,9 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
     or its JSON text already encoded. ENCODED: the caller's cache, kept across images. PACKAGE_IDS: only
     the findings of these packages are compared and replaced (a rematch that re-evaluated only some
     packages), the scan's others stay; TOTAL: then how many vulnerability findings the scan had before.
-    True if anything changed."""
+    STATICS: the caller's cache of what each Finding writes but for the ids, by identity, when the same
+    Finding objects recur across images (kept across images; None: nothing cached). True if anything
+    changed."""
     if writes is None:
         raise TypeError("replace_vulnerabilities writes in a batch: pass a RematchWrites")
     stored: dict[tuple, list] = {}
@@ -467,25 +484,33 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
     counts: Counter = Counter()
     fresh = []
     for f in findings:
-        detail = f.detail
-        reason = detail.get("ignore_reason")
+        # what a finding's rows say but for the image's own ids, worked out once per Finding (the evaluator
+        # hands the same objects to every image that has the package; kept alive by its cache)
+        static = statics.get(id(f)) if statics is not None else None
+        if static is None or static[0] is not f:
+            static = _static_rows(f, encoded)
+            if statics is not None:
+                statics[id(f)] = static
+        reason = static[1]
         pid = ids.get(f.package)
-        pkg = by_key.get(f.package)
         # a vulnerability's fingerprint names the repository, the id and the package (finding_fingerprint):
         # computed once per repository however many findings share it
-        fkey = ("fp", repository, detail.get("vulnerability_id"), f.rule, pkg.ecosystem if pkg else None,
-                pkg.name if pkg else None)
-        fp = encoded.get(fkey)
+        fp = static[5].get(repository)
         if fp is None:
-            fp = encoded[fkey] = finding_fingerprint(f, pkg, repository)
-        same = stored.get((fp, detail["content_hash"]))
+            pkg = by_key.get(f.package)
+            fkey = ("fp", repository, static[2], f.rule, pkg.ecosystem if pkg else None, pkg.name if pkg else None)
+            fp = encoded.get(fkey)
+            if fp is None:
+                fp = encoded[fkey] = finding_fingerprint(f, pkg, repository)
+            static[5][repository] = fp
+        same = stored.get((fp, static[3])) if stored else None
         kept = same.pop() if same else None
         # a kept finding keeps its suppression; a new one gets the store's at the batch's end
         if reason is None and pid is not None and not (kept and kept[1]):
             counts[pid] += 1
         if kept:
             continue
-        fresh.append((f, fp, pid, reason))
+        fresh.append((static, fp, pid))
     gone = [fid for fids in stored.values() for fid, _ in fids]
     recount = [(n, pid) for pid, n in counts.items() if old_counts.get(pid, 0) != n]
     recount += [(0, pid) for pid, n in old_counts.items() if n and pid not in counts]
@@ -501,15 +526,12 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
         # ids handed out here so both tables go in with executemany; safe: this transaction holds the lock
         next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
         rows, details = [], []
-        for fid, (f, fp, pid, reason) in enumerate(fresh, next_id):
-            rows.append((fid, scan_id, image_id, f.kind, f.severity,
-                         dbm.SEVERITY_RANK.get(f.severity, len(dbm.SEVERITY_RANK)), f.title, f.rule, f.status,
-                         f.path, f.layer_index, int(bool(f.visible)), pid, fp, int(reason is not None), reason))
-            d = f.detail
-            details.append((fid, d["vulnerability_id"], d["package_name"], d["ecosystem"], d["installed_version"],
-                            d["solution"], reason, d["content_hash"]) + _core_cells(d, encoded))
-            writes.fresh.append(fid)
-            writes.reasons = writes.reasons or reason is not None
+        head = (scan_id, image_id)
+        for fid, (static, fp, pid) in enumerate(fresh, next_id):
+            rows.append((fid, *head, *static[4], pid, fp, *static[6]))
+            details.append((fid, *static[7]))
+            writes.reasons = writes.reasons or static[1] is not None
+        writes.fresh.extend(range(next_id, next_id + len(fresh)))
         conn.executemany("INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
                          " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
                          " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)

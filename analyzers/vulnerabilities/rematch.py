@@ -402,6 +402,9 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     detail_sql = (f"INSERT INTO vulnerability_details ({', '.join(DETAIL_COLUMNS)})"
                   f" VALUES ({', '.join('?' * len(DETAIL_COLUMNS))})")
     encoded: dict = {}
+    # without ignore rules the evaluator hands every image the same Finding objects of a package (kept in
+    # its cache): what they write is worked out once; with them they are new per image, and not kept here
+    statics: dict | None = None if evaluation.ignores else {}
     fixes_cache: dict = {}
     # one commit per batch of BATCH images written, their suppressions and report rows brought in step
     # before it (a batch is all or nothing: rematch again redoes what an interruption lost);
@@ -443,7 +446,7 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                          "vulnerability_fixes": _encoded_list(fixes, fixes_cache)}
                 changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
                                                   old_counts, findings, feed, old_feed, detail_sql, encoded, result,
-                                                  facts, writes=writes)
+                                                  facts, writes=writes, statics=statics)
             else:
                 facts = {} if coverage == shape["facts"].get("vulnerability_coverage") else \
                     {"vulnerability_coverage": coverage}
@@ -457,7 +460,8 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                 before = result.inserted - result.deleted
                 changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
                                                   old_counts, findings, feed, old_feed, detail_sql, encoded, result,
-                                                  facts, writes=writes, package_ids=pids, total=shape["total"])
+                                                  facts, writes=writes, package_ids=pids, total=shape["total"],
+                                                  statics=statics)
                 result.findings += shape["total"] + result.inserted - result.deleted - before - len(findings)
             written += changed
             if written >= BATCH:
