@@ -88,6 +88,14 @@ def test_bulk_mode_writes_what_the_row_by_row_path_writes(fleet, tmp_path, monke
     assert bulk.inserted == 5 and bulk.ignored == 1  # 2.14.1: 2, 2.15.0: 1, 2.13.0: 2, 2.17.0: 0
     got = _dump(fleet)
     assert got == _dump(rows_db)
+    conn = sqlite3.connect(fleet)  # written without checking foreign keys row by row: they hold
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+    database = connect(_copy(fleet, str(tmp_path / "again.db")))
+    assert database.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # as connect() sets it
+    assert rematch_module.rematch(database, bulk=True, all_images=True).inserted == 0
+    assert database.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # and as it was after a rematch
+    database.conn.close()
     assert any("CREATE INDEX" in s and "vulnerabilities_view" in s for s in got["schema"])  # made again
     assert any("facet_counts_findings_insert" in s for s in got["schema"])
     assert_true(fleet)
