@@ -32,7 +32,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from stowaway.analyzers.base import ImageContext
 
@@ -419,7 +419,7 @@ def _cell(value):
     return _JSON.encode(value) if isinstance(value, (list, dict)) else value
 
 
-def _core_cells(detail: dict, encoded: dict) -> tuple:
+def _core_cells(detail: Mapping[str, Any], encoded: dict) -> tuple:
     # keyed by the shared matched_by list: encoded once, however many images carry the package
     shared = detail["matched_by"]
     got = encoded.get(id(shared))

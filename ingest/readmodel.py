@@ -608,7 +608,8 @@ def recount_facets(conn, tables) -> None:
                          | {f.partition("&")[2].partition("=")[0] for f in filters if "&" in f})
         facets = {key: expr for key, expr in COUNTED_FACETS[table].items()
                   if any(_counted(table, f, key) for f in ["", *filters])}
-        few, many = [], []
+        few: list[str] = []
+        many: list[str] = []
         for key, expr in facets.items():
             values = conn.execute(f"SELECT COUNT(DISTINCT v) FROM (SELECT {expr} AS v FROM [{table}]"
                                   f" LIMIT {RECOUNT_SAMPLE})").fetchone()[0]
