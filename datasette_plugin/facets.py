@@ -102,9 +102,12 @@ class _Base(Facet):
         if not await self._has_counts():  # an older database served as it is
             return None
         order = f" order by n desc, value limit {int(top)}" if top is not None else ""
+        chosen = "json_array(?, ?)" if isinstance(selection[1], tuple) else "?"  # a layer: as the counts write it
+        values = list(selection[1]) if isinstance(selection[1], tuple) else [selection[1]]
         rows = (await self.ds.execute(
             self.database, "select value, n from report_facet_counts where tbl = ? and filter = ?"
-            f" and filter_value = ? and facet = ? and n > 0{order}", [self.table, *selection, key])).rows
+            f" and filter_value = {chosen} and facet = ? and n > 0{order}",
+            [self.table, selection[0], *values, key])).rows
         return {r[0]: r[1] for r in rows}
 
     async def value_counts(self, column: str) -> dict:
@@ -138,11 +141,16 @@ class _Base(Facet):
             return None
         if not pairs:
             return "", ""
+        if self.table not in readmodel.COUNTED_FILTERS:
+            return None
+        chosen = _expression_selection(pairs)  # one layer's rows, one CVSS bucket: the facets' own links
+        if chosen is not None:
+            return chosen if chosen[0] in readmodel.COUNTED_FILTERS[self.table] else None
         suffix = ""
         if len(pairs) == 2 and OPEN_PAIR in pairs:  # one value among the unsuppressed rows
             pairs = [p for p in pairs if p != OPEN_PAIR]
             suffix = readmodel.OPEN
-        if len(pairs) != 1 or self.table not in readmodel.COUNTED_FILTERS:
+        if len(pairs) != 1:
             return None
         key, value = pairs[0]
         column, _, lookup = key.partition("__")
@@ -151,7 +159,7 @@ class _Base(Facet):
         if lookup not in ("", "exact") or column + suffix not in readmodel.COUNTED_FILTERS[self.table]:
             return None
         if column in INTEGER_COLUMNS:  # compared as a number, as SQLite's column affinity does
-            return (column + suffix, int(value)) if re.fullmatch(r"0|-?[1-9][0-9]*", value) else None
+            return (column + suffix, int(value)) if INTEGER.fullmatch(value) else None
         return column + suffix, value
 
     async def buckets(self, column: str, columns: list[str]) -> list[tuple[str, object, int, list[tuple[str, str]]]]:
@@ -241,11 +249,13 @@ class LayerFacet(_Base):
                      [(column, str(r["value"]))] + ([("layer_created_by", r["cmd"])] if r["cmd"] is not None else []))
                     for r in rows]
         if "image_id" in columns:
+            # the rows counted per layer and image first (an index on the selection's column, the layer and
+            # the image reads them in that order, without the table), then each group joined to its command
             rows = await self.query(
-                f"select t.{col} as value, min(il.created_by) as cmd, count(distinct il.created_by) as cmds,"
-                f" count(*) as n from ({self.sql}) t left join image_layers il on il.image_id = t.image_id"
-                f" and il.position = t.{col} where t.{col} is not null group by t.{col} order by t.{col}"
-                f" limit {self.get_facet_size()}")
+                f"select g.value, min(il.created_by) as cmd, count(distinct il.created_by) as cmds, sum(g.n) as n"
+                f" from (select {col} as value, image_id, count(*) as n from ({self.sql}) where {col} is not null"
+                f" group by {col}, image_id) g left join image_layers il on il.image_id = g.image_id"
+                f" and il.position = g.value group by g.value order by g.value limit {self.get_facet_size()}")
         else:
             rows = await self.query(f"select {col} as value, null as cmd, 0 as cmds, count(*) as n from ({self.sql})"
                                     f" where {col} is not null group by {col} order by {col}"
@@ -298,5 +308,22 @@ class ValuesFacet(_Base):
 # integer columns among the counted filters: a URL's value is compared with them as a number
 INTEGER_COLUMNS = {"suppressed"}
 OPEN_PAIR = ("suppressed", "0")
+INTEGER = re.compile(r"0|-?[1-9][0-9]*")
+# a CVSS bucket's link selects these filters (Datasette's own): {frozenset(pairs): bucket label}
+CVSS_SELECTIONS = {frozenset(("cvss_score" + op, v) for op, v in filters.items()): label
+                   for label, filters in CVSS_BUCKETS}
+
+
+def _expression_selection(pairs: list[tuple[str, str]]) -> tuple[str, object] | None:
+    """The filter counted under a value of several columns (readmodel.FILTER_VALUES) that PAIRS select
+    exactly, with the value the counts hold it under: ('layer', (index, command)) for the layer facet's link
+    (`layer_index=N&layer_created_by=COMMAND`; a layer without a command selects every command at its
+    position, which no count holds), ('cvss', label) for a CVSS bucket's; else None."""
+    args = dict(pairs)
+    if len(pairs) == 2 and set(args) == {"layer_index", "layer_created_by"}:
+        return ("layer", (int(args["layer_index"]), args["layer_created_by"])) \
+            if INTEGER.fullmatch(args["layer_index"]) else None
+    label = CVSS_SELECTIONS.get(frozenset(pairs))
+    return ("cvss", label) if label is not None and len(args) == len(pairs) else None
 
 FACET_CLASSES = [SeverityFacet, CvssFacet, FixFacet, LayerFacet, KindFacet, ValuesFacet]

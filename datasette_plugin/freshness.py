@@ -33,40 +33,19 @@ def _migrate(conn) -> None:
     analyze_if_stale(conn)
 
 
-# Tables whose pages filter by one image AND by a column the whole-table pages index (severity, fix,
-# kind, suppressed): without statistics SQLite prefers the index with more equality columns and walks
-# every critical (or fixable) row of the database for one image's page; with them it reads the image's
-# rows by image_id. Nothing else in Stowaway runs ANALYZE, so the plugin does at startup, when a table's
-# statistics are missing or its row count has moved more than STALE_FACTOR times since (about 15 s for
-# 10,000 images, once).
-ANALYZED = ("vulnerabilities_view", "findings_report", "unsafe_settings_view", "secrets_view", "malware_view",
-            "compliance_view", "packages_view", "base_image_view", "image_overview", "findings", "packages")
-STALE_FACTOR = 2.0
-
-
+# Without statistics SQLite read one image's critical (or fixable) rows through the whole-table index of
+# the value. The writes keep them (readmodel.keep_statistics); a writable database made before that, or
+# whose tables moved since, is analyzed here at startup (a sample of each index), only where stale.
 def stale_tables(conn) -> list[str]:
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    known: dict[str, int] = {}
-    if "sqlite_stat1" in names:
-        for tbl, stat in conn.execute("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL"):
-            head = str(stat or "").split(" ", 1)[0]
-            if head.isdigit():
-                known[tbl] = max(known.get(tbl, 0), int(head))
-    out = []
-    for table in ANALYZED:
-        if table not in names:
-            continue
-        rows = conn.execute(f"SELECT COUNT(*) FROM [{table}]").fetchone()[0]
-        before = known.get(table)
-        if rows and (before is None or max(rows, before) > STALE_FACTOR * max(1, min(rows, before))):
-            out.append(table)
-    return out
+    from stowaway.ingest import readmodel
+
+    return readmodel.stale_statistics(conn)
 
 
 def analyze_if_stale(conn) -> list[str]:
-    tables = stale_tables(conn)
-    for table in tables:
-        conn.execute(f"ANALYZE [{table}]")
+    from stowaway.ingest import readmodel
+
+    tables = readmodel.keep_statistics(conn, check_all=True)
     if tables:
         conn.commit()
     return tables

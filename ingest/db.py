@@ -330,7 +330,8 @@ UPDATE scans SET policy = json_remove(json_set(policy, '$.passwords.extra_count'
 WHERE json_valid(policy) AND json_type(policy, '$.passwords.extra') = 'array';
 """],
     # facet counts of the big report tables kept by the writer (readmodel.py, "kept facet counts")
-    "report_facet_counts": [readmodel.facet_counts_migration(), readmodel.facet_counts_open_migration()],
+    "report_facet_counts": [readmodel.facet_counts_migration(), readmodel.facet_counts_open_migration(),
+                            readmodel.facet_counts_layer_cvss_migration()],
     # report rows found by their finding's or package's id (rematch's apply_finding_changes)
     "report_row_ids": [readmodel.ROW_ID_INDEXES],
     "page_indexes": readmodel.PAGE_INDEXES,

@@ -311,6 +311,7 @@ def refresh_images(conn, image_ids) -> None:
                 conn.execute(_facet_delta(name, chosen, "+"), {"id": image_id})
     conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
                                 " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
+    keep_statistics(conn)
 
 
 # image_overview's counts, as predicates over findings_report's rows (the failing findings of the
@@ -374,6 +375,7 @@ def apply_finding_changes(conn, gone, fresh, package_ids, counted: bool | None =
         conn.execute("UPDATE packages_view SET vulnerability_count = (SELECT p.vulnerability_count FROM packages p"
                      f" WHERE p.id = packages_view.id) WHERE {_CHOSEN}",
                      {"ids": json.dumps(sorted(int(i) for i in package_ids))})
+    keep_statistics(conn)
 
 
 def rebuild_all(conn) -> None:
@@ -466,10 +468,14 @@ COUNTED_ONLY: dict[str, dict[str, list[str]]] = {
 # `column&suppressed=0` counts the rows of one value that no suppression covers (the dashboard's links:
 # `fix_available=yes&suppressed=0`), see filter_sql()
 OPEN = "&suppressed=0"
+# filters counted under a value made of several columns: `layer` is one layer's rows (the layer facet's link,
+# `layer_index=N&layer_created_by=COMMAND`), `cvss` one CVSS bucket (the CVSS facet's link, its range
+# filters); their selection is told apart by the plugin's facets (datasette_plugin/facets.py _selection)
+FILTER_VALUES = {"layer": LAYER_VALUE, "cvss": CVSS_BUCKET}
 COUNTED_FILTERS: dict[str, list[str]] = {
-    "vulnerabilities_view": ["severity", "fix_available", "severity" + OPEN, "fix_available" + OPEN],
-    "findings_report": ["kind", "severity", "suppressed", "kind" + OPEN, "severity" + OPEN],
-    "packages_view": ["ecosystem"],
+    "vulnerabilities_view": ["severity", "fix_available", "severity" + OPEN, "fix_available" + OPEN, "layer", "cvss"],
+    "findings_report": ["kind", "severity", "suppressed", "kind" + OPEN, "severity" + OPEN, "layer"],
+    "packages_view": ["ecosystem", "layer"],
 }
 # base tables, counted by triggers on their rows (unfiltered only)
 COUNTED_BASE: dict[str, dict[str, str]] = {
@@ -500,10 +506,11 @@ def filter_sql(name: str) -> str:
     """The value a row is counted under for the filter NAME (a COUNTED_FILTERS entry): the column's value,
     or for `column&other=N` the column's value where `other` = N and NULL (not counted) elsewhere."""
     column, _, condition = name.partition("&")
+    value_sql = FILTER_VALUES.get(column, f"[{column}]")
     if not condition:
-        return f"[{column}]"
+        return value_sql
     other, _, value = condition.partition("=")
-    return f"CASE WHEN [{other}] = {int(value)} THEN [{column}] END"
+    return f"CASE WHEN [{other}] = {int(value)} THEN {value_sql} END"
 
 
 def _facet_delta(name: str, where: str, sign: str) -> str:
@@ -550,9 +557,10 @@ def _count_all() -> list[str]:
             for col in [c for c in COUNTED_FILTERS[name] if _counted(name, c, key)]:
                 column, _, condition = col.partition("&")
                 only = f"[{condition.partition('=')[0]}] = {int(condition.partition('=')[2])} AND " if condition else ""
+                chosen = FILTER_VALUES.get(column, f"[{column}]")
                 out.append(f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
-                           f" SELECT '{name}', '{col}', [{column}], '{key}', {expr}, COUNT(*) FROM [{name}]"
-                           f" WHERE {only}[{column}] IS NOT NULL AND {expr} IS NOT NULL GROUP BY [{column}], {expr};")
+                           f" SELECT '{name}', '{col}', {chosen}, '{key}', {expr}, COUNT(*) FROM [{name}]"
+                           f" WHERE {only}{chosen} IS NOT NULL AND {expr} IS NOT NULL GROUP BY {chosen}, {expr};")
     for table, facets in COUNTED_BASE.items():
         out += [f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
                 f" SELECT '{table}', '', '', '{key}', [{col}], COUNT(*) FROM [{table}]"
@@ -669,6 +677,26 @@ def facet_counts_open_migration() -> str:
     return "\n".join(parts + _count_all())
 
 
+def facet_counts_layer_cvss_migration() -> str:
+    """Step 3 of the part "report_facet_counts": one layer's rows and one CVSS bucket counted per facet too
+    (FILTER_VALUES: the layer and CVSS facets' links; their facets were GROUP BYs over a third of a table,
+    past Datasette's facet time limit at 10,000 images), so the triggers again and every count taken again;
+    and the indexes those pages' first rows read in the default order: a layer's rows by layer, command and
+    order (replacing the layer index, its prefix), a bucket's by rank then score (a skip-scan over the few
+    ranks, replacing the rank index, its prefix; a range of scores in rank order sorted every row of it)."""
+    parts = ["DROP TRIGGER IF EXISTS read_model_current_scan;", "DROP TRIGGER IF EXISTS read_model_image_deleted;",
+             _current_scan_triggers(counted=True)]
+    for name, order in (("vulnerabilities_view", "severity_rank"), ("findings_report", "severity_rank"),
+                        ("packages_view", "vulnerability_count")):
+        parts += [f"DROP INDEX IF EXISTS [idx_{name}_layer];",
+                  f"CREATE INDEX IF NOT EXISTS [idx_{name}_layer_order] ON [{name}](layer_index, layer_created_by,"
+                  f" [{order}]);"]
+    parts += ["DROP INDEX IF EXISTS idx_vulnerabilities_view_severity_rank;",
+              "CREATE INDEX IF NOT EXISTS idx_vulnerabilities_view_rank_cvss ON vulnerabilities_view(severity_rank,"
+              " cvss_score);"]
+    return "\n".join(parts + _count_all())
+
+
 # the schema part "page_indexes" (append steps, never edit one): indexes the Datasette pages of a base
 # table read at 10,000 images -- an image's row page counts its packages (by image), the findings table
 # in its default order filtered by one severity (a walk of the rank index past every other severity: past
@@ -676,6 +704,21 @@ def facet_counts_open_migration() -> str:
 PAGE_INDEXES = ["""
 CREATE INDEX IF NOT EXISTS idx_packages_image ON packages(image_id);
 CREATE INDEX IF NOT EXISTS idx_findings_severity_order ON findings(severity, severity_rank);
+""",
+# the second: the findings table's facets over one kind or one severity (Datasette's own filter links) read
+# an index, not every row of the value: the other of kind and severity, and the layer facet's rows per layer
+# and image (datasette_plugin/facets.py LayerFacet); the layer and kind indexes are these ones' prefixes;
+# the packages table's layer facet likewise, over every row and over one ecosystem
+"""
+CREATE INDEX IF NOT EXISTS idx_packages_layer_image ON packages(layer_index, image_id);
+CREATE INDEX IF NOT EXISTS idx_packages_ecosystem_layer ON packages(ecosystem, layer_index, image_id);
+DROP INDEX IF EXISTS idx_findings_layer;
+CREATE INDEX IF NOT EXISTS idx_findings_layer_image ON findings(layer_index, image_id);
+DROP INDEX IF EXISTS idx_findings_kind;
+CREATE INDEX IF NOT EXISTS idx_findings_kind_severity ON findings(kind, severity);
+CREATE INDEX IF NOT EXISTS idx_findings_severity_kind ON findings(severity, kind);
+CREATE INDEX IF NOT EXISTS idx_findings_kind_layer ON findings(kind, layer_index, image_id);
+CREATE INDEX IF NOT EXISTS idx_findings_severity_layer ON findings(severity, layer_index, image_id);
 """]
 
 
@@ -683,6 +726,143 @@ CREATE INDEX IF NOT EXISTS idx_findings_severity_order ON findings(severity, sev
 # (the core part "report_facet_counts", always applied before this one) in the deferring trigger
 # the third: the latest version told apart by reference when created at the same moment (LATEST_ORDER),
 # in the trigger and in every stored flag; the fourth again after report_facet_counts' second step
-# changed what is counted
+# changed what is counted, the fifth after its third did
 BATCH_STEPS = [_batch_trigger(), _batch_trigger(counted=True), _batch_trigger(counted=True) + _latest_update() + ";",
-               _batch_trigger(counted=True)]
+               _batch_trigger(counted=True), _batch_trigger(counted=True)]
+
+
+# --- the query planner's statistics (sqlite_stat1), kept by the writers ----------------------------
+# Without them SQLite prefers the index with more equality columns: one image's critical rows were read
+# through the whole-table severity index (every critical row of the database). A database served
+# read-only or `immutable` cannot be analyzed by its reader, so the writes keep them: after a write that
+# moved a table's row count more than STATS_FACTOR times since its statistics were taken, or left an
+# index of a table with rows without statistics (a migration added it), that table is analyzed, reading
+# a sample of each index (ANALYSIS_LIMIT rows: tens of milliseconds a table at 1,000,000 rows, where a
+# full ANALYZE takes seconds). Row counts double about log2(images) times, so this is rare.
+STATS_TABLES = ("vulnerabilities_view", "findings_report", "unsafe_settings_view", "secrets_view", "malware_view",
+                "compliance_view", "packages_view", "base_image_view", "image_overview", "findings", "packages",
+                "images")
+STATS_FACTOR = 2.0
+ANALYSIS_LIMIT = 4000
+
+
+def _stat_heads(conn) -> tuple[dict[str, int], set[str]]:
+    """({table: rows its statistics were taken at}, {indexes with statistics})."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'").fetchone():
+        return {}, set()
+    known: dict[str, int] = {}
+    indexed: set[str] = set()
+    for tbl, idx, stat in conn.execute("SELECT tbl, idx, stat FROM sqlite_stat1"):
+        head = str(stat or "").split(" ", 1)[0]
+        if head.isdigit():
+            known[tbl] = max(known.get(tbl, 0), int(head))
+        if idx:
+            indexed.add(idx)
+    return known, indexed
+
+
+def _moved(rows: int, before: int | None) -> bool:
+    return before is None or max(rows, before) > STATS_FACTOR * max(1, min(rows, before))
+
+
+def stale_statistics(conn, tables=STATS_TABLES) -> list[str]:
+    """The TABLES with rows whose statistics are missing, lack one of their indexes, or were taken at a row
+    count more than STATS_FACTOR times off."""
+    return list(_stale(conn, tables))
+
+
+def _stale(conn, tables=STATS_TABLES) -> dict[str, int]:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    known, indexed = _stat_heads(conn)
+    indexes: dict[str, set[str]] = {}
+    for name, tbl in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"):
+        indexes.setdefault(tbl, set()).add(name)
+    out = {}
+    for table in tables:
+        if table not in names:
+            continue
+        rows = conn.execute(f"SELECT COUNT(*) FROM [{table}]").fetchone()[0]
+        if rows and (_moved(rows, known.get(table)) or not indexes.get(table, set()) <= indexed):
+            out[table] = rows
+    return out
+
+
+def keep_statistics(conn, check_all: bool = False) -> list[str]:
+    """Analyzes (a sample of each index) the tables whose statistics are stale (stale_statistics), in the
+    caller's transaction; returns them. Unless CHECK_ALL, first a check that costs a row count of `images`
+    and of the findings' kept counts: nothing more is read when neither moved and no index lacks statistics."""
+    if not check_all and not _statistics_due(conn):
+        return []
+    tables = _stale(conn)
+    if tables:
+        limit = conn.execute("PRAGMA analysis_limit").fetchone()[0]
+        conn.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+        try:
+            for table, rows in tables.items():
+                conn.execute(f"ANALYZE [{table}]")
+                _correct_sample(conn, table, rows)
+        finally:
+            conn.execute(f"PRAGMA analysis_limit = {int(limit)}")
+    return list(tables)
+
+
+def _statistics_due(conn) -> bool:
+    known, indexed = _stat_heads(conn)
+    images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    if images and _moved(images, known.get("images")):
+        return True
+    if _has_facet_counts(conn):  # every finding is counted once by kind: the table's size without reading it
+        findings = conn.execute("SELECT coalesce(SUM(n), 0) FROM report_facet_counts WHERE tbl = 'findings'"
+                                " AND filter = '' AND filter_value = '' AND facet = 'kind:kind'").fetchone()[0]
+        if findings and _moved(findings, known.get("findings")):
+            return True
+    lacking = {r[0] for r in conn.execute(  # an index without statistics on a table with rows
+        "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND tbl_name IN (SELECT value FROM json_each(?))"
+        " AND name NOT IN (SELECT value FROM json_each(?))", [json.dumps(STATS_TABLES), json.dumps(sorted(indexed))])}
+    return any(conn.execute(f"SELECT 1 FROM [{table}] LIMIT 1").fetchone() for table in sorted(lacking))
+
+
+def _correct_sample(conn, table: str, rows: int) -> None:
+    """A sample's statistics of TABLE made truer where they matter to the planner: the row count is an
+    estimate (0.7-2.8x off at 1,000,000 rows), so the counted ROWS instead (what the planner reads as the
+    table's size and the next staleness check compares with); and a column of few values reads as
+    ANALYSIS_LIMIT rows per value (the sample saw one value), which made `kind = ?` look as narrow as one
+    image's rows (a million findings sorted for a page of 101), so an index's first column gets rows per
+    distinct value, its distinct values counted by a walk from one to the next (a few per column, each an
+    index seek), and a later column read as that limit keeps the rows of the column before it."""
+    for idx, stat in conn.execute("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = ?", [table]).fetchall():
+        words = str(stat or "").split(" ")
+        if not idx or len(words) < 2 or not all(w.isdigit() for w in words[1:2]):
+            conn.execute("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = ? AND idx IS ?",
+                         [" ".join([str(rows), *words[1:]]), table, idx])
+            continue
+        averages = []
+        for k, word in enumerate(words[1:]):
+            if not word.isdigit():  # "unordered", "sz=": kept as they are
+                averages.append(word)
+                continue
+            n = int(word)
+            if n >= ANALYSIS_LIMIT:
+                if k == 0:
+                    n = max(1, rows // max(1, _distinct_first(conn, table, idx)))
+                else:
+                    previous = [int(a) for a in averages if a.isdigit()]
+                    n = previous[-1] if previous else n
+            averages.append(str(n))
+        conn.execute("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = ? AND idx = ?",
+                     [" ".join([str(rows), *averages]), table, idx])
+
+
+DISTINCT_WALK = 2000  # values counted at most (then rows per value is taken as rows / this: a narrow column)
+
+
+def _distinct_first(conn, table: str, idx: str) -> int:
+    columns = [r[2] for r in conn.execute(f"PRAGMA index_info([{idx}])")]
+    if not columns or columns[0] is None:  # an expression: no walk
+        return DISTINCT_WALK
+    col = f"[{columns[0]}]"
+    return conn.execute(
+        f"WITH RECURSIVE v(x) AS (SELECT (SELECT min({col}) FROM [{table}] INDEXED BY [{idx}])"
+        f" UNION ALL SELECT (SELECT min({col}) FROM [{table}] INDEXED BY [{idx}] WHERE {col} > v.x) FROM v"
+        f" WHERE v.x IS NOT NULL LIMIT {DISTINCT_WALK}) SELECT count(x) + (SELECT count(*) > 0 FROM (SELECT 1"
+        f" FROM [{table}] INDEXED BY [{idx}] WHERE {col} IS NULL LIMIT 1)) FROM v").fetchone()[0]

@@ -39,6 +39,15 @@ def _value(facet: str, row: dict):
     return row[column]
 
 
+def _filter_value(column: str, row: dict):
+    """The value a row is counted under for a filter: a column's, or one layer's, or one CVSS bucket's."""
+    if column == "layer":
+        return _value("layer:layer_index", row)
+    if column == "cvss":
+        return _value("cvss:cvss_score", row)
+    return row[column]
+
+
 def expected(conn) -> Counter:
     """(table, filter, filter value, facet, value) -> rows, counted in Python from every row."""
     conn.row_factory = sqlite3.Row
@@ -58,8 +67,9 @@ def expected(conn) -> Counter:
                     column, _, cond = col.partition("&")  # `severity&suppressed=0`: unsuppressed rows only
                     if cond and str(row[cond.split("=")[0]]) != cond.split("=")[1]:
                         continue
-                    if row[column] is not None:
-                        out[(table, col, row[column], facet, value)] += 1
+                    chosen = _filter_value(column, row)
+                    if chosen is not None:
+                        out[(table, col, chosen, facet, value)] += 1
     for table, facets in readmodel.COUNTED_BASE.items():
         for row in map(dict, conn.execute(f"SELECT * FROM [{table}]")):
             for facet, col in facets.items():
@@ -296,7 +306,42 @@ def test_a_database_counted_before_the_unsuppressed_filters_gets_them(shop_db):
     got = assert_true(shop_db)
     assert not any(k[0] in readmodel.COUNTED_FACETS for k in got)
     conn = sqlite3.connect(shop_db)
-    assert conn.execute("SELECT version FROM schema_parts WHERE name = 'read_model_batch'").fetchone()[0] == 4
+    assert conn.execute("SELECT version FROM schema_parts WHERE name = 'read_model_batch'").fetchone()[0] == \
+        len(readmodel.BATCH_STEPS)
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'idx_vulnerabilities_view_fix_available_open'"
                         ).fetchone()
+    conn.close()
+
+
+def test_a_database_counted_before_the_layer_and_cvss_filters_gets_them(shop_db, tmp_path):
+    """A database whose counts were kept before one layer's rows and one CVSS bucket were counted (two steps
+    of the part) gets those counts, the indexes their pages read, and triggers that keep them (the writer's
+    deferring one again), when it is opened again; a scan and a suppression keep them from then on."""
+    from stowaway.ingest import db as dbm
+
+    conn = sqlite3.connect(shop_db)
+    with conn:
+        conn.execute("DELETE FROM report_facet_counts WHERE filter IN ('layer', 'cvss')")
+        conn.execute("UPDATE schema_parts SET version = 2 WHERE name = 'report_facet_counts'")
+        conn.execute("UPDATE schema_parts SET version = 4 WHERE name = 'read_model_batch'")
+        conn.execute("DROP INDEX idx_vulnerabilities_view_layer_order")
+        conn.execute("CREATE INDEX idx_vulnerabilities_view_layer ON vulnerabilities_view(layer_index, layer_created_by)")
+    conn.close()
+    database = dbm.connect(shop_db)  # migrates
+    database.conn.close()
+    got = assert_true(shop_db)
+    assert any(k[1] == "layer" and k[0] == "vulnerabilities_view" for k in got)
+    assert got[("vulnerabilities_view", "cvss", "critical (9.0-10.0)", "values:image", REF)] == 1
+    shop("2.15.0").write_oci_layout(tmp_path / "v2", ref="corpus/shop:2.0")
+    _run("scan", f"oci:{tmp_path / 'v2'}", "--db", shop_db, "--no-progress")  # the writer's steps
+    _run("ignore", "add", "--image", REF, "--id", "CVE-2021-44228", "--reason", "accepted", "--db", shop_db)
+    got = assert_true(shop_db)
+    assert got[("vulnerabilities_view", "cvss", "high (7.0-8.9)", "values:image", "corpus/shop:2.0")] == 1
+    assert sum(n for k, n in got.items() if k[:2] == ("findings_report", "layer") and k[3:] == ("values:suppressed", 1)) == 1
+    conn = sqlite3.connect(shop_db)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"idx_vulnerabilities_view_layer_order", "idx_vulnerabilities_view_rank_cvss"} <= names
+    assert "idx_vulnerabilities_view_layer" not in names
+    trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'read_model_current_scan'").fetchone()[0]
+    assert "read_model_deferred" in trigger and "'cvss'" in trigger
     conn.close()
