@@ -252,10 +252,10 @@ class Analysis:
             t0 = time.perf_counter()
             result = walk(stream.tar, -1, analyzers, self.limits, what)
             result.blob_digest, result.diff_id = stream.finish()
-            result.size = stream.uncompressed.count
+            compressed_size, result.size = stream.sizes
             result.seconds["_walk"] = time.perf_counter() - t0
             result.compression = stream.compression  # type: ignore[attr-defined]
-            result.compressed_size = stream.blob.count  # type: ignore[attr-defined]
+            result.compressed_size = compressed_size  # type: ignore[attr-defined]
             return result
         finally:
             if stream is not None:

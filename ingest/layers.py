@@ -78,6 +78,7 @@ class ForwardReader:
         self.last = b""  # the last read: when tarfile stops, the header block it stopped at
         self._buf = b""  # the current chunk of raw
         self._off = 0  # the position in it
+        self._skip = getattr(raw, "skip_to", None)  # a stream read by position moves forward without reading
 
     def _more(self) -> bool:
         self._buf, self._off = self.raw.read(self.CHUNK), 0
@@ -123,6 +124,11 @@ class ForwardReader:
             raise OSError("cannot seek from the end of a stream")
         if pos < self.pos:
             raise OSError("cannot seek backwards in a stream")
+        if self._skip is not None and pos > self.pos + len(self._buf) - self._off:
+            # past the current chunk, on a stream read by position: the bytes between are never read
+            self._skip(pos)
+            self._buf, self._off, self.pos = b"", 0, pos
+            return pos
         while self.pos < pos:
             left = len(self._buf) - self._off
             if not left and not self._more():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import queue
+import stat
 import threading
 import weakref
 from dataclasses import dataclass
@@ -348,6 +350,114 @@ class ReadAhead:
         self._left = b""
 
 
+def local_region(raw) -> tuple[int, int, int] | None:
+    """(descriptor, offset, size) when `raw` is a stretch of a local regular file that can be read by
+    position (a member of a `docker save` or OCI archive, a blob of an OCI layout directory), else None."""
+    region = getattr(raw, "region", None)
+    if callable(region):
+        return region()
+    if isinstance(raw, io.BufferedReader) and isinstance(raw.raw, io.FileIO):
+        try:
+            fd = raw.fileno()
+            st = os.fstat(fd)
+            pos = raw.tell()
+        except (OSError, ValueError):
+            return None
+        if stat.S_ISREG(st.st_mode) and st.st_size >= pos:
+            return fd, pos, st.st_size - pos
+    return None
+
+
+def _hash_region(fd: int, offset: int, size: int, hash_, stop: threading.Event, done: list, errors: list) -> None:
+    """The thread of a RegionHash: large positional reads into one buffer, each hashed where it lies. Both
+    calls release the GIL; with few, large chunks the thread rarely waits for it while the tar is parsed."""
+    buf = bytearray(RegionHash.CHUNK)
+    view = memoryview(buf)
+    count = 0
+    try:
+        while count < size and not stop.is_set():
+            n = os.preadv(fd, [view[:min(len(buf), size - count)]], offset + count)
+            if n <= 0:
+                break  # the file is shorter than it was: the digest then says the layer is not what was named
+            hash_.update(view[:n])
+            count += n
+    except BaseException as exc:  # noqa: BLE001 - raised by digest() in the reader's thread
+        errors.append(exc)
+    finally:
+        view.release()
+        done.append(count)
+
+
+class RegionHash:
+    """The sha256 of a stretch of a local file, computed in a thread of its own straight from the file
+    (no copy passes through the reader's thread, no queue): a layer's digest is checked in full whatever
+    part of it the tar walk reads. `close()` stops the thread and waits for it: nothing reads the file
+    after it returns."""
+
+    CHUNK = 4 << 20
+
+    def __init__(self, fd: int, offset: int, size: int):
+        self.hash = hashlib.sha256()
+        self._stop = threading.Event()
+        self._done: list[int] = []
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=_hash_region, name="stowaway-hash", daemon=True,
+                                        args=(fd, offset, size, self.hash, self._stop, self._done, self._errors))
+        self._thread.start()
+
+    @property
+    def count(self) -> int:
+        """Bytes hashed (known once the hash has ended)."""
+        self._thread.join()
+        return self._done[0] if self._done else 0
+
+    def digest(self) -> str:
+        self._thread.join()
+        if self._errors:
+            raise self._errors[0]
+        if self._stop.is_set():
+            raise ValueError("digest of a closed region hash")
+        return "sha256:" + self.hash.hexdigest()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class RegionReader:
+    """The uncompressed tar of a local, uncompressed blob, read by position (`os.pread`) in the reader's
+    own thread: from the page cache a read costs less than handing a chunk over from another thread.
+    `skip_to` moves forward without reading: a file's content no analyzer wants is never copied
+    (the layer's digest is computed apart, by a RegionHash)."""
+
+    def __init__(self, fd: int, offset: int, size: int):
+        self.fd, self.offset, self.size, self.pos = fd, offset, size, 0
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of a closed layer stream")
+        left = self.size - self.pos
+        n = left if n is None or n < 0 else min(n, left)
+        data = os.pread(self.fd, n, self.offset + self.pos) if n > 0 else b""
+        if n > 0 and not data:  # the file is shorter than the blob it held: cut, as a stream would end
+            raise EOFError("unexpected end of data")
+        self.pos += len(data)
+        return data
+
+    def skip_to(self, pos: int) -> None:
+        """The next read starts at `pos` (never before the current position, never past the blob's end)."""
+        if pos < self.pos:
+            raise OSError("cannot seek backwards in a stream")
+        if pos > self.size:
+            self.pos = self.size
+            raise EOFError("unexpected end of data")
+        self.pos = pos
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class LayerStream:
     """A layer blob opened for one pass: `.tar` is the uncompressed stream to hand to tarfile.
 
@@ -358,6 +468,19 @@ class LayerStream:
 
     def __init__(self, raw, limits: Limits, what: str):
         self._gzip = None
+        self._region: RegionHash | None = None
+        self.tar: ReadAhead | RegionReader
+        region = local_region(raw)
+        if region is not None and 0 < region[2] <= limits.max_layer_bytes:
+            fd, offset, size = region
+            if compression_of(os.pread(fd, 4, offset)) == "none":
+                # an uncompressed blob in a local file (the usual `docker save`): read by position, the
+                # digest computed apart from the walk over the whole blob (a blob over the size cap takes
+                # the general path below, which refuses it at the cap)
+                self.compression = "none"
+                self._region = RegionHash(fd, offset, size)
+                self.tar = RegionReader(fd, offset, size)
+                return
         self.blob = HashingReader(raw, background=True)
         try:
             peek = PeekReader(self.blob)
@@ -380,8 +503,18 @@ class LayerStream:
             self.close()
             raise
 
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """(blob bytes, uncompressed bytes) read, once `finish` returned."""
+        if self._region is not None:
+            return self._region.count, self._region.count
+        return self.blob.count, self.uncompressed.count
+
     def finish(self) -> tuple[str, str]:
         """Reads what tarfile left (end-of-archive padding) and returns (blob digest, diff_id)."""
+        if self._region is not None:
+            digest = self._region.digest()
+            return digest, digest
         while self.tar.read(CHUNK):
             pass
         if self._gzip is not None:
@@ -395,9 +528,12 @@ class LayerStream:
     def close(self) -> None:
         """Ends every thread of the stream (a layer finished, failed or abandoned half-way), in the
         order of the data: the read-ahead, then the decompressor, then the hashes they fed."""
-        tar: ReadAhead | None = getattr(self, "tar", None)  # None: __init__ failed before it
+        tar: ReadAhead | RegionReader | None = getattr(self, "tar", None)  # None: __init__ failed before it
         if tar is not None:
             tar.close()
+        if self._region is not None:
+            self._region.close()
+            return
         if self._gzip is not None:
             self._gzip.close()  # sets isal's worker to stop, empties its queue and joins it
             self._gzip = None

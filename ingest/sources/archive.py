@@ -109,6 +109,10 @@ class _Region(io.RawIOBase):
     def readall(self) -> bytes:
         return self.read(-1)
 
+    def region(self) -> tuple[int, int, int]:
+        """(descriptor, offset, size) of what is left to read: the layer stream reads it by position."""
+        return self.fd, self.offset + self.pos, self.size - self.pos
+
     def readinto(self, b) -> int:
         data = self.read(len(b))
         b[:len(data)] = data
