@@ -23,7 +23,7 @@ from stowaway.analyzers.base import Analyzer, select
 
 from . import db as dbm
 from . import parallel, reuse
-from .cache import LayerCache, pack
+from .cache import LayerCache, pack_entries
 from .evaluate import Evaluator
 from .failures import describe
 from .model import Finding, ImageSpec, OSInfo, Package, ScanError
@@ -487,7 +487,7 @@ def _pack_entries(result) -> None:
     from .layers import LayerResult
 
     if isinstance(result, LayerResult) and result.packed is None:
-        result.packed = pack(result.entries)
+        result.packed = pack_entries(result.entries)
 
 
 def _was_read(got) -> bool:

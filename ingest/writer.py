@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from . import db as dbm
 from . import reuse
 from .analysis import ImageResult
-from .cache import pack
+from .cache import pack, pack_entries
 from .evaluate import Evaluator
 from .failures import describe
 from .findings import write_results
@@ -302,7 +302,7 @@ class Writer:
         conn = self.db.conn
         row = conn.execute("SELECT id FROM layers WHERE diff_id=?", [result.diff_id]).fetchone()
         values = [d.digest or result.blob_digest, d.media_type, getattr(result, "compressed_size", 0), result.size,
-                  len(result.entries), result.packed if result.packed is not None else pack(result.entries), dbm.now()]
+                  len(result.entries), result.packed if result.packed is not None else pack_entries(result.entries), dbm.now()]
         if row:
             layer_id = row[0]
             conn.execute("UPDATE layers SET digest=?, media_type=?, compressed_size=?, size=?, entries=?,"

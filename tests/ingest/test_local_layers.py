@@ -257,3 +257,16 @@ def test_a_layer_cut_inside_content_the_walk_passes_over_is_truncated(tmp_path, 
             stream.close()
     finally:
         os.close(fd)
+
+
+def test_a_layer_index_is_stored_as_the_same_json_whichever_encoder_writes_it():
+    """pack_entries (orjson) writes the bytes pack (the standard json module) writes, and unpack reads them;
+    an entry orjson refuses (a size past 64 bits, from a base-256 tar header) is still written."""
+    from stowaway.ingest.cache import _zstd, pack, pack_entries, unpack
+
+    entries = [("/etc/hosts", "file", 12, 0o644, 0, 0, ""), ("/usr/bin/vi", "symlink", 0, 0o777, 0, 0, "vim"),
+               ("/srv/ünï\u2603 \"q\"\\", "file", 3, 0o600, 1000, 1000, "")]
+    assert _zstd()[1].decompress(pack_entries(entries)) == _zstd()[1].decompress(pack(entries))
+    assert unpack(pack_entries(entries)) == [list(e) for e in entries]
+    huge = [("/big", "file", 1 << 70, 0o644, 0, 0, "")]
+    assert unpack(pack_entries(huge)) == [["/big", "file", 1 << 70, 0o644, 0, 0, ""]]
