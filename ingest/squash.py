@@ -7,6 +7,7 @@ file still in the final image?" or "which layer added it?" asks here.
 from __future__ import annotations
 
 import posixpath
+from operator import itemgetter
 from typing import Iterable, Iterator
 
 from .layers import OPAQUE, WHITEOUT, gc_paused
@@ -15,19 +16,16 @@ from .model import DIR, HARDLINK, REG, SYMLINK, FileInfo
 MAX_SYMLINK_HOPS = 40
 
 
-class _Node:
-    __slots__ = ("entry", "layer", "children")
-
-    def __init__(self, entry=None, layer=-1):
-        self.entry = entry
-        self.layer = layer
-        self.children: dict[str, _Node] | None = None
+# A node is a list [entry, layer, children]: the entry tuple that put the path there, that layer's index,
+# and for a directory its children by name (None for anything else). A list is made in C: a class's
+# __init__ per node was a third of the squash of an image of many files.
+_Node = list
+ENTRY, LAYER, CHILDREN = 0, 1, 2
 
 
 class Filesystem:
     def __init__(self):
-        self.root = _Node(("/", DIR, 0, 0o755, 0, 0, ""), -1)
-        self.root.children = {}
+        self.root: _Node = [("/", DIR, 0, 0o755, 0, 0, ""), -1, {}]
         self.layer_count = 0
 
     @classmethod
@@ -42,57 +40,58 @@ class Filesystem:
     def _dir(self, path: str, layer: int) -> dict[str, _Node]:
         """The children of the directory at `path`, creating what is missing on the way."""
         node = self.root
-        children: dict[str, _Node] = node.children if node.children is not None else {}
+        children: dict[str, _Node] = node[CHILDREN] if node[CHILDREN] is not None else {}
         for part in path.strip("/").split("/") if path != "/" else ():
             child = children.get(part)
-            if child is None or child.children is None:
+            if child is None or child[CHILDREN] is None:
                 # a missing parent, or a file where a directory is now needed: the directory wins
-                child = _Node((posixpath.join(_path_of(node), part), DIR, 0, 0o755, 0, 0, ""), layer)
-                child.children = {}
+                child = [(posixpath.join(node[ENTRY][0], part), DIR, 0, 0o755, 0, 0, ""), layer, {}]
                 children[part] = child
             node = child
-            children = child.children
+            children = child[CHILDREN]
         return children
 
     def apply(self, index: int, entries: list[tuple]) -> None:
         self.layer_count = max(self.layer_count, index + 1)
         # Whiteouts and opaque markers hide what lower layers had; they never hide this layer's own
-        # entries, so they are applied first, whatever their order in the tar.
-        for e in entries:
+        # entries, so they are applied first, whatever their order in the tar. (Their presence is
+        # asked in one pass in C: most layers have none.)
+        kinds = set(map(itemgetter(1), entries))
+        markers = WHITEOUT in kinds or OPAQUE in kinds
+        for e in entries if markers else ():
             if e[1] == WHITEOUT:
                 parent = self._find(posixpath.dirname(e[0]))
-                if parent is not None and parent.children is not None:
-                    parent.children.pop(posixpath.basename(e[0]), None)
+                if parent is not None and parent[CHILDREN] is not None:
+                    parent[CHILDREN].pop(posixpath.basename(e[0]), None)
             elif e[1] == OPAQUE:
                 node = self._find(e[0])
-                if node is not None and node.children is not None:
-                    node.children = {}
+                if node is not None and node[CHILDREN] is not None:
+                    node[CHILDREN] = {}
         # a tar lists a directory's entries together: its children are looked up once for all of them
         # (an entry can only change its own directory's children, never replace that directory)
-        last_dir, siblings = "", self.root.children
+        root = self.root
+        last_dir, siblings = "", root[CHILDREN]
         for e in entries:
             kind = e[1]
-            if kind in (WHITEOUT, OPAQUE):
+            if markers and (kind == WHITEOUT or kind == OPAQUE):
                 continue
             path = e[0]
             if path == "/":
-                self.root.entry, self.root.layer = e, index
+                root[ENTRY], root[LAYER] = e, index
                 continue
             cut = path.rfind("/")
             folder = path[:cut] or "/"
             if folder != last_dir:
                 siblings, last_dir = self._dir(folder, index), folder
             name = path[cut + 1:]
-            old = siblings.get(name)
             if kind == DIR:
-                if old is not None and old.children is not None:
-                    old.entry, old.layer = e, index  # metadata change; children stay
+                old = siblings.get(name)
+                if old is not None and old[CHILDREN] is not None:
+                    old[ENTRY], old[LAYER] = e, index  # metadata change; children stay
                     continue
-                node = _Node(e, index)
-                node.children = {}
+                siblings[name] = [e, index, {}]
             else:
-                node = _Node(e, index)
-            siblings[name] = node
+                siblings[name] = [e, index, None]
 
     # --- queries --------------------------------------------------------------------------------
     def _find(self, path: str) -> _Node | None:
@@ -100,26 +99,26 @@ class Filesystem:
         if path in ("", "/"):
             return node
         for part in path.strip("/").split("/"):
-            if node.children is None:
+            if node[CHILDREN] is None:
                 return None
-            node = node.children.get(part)
+            node = node[CHILDREN].get(part)
             if node is None:
                 return None
         return node
 
     def get(self, path: str) -> FileInfo | None:
         node = self._find(path)
-        return None if node is None else _info(node.entry)
+        return None if node is None else _info(node[ENTRY])
 
     def layer_of(self, path: str) -> int | None:
         """The layer whose copy of `path` is the one visible in the final filesystem."""
         node = self._find(path)
-        return None if node is None else node.layer
+        return None if node is None else node[LAYER]
 
     def visible(self, path: str, layer: int) -> bool:
         """Whether the copy of `path` that `layer` wrote is what the final image shows."""
         node = self._find(path)
-        return node is not None and node.layer == layer
+        return node is not None and node[LAYER] == layer
 
     def exists(self, path: str) -> bool:
         return self._find(path) is not None
@@ -139,11 +138,11 @@ class Filesystem:
                 continue
             current = "/" + "/".join(done + [part])
             node = self._find(current)
-            if node is not None and node.entry[1] == SYMLINK:
+            if node is not None and node[ENTRY][1] == SYMLINK:
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
                     return None
-                target = node.entry[6]
+                target = node[ENTRY][6]
                 if target.startswith("/"):
                     done = []
                 parts = [p for p in target.split("/") if p] + parts
@@ -159,28 +158,26 @@ class Filesystem:
         node = self._find(real)
         if node is None:
             return None
-        if node.entry[1] == HARDLINK:
-            return node.entry[6]
-        return real if node.entry[1] == REG else None
+        if node[ENTRY][1] == HARDLINK:
+            return node[ENTRY][6]
+        return real if node[ENTRY][1] == REG else None
 
     def walk(self) -> Iterator[tuple[FileInfo, int]]:
         """Every visible entry with the layer that put it there (directories before their content)."""
-        stack = [self.root]
+        root = self.root
+        stack = [root]
         while stack:
             node = stack.pop()
-            if node is not self.root:
-                yield _info(node.entry), node.layer
-            if node.children:
-                stack.extend(node.children[k] for k in sorted(node.children, reverse=True))
+            if node is not root:
+                yield _info(node[ENTRY]), node[LAYER]
+            children = node[CHILDREN]
+            if children:
+                stack.extend(children[k] for k in sorted(children, reverse=True))
 
     def files(self) -> Iterator[tuple[FileInfo, int]]:
         for info, layer in self.walk():
             if info.type in (REG, HARDLINK):
                 yield info, layer
-
-
-def _path_of(node: _Node) -> str:
-    return node.entry[0]
 
 
 def _info(e: tuple) -> FileInfo:

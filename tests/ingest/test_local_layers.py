@@ -270,3 +270,44 @@ def test_a_layer_index_is_stored_as_the_same_json_whichever_encoder_writes_it():
     assert unpack(pack_entries(entries)) == [list(e) for e in entries]
     huge = [("/big", "file", 1 << 70, 0o644, 0, 0, "")]
     assert unpack(pack_entries(huge)) == [["/big", "file", 1 << 70, 0o644, 0, 0, ""]]
+
+
+@pytest.mark.parametrize("count, fails", [(3000, True), (2400, False)])
+def test_the_entry_cap_holds_for_entries_indexed_in_bulk(tmp_path, scan, count, fails):
+    """Files no analyzer reads (/usr under --risk secrets) are indexed a chunk at a time: the cap on
+    entries in one layer still stops the layer at its limit, and a layer under it is read whole."""
+    img = ImageBuilder().layer({f"usr/share/doc/f{i}": "x" for i in range(count)})
+    path = img.write_docker_archive(tmp_path / "many.tar", ref="cap:1")
+    database, outcomes = scan(f"docker-archive:{path}", risks=["secrets"], policy={"limits": {"max_entries": 2500}})
+    if fails:  # past the first chunk (about 1,000 of these entries each): the cap is met in bulk indexing's reach
+        assert outcomes[0].status == "failed" and "more than 2500 entries" in outcomes[0].error
+    else:
+        assert outcomes[0].status == "done", outcomes[0].error
+        assert database.execute("SELECT entries FROM layers").fetchone() == (count,)
+
+
+def test_objects_made_during_a_gc_pause_go_to_the_oldest_generation_and_are_still_collected():
+    """gc_paused moves what was made during it to the oldest generation (the first collection after a
+    layer's walk no longer walks every entry made during it), and a full collection still frees cyclic
+    garbage made during the pause: nothing is frozen for good (the database connection is closed at exit)."""
+    import gc
+    import weakref
+
+    from stowaway.ingest.layers import gc_paused
+
+    class Node:
+        pass
+
+    gc.collect()
+    with gc_paused():
+        assert not gc.isenabled()
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert any(o is cycle for o in gc.get_objects(generation=2))
+    del cycle
+    gc.collect(1)  # the young generations: it is not there
+    assert gone() is not None
+    gc.collect()
+    assert gone() is None
