@@ -85,6 +85,8 @@ def records_by_analyzer(analyzers: Iterable[Analyzer], layers: list[IndexedLayer
 
 def unique_packages(packages: list[Package]) -> list[Package]:
     """One package per key, the first reported; each with a package URL when one can be made."""
+    if not packages:  # nothing to name (a secrets-only scan): the package-URL module is not even loaded
+        return []
     from dataclasses import replace
 
     from stowaway.analyzers.inventory._app import purl_of

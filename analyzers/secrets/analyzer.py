@@ -16,6 +16,8 @@ import json
 import os
 import re
 from dataclasses import replace
+from itertools import compress
+from operator import itemgetter, methodcaller, not_
 
 from stowaway.ingest.archives import (
     ARCHIVE_SUFFIXES,
@@ -42,6 +44,8 @@ MAX_USER_EXCLUDES = 20
 MAX_FILE_SIZE = 20 << 20
 MAX_HITS = 100  # findings per rule and file
 BINARY_SNIFF = 8192
+_FILE_KINDS = frozenset((REG, HARDLINK))
+_KIND, _PATH = itemgetter(1), itemgetter(0)
 KEY_FILE = "secret-fingerprint.key"
 
 _TOKENS = re.compile(r"(AnyPath/|AnyPath|AnyName|\*\*/|\*\*|\*|\?)")
@@ -369,9 +373,15 @@ class Secrets(MemberConsumer, Analyzer):
         prefixes = self.skipped_prefixes()
         limit = self.max_file_size
         for entries in ctx.layer_entries:
-            files = [e for e in entries if e[1] == REG or e[1] == HARDLINK]
+            # each test runs in C over the layer's entries (map, compress): a layer of 120,000 files was
+            # 0.03 s of per-entry Python here
+            files = list(compress(entries, map(_FILE_KINDS.__contains__, map(_KIND, entries))))
             if prefixes:
-                rest = [e for e in files if not e[0].startswith(prefixes) or "\n" in e[0]]
+                under = list(map(methodcaller("startswith", prefixes), map(_PATH, files)))
+                if any(map(methodcaller("__contains__", "\n"), map(_PATH, compress(files, under)))):
+                    rest = [e for e in files if not e[0].startswith(prefixes) or "\n" in e[0]]
+                else:  # '*' does not cross a newline: only then may a prefix test stand for the pattern
+                    rest = list(compress(files, map(not_, under)))
                 excluded += len(files) - len(rest)
                 files = rest
             for e in files:

@@ -108,6 +108,15 @@ def test_files_in_excluded_paths_are_not_reported_elsewhere_they_are(scan, tmp_p
     assert fact(database, rep, "secrets_skipped")["excluded"] == 4
 
 
+def test_a_name_with_a_newline_under_an_excluded_directory_is_searched_and_not_counted_excluded(scan, tmp_path):
+    # '/usr/*' does not cross a newline (a pattern's '*' never does): that file is searched like any other
+    files = {f"usr/share/doc/f{i}": f"token={GHP}\n" for i in range(5)}
+    img = ImageBuilder().layer({**files, "usr/share/doc/evil\nname": f"token={GHP}\n", "srv/a": "plain\n"})
+    database, rep = run(scan, tmp_path, img)
+    assert [s["path"] for s in rep["sensitive_information"]] == ["/usr/share/doc/evil\nname"]
+    assert fact(database, rep, "secrets_skipped")["excluded"] == 5
+
+
 def test_large_and_binary_files_skipped_and_counted(scan, tmp_path):
     line = b"2024-01-01 GET /item 200\n"
     big = line * ((20 << 20) // len(line)) + f"token={GHP}\n".encode()
