@@ -242,7 +242,11 @@ class Analysis:
         return out
 
     # --- index: one layer ------------------------------------------------------------------------
-    def _read_layer(self, blob: LayerBlob, analyzers: list[Analyzer], what: str) -> LayerResult:
+    def _read_layer(self, blob: LayerBlob, analyzers: list[Analyzer], what: str,
+                    defer: bool = False) -> "LayerResult | _Walked":
+        """The layer walked and its digests checked; `defer`: when its digest is computed in a thread of its
+        own (a local uncompressed blob), the walk's result before that digest is known (`_Walked`: settle it
+        later, the next layer may be walked meanwhile)."""
         from .layers import walk
 
         raw = blob.open() if blob.open else blob.stream
@@ -251,17 +255,14 @@ class Analysis:
             stream = LayerStream(raw, self.limits, what)
             t0 = time.perf_counter()
             result = walk(stream.tar, -1, analyzers, self.limits, what)
-            result.blob_digest, result.diff_id = stream.finish()
-            compressed_size, result.size = stream.sizes
-            result.seconds["_walk"] = time.perf_counter() - t0
-            result.compression = stream.compression  # type: ignore[attr-defined]
-            result.compressed_size = compressed_size  # type: ignore[attr-defined]
-            return result
+            walked = _Walked(result, stream, raw if blob.open else None, t0)
+            stream = raw = None  # the walked layer holds them now, until it is settled or discarded
         finally:
             if stream is not None:
                 stream.close()
-            if blob.open and hasattr(raw, "close"):
+            if raw is not None and blob.open and hasattr(raw, "close"):
                 raw.close()
+        return walked if defer and walked.stream.deferrable else walked.settle()
 
     def _offer(self, blob: LayerBlob, source: str, verify: bool = False):
         plan = self._plan(blob, source, verify)
@@ -281,10 +282,11 @@ class Analysis:
             missing = list(self.readers)  # cannot be checked without reading it: read
         return missing
 
-    def _read(self, blob: LayerBlob, missing: list[Analyzer], source: str, announce: bool = True):
+    def _read(self, blob: LayerBlob, missing: list[Analyzer], source: str, announce: bool = True,
+              defer: bool = False):
         try:
-            result = self._read_layer(blob, missing, f"{source}: layer {blob.key}")
-            if announce:
+            result = self._read_layer(blob, missing, f"{source}: layer {blob.key}", defer)
+            if announce and not isinstance(result, _Walked):
                 self.on_event("layer_read", {"key": blob.key, "diff_id": result.diff_id})
             return result
         except ScanError as exc:
@@ -391,9 +393,10 @@ class Analysis:
                     pending[d.key] = plan
         # the layers to read, in two processes where that is safe (ingest/parallel.py)
         fork = len(tasks) > 1 and parallel.can_fork(source, {a for _, m in tasks.values() for a in m})
+        # a layer's digest may still be computed while the next one is walked (settled in turn)
         results = parallel.read_all(list(tasks.values()), lambda blob, missing: self._read(blob, missing, source,
-                                                                                            announce=False),
-                                    fork, idle=_pack_entries)
+                                                                                            announce=False, defer=True),
+                                    fork, idle=_pack_entries, settle=_settle, discard=_discard)
         for key, result in zip(tasks, results):
             pending[key] = result
             if not isinstance(result, ScanError):
@@ -467,7 +470,7 @@ class Analysis:
                     if known[0] is not None and not known[1]:
                         res.layers_known += 1
                 layer_id = self.cache.indexed(d.diff_id)
-                layer = IndexedLayer(d.index, d.diff_id, [tuple(e) for e in got.entries])
+                layer = IndexedLayer(d.index, d.diff_id, list(got.entries))  # the walk's tuples (a copy made in C)
                 fresh = got.records
             else:
                 layer_id = got.layer_id
@@ -482,10 +485,57 @@ class Analysis:
         # evaluators that need no database, and the redaction, here: the writer only writes
         self.evaluator.evaluate_where_read(res, ctx, records_by_analyzer(evaluators, layers))
 
+class _Walked:
+    """A layer walked whose digest is still being computed in its stream's thread: `settle` waits for it,
+    checks nothing more than a walk that waited would have, and closes the stream; `close` gives it up."""
+
+    def __init__(self, result: LayerResult, stream: LayerStream, raw: Any, started: float):
+        self.result, self.stream, self.raw, self.started = result, stream, raw, started
+
+    @property
+    def entries(self) -> list:  # what `_pack_entries` reads while the digest is computed
+        return self.result.entries
+
+    def settle(self) -> LayerResult:
+        try:
+            result = self.result
+            result.blob_digest, result.diff_id = self.stream.finish()
+            compressed_size, result.size = self.stream.sizes
+            result.seconds["_walk"] = time.perf_counter() - self.started
+            result.compression = self.stream.compression  # type: ignore[attr-defined]
+            result.compressed_size = compressed_size  # type: ignore[attr-defined]
+            return result
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stream.close()
+        if self.raw is not None and hasattr(self.raw, "close"):
+            self.raw.close()
+        self.raw = None
+
+
+def _settle(got):
+    """A `_Walked` layer settled (its digests known, its stream closed); anything else as it is."""
+    if isinstance(got, _Walked):
+        try:
+            return got.settle()
+        except ScanError as exc:
+            return exc
+    return got
+
+
+def _discard(got) -> None:
+    if isinstance(got, _Walked):
+        got.close()
+
+
 def _pack_entries(result) -> None:
     """The file index as the writer stores it, made while a forked reader still works (ingest/parallel.py)."""
     from .layers import LayerResult
 
+    if isinstance(result, _Walked):
+        result = result.result
     if isinstance(result, LayerResult) and result.packed is None:
         result.packed = pack_entries(result.entries)
 

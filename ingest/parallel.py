@@ -56,22 +56,64 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable | None = None) -> list:
+def _keep(result):
+    return result
+
+
+def _drop(result) -> None:
+    pass
+
+
+def _in_turn(claims: Iterable[int], tasks: Sequence[tuple], read: Callable, settle: Callable,
+             discard: Callable) -> dict[int, object]:
+    """`read(*task)` for each claimed index; each result is settled once the next task has been read (a
+    layer's digest is computed while the next layer is walked): at most one waits at a time, and one left
+    waiting when something fails is discarded."""
+    out: dict[int, object] = {}
+    waiting: tuple[int, object] | None = None
+    try:
+        for i in claims:
+            got = read(*tasks[i])
+            done, waiting = waiting, (i, got)
+            if done is not None:
+                out[done[0]] = settle(done[1])
+        if waiting is not None:
+            done, waiting = waiting, None
+            out[done[0]] = settle(done[1])
+    finally:
+        if waiting is not None:
+            discard(waiting[1])
+    return out
+
+
+def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable | None = None,
+             settle: Callable = _keep, discard: Callable = _drop) -> list:
     """`read(*task)` for every task, in two processes when `fork` (see the module's docstring): the results
-    in the order of `tasks`. A task is a tuple whose first item has a `size` (the blob's bytes).
+    in the order of `tasks`, each passed through `settle` (`read` may return a result still being finished,
+    e.g. a layer whose digest is computed in a thread: it is settled after the next task was read, and
+    `discard` ends one that will not be). A task is a tuple whose first item has a `size` (the blob's bytes).
 
     The child starts with the largest blob and the parent claims the next: a layer of many bytes is often
     one of few large files (cheap to send back), and the layer of many small files, whose entry list
     costs the most to send, then stays here. After its last claim the parent calls `idle` on each of
     its own results, while the child may still be reading (work the results would need later anyway)."""
     if not fork or len(tasks) < 2 or len(tasks) > MAX_TASKS:
-        return [read(*t) for t in tasks]
+        done = _in_turn(range(len(tasks)), tasks, read, settle, discard)
+        return [done[i] for i in range(len(tasks))]
     order = sorted(range(len(tasks)), key=lambda i: (-(getattr(tasks[i][0], "size", 0) or 0), i))
     claims_r, claims_w = os.pipe()
     os.write(claims_w, bytes(order[1:]))  # at most 254 bytes: one write, all there before either reads
     os.close(claims_w)  # when every claim is taken, a read returns b""
     back_r, back_w = os.pipe()
     parent = os.getpid()
+
+    def claimed(first: bytes = b""):
+        """The indexes this process claims: `first`, then one byte from the claims pipe at a time."""
+        claim = first or os.read(claims_r, 1)
+        while claim:
+            yield claim[0]
+            claim = os.read(claims_r, 1)
+
     pid = os.fork()
     if pid == 0:  # the child: the largest, then claims until none is left, then every result at once
         try:
@@ -79,13 +121,23 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
             _die_with(parent)
             os.close(back_r)
             done: list[tuple[int, object]] = []
-            claim = bytes(order[:1])
-            while claim:
+
+            def guarded_read(*task):
                 try:
-                    done.append((claim[0], read(*tasks[claim[0]])))
+                    return read(*task)
                 except BaseException:  # noqa: BLE001 - the parent reads this layer again and fails as it would
-                    pass
-                claim = os.read(claims_r, 1)
+                    return _FAILED
+
+            def guarded_settle(result):
+                if result is _FAILED:
+                    return _FAILED
+                try:
+                    return settle(result)
+                except BaseException:  # noqa: BLE001 - as above
+                    return _FAILED
+
+            got = _in_turn(claimed(bytes(order[:1])), tasks, guarded_read, guarded_settle, discard)
+            done = [(i, r) for i, r in got.items() if r is not _FAILED]
             try:
                 data = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # noqa: BLE001 - a result that does not pickle: the parent reads those layers
@@ -98,8 +150,7 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
     results: dict[int, object] = {}
     finished = False
     try:
-        while claim := os.read(claims_r, 1):
-            results[claim[0]] = read(*tasks[claim[0]])
+        results = _in_turn(claimed(), tasks, read, settle, discard)
         if idle is not None:
             for result in results.values():
                 idle(result)
@@ -119,4 +170,7 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
     except Exception:  # noqa: BLE001 - cut short: those layers are read here
         from_child = []
     results.update(dict(from_child))
-    return [results[i] if i in results else read(*tasks[i]) for i in range(len(tasks))]
+    return [results[i] if i in results else settle(read(*tasks[i])) for i in range(len(tasks))]
+
+
+_FAILED = object()  # a task the child could not finish: the parent reads it again

@@ -504,6 +504,12 @@ class LayerStream:
             raise
 
     @property
+    def deferrable(self) -> bool:
+        """Whether the digest is computed in a thread of its own, whatever the walk reads (`finish` may then
+        be called later, while another layer is walked)."""
+        return self._region is not None
+
+    @property
     def sizes(self) -> tuple[int, int]:
         """(blob bytes, uncompressed bytes) read, once `finish` returned."""
         if self._region is not None:

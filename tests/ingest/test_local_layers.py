@@ -311,3 +311,24 @@ def test_objects_made_during_a_gc_pause_go_to_the_oldest_generation_and_are_stil
     assert gone() is not None
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_layer_whose_digest_is_settled_after_the_next_walk_is_still_checked(tmp_path, scan, monkeypatch,
+                                                                              processes):
+    """A layer's digest is computed while the next layer is walked: a changed first layer of three still
+    fails the image, and the untouched image's layers are all stored with their digests."""
+    from stowaway.ingest import parallel
+
+    monkeypatch.setenv("STOWAWAY_LAYER_PROCESSES", processes)
+    monkeypatch.setattr(parallel.threading, "active_count", lambda: 1)  # pytest's idle threads
+    img = _image().layer({"srv/b": "b" * 5000}).layer({"srv/c": "c" * 5000})
+    good = img.write_docker_archive(tmp_path / "good.tar", ref="three:1")
+    bad = img.write_docker_archive(tmp_path / "bad.tar", ref="three:2")
+    _flip_in_skipped_file(bad)
+    # the changed archive first: none of its layers is in the cache yet, each is walked and hashed
+    database, outcomes = scan(f"docker-archive:{bad}", f"docker-archive:{good}", risks=["secrets"])
+    assert outcomes[0].status == "failed" and "digest mismatch" in outcomes[0].error, outcomes[0].error
+    assert outcomes[1].status == "done", outcomes[1].error
+    stored = {r[0] for r in database.execute("SELECT diff_id FROM layers")}
+    assert stored == {"sha256:" + hashlib.sha256(layer).hexdigest() for layer in img.layers}

@@ -35,6 +35,60 @@ def test_forked_reads_give_every_result_in_task_order_from_both_processes():
     assert parallel.read_all(_tasks(), read, fork=False) == [(f"b{i}", i * i, True) for i in range(6)]
 
 
+class Pending:
+    """A result still being finished (as a layer whose digest a thread computes): settled or discarded once."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def settle(self):
+        self.log.append(("settle", self.name))
+        if self.name == "bad":
+            raise ValueError("digest failed")
+        return self.name.upper()
+
+
+def test_each_result_is_settled_after_the_next_is_read_and_the_last_at_the_end():
+    log: list = []
+
+    def read(blob, i):
+        log.append(("read", blob.name))
+        return Pending(blob.name, log)
+
+    def discard(p):
+        log.append(("discard", p.name))
+
+    got = parallel.read_all(_tasks(3), read, fork=False, settle=lambda p: p.settle(), discard=discard)
+    assert got == ["B0", "B1", "B2"]
+    # the digest of one layer is waited for only once the next has been walked: at most one waits
+    assert log == [("read", "b0"), ("read", "b1"), ("settle", "b0"), ("read", "b2"), ("settle", "b1"),
+                   ("settle", "b2")]
+
+
+def test_a_result_left_waiting_when_reading_fails_is_discarded_not_left_running():
+    log: list = []
+
+    def read(blob, i):
+        if blob.name == "b2":
+            raise ValueError("broken layer")
+        return Pending(blob.name, log)
+
+    with pytest.raises(ValueError, match="broken layer"):
+        parallel.read_all(_tasks(4), read, fork=False, settle=lambda p: p.settle(),
+                          discard=lambda p: log.append(("discard", p.name)))
+    assert log == [("settle", "b0"), ("discard", "b1")]
+
+
+def test_a_result_the_child_cannot_settle_is_read_and_settled_again_here():
+    parent = os.getpid()
+
+    def read(blob, i):
+        return Pending("bad" if os.getpid() != parent and blob.name == "b4" else blob.name, [])
+
+    got = parallel.read_all(_tasks(), read, fork=True, settle=lambda p: p.settle())
+    assert got == [f"B{i}" for i in range(6)]
+
+
 def _note_pid(path) -> None:
     (path.parent / "child.tmp").write_text(str(os.getpid()))
     os.replace(path.parent / "child.tmp", path)  # whole, or not there
@@ -192,9 +246,9 @@ def test_a_scan_with_its_layers_read_in_two_processes_is_the_scan_in_one(tmp_pat
     forks = []
     real = parallel.read_all
 
-    def spy(tasks, read, fork, idle=None):
+    def spy(tasks, read, fork, idle=None, **kw):
         forks.append((len(tasks), fork))
-        return real(tasks, read, fork, idle)
+        return real(tasks, read, fork, idle, **kw)
 
     monkeypatch.setattr(parallel, "read_all", spy)
     reports = {}
