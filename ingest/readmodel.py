@@ -625,7 +625,7 @@ def recount_facets(conn, tables) -> None:
         for group in ([few] if few else []) + [[key] for key in many]:
             names = [f"v{i}" for i in range(len(group))]
             chosen = ", ".join([*(f"{facets[key]} AS {n}" for key, n in zip(group, names)),
-                                *(f"[{c}]" for c in columns)])
+                                *(f"{FILTER_VALUES.get(c, f'[{c}]')} AS [{c}]" for c in columns)])
             where = " OR ".join(f"{facets[key]} IS NOT NULL" for key in group)
             out: dict = {}
             for got in conn.execute(f"SELECT {chosen}, COUNT(*) FROM [{table}] WHERE {where}"
