@@ -299,16 +299,20 @@ def refresh_images(conn, image_ids) -> None:
     counted = _has_facet_counts(conn)
     for name, sql in MATERIALIZE.items():
         key = IMAGE_KEY[name]
-        # one image at a time: `= :id` is planned through the image's current scan, where an IN list made
-        # SQLite read every finding of the table's kind in the database
+        # the kept counts of all the images' rows in one statement each way (read through the table's index
+        # on the image; values the images share are counted once, not once an image)
+        every = f"[{key}] IN (SELECT value FROM json_each(:ids))"
+        delta = counted and name in COUNTED_FACETS
+        if delta:
+            conn.execute(_facet_delta(name, every, "-"), {"ids": marks})
+        # the rows one image at a time: `= :id` is planned through the image's current scan, where an IN
+        # list made SQLite read every finding of the table's kind in the database
         chosen = f"[{key}] = :id"
         for image_id in ids:
-            if counted and name in COUNTED_FACETS:
-                conn.execute(_facet_delta(name, chosen, "-"), {"id": image_id})
             conn.execute(f"DELETE FROM [{name}] WHERE {chosen}", {"id": image_id})
             conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE {chosen}", {"id": image_id})
-            if counted and name in COUNTED_FACETS:
-                conn.execute(_facet_delta(name, chosen, "+"), {"id": image_id})
+        if delta:
+            conn.execute(_facet_delta(name, every, "+"), {"ids": marks})
     conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
                                 " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
     keep_statistics(conn)

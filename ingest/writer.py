@@ -311,14 +311,12 @@ class Writer:
             layer_id = conn.execute("INSERT INTO layers (digest, media_type, compressed_size, size, entries,"
                                     " file_index, indexed_at, diff_id) VALUES (?,?,?,?,?,?,?,?)",
                                     values + [result.diff_id]).lastrowid
-        for name, recs in result.records.items():
-            key = cache_keys.get(name)
-            if key is None:
-                continue
-            conn.execute("INSERT OR REPLACE INTO layer_analyses (layer_id, analyzer, version, fingerprint, records,"
+        now = dbm.now()
+        conn.executemany("INSERT OR REPLACE INTO layer_analyses (layer_id, analyzer, version, fingerprint, records,"
                          " record_count, seconds, warnings, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                         [layer_id, name, key[0], key[1], pack(recs), len(recs),
-                          round(result.seconds.get(name, 0.0), 4), None, dbm.now()])
+                         [(layer_id, name, key[0], key[1], pack(recs), len(recs), round(result.seconds.get(name, 0.0), 4),
+                           None, now) for name, recs in result.records.items()
+                          if (key := cache_keys.get(name)) is not None])
         return layer_id
 
     def _store_image(self, spec: ImageSpec, os_info: OSInfo, layer_ids: list[int]) -> int:

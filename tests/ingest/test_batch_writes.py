@@ -178,6 +178,81 @@ def test_one_images_failing_write_fails_it_alone_and_keeps_the_others(sources, d
     assert db.execute("SELECT error FROM scans WHERE id = ?", [failed]).fetchone()[0] == out[1].error
 
 
+def _with_extra_findings(res, n: int, broken: bool = False):
+    """RES with N more findings (secrets with details, compliance findings naming a package: more rows than
+    one multi-row INSERT takes), and with BROKEN one in their middle titled 'planted' (see the test)."""
+    import dataclasses
+
+    secret = next(f for f in res.findings if f.kind == "secret")
+    about = next(f for f in res.findings if f.package)
+    extra = [dataclasses.replace(secret, path=f"/srv/extra/{i}.env", detail={**secret.detail, "line": i + 1})
+             for i in range(n)]
+    extra += [dataclasses.replace(about, title=f"{about.title} ({i})", rule=f"{about.rule}-{i}") for i in range(n)]
+    if broken:
+        extra[n + n // 2] = dataclasses.replace(extra[n + n // 2], title="planted")
+    res.findings = list(res.findings) + extra
+    return res
+
+
+def test_many_findings_keep_their_links_and_a_failing_insert_fails_its_image_alone(sources, db):
+    """The findings, packages and details of an image go in with a few multi-row INSERTs and ids handed
+    out by the writer: every detail names its finding and every finding its scan's package, across the
+    INSERTs' chunks; an image whose rows fail in the middle of one (a constraint: here a trigger planted
+    for one finding) is failed with the reason and nothing of it kept, the batch's other images whole,
+    their kept counts what a rebuild counts."""
+    from stowaway.ingest.readmodel import rebuild_all
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    _with_extra_findings(results[0], 150)
+    _with_extra_findings(results[1], 90, broken=True)
+    _with_extra_findings(results[2], 70)
+    expected = {r.reference: (len(r.findings), {p.key for p in r.packages}) for r in results}
+    extra = {"demo/app:0": 150, "demo/app:2": 70}
+    writer = Writer(db, POLICY)
+    db.conn.execute("CREATE TRIGGER planted BEFORE INSERT ON findings WHEN NEW.title = 'planted'"
+                    " BEGIN SELECT RAISE(ABORT, 'planted constraint failed'); END")
+    out = writer.write_batch(results)
+    assert [o.status for o in out] == ["done", "failed", "done"]
+    assert "demo/app:1" in out[1].error and "planted constraint failed" in out[1].error
+    q = db.execute
+    assert q("SELECT COUNT(*) FROM findings WHERE scan_id = ?", [out[1].scan_id]).fetchone()[0] == 0
+    assert q("SELECT COUNT(*) FROM packages WHERE scan_id = ?", [out[1].scan_id]).fetchone()[0] == 0
+    for o in (out[0], out[2]):
+        findings, packages = expected[o.reference]
+        # the worker's findings, and the writer's own evaluations' (the base image check)
+        assert q("SELECT COUNT(*) FROM findings WHERE scan_id = ?", [o.scan_id]).fetchone()[0] >= findings
+        assert {tuple(r) for r in q("SELECT ecosystem, name, version, coalesce(path, '') FROM packages"
+                                    " WHERE scan_id = ?", [o.scan_id])} == {(k[0], k[1], k[2], k[3] or "") for k in packages}
+        # a finding about a package names that package of its own scan; the compliance finding's own name too
+        assert q("SELECT COUNT(*) FROM findings f JOIN packages p ON p.id = f.package_id WHERE f.scan_id = ?"
+                 " AND p.scan_id <> f.scan_id", [o.scan_id]).fetchone()[0] == 0
+        assert q("SELECT COUNT(*) FROM findings f JOIN compliance_details d ON d.finding_id = f.id"
+                 " JOIN packages p ON p.id = f.package_id WHERE f.scan_id = ? AND d.name = p.name",
+                 [o.scan_id]).fetchone()[0] == extra[o.reference] + 1
+        # every secret's detail row is its own finding's: the line numbers planted above, each once
+        lines = [r[0] for r in q("SELECT d.line FROM findings f JOIN secret_details d ON d.finding_id = f.id"
+                                 " WHERE f.scan_id = ? AND f.path LIKE '/srv/extra/%' ORDER BY f.id", [o.scan_id])]
+        assert lines == list(range(1, extra[o.reference] + 1))
+        assert q("SELECT COUNT(*) FROM secret_details d JOIN findings f ON f.id = d.finding_id WHERE f.scan_id = ?"
+                 " AND f.kind <> 'secret'", [o.scan_id]).fetchone()[0] == 0
+    counts = sorted(q("SELECT * FROM report_facet_counts").fetchall())
+    with db.conn:
+        rebuild_all(db.conn)
+    assert sorted(q("SELECT * FROM report_facet_counts").fetchall()) == counts
+
+
+def test_insert_values_writes_every_row_in_order_with_its_types(db):
+    from stowaway.ingest.db import insert_values
+
+    db.conn.execute("CREATE TABLE t (a, b, c)")
+    for n in (0, 1, 7, 64, 333, 1000):
+        db.conn.execute("DELETE FROM t")
+        rows = [(i, f"s{i}", [None, 1.5, b"\x00b"][i % 3]) for i in range(n)]
+        insert_values(db.conn, "INSERT INTO t (a, b, c)", rows)
+        assert db.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+
+
 def test_a_lost_batch_is_written_again_image_by_image(sources, db):
     from stowaway.ingest.writer import Writer
 
