@@ -290,6 +290,20 @@ END;
 
 
 
+# the latest-version flags of the repositories of some images (:ids, a JSON list), as _latest_update sets
+# them: each repository's latest found once through the indexes on repository and reference (a repository
+# is coalesce(repository, reference)), and only the flags that change written. _latest_update's
+# `coalesce(...) IN` read every image_overview row, and its subquery every row again for each image of
+# the repositories: 27 ms a batch at 10,000 images, growing with the square of a repository's versions.
+LATEST_OF_IMAGES = f"""
+WITH g(k) AS (SELECT DISTINCT coalesce(repository, reference) FROM images WHERE id IN (SELECT value FROM json_each(:ids))),
+latest(id) AS (SELECT (SELECT o.id FROM image_overview o WHERE o.repository = g.k OR (o.repository IS NULL AND o.reference = g.k)
+                       ORDER BY {LATEST_ORDER} LIMIT 1) FROM g)
+UPDATE image_overview SET latest_version = (id IN (SELECT id FROM latest))
+WHERE id IN (SELECT o.id FROM image_overview o, g WHERE o.repository = g.k OR (o.repository IS NULL AND o.reference = g.k))
+  AND latest_version IS NOT (id IN (SELECT id FROM latest))"""
+
+
 def refresh_images(conn, image_ids) -> None:
     """Rebuilds the report rows of IMAGE_IDS, in the caller's transaction (rematch, suppressions)."""
     ids = sorted({int(i) for i in image_ids if i is not None})
@@ -313,8 +327,7 @@ def refresh_images(conn, image_ids) -> None:
             conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE {chosen}", {"id": image_id})
         if delta:
             conn.execute(_facet_delta(name, every, "+"), {"ids": marks})
-    conn.execute(_latest_update(" WHERE coalesce(repository, reference) IN (SELECT coalesce(repository, reference)"
-                                " FROM images WHERE id IN (SELECT value FROM json_each(?)))"), [marks])
+    conn.execute(LATEST_OF_IMAGES, {"ids": marks})
     keep_statistics(conn)
 
 

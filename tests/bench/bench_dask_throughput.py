@@ -4,6 +4,7 @@
 or with --local-cluster a LocalCluster), and optionally in this process and in local worker processes.
 
     .venv/bin/python tests/bench/bench_dask_throughput.py [--images N] [--repeat R] [--batch B] [--profile]
+    .venv/bin/python tests/bench/bench_dask_throughput.py --at-scale 10000   # the writer at 0 vs 10,000 images
 
 Each image is its own OCI layout with one shared base layer and one layer of its own (F small files,
 jars and config files holding credentials), so every run reads N+1 layers. Each configuration scans
@@ -65,15 +66,16 @@ def app_layer(k: int, files: int, jars: int, secrets: int) -> dict:
     return out
 
 
-def make_images(directory: str, n: int, files: int, jars: int = 0, secrets: int = 0) -> list[str]:
+def make_images(directory: str, n: int, files: int, jars: int = 0, secrets: int = 0, repository: str = "bench/app",
+                first: int = 0) -> list[str]:
     base = {"etc/os-release": 'ID=debian\nVERSION_ID="12"\n'}
     base.update({f"usr/lib/lib{i}.so": File(b"\x7fELF" + os.urandom(64) * 8) for i in range(200)})
     sources = []
-    for k in range(n):
+    for k in range(first, first + n):
         img = ImageBuilder().layer(base, created_by="ADD base /")
         img.layer(app_layer(k, files, jars, secrets), created_by=f"COPY app{k}")
         path = os.path.join(directory, f"img{k}")
-        img.write_oci_layout(path, ref=f"bench/app:{k}")
+        img.write_oci_layout(path, ref=f"{repository}:{k}")
         sources.append(f"oci:{path}")
     return sources
 
@@ -247,6 +249,58 @@ def writer_ceiling(sources: list[str], directory: str, risks, batch: int, profil
     return out
 
 
+def write_at_scale(directory: str, args) -> None:
+    """Issue 16 item 5: the writer's cost per image of first scans written into a database that already holds
+    AT_SCALE images (bench_datasette_pages' generated database: 100 findings each, the report tables, kept
+    facet counts and page indexes built; copied, the cached one is left as it is) against an empty one, the
+    same images into each: CPU and wall ms per image, in batches of --batch. The images join a repository
+    of the generated ones (bench/app7, 1 of 100 versions each) with versions of their own; a few are written
+    first, unmeasured (the writer's page cache warm, as in a long scan)."""
+    import pickle
+    import shutil
+
+    import bench_datasette_pages
+
+    # first: the cache's key is a digest of a new database's schema, which the modules imported below add to
+    # (ingest/reuse.py's tables): found before them, it is the key the pages benchmark uses
+    generated = bench_datasette_pages.cached_database(args.at_scale, 100, args.cache_dir)
+    from stowaway.ingest.analysis import Analysis
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.writer import Writer
+
+    warm = 8
+    sources = make_images(directory, args.images + warm, args.files, args.jars, args.secrets, repository="bench/app7",
+                          first=100000)
+    analysis = Analysis(None, {}, args.risk, None, progress=False)
+    blob = pickle.dumps([r for s in sources for r in analysis.source_results(s)])
+    got = {}
+    for label, base in (("an empty database", None), (f"a database of {args.at_scale} images", generated)):
+        path = os.path.join(directory, f"scale-{0 if base is None else args.at_scale}.db")
+        if base is not None:
+            for suffix in ("", "-wal"):  # the generated database as it was left (its WAL, if any, included)
+                if os.path.exists(f"{base}{suffix}"):
+                    shutil.copyfile(f"{base}{suffix}", f"{path}{suffix}")
+        database = connect(path)
+        writer = Writer(database, {})
+        results = pickle.loads(blob)
+        writer.write_batch(results[:warm])
+        cpu0, t0 = _cpu(), time.perf_counter()
+        for i in range(warm, len(results), args.batch):
+            out = writer.write_batch(results[i:i + args.batch])
+            if any(o.status != "done" for o in out):
+                sys.exit(f"write into {label}: {next(o.error for o in out if o.status != 'done')}")
+        cpu, wall = (_cpu() - cpu0) / args.images, (time.perf_counter() - t0) / args.images
+        got[base is not None] = (cpu, wall)
+        print(f"first scans written into {label:<30} {cpu * 1000:6.1f} ms CPU, {wall * 1000:6.1f} ms wall per image"
+              f" (load {load()})", flush=True)
+        database.conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(f"{path}{suffix}"):
+                os.unlink(f"{path}{suffix}")
+    print(f"write cost at {args.at_scale} images vs an empty database: {got[True][0] / got[False][0]:.2f}x CPU,"
+          f" {got[True][1] / got[False][1]:.2f}x wall per image")
+
+
 def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -271,7 +325,20 @@ def main() -> None:
                     " = 0, as before it existed): each worker waits for this process between two jobs")
     ap.add_argument("--profile", action="store_true", help="print where the writer's time goes (cProfile of"
                     " its batched run)")
+    ap.add_argument("--at-scale", type=int, default=0, metavar="N", help="only the write cost of first scans into a"
+                    " database already holding N generated images (e.g. 10000) against an empty one, ms per image;"
+                    " no Dask runs")
+    ap.add_argument("--cache-dir", type=pathlib.Path,
+                    default=pathlib.Path(os.environ.get("STOWAWAY_BENCH_CACHE") or ROOT.parent / "bench-cache"),
+                    help="[--at-scale] where the generated database is kept between runs (default"
+                         " $STOWAWAY_BENCH_CACHE or ../bench-cache beside the repository)")
     args = ap.parse_args()
+    if args.at_scale:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{args.images} images, each {args.files} files, {args.jars} jars, {args.secrets} files of secrets;"
+                  f" {os.cpu_count()} CPUs, load {load()}")
+            write_at_scale(tmp, args)
+        return
     policy = {"scan": {"write_batch": args.batch}}
     if args.no_ahead:
         from stowaway.ingest.dask_runner import DaskExecutor

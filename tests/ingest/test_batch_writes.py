@@ -138,7 +138,7 @@ def test_a_batch_is_one_transaction_and_one_refresh_of_the_report_tables(sources
     assert statements.count("COMMIT") == 1
     # the report rows of each image rebuilt once, the repositories' latest versions once for the batch
     assert sum(s.startswith("DELETE FROM [image_overview] WHERE [id] = ") for s in statements) == 3
-    assert sum(s.lstrip().startswith("UPDATE image_overview SET latest_version") for s in statements) == 1
+    assert sum("UPDATE image_overview SET latest_version" in s for s in statements) == 1
     assert stored(db)["overview"] == ["demo/app:0", "demo/app:1", "demo/app:2"]
     tables = [*MATERIALIZE, "report_facet_counts"]
     before = {t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}] WHERE 1 > 0").fetchall())) for t in tables}
@@ -240,6 +240,43 @@ def test_many_findings_keep_their_links_and_a_failing_insert_fails_its_image_alo
     with db.conn:
         rebuild_all(db.conn)
     assert sorted(q("SELECT * FROM report_facet_counts").fetchall()) == counts
+
+
+def test_a_batch_moves_its_repositorys_latest_version_as_a_rebuild_does(sources, db):
+    """The latest-version flag of the repositories a batch writes to, set once for the batch (only the flags
+    that change): a newer version written later takes it from the one before; an image of a repository
+    whose name is another image's reference (no repository of its own) is grouped as the full rebuild
+    groups it."""
+    from stowaway.ingest.readmodel import rebuild_all, refresh_images
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    writer = Writer(db, POLICY)
+
+    def flags():
+        return dict(db.execute("SELECT reference, latest_version FROM image_overview").fetchall())
+
+    def rebuilt():
+        with db.conn:
+            db.conn.execute("SAVEPOINT rebuilt")
+            rebuild_all(db.conn)
+            out = flags()
+            db.conn.execute("ROLLBACK TO rebuilt")
+            db.conn.execute("RELEASE rebuilt")
+        return out
+
+    writer.write_batch(results[:2])
+    assert flags() == {"demo/app:0": 0, "demo/app:1": 1} == rebuilt()
+    writer.write_batch(results[2:])
+    assert flags() == {"demo/app:0": 0, "demo/app:1": 0, "demo/app:2": 1} == rebuilt()
+    # an image stored without a repository is its own group, keyed by its reference (refreshed as the writer
+    # refreshes a batch: the trigger deferred, then refresh_images)
+    with db.conn:
+        db.conn.execute("INSERT INTO read_model_deferred (batch) VALUES (1)")
+        db.conn.execute("UPDATE images SET repository = NULL WHERE reference = 'demo/app:0'")
+        db.conn.execute("DELETE FROM read_model_deferred")
+        refresh_images(db.conn, [r[0] for r in db.execute("SELECT id FROM images WHERE reference = 'demo/app:0'")])
+    assert flags() == {"demo/app:0": 1, "demo/app:1": 0, "demo/app:2": 1} == rebuilt()
 
 
 def test_insert_values_writes_every_row_in_order_with_its_types(db):
