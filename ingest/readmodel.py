@@ -25,6 +25,8 @@ notebooks. A surface never computes its own counts or its own idea of "current".
 from __future__ import annotations
 
 import json
+import re
+from typing import Sequence
 
 FAILING = "coalesce(f.status, 'fail') NOT IN ('pass', 'not_applicable')"
 LAYER_JOIN = "LEFT JOIN image_layers il ON il.image_id = f.image_id AND il.position = f.layer_index"
@@ -317,8 +319,9 @@ def refresh_images(conn, image_ids) -> None:
         # on the image; values the images share are counted once, not once an image)
         every = f"[{key}] IN (SELECT value FROM json_each(:ids))"
         delta = counted and name in COUNTED_FACETS
+        grouped = _delta_columns(conn, name) if delta else []
         if delta:
-            conn.execute(_facet_delta(name, every, "-"), {"ids": marks})
+            conn.execute(_facet_delta(name, every, "-", grouped), {"ids": marks})
         # the rows one image at a time: `= :id` is planned through the image's current scan, where an IN
         # list made SQLite read every finding of the table's kind in the database
         chosen = f"[{key}] = :id"
@@ -326,7 +329,7 @@ def refresh_images(conn, image_ids) -> None:
             conn.execute(f"DELETE FROM [{name}] WHERE {chosen}", {"id": image_id})
             conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({sql}) WHERE {chosen}", {"id": image_id})
         if delta:
-            conn.execute(_facet_delta(name, every, "+"), {"ids": marks})
+            conn.execute(_facet_delta(name, every, "+", grouped), {"ids": marks})
     conn.execute(LATEST_OF_IMAGES, {"ids": marks})
     keep_statistics(conn)
 
@@ -530,21 +533,36 @@ def filter_sql(name: str) -> str:
     return f"CASE WHEN [{other}] = {int(value)} THEN {value_sql} END"
 
 
-def _facet_delta(name: str, where: str, sign: str) -> str:
+def _facet_delta(name: str, where: str, sign: str, grouped: Sequence[str] = ()) -> str:
     """One statement adding (SIGN '+') or taking away ('-') the counts of the rows of report table NAME
-    that WHERE selects: each row read once, crossed with the (filter, facet) pairs it is counted under."""
+    that WHERE selects: each row read once, crossed with the (filter, facet) pairs it is counted under.
+    GROUPED (the columns the counts read, _delta_columns): the rows alike in those counted once with
+    their number, then crossed (a scan's findings are a hundred rows and a dozen such groups)."""
+    source, count, carried = f"[{name}]", f"{sign}COUNT(*)", ""
+    if grouped:
+        cols = ", ".join(f"[{c}]" for c in grouped)
+        source = f"(SELECT {cols}, COUNT(*) AS rows_ FROM [{name}] WHERE {where} GROUP BY {cols})"
+        where, count, carried = "1", f"{sign}SUM(rows_)", ", rows_"
     facets = COUNTED_FACETS[name]
     pairs = [(col, key) for col in ["", *COUNTED_FILTERS[name]] for key in facets if _counted(name, col, key)]
     value = " ".join(f"WHEN '{key}' THEN {expr}" for key, expr in facets.items())
     chosen = " ".join(f"WHEN '{col}' THEN {filter_sql(col)}" for col in COUNTED_FILTERS[name])
     return (f"INSERT INTO report_facet_counts (tbl, filter, filter_value, facet, value, n)"
-            f" SELECT '{name}', filter, filter_value, facet, value, {sign}COUNT(*) FROM ("
+            f" SELECT '{name}', filter, filter_value, facet, value, {count} FROM ("
             f"SELECT k.column1 AS filter, CASE k.column1 WHEN '' THEN '' {chosen} END AS filter_value,"
-            f" k.column2 AS facet, CASE k.column2 {value} END AS value"
-            f" FROM [{name}] CROSS JOIN (VALUES {', '.join(f'({chr(39)}{f}{chr(39)}, {chr(39)}{k}{chr(39)})' for f, k in pairs)}) k"
+            f" k.column2 AS facet, CASE k.column2 {value} END AS value{carried}"
+            f" FROM {source} CROSS JOIN (VALUES {', '.join(f'({chr(39)}{f}{chr(39)}, {chr(39)}{k}{chr(39)})' for f, k in pairs)}) k"
             f" WHERE {where})"
             f" WHERE filter_value IS NOT NULL AND value IS NOT NULL"
             f" GROUP BY filter, filter_value, facet, value{_UPSERT};")
+
+
+def _delta_columns(conn, name: str) -> list[str]:
+    """The columns of report table NAME that its kept counts read (its facets' and filters' expressions)."""
+    text = re.sub(r"'[^']*'", "", " ".join([*COUNTED_FACETS[name].values(),
+                                             *(filter_sql(c) for c in COUNTED_FILTERS[name])]))
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    return [r[1] for r in conn.execute(f"PRAGMA table_info([{name}])") if r[1] in words]
 
 
 def _base_trigger(table: str, event: str, facets: dict[str, str]) -> str:
