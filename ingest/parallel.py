@@ -98,8 +98,8 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
     costs the most to send, then stays here. After its last claim the parent calls `idle` on each of
     its own results, while the child may still be reading (work the results would need later anyway)."""
     if not fork or len(tasks) < 2 or len(tasks) > MAX_TASKS:
-        done = _in_turn(range(len(tasks)), tasks, read, settle, discard)
-        return [done[i] for i in range(len(tasks))]
+        in_turn = _in_turn(range(len(tasks)), tasks, read, settle, discard)
+        return [in_turn[i] for i in range(len(tasks))]
     order = sorted(range(len(tasks)), key=lambda i: (-(getattr(tasks[i][0], "size", 0) or 0), i))
     claims_r, claims_w = os.pipe()
     os.write(claims_w, bytes(order[1:]))  # at most 254 bytes: one write, all there before either reads
@@ -120,7 +120,6 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
             _die_with(parent)
             os.close(back_r)
-            done: list[tuple[int, object]] = []
 
             def guarded_read(*task):
                 try:
@@ -142,8 +141,8 @@ def read_all(tasks: Sequence[tuple], read: Callable, fork: bool, idle: Callable 
                 data = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # noqa: BLE001 - a result that does not pickle: the parent reads those layers
                 data = b""
-            with os.fdopen(back_w, "wb") as fh:
-                fh.write(data)
+            with os.fdopen(back_w, "wb") as out:
+                out.write(data)
         finally:
             os._exit(0)
     os.close(back_w)
