@@ -8,9 +8,11 @@ value is an ordinary, bookmarkable table URL.
 
 On the big tables (report tables of 1,000,000 findings) a facet over the whole table, or over the rows
 of one selected value of a few-valued column (`severity=low`, `fixed_version__notblank=1`, `kind=secret`,
-`suppressed=0`), is read from the counts the read model keeps (readmodel.COUNTED_FACETS) instead of a
-GROUP BY over every row; any other selection counts the rows. `values` is Datasette's column facet
-(values by count) with that shortcut.
+`suppressed=0`), or of one layer or one CVSS bucket as those facets link to them, is read from the counts
+the read model keeps (readmodel.COUNTED_FACETS) instead of a GROUP BY over every row; any other selection
+counts the rows. `values` is Datasette's column facet (values by count) with that shortcut. On a table
+without a command column (findings, packages) the layer facet counts rows per layer and image (an index
+reads them) before it joins the commands.
 """
 from __future__ import annotations
 
@@ -101,6 +103,13 @@ class _Base(Facet):
             return None
         if not await self._has_counts():  # an older database served as it is
             return None
+        if selection[0].startswith("="):  # a base table's rows of one value: this facet's own column only
+            if (readmodel.COUNTED_BASE.get(self.table) or {}).get(key) != selection[0][1:]:
+                return None
+            rows = (await self.ds.execute(
+                self.database, "select value, n from report_facet_counts where tbl = ? and filter = ''"
+                " and filter_value = '' and facet = ? and value = ? and n > 0", [self.table, key, selection[1]])).rows
+            return {r[0]: r[1] for r in rows}
         order = f" order by n desc, value limit {int(top)}" if top is not None else ""
         chosen = "json_array(?, ?)" if isinstance(selection[1], tuple) else "?"  # a layer: as the counts write it
         values = list(selection[1]) if isinstance(selection[1], tuple) else [selection[1]]
@@ -130,7 +139,8 @@ class _Base(Facet):
         return True
 
     async def _selection(self) -> tuple[str, object] | None:
-        """('', '') for the whole table, (column, value) for the rows of one counted value, else None.
+        """('', '') for the whole table, (column, value) for the rows of one counted value, ('=column', value)
+        for a base table's rows of one value, else None.
         The page's SQL must be exactly what Datasette makes of its filter arguments alone (no _where,
         _search, _through, or _next position), so the counts are of the same rows."""
         pairs = sorted((k, v) for k in self.request.args for v in self.request.args.getlist(k)
@@ -141,6 +151,10 @@ class _Base(Facet):
             return None
         if not pairs:
             return "", ""
+        if self.table in readmodel.COUNTED_BASE and len(pairs) == 1 and pairs[0][0].partition("__")[2] in ("", "exact"):
+            # ('=column', value): the rows of one value of a base table (text columns), whose facet on that
+            # very column is that value's whole-table count
+            return "=" + pairs[0][0].partition("__")[0], pairs[0][1]
         if self.table not in readmodel.COUNTED_FILTERS:
             return None
         chosen = _expression_selection(pairs)  # one layer's rows, one CVSS bucket: the facets' own links
