@@ -371,7 +371,9 @@ def apply_finding_changes(conn, gone, fresh, package_ids, counted: bool | None =
     rows refresh_images would write, touching only what changed (a rematch that rewrites a few findings in
     every one of 10,000 images would otherwise rebuild every report row). COUNTED False: the kept facet
     counts of the finding tables are left to the caller, who counts them again (recount_facets) in the
-    same transaction (rematch's bulk mode)."""
+    same transaction (rematch's bulk mode), and the statistics too (keep_statistics, once its indexes are
+    back)."""
+    bulk = counted is False
     if counted is None or counted:
         counted = _has_facet_counts(conn)
     for ids, sign in ((gone, "-"), (fresh, "+")):
@@ -395,7 +397,8 @@ def apply_finding_changes(conn, gone, fresh, package_ids, counted: bool | None =
         conn.execute("UPDATE packages_view SET vulnerability_count = (SELECT p.vulnerability_count FROM packages p"
                      f" WHERE p.id = packages_view.id) WHERE {_CHOSEN}",
                      {"ids": json.dumps(sorted(int(i) for i in package_ids))})
-    keep_statistics(conn)
+    if not bulk:
+        keep_statistics(conn)
 
 
 def rebuild_all(conn) -> None:

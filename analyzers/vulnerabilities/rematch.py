@@ -330,6 +330,7 @@ def _bulk_finish(conn, writes: RematchWrites, again: list[str], recount: list[st
     for sql in again:
         conn.execute(sql)
     readmodel.recount_facets(conn, recount)
+    readmodel.keep_statistics(conn)  # the planner's statistics of the tables it grew, its indexes back
 
 
 def rematch(database, references: list[str] | None = None, ignore_file: str | None = None,

@@ -99,6 +99,9 @@ def test_bulk_mode_writes_what_the_row_by_row_path_writes(fleet, tmp_path, monke
     assert any("CREATE INDEX" in s and "vulnerabilities_view" in s for s in got["schema"])  # made again
     assert any("facet_counts_findings_insert" in s for s in got["schema"])
     assert_true(fleet)
+    conn = sqlite3.connect(fleet)  # the indexes made again have the planner's statistics, at the sizes written
+    assert readmodel.stale_statistics(conn) == []
+    conn.close()
 
     # an advisory update: findings go and come (the rows of the findings deleted leave the report tables)
     later = osv("GHSA-7rjr-3q55-vv33", "CVE-2021-45046", "2.17.0", HIGH)
