@@ -602,6 +602,8 @@ class LayerResult:
     diff_id: str = ""
     size: int = 0
     packed: bytes | None = None  # `entries` as the writer stores them (cache.pack), when made ahead
+    # `records` as the writer stores them (cache.pack) with their number, when packed in a worker (executors.py)
+    packed_records: dict[str, tuple[bytes, int]] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:

@@ -312,11 +312,13 @@ class Writer:
                                     " file_index, indexed_at, diff_id) VALUES (?,?,?,?,?,?,?,?)",
                                     values + [result.diff_id]).lastrowid
         now = dbm.now()
+        # each analyzer's records, encoded here or already where the layer was read (executors.pack_layer)
+        packed = dict(getattr(result, "packed_records", None) or {})
+        packed.update({name: (pack(recs), len(recs)) for name, recs in result.records.items()})
         conn.executemany("INSERT OR REPLACE INTO layer_analyses (layer_id, analyzer, version, fingerprint, records,"
                          " record_count, seconds, warnings, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                         [(layer_id, name, key[0], key[1], pack(recs), len(recs), round(result.seconds.get(name, 0.0), 4),
-                           None, now) for name, recs in result.records.items()
-                          if (key := cache_keys.get(name)) is not None])
+                         [(layer_id, name, key[0], key[1], blob, count, round(result.seconds.get(name, 0.0), 4), None, now)
+                          for name, (blob, count) in packed.items() if (key := cache_keys.get(name)) is not None])
         return layer_id
 
     def _store_image(self, spec: ImageSpec, os_info: OSInfo, layer_ids: list[int]) -> int:

@@ -279,6 +279,31 @@ def test_a_batch_moves_its_repositorys_latest_version_as_a_rebuild_does(sources,
     assert flags() == {"demo/app:0": 1, "demo/app:1": 0, "demo/app:2": 1} == rebuilt()
 
 
+def test_a_workers_layers_arrive_encoded_and_the_layer_cache_holds_what_an_inline_scan_stores(sources, tmp_path):
+    """A worker encodes its fresh layers' records for the layer cache (executors.pack_layer): the writer
+    stores those bytes as they are, the same rows an in-process scan (records encoded by the writer) stores."""
+    from stowaway.ingest.analysis import Analysis
+    from stowaway.ingest.cache import unpack
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.writer import Writer
+
+    from_worker = analyzed(sources[:1])
+    assert from_worker[0].fresh and all(not layer.records and layer.packed_records for layer in from_worker[0].fresh)
+    inline = list(Analysis(None, POLICY, None, None, progress=False).source_results(sources[0]))
+    assert all(layer.records and not layer.packed_records for layer in inline[0].fresh)
+    stored_rows = []
+    for name, results in (("worker", from_worker), ("inline", inline)):
+        database = connect(str(tmp_path / f"{name}.db"))
+        assert [o.status for o in Writer(database, POLICY).write_batch(results)] == ["done"]
+        stored_rows.append(sorted(
+            (diff_id, analyzer, version, fingerprint, count, repr(unpack(records)))
+            for diff_id, analyzer, version, fingerprint, count, records in database.execute(
+                "SELECT l.diff_id, a.analyzer, a.version, a.fingerprint, a.record_count, a.records"
+                " FROM layer_analyses a JOIN layers l ON l.id = a.layer_id")))
+    assert stored_rows[0] and stored_rows[0] == stored_rows[1]
+    assert any(count for *_, count, _records in stored_rows[0])
+
+
 def test_insert_values_writes_every_row_in_order_with_its_types(db):
     from stowaway.ingest.db import insert_values
 
