@@ -5,7 +5,8 @@ A task is a row in `tasks` with one `task_items` row per source; both are update
 Sources are analyzed by an executor (this process, local worker processes or a Dask cluster) and
 written by this process alone: what workers return is written in batches, one transaction for up to
 `[scan] write_batch` images (default 16), the first waiting at most `write_batch_seconds` (default 1),
-and never while a worker could be given its next job; the batch's task items are updated in the same
+never while a worker could be given its next job, and at once when a worker has nothing left to start
+(the scan's last jobs: its last writes overlap them); the batch's task items are updated in the same
 transaction. A source scanned in this process is written as it is analyzed.
 
 Rate limit: a third-party registry (or any registry with `images_per_hour` in the policy) gets at most
@@ -441,8 +442,10 @@ class TaskRunner:
                     running[executor.submit(job)] = (item_id, job)
                     max_running = max(max_running, len(running))
                     self._refresh(task_id, len(running), max_running)
-                # the workers have their next jobs: write what came back, a batch at a time
-                if batch and (not running or sum(len(r) for _, r in batch) >= batch_images
+                # the workers have their next jobs: write what came back, a batch at a time; and at once when
+                # a worker has nothing left to do (nothing more to start now: the scan's last jobs), so the
+                # writes overlap the last jobs instead of following them
+                if batch and (len(running) < concurrency or sum(len(r) for _, r in batch) >= batch_images
                               or time.monotonic() - batch_since >= batch_seconds):
                     while batch:  # at most write_batch images a transaction (an item's images stay together)
                         n = 0

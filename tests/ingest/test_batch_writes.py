@@ -446,6 +446,33 @@ def test_the_task_runner_writes_workers_results_in_batches_with_their_items(tmp_
     assert sizes == [1, 1, 1] and [o.status for o in out] == ["done"] * 3
 
 
+def test_the_last_jobs_results_are_written_while_the_last_job_runs(tmp_path, sources, monkeypatch):
+    """When a worker has nothing left to start, what came back is written at once (not after the last job:
+    the scan's end waited for its last batch), however long write_batch_seconds lets a batch wait."""
+    import time
+
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.pipeline import Scanner
+    from stowaway.ingest.writer import Writer
+
+    writes: list[tuple[float, int]] = []
+    real = Writer.write_batch
+
+    def spy(self, results, finish=None):
+        writes.append((time.time(), len(results)))
+        return real(self, results, finish)
+
+    monkeypatch.setattr(Writer, "write_batch", spy)
+    database = connect(str(tmp_path / "tail.db"))
+    policy = {**POLICY, "scan": {"write_batch": 16, "write_batch_seconds": 600}}
+    out = Scanner(database, policy, progress=False, jobs=2).run(sources)
+    assert [o.status for o in out] == ["done"] * 3
+    # two workers, three sources: once the third has started, a worker is idle and the first results go in
+    assert len(writes) >= 2 and sum(n for _, n in writes) == 3
+    last_finished = database.execute("SELECT MAX(worker_finished) FROM task_items").fetchone()[0]
+    assert writes[0][0] < last_finished
+
+
 def test_a_dask_cluster_scan_is_batched_and_stores_what_the_local_scan_stores(tmp_path, sources, monkeypatch):
     distributed = pytest.importorskip("distributed")
     from stowaway.ingest.db import connect
