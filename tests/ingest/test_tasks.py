@@ -338,3 +338,23 @@ def test_cli_tasks_cancel(tmp_path):
                        timeout=60)
     assert r.returncode == 2 and r.stderr.strip().endswith(f"task {task} is already cancelled: nothing to cancel")
     assert "Traceback" not in r.stderr
+
+
+def test_the_next_items_are_read_in_order_from_an_index_not_sorted(tmp_path):
+    """The runner asks for the next due items before every start: read in (not_before, id) order from an
+    index, never by sorting every queued item of the task (a task of a registry's 10,000 images sorted all
+    of them at each start)."""
+    from stowaway.ingest.db import connect
+    from stowaway.ingest.tasks import DUE_SQL, TaskRunner, create_task
+
+    db = connect(str(tmp_path / "due.db"))
+    task_id = create_task(db, [f"oci:{tmp_path}/missing{i}" for i in range(30)])
+    with db.conn:  # a retry deferred, another due earlier than the rest
+        db.conn.execute("UPDATE task_items SET not_before = 50 WHERE id = (SELECT MIN(id) FROM task_items)")
+        db.conn.execute("UPDATE task_items SET not_before = 5 WHERE id = (SELECT MAX(id) FROM task_items)")
+    ids = [r[0] for r in db.execute("SELECT id FROM task_items ORDER BY id")]
+    due = [r[0] for r in TaskRunner(db, {})._due(task_id, 100.0, 4)]
+    assert due == [ids[1], ids[2], ids[3], ids[4]]  # not_before 0 first, in id order
+    assert [r[0] for r in TaskRunner(db, {})._due(task_id, 10.0, 40)] == ids[1:-1] + [ids[-1]]
+    plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + DUE_SQL, [task_id, 100.0, 4]))
+    assert "idx_task_items_due" in plan and "TEMP B-TREE" not in plan
