@@ -433,8 +433,10 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     try:
         if bulk:
             again, recount = _bulk_drop(conn)
-        for (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, repository, shape,
-             pids) in inventories:
+        for n in range(len(inventories)):
+            (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, repository, shape,
+             pids) = inventories[n]
+            inventories[n] = ()  # an image's rows go once written: the end of a bulk rematch has the memory
             # only packages that some advisory names become objects: most of an inventory matches nothing
             items, ids = [], {}
             for row, key, target in rows:
