@@ -111,12 +111,15 @@ def write_results(conn, scan_id: int, image_id: int, ctx: ImageContext) -> None:
                        "id_like": list(ctx.os.id_like), "source_file": ctx.os.source_file, "raw": dict(ctx.os.raw)}
     conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)",
                      [(scan_id, k, dbm.dumps(v)) for k, v in facts.items()])
+    # with no suppression in force and no ignore file's reason the new findings stay unsuppressed and the
+    # packages' counts above stand (the writer's hot path: matching every finding against nothing cost a
+    # third of its SQL time)
     if _active_by_rule(conn) or any(f.detail.get("ignore_reason") for f in ctx.findings):
-        apply_suppressions(conn, scan_ids=[scan_id], recount=True)
-    elif conn.execute("SELECT 1 FROM images WHERE id = ? AND last_scan_id = ?", [image_id, scan_id]).fetchone():
-        # no suppression in force and no ignore file's reason: the new findings stay unsuppressed and the packages' counts above stand
-        # (the writer's hot path: matching every finding against nothing cost a third of its SQL time);
-        # a scan already current still gets its report rows
+        apply_suppressions(conn, scan_ids=[scan_id], recount=True, refresh=False)
+    # the report rows follow the image's current scan: a scan already current (rematch, a test's direct write)
+    # gets them here; the writer's new scan becomes current afterwards and its batch refreshes them once
+    # (refreshed here as well, they were the previous scan's rows built again)
+    if conn.execute("SELECT 1 FROM images WHERE id = ? AND last_scan_id = ?", [image_id, scan_id]).fetchone():
         from .readmodel import refresh_images
 
         refresh_images(conn, [image_id])

@@ -518,6 +518,35 @@ def test_suppressions_apply_to_every_image_of_a_batch(tmp_path, sources):
     assert [r[0] for r in database.execute("SELECT compliance FROM image_overview")] == [0, 0, 0]
 
 
+def test_a_suppression_in_force_leaves_one_refresh_of_each_images_report_rows(sources, db):
+    """With a suppression covering the new scans' findings the batch still rebuilds each image's report rows
+    once, at its end (matching the suppressions rebuilt them a second time, from the scan they replace), and
+    they and the kept counts are what a full rebuild makes."""
+    from stowaway.ingest.findings import Suppression, add_suppression
+    from stowaway.ingest.readmodel import MATERIALIZE, rebuild_all
+    from stowaway.ingest.writer import Writer
+
+    writer = Writer(db, POLICY)
+    writer.write_batch(analyzed(sources[:1]))  # demo/app:0 has a current scan the next batch's scan replaces
+    with db.conn:
+        add_suppression(db.conn, Suppression(rule="no-nmap", reason="allowed on build hosts"))
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    out = writer.write_batch(analyzed(sources))
+    db.conn.set_trace_callback(None)
+    assert [o.status for o in out] == ["done"] * 3
+    assert sum(s.startswith("DELETE FROM [image_overview] WHERE [id] = ") for s in statements) == 3
+    assert db.execute("SELECT COUNT(*) FROM findings f JOIN images i ON f.scan_id = i.last_scan_id"
+                      " WHERE f.rule = 'no-nmap' AND f.suppressed = 1").fetchone()[0] == 3
+    # a kept count that went down to 0 stays as a row of 0 (a rebuild makes none): compared without them
+    tables = {**{t: "1 > 0" for t in MATERIALIZE}, "report_facet_counts": "n <> 0"}
+    before = {t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}] WHERE {w}").fetchall())) for t, w in tables.items()}
+    with db.conn:
+        rebuild_all(db.conn)
+    assert before == {t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}] WHERE {w}").fetchall()))
+                      for t, w in tables.items()}
+
+
 def test_write_batch_caps_the_images_of_one_transaction(tmp_path, sources, monkeypatch):
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
