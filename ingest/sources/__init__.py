@@ -14,6 +14,7 @@ pass and matched to images at the end.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -50,14 +51,25 @@ def parse_source(text: str) -> tuple[str, str, str]:
         raise ScanError(f"{text}: missing location after '{transport}:'")
     if transport in ("oci", "oci-archive", "docker-archive"):
         if os.path.exists(rest):
-            return transport, rest, ""
+            return transport, _a_file_or_directory(text, rest), ""
         i = rest.find(":")
         while i != -1:
             if os.path.exists(rest[:i]):
-                return transport, rest[:i], rest[i + 1 :]
+                return transport, _a_file_or_directory(text, rest[:i]), rest[i + 1 :]
             i = rest.find(":", i + 1)
         raise ScanError(f"{text}: no such file or directory: {rest}")
     return transport, rest, ""
+
+
+def _a_file_or_directory(text: str, location: str) -> str:
+    """LOCATION, when it is a regular file or a directory (symbolic links followed); a named pipe, socket or
+    device is refused before it is opened: opening a pipe nobody writes to waits forever, a device never ends."""
+    mode = os.stat(location).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return location
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    raise ScanError(f"{text}: {location} is {kind}, not a file or directory; save the image to a file and scan that")
 
 
 def absolute_source(text: str, base: str | None = None) -> str:

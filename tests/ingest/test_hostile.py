@@ -262,3 +262,14 @@ def test_a_package_database_over_its_cap_is_named_never_silently_empty(tmp_path,
     # under the default cap the same database is read
     database, outcomes = scan(f"docker-archive:{path}")
     assert len([s for s in report_of(database, "dpkg:1")["software"] if s["ecosystem"] == "deb"]) == 2000
+
+
+@pytest.mark.timeout(120, method="thread")  # without the check, opening a pipe nobody writes to waits forever
+def test_a_named_pipe_or_a_device_is_refused_before_it_is_opened(tmp_path, scan):
+    fifo = tmp_path / "image.tar"
+    os.mkfifo(fifo)
+    for source in (f"docker-archive:{fifo}", f"oci-archive:{fifo}:img", f"oci:{fifo}"):
+        _, outcomes = scan_with_good(scan, tmp_path, source)
+        failed_with(outcomes, f"{fifo} is a named pipe (FIFO), not a file or directory")
+    _, outcomes = scan_with_good(scan, tmp_path, "docker-archive:/dev/zero")  # would read zeros for ever
+    failed_with(outcomes, "/dev/zero is a device")
