@@ -451,10 +451,19 @@ def test_the_last_jobs_results_are_written_while_the_last_job_runs(tmp_path, sou
     the scan's end waited for its last batch), however long write_batch_seconds lets a batch wait."""
     import time
 
+    from stowaway.analyzers.settings.crypt import libcrypt
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
     from stowaway.ingest.writer import Writer
 
+    # the last source is the slow one, by construction rather than by luck: its /etc/shadow holds an md5crypt
+    # hash (fresh salt: no verdict cached) of a password in none of 200,000 candidates, so its weak-password
+    # check runs to its 3 s budget while the first two sources take a fraction of that
+    lib = libcrypt()
+    slow = image(2)
+    slow.layer({"etc/shadow": f"app:{lib.crypt(b'not-in-any-list-7Hq!', lib.gensalt('$1$'))}:19000:0:99999:7:::\n"},
+               created_by="RUN useradd app")
+    slow.write_oci_layout(tmp_path / "slow", ref="demo/app:2")
     writes: list[tuple[float, int]] = []
     real = Writer.write_batch
 
@@ -464,8 +473,9 @@ def test_the_last_jobs_results_are_written_while_the_last_job_runs(tmp_path, sou
 
     monkeypatch.setattr(Writer, "write_batch", spy)
     database = connect(str(tmp_path / "tail.db"))
-    policy = {**POLICY, "scan": {"write_batch": 16, "write_batch_seconds": 600}}
-    out = Scanner(database, policy, progress=False, jobs=2).run(sources)
+    policy = {**POLICY, "scan": {"write_batch": 16, "write_batch_seconds": 600},
+              "passwords": {"extra": [f"filler-{i:06d}" for i in range(200_000)], "budget_seconds": 3, "workers": 1}}
+    out = Scanner(database, policy, progress=False, jobs=2).run([*sources[:2], f"oci:{tmp_path / 'slow'}"])
     assert [o.status for o in out] == ["done"] * 3
     # two workers, three sources: once the third has started, a worker is idle and the first results go in
     assert len(writes) >= 2 and sum(n for _, n in writes) == 3
@@ -579,3 +589,54 @@ def test_the_latest_version_does_not_depend_on_the_order_images_were_written(tmp
     assert flags[0] == flags[1]
     assert [r for r, latest in flags[0][0] if latest] == ["demo/app:2"]  # equal times: the greatest reference
     assert flags[0][1] == ["demo/app:2"]
+
+
+def _hold_write_lock(tmp_path):
+    """Another writer (a bulk rematch's long transaction): a connection holding the write lock."""
+    other = sqlite3.connect(str(tmp_path / "test.db"), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_batch_waits_for_another_writers_lock_then_writes(sources, db, tmp_path):
+    import threading
+
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    events: list[str] = []
+    writer = Writer(db, {**POLICY, "scan": {"write_lock_wait_seconds": 120}}, on_event=lambda k, d: events.append(k))
+    assert writer.write_batch(results[:1])[0].status == "done"  # schema steps done before the lock is taken
+    db.conn.execute("PRAGMA busy_timeout = 50")  # one attempt gives up long before the other writer finishes
+    other = _hold_write_lock(tmp_path)
+    release = threading.Timer(1.0, other.rollback)
+    release.start()
+    try:
+        out = writer.write_batch(results[1:])
+    finally:
+        release.join()
+        other.close()
+    assert [o.status for o in out] == ["done", "done"]
+    assert "write_lock_wait" in events  # it said that it waited
+    assert writer.stats["batch_fallbacks"] == 0
+    assert stored(db)["scans"] == [("demo/app:0", "done"), ("demo/app:1", "done"), ("demo/app:2", "done")]
+
+
+def test_past_the_lock_wait_a_batchs_images_fail_with_that_reason_and_nothing_is_kept(sources, db, tmp_path):
+    from stowaway.ingest.writer import Writer
+
+    results = analyzed(sources)
+    writer = Writer(db, {**POLICY, "scan": {"write_lock_wait_seconds": 0.3}})
+    db.conn.execute("PRAGMA busy_timeout = 50")
+    other = _hold_write_lock(tmp_path)
+    try:
+        out = writer.write_batch(results)
+    finally:
+        other.rollback()
+        other.close()
+    assert [o.status for o in out] == ["failed"] * 3
+    for o, res in zip(out, results):  # one sentence each, naming the cause and the setting; no retry alone
+        assert o.error.startswith(f"{res.reference}: not written: another writer") and "\n" not in o.error
+        assert "write_lock_wait_seconds = 0" in o.error and "database is locked" not in o.error
+    assert writer.stats["batch_fallbacks"] == 0
+    assert stored(db)["scans"] == []
