@@ -154,7 +154,8 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "archives": _limits(ArchiveLimits, 0),  # max_depth = 0: no archive is opened
     "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "dask_timeout": _number(0.001),
              "retries": _int(0), "retry_delay": _number(), "max_wait": _number(), "stale_after": _number(1),
-             "reuse": _bool, "write_batch": _int(1), "write_batch_seconds": _number()},
+             "reuse": _bool, "write_batch": _int(1), "write_batch_seconds": _number(),
+             "write_lock_wait_seconds": _number()},
     "registries": _per_host(REGISTRY_KEYS),
     "secrets": {
         "exclude_paths": _str_list(MAX_EXCLUDE_PATHS),

@@ -16,6 +16,7 @@ never loses the others. `write(result)` is a batch of one.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 import traceback
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
     from .layers import LayerResult  # the layer walk is imported by what reads layers, not by a rescan
 
 TOOL_VERSION = "0.1.0"
+log = logging.getLogger("stowaway.writer")
+
+# How long a batch waits for the database's write lock while another writer holds it (a first rematch of
+# 10,000 images holds it for minutes in one transaction), beyond which its images fail with that sentence;
+# `[scan] write_lock_wait_seconds` in the policy.
+WRITE_LOCK_WAIT = 1800.0
 
 
 @dataclass
@@ -70,6 +77,14 @@ class _BatchLost(Exception):
     """SQLite rolled the batch's transaction back on its own; the message says why (one sentence)."""
 
 
+class _LockWaitOver(Exception):
+    """Another writer kept the write lock past the wait: the batch's images fail with this sentence."""
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
 class Writer:
     """The writing half: the one place that writes scans, layers, images and results to the database."""
 
@@ -100,6 +115,10 @@ class Writer:
             try:
                 outcomes = self._batch(results, finish)
                 self.stats["batches"] += 1
+            except _LockWaitOver as exc:  # written again alone, each would wait as long again
+                outcomes = [ScanOutcome(r.reference, 0, "failed", f"{r.reference}: {exc}", layers_read=r.layers_read,
+                                        layers_cached=r.layers_cached, layers_known=r.layers_known,
+                                        seconds=round(r.seconds, 3)) for r in results]
             except (sqlite3.Error, _BatchLost):  # nothing of the batch was kept: each image on its own
                 self.stats["batch_fallbacks"] += 1
                 outcomes = [self._alone(res) for res in results]
@@ -125,7 +144,7 @@ class Writer:
             reuse.ensure(self.db)  # before the transaction: a schema step would commit it
         if conn.in_transaction:
             conn.commit()
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             # the report tables' trigger leaves this transaction's images to the one refresh below
             conn.execute("INSERT INTO read_model_deferred (batch) VALUES (1)")
@@ -140,6 +159,35 @@ class Writer:
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting while another writer holds the lock (each attempt waits out the
+        connection's busy timeout) up to the policy's write-lock wait; says once that it waits and for how
+        long at most, and past it raises _LockWaitOver with the sentence its images fail with."""
+        conn = self.db.conn
+        wait = float((self.policy.get("scan") or {}).get("write_lock_wait_seconds", WRITE_LOCK_WAIT))
+        start = time.monotonic()
+        told = False
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if told:
+                    log.warning("stowaway: the write lock was free after %.0f s; writing", time.monotonic() - start)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise
+                waited = time.monotonic() - start
+                if waited >= wait:
+                    raise _LockWaitOver(f"not written: another writer (a rematch, a scan, an import) held the"
+                                        f" database's write lock for over {waited:.0f} s ([scan]"
+                                        f" write_lock_wait_seconds = {wait:.0f}); scan it again") from None
+                if not told:
+                    told = True
+                    log.warning("stowaway: waiting for the database's write lock (another writer holds it: a"
+                                " rematch, a scan, an import), at most %.0f s", wait)
+                    self.on_event("write_lock_wait", {"seconds": wait})
+                time.sleep(min(0.5, max(0.0, wait - waited)))
 
     def _alone(self, res: ImageResult) -> ScanOutcome:
         """One image in a transaction of its own; when even that fails, a failed scan with the reason (and
