@@ -400,8 +400,7 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     for column in DETAIL_COLUMNS:
         if column not in have:  # a database whose details table has not grown these yet
             conn.execute(f"ALTER TABLE vulnerability_details ADD COLUMN [{column}]")
-    detail_sql = (f"INSERT INTO vulnerability_details ({', '.join(DETAIL_COLUMNS)})"
-                  f" VALUES ({', '.join('?' * len(DETAIL_COLUMNS))})")
+    detail_sql = f"INSERT INTO vulnerability_details ({', '.join(DETAIL_COLUMNS)})"  # its VALUES: db.insert_values
     encoded: dict = {}
     # without ignore rules the evaluator hands every image the same Finding objects of a package (kept in
     # its cache): what they write is worked out once; with them they are new per image, and not kept here
