@@ -457,6 +457,12 @@ class RematchWrites:
     fresh: list = field(default_factory=list)  # finding ids inserted
     packages: set = field(default_factory=set)  # package ids whose vulnerability_count changed
     reasons: bool = False  # a fresh finding carries an ignore file's reason
+    # the batch's new findings and details rows, inserted together at its end (an image of an advisory update
+    # has two or three: a statement each was the cost); the next id to hand out; the details' INSERT head
+    rows: list = field(default_factory=list)
+    details: list = field(default_factory=list)
+    next_id: int = 0
+    detail_sql: str = ""
 
 
 def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_counts, findings, feed, old_feed,
@@ -529,21 +535,18 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
         conn.execute(f"DELETE FROM vulnerability_details WHERE finding_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM findings WHERE id IN ({marks})", chunk)
     if fresh:
-        # ids handed out here so both tables go in with a few multi-row INSERTs (db.insert_values: a statement
-        # per row paid ~35 us of statement journal under the facet-count trigger); safe: this transaction
-        # holds the lock
-        next_id = (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
-        rows, details = [], []
+        # ids handed out here (after those the batch has handed out), the rows inserted at the batch's
+        # end by finish_rematch_batch in a few multi-row INSERTs (db.insert_values: a statement per row paid
+        # ~35 us of statement journal under the facet-count trigger); safe: this transaction holds the lock
+        next_id = writes.next_id or (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
         head = (scan_id, image_id)
         for fid, (static, fp, pid) in enumerate(fresh, next_id):
-            rows.append((fid, *head, *static[4], pid, fp, *static[6]))
-            details.append((fid, *static[7]))
+            writes.rows.append((fid, *head, *static[4], pid, fp, *static[6]))
+            writes.details.append((fid, *static[7]))
             writes.reasons = writes.reasons or static[1] is not None
         writes.fresh.extend(range(next_id, next_id + len(fresh)))
-        dbm.insert_values(conn, "INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title,"
-                          " rule, status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)",
-                          rows)
-        dbm.insert_values(conn, detail_sql, details)
+        writes.next_id = next_id + len(fresh)
+        writes.detail_sql = detail_sql
     if recount:
         conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recount)
         writes.packages.update(pid for _, pid in recount)
@@ -560,12 +563,18 @@ def replace_vulnerabilities(conn, scan_id, image_id, repository, pkgs, ids, old_
 
 
 def finish_rematch_batch(conn, writes: RematchWrites, report: bool = True) -> None:
-    """The end of a batch of replace_vulnerabilities writes, in their transaction: the active suppressions
+    """The end of a batch of replace_vulnerabilities writes, in their transaction: their new findings and
+    details rows inserted, the active suppressions
     onto the new findings (the kept ones have theirs: suppressions are applied to every current scan when
     they are added, removed or lapse), then the report rows of what changed (readmodel.apply_finding_changes;
     REPORT False: the caller brings them in step later in the same transaction, rematch's bulk mode)."""
     from .readmodel import apply_finding_changes
 
+    dbm.insert_values(conn, "INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule,"
+                      " status, path, layer_index, visible, package_id, fingerprint, ignored, ignore_reason)",
+                      writes.rows)
+    dbm.insert_values(conn, writes.detail_sql, writes.details)
+    writes.rows, writes.details = [], []
     if writes.fresh and (writes.reasons or _active_by_rule(conn)):
         apply_suppressions(conn, finding_ids=writes.fresh, refresh=False, touched=writes.packages)
     if report:
