@@ -320,13 +320,19 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(ci):
 
 
 def test_sigterm_during_a_scan_exits_130(tmp_path):
-    fifo = tmp_path / "slow.tar"
-    os.mkfifo(fifo)  # the scan blocks reading it, as on a slow medium
-    p = subprocess.Popen([STOWAWAY, "scan", f"docker-archive:{fifo}", "--db", str(tmp_path / "t.db"), "--no-progress"],
+    import socket
+
+    # a registry that takes the connection and never answers: the scan blocks reading it (its read timeout
+    # is 30 s), as on a slow network
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    p = subprocess.Popen([STOWAWAY, "scan", f"registry:127.0.0.1:{silent.getsockname()[1]}/slow:1", "--db",
+                          str(tmp_path / "t.db"), "--no-progress"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     state = ""
-    while time.monotonic() < deadline and state != "running":  # the scan has started and blocks on the fifo
+    while time.monotonic() < deadline and state != "running":  # the scan has started and blocks on the registry
         time.sleep(0.2)
         if (tmp_path / "t.db").exists():
             listed = run("tasks", "--db", str(tmp_path / "t.db"), "--format", "json").stdout.splitlines()
@@ -338,6 +344,8 @@ def test_sigterm_during_a_scan_exits_130(tmp_path):
     except subprocess.TimeoutExpired:
         p.kill()
         raise
+    finally:
+        silent.close()
     assert p.returncode == 130, err
     assert err.strip().endswith("stowaway: interrupted") and "Traceback" not in err
     tasks = [json.loads(line) for line in run("tasks", "--db", str(tmp_path / "t.db"), "--format", "json").stdout.splitlines()]
