@@ -119,6 +119,12 @@ class Writer:
                 outcomes = [ScanOutcome(r.reference, 0, "failed", f"{r.reference}: {exc}", layers_read=r.layers_read,
                                         layers_cached=r.layers_cached, layers_known=r.layers_known,
                                         seconds=round(r.seconds, 3)) for r in results]
+                if finish is not None:  # the caller's bookkeeping (a task's items: failed, retried) when it can
+                    try:
+                        with self.db.conn:
+                            finish(outcomes)
+                    except sqlite3.Error as lost:
+                        log.warning("stowaway: %s; their task items could not be updated either (%s)", exc, describe(lost))
             except (sqlite3.Error, _BatchLost):  # nothing of the batch was kept: each image on its own
                 self.stats["batch_fallbacks"] += 1
                 outcomes = [self._alone(res) for res in results]

@@ -629,12 +629,14 @@ def test_past_the_lock_wait_a_batchs_images_fail_with_that_reason_and_nothing_is
     writer = Writer(db, {**POLICY, "scan": {"write_lock_wait_seconds": 0.3}})
     db.conn.execute("PRAGMA busy_timeout = 50")
     other = _hold_write_lock(tmp_path)
+    settled: list[list[str]] = []
     try:
-        out = writer.write_batch(results)
+        out = writer.write_batch(results, lambda outcomes: settled.append([o.status for o in outcomes]))
     finally:
         other.rollback()
         other.close()
     assert [o.status for o in out] == ["failed"] * 3
+    assert settled == [["failed"] * 3]  # the caller's bookkeeping (a task's items) learns of the failures
     for o, res in zip(out, results):  # one sentence each, naming the cause and the setting; no retry alone
         assert o.error.startswith(f"{res.reference}: not written: another writer") and "\n" not in o.error
         assert "write_lock_wait_seconds = 0" in o.error and "database is locked" not in o.error
