@@ -12,12 +12,16 @@ so analyzers add fields without a migration; anything that changes existing colu
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
-from typing import Any, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import readmodel
-from .model import SEVERITIES
+from .model import SEVERITIES, ScanError
+
+_log = logging.getLogger("stowaway.db")
 
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # 0 = critical ... 5 = unknown
 
@@ -390,6 +394,67 @@ def connect(path: str, readonly: bool = False) -> Database:
     migrate(db)
     lapse_expired_suppressions(conn)
     return db
+
+
+# How long a write waits for the database's write lock while another writer holds it (a first rematch of
+# 10,000 images holds it for minutes in one transaction) before it gives up with one sentence;
+# `[scan] write_lock_wait_seconds` in the policy. The connection's busy timeout (60 s) is one attempt.
+WRITE_LOCK_WAIT = 1800.0
+
+
+class WriteLockWaitOver(ScanError):
+    """Another writer kept the database's write lock past the wait; the message is one sentence."""
+
+
+def write_lock_wait(policy: dict | None) -> float:
+    return float(((policy or {}).get("scan") or {}).get("write_lock_wait_seconds", WRITE_LOCK_WAIT))
+
+
+def begin_immediate(conn: sqlite3.Connection, wait: float,
+                    on_wait: Callable[[float], None] | None = None) -> None:
+    """BEGIN IMMEDIATE, waiting while another writer holds the lock (each attempt waits out the
+    connection's busy timeout) up to WAIT seconds; says once that it waits (a warning, and ON_WAIT(wait))
+    and, past the wait, raises WriteLockWaitOver naming the setting."""
+    start = time.monotonic()
+    told = False
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if told:
+                _log.warning("stowaway: the write lock was free after %.0f s; writing", time.monotonic() - start)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            waited = time.monotonic() - start
+            if waited >= wait:
+                raise WriteLockWaitOver(f"another writer (a rematch, a scan, an import) held the database's write"
+                                        f" lock for over {waited:.0f} s ([scan] write_lock_wait_seconds ="
+                                        f" {wait:.0f})") from None
+            if not told:
+                told = True
+                _log.warning("stowaway: waiting for the database's write lock (another writer holds it: a rematch,"
+                             " a scan, an import), at most %.0f s", wait)
+                if on_wait is not None:
+                    on_wait(wait)
+            time.sleep(min(0.5, max(0.0, wait - waited)))
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, wait: float,
+                      on_wait: Callable[[float], None] | None = None) -> Iterator[sqlite3.Connection]:
+    """`with conn:` for a write, except that it takes the write lock first and waits for it as
+    begin_immediate does, instead of failing after one busy timeout. Inside a transaction already open,
+    the statements join it and it is committed at the end, as `with conn:` would."""
+    if not conn.in_transaction:
+        begin_immediate(conn, wait, on_wait)
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    conn.commit()
 
 
 def lapse_expired_suppressions(conn: sqlite3.Connection) -> None:

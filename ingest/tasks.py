@@ -220,9 +220,11 @@ def hourly_limit(database, policy: dict, host: str) -> int | None:
 
 def create_task(database, sources: Iterable[str], kind: str = "manual", risks: Iterable[str] | None = None,
                 concurrency: int = 1, retries: int = 0, retry_delay: float = 60.0, policy_id: int | None = None,
-                executor: str = "", clock=None, images_per_hour: int | None = None) -> int:
+                executor: str = "", clock=None, images_per_hour: int | None = None,
+                lock_wait: float = dbm.WRITE_LOCK_WAIT) -> int:
     """A task over SOURCES (each once); `images_per_hour` caps how many of its images start in any
-    sliding hour, whatever their source (a registry's own limit applies as well)."""
+    sliding hour, whatever their source (a registry's own limit applies as well). While another writer
+    holds the database (a bulk rematch) it waits up to LOCK_WAIT seconds for it (db.write_transaction)."""
     ensure(database)
     clock = clock or SystemClock()
     sources = list(dict.fromkeys(sources))  # once each, in the order given
@@ -231,7 +233,7 @@ def create_task(database, sources: Iterable[str], kind: str = "manual", risks: I
         if r not in RISK_TYPES:
             raise ScanError(f"unknown risk type {r!r}; choose from {', '.join(RISK_TYPES)}")
     now = clock.now()
-    with database.conn:
+    with dbm.write_transaction(database.conn, lock_wait):
         task_id = database.conn.execute(
             "INSERT INTO tasks (kind, policy_id, state, risk_types, concurrency, retries, retry_delay, executor, total,"
             " waiting, created_at, images_per_hour) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -314,12 +316,18 @@ class TaskRunner:
         stale = (self.policy.get("scan") or {}).get("stale_after", STALE_AFTER)
         recover_stale(database, float(stale), self.clock)
 
+    def _tx(self):
+        """A write of the task's bookkeeping: waits for another writer's lock (a bulk rematch holds it for
+        minutes) as the scan's own writes do, up to `[scan] write_lock_wait_seconds`, saying so once."""
+        return dbm.write_transaction(self.db.conn, dbm.write_lock_wait(self.policy),
+                                     lambda wait: self.on_event("write_lock_wait", {"seconds": wait}))
+
     def _heartbeat(self, force: bool = False) -> None:
         now = time.time()
         if self._task_id is None or (not force and now - self._beat < HEARTBEAT_EVERY):
             return
         self._beat = now
-        with self.db.conn:
+        with self._tx():
             self.db.conn.execute("UPDATE tasks SET heartbeat=? WHERE id=?", [now, self._task_id])
 
     def _event(self, kind: str, data: dict) -> None:
@@ -336,13 +344,13 @@ class TaskRunner:
                 "running": running, "progress": round(finished / total, 4), **extra}
         if state:
             sets["state"] = state
-        with self.db.conn:
+        with self._tx():
             self.db.conn.execute(f"UPDATE tasks SET {', '.join(f'{k}=?' for k in sets)},"
                                  " max_running = MAX(max_running, ?) WHERE id=?",
                                  list(sets.values()) + [max_running, task_id])
 
     def _item_update(self, item_id: int, **values) -> None:
-        with self.db.conn:
+        with self._tx():
             self.db.conn.execute(f"UPDATE task_items SET {', '.join(f'{k}=?' for k in values)} WHERE id=?",
                                  list(values.values()) + [item_id])
 
@@ -399,13 +407,13 @@ class TaskRunner:
             else:
                 executor = LocalExecutor(concurrency)
         started_at = iso(self.clock.now())
-        with self.db.conn:
+        with self._tx():
             self.db.conn.execute("UPDATE tasks SET state='running', started_at=COALESCE(started_at, ?),"
                                  " executor=?, pid=?, host=?, heartbeat=?, error=NULL, finished_at=NULL WHERE id=?",
                                  [started_at, "dask" if self.dask else "local", os.getpid(), socket.gethostname(),
                                   time.time(), task_id])
         # an earlier run that died or was interrupted left items 'running' or 'interrupted': queued again
-        with self.db.conn:
+        with self._tx():
             self.db.conn.execute("UPDATE task_items SET state='queued' WHERE task_id=? AND state IN ('running',"
                                  " 'interrupted')", [task_id])
         self._task_id = task_id
@@ -521,7 +529,7 @@ class TaskRunner:
 
     def _cancel_queued(self, task_id: int, now: float) -> None:
         """After a cancel: items queued since (a retry) are cancelled too."""
-        with self.db.conn:
+        with self._tx():
             self.db.conn.execute("UPDATE task_items SET state='cancelled', finished_ts=?, error='cancelled before it"
                                  " started' WHERE task_id=? AND state='queued'", [now, task_id])
 
@@ -532,7 +540,7 @@ class TaskRunner:
 
     def _finish_item(self, item_id: int, outcomes: list[ScanOutcome], results: list[ImageResult], ran,
                      retries: int, retry_delay: float, summary: TaskSummary) -> None:
-        with self.db.conn:
+        with self._tx():
             error = self._settle_item(item_id, outcomes, results, ran, retries, retry_delay)
         summary.outcomes.extend(outcomes)
         self.on_item(item_id, "failed" if error else "done", error)
@@ -642,7 +650,8 @@ def manual_scan(database, policy: dict, args) -> list[ScanOutcome]:
     jobs = getattr(args, "jobs", None) or conf.get("jobs") or conf.get("concurrency") or (0 if dask else 1)
     task_id = create_task(database, sources, "manual", getattr(args, "risk", None), jobs,
                           retries=getattr(args, "retries", None) or conf.get("retries") or 0,
-                          retry_delay=float(conf.get("retry_delay", 30)), executor="dask" if dask else "local")
+                          retry_delay=float(conf.get("retry_delay", 30)), executor="dask" if dask else "local",
+                          lock_wait=dbm.write_lock_wait(policy))
     runner = TaskRunner(database, policy, dask=dask, analyzer_names=getattr(args, "analyzer", None),
                         progress=False if getattr(args, "no_progress", False) else None)
     summary = runner.run(task_id, wait=float(conf.get("max_wait", 300)))

@@ -41,10 +41,7 @@ if TYPE_CHECKING:
 TOOL_VERSION = "0.1.0"
 log = logging.getLogger("stowaway.writer")
 
-# How long a batch waits for the database's write lock while another writer holds it (a first rematch of
-# 10,000 images holds it for minutes in one transaction), beyond which its images fail with that sentence;
-# `[scan] write_lock_wait_seconds` in the policy.
-WRITE_LOCK_WAIT = 1800.0
+WRITE_LOCK_WAIT = dbm.WRITE_LOCK_WAIT  # how long a batch waits for another writer's lock (db.begin_immediate)
 
 
 @dataclass
@@ -167,33 +164,13 @@ class Writer:
             raise
 
     def _begin(self) -> None:
-        """BEGIN IMMEDIATE, waiting while another writer holds the lock (each attempt waits out the
-        connection's busy timeout) up to the policy's write-lock wait; says once that it waits and for how
-        long at most, and past it raises _LockWaitOver with the sentence its images fail with."""
-        conn = self.db.conn
-        wait = float((self.policy.get("scan") or {}).get("write_lock_wait_seconds", WRITE_LOCK_WAIT))
-        start = time.monotonic()
-        told = False
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                if told:
-                    log.warning("stowaway: the write lock was free after %.0f s; writing", time.monotonic() - start)
-                return
-            except sqlite3.OperationalError as exc:
-                if not _locked(exc):
-                    raise
-                waited = time.monotonic() - start
-                if waited >= wait:
-                    raise _LockWaitOver(f"not written: another writer (a rematch, a scan, an import) held the"
-                                        f" database's write lock for over {waited:.0f} s ([scan]"
-                                        f" write_lock_wait_seconds = {wait:.0f}); scan it again") from None
-                if not told:
-                    told = True
-                    log.warning("stowaway: waiting for the database's write lock (another writer holds it: a"
-                                " rematch, a scan, an import), at most %.0f s", wait)
-                    self.on_event("write_lock_wait", {"seconds": wait})
-                time.sleep(min(0.5, max(0.0, wait - waited)))
+        """BEGIN IMMEDIATE, waiting for another writer up to the policy's write-lock wait (db.begin_immediate);
+        past it raises _LockWaitOver with the sentence its images fail with."""
+        try:
+            dbm.begin_immediate(self.db.conn, dbm.write_lock_wait(self.policy),
+                                lambda wait: self.on_event("write_lock_wait", {"seconds": wait}))
+        except dbm.WriteLockWaitOver as exc:
+            raise _LockWaitOver(f"not written: {exc}; scan it again") from None
 
     def _alone(self, res: ImageResult) -> ScanOutcome:
         """One image in a transaction of its own; when even that fails, a failed scan with the reason (and

@@ -358,3 +358,59 @@ def test_the_next_items_are_read_in_order_from_an_index_not_sorted(tmp_path):
     assert [r[0] for r in TaskRunner(db, {})._due(task_id, 10.0, 40)] == ids[1:-1] + [ids[-1]]
     plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + DUE_SQL, [task_id, 100.0, 4]))
     assert "idx_task_items_due" in plan and "TEMP B-TREE" not in plan
+
+
+def _hold_write_lock(tmp_path, release_after=None):
+    """Another writer (a bulk rematch's transaction of minutes) holding the database's write lock."""
+    import sqlite3
+    import threading
+
+    other = sqlite3.connect(str(tmp_path / "t.db"), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    if release_after is not None:
+        threading.Timer(release_after, other.rollback).start()
+    return other
+
+
+def test_a_tasks_bookkeeping_waits_for_another_writers_lock_as_its_scans_do(tmp_path):
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    db = database(tmp_path)
+    srcs = layouts(tmp_path, 3)
+    TaskRunner(db, {}).run(create_task(db, srcs[:1], risks=["files"]))  # every schema in place
+    db.conn.execute("PRAGMA busy_timeout = 50")  # one attempt gives up long before the other writer is done
+    other = _hold_write_lock(tmp_path, release_after=1.0)
+    task = create_task(db, srcs[1:], risks=["files"])  # `stowaway scan` creates its task: it waits, then writes
+    other.close()
+    other = _hold_write_lock(tmp_path, release_after=1.0)
+    events: list[str] = []
+    summary = TaskRunner(db, {}, on_event=lambda kind, data: events.append(kind)).run(task)
+    other.close()
+    assert summary.state == "done" and [o.status for o in summary.outcomes] == ["done", "done"]
+    assert "write_lock_wait" in events  # it said that it waited
+    assert db.execute("SELECT state, done FROM tasks WHERE id=?", [task]).fetchone() == ("done", 2)
+
+
+def test_past_the_lock_wait_a_task_stops_with_one_sentence_naming_the_setting(tmp_path):
+    from stowaway.ingest.db import WriteLockWaitOver
+    from stowaway.ingest.model import ScanError
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    db = database(tmp_path)
+    srcs = layouts(tmp_path, 2)
+    TaskRunner(db, {}).run(create_task(db, srcs[:1], risks=["files"]))
+    task = create_task(db, srcs[1:], risks=["files"])
+    db.conn.execute("PRAGMA busy_timeout = 50")
+    other = _hold_write_lock(tmp_path)
+    try:
+        with pytest.raises(WriteLockWaitOver) as err:
+            TaskRunner(db, {"scan": {"write_lock_wait_seconds": 0.3}}).run(task)
+    finally:
+        other.rollback()
+        other.close()
+    assert isinstance(err.value, ScanError)  # the CLI says it in one sentence, no traceback
+    text = str(err.value)
+    assert "write_lock_wait_seconds = 0" in text and "another writer" in text and "\n" not in text
+    assert not db.conn.in_transaction
+    # nothing half-done: the task is as it was, and runs once the lock is free
+    assert TaskRunner(db, {}).run(task).state == "done"
