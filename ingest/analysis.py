@@ -580,23 +580,36 @@ def _verified(blob: LayerBlob) -> bool | None:
 
 
 def _registry_images(conn, source: str, policy: dict) -> tuple[list[list[str]], str] | None:
-    """`registry:REF` of one image manifest: its digest by one manifest GET; its platform as stored with that
-    digest (the digest names the config, hence the platform). An index is left to the full path."""
+    """`registry:REF` of one image manifest: its digest (pinned in the reference: no request; else the
+    registry's Docker-Content-Digest by a HEAD, or when that cannot answer, by one manifest GET); its platform
+    as stored with that digest (the digest names the config, hence the platform). A digest the database does
+    not hold for this reference (the tag moved) or an index is left to the full path, which reads on."""
     from .sources import parse_source
-    from .sources.registry import manifest_identity, parse_reference
+    from .sources.registry import INDEX_TYPES, head_digest, manifest_identity, parse_reference
 
     _, location, _ = parse_source(source)
-    if not conn.execute("SELECT 1 FROM images WHERE reference = ? LIMIT 1", [str(parse_reference(location))]).fetchone():
+    ref = parse_reference(location)
+    if not conn.execute("SELECT 1 FROM images WHERE reference = ? LIMIT 1", [str(ref)]).fetchone():
         return None  # never scanned: no request spent on the question
     options = dict(policy.get("source_options") or {})
     if policy.get("registries"):
         options.setdefault("registries", policy["registries"])
-    found = manifest_identity(location, **options)
+    found: tuple[str, str] | None
+    if ref.digest:  # content-addressed: the manifest is the one scanned under this reference, or none was
+        found, how = (str(ref), ref.digest), "pinned by digest, nothing asked of the registry"
+    else:
+        probed = head_digest(location, **options)
+        if probed is not None:
+            if probed[2] in INDEX_TYPES:
+                return None
+            found, how = (probed[0], probed[1]), "manifest digest by HEAD, nothing downloaded"
+        else:
+            found, how = manifest_identity(location, **options), "manifest read"
     if found is None:
         return None
     row = conn.execute("SELECT coalesce(platform, '') FROM images WHERE reference = ? AND manifest_digest = ?",
                        list(found)).fetchone()
-    return ([[found[0], found[1], row[0]]], "manifest read") if row else None
+    return ([[found[0], found[1], row[0]]], how) if row else None
 
 
 def _engine_images(source: str, policy: dict) -> tuple[list[list[str]], str] | None:

@@ -30,8 +30,12 @@ How an image is known without reading it depends on the source:
   within the filesystem's clock granularity of the moment it was recorded is not trusted (the "racy
   git" rule), and the edges' digest catches a rewrite on filesystems with coarse or unreliable times.
   Hashing the whole file instead would cost a full read of it on every rescan.
-* an OCI layout directory or a registry: the manifest and config are read (small); layers come from
-  the layer cache as in any scan;
+* an OCI layout directory: the manifest and config are read (small); layers come from the layer cache
+  as in any scan;
+* a registry: the tag's manifest digest, by a HEAD of the manifest (its Docker-Content-Digest; nothing
+  downloaded, `requests` not loaded: sources/registry.py `head_digest`), or by one manifest GET when
+  that cannot answer; a reference pinned by digest asks nothing. A digest the database does not hold for
+  the reference (the tag moved) is read on in full; an index too;
 * the Docker engine: the image id (its config digest) and tag from the API, no `docker save`.
 
 `[scan] reuse = false` (or `--set scan.reuse=false`) turns copying forward off.

@@ -2,6 +2,7 @@
 with skopeo. A registry scan stores what the archive scan stores; a second scan downloads no layer."""
 import base64
 import json
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,24 @@ def scan(db_path, sources, options, **kw):
     return database, Scanner(database, {"source_options": options}, progress=False, **kw).run(sources)
 
 
+def manifest_gets(reg) -> int:
+    """Manifest downloads (GET .../manifests/...) answered so far, from the registry's access log."""
+    reg.log.flush()
+    return len(re.findall(r'"GET /v2/[^ ]+/manifests/[^ ]+ HTTP/[0-9.]+" 200', open(reg.log_path, errors="replace").read()))
+
+
+def manifest_heads(reg) -> list[str]:
+    reg.log.flush()
+    return re.findall(r'"HEAD (/v2/[^ ]+/manifests/[^ ]+) HTTP/[0-9.]+" (\d+)', open(reg.log_path, errors="replace").read())
+
+
+def head_peers(reg) -> list[str]:
+    """The client address (host:port, so one per connection) of every HEAD the registry logged."""
+    reg.log.flush()
+    return [m.group(1) for line in open(reg.log_path, errors="replace") if "http.request.method=HEAD" in line
+            for m in [re.search(r'http.request.remoteaddr="([^"]+)"', line)] if m]
+
+
 def file_view(database, ref, platform=""):
     from stowaway.ingest.report import build
 
@@ -65,8 +84,11 @@ def test_registry_scan_matches_the_layout_scan_and_rescan_downloads_no_layer(reg
     # (the first scan's connection predates the advisory store's tables, which this one made: evaluated again)
     first = registry.blob_gets()
     _, third = scan(tmp_path / "r.db", [f"registry:{registry.host}/demo/app:1"], registry.options())
-    # unchanged (the same manifest digest): the manifest only, no blob at all, the results copied forward
-    assert registry.blob_gets()[len(first):] == [] and "(manifest read)" in third[0].reused, third
+    # unchanged (the same manifest digest, by a HEAD): no manifest GET, no blob at all, the results copied forward
+    gets = manifest_gets(registry)
+    assert registry.blob_gets()[len(first):] == [] and "(manifest digest by HEAD, nothing downloaded)" in \
+        third[0].reused, third
+    assert manifest_gets(registry) == gets
     from stowaway.ingest.pipeline import Scanner
 
     before = len(registry.blob_gets())
@@ -333,10 +355,12 @@ def test_docker_v2_manifest_and_manifest_list_media_types(registry, tmp_path):
     assert sorted(k.split()[1] for k in rows if "v2list" in k) == ["linux/amd64", "linux/arm64"]
 
 
-def test_cli_rescan_through_tls_and_htpasswd_reads_the_manifest_only_and_loads_no_analyzer(tmp_path):
+def test_cli_rescan_through_tls_and_htpasswd_asks_the_digest_only_and_loads_no_analyzer(tmp_path):
     """`stowaway scan registry:...` twice, as CI runs it (TLS with a CA, htpasswd, the password from the
-    environment): the second says it read the manifest only and copied the results forward, and its
-    process loads neither an analyzer nor the layer walk; a new image under the tag is scanned anew."""
+    environment): the second asks the manifest's digest by HEAD (challenged, then answered, on one
+    connection), downloads nothing, says so and copies the results forward, and its process loads neither
+    an analyzer, the layer walk nor `requests`; a new image under the tag is seen by the same HEAD and
+    scanned anew."""
     import os
 
     from cli_modules import LAYER_READING, heavy, run_recording_modules
@@ -349,14 +373,19 @@ def test_cli_rescan_through_tls_and_htpasswd_reads_the_manifest_only_and_loads_n
                 str(tmp_path / "ci.db"), "--no-progress")
         first, _ = run_recording_modules(tmp_path, *args, env=env)
         assert first.returncode == 0, first.stderr
+        gets, heads, blobs, peers = manifest_gets(reg), len(manifest_heads(reg)), len(reg.blob_gets()), len(head_peers(reg))
         again, modules = run_recording_modules(tmp_path, *args, env=env)
         assert again.returncode == 0, again.stderr
         assert f"scanned {reg.host}/ci/app:1 (scan 2: 0 layers read, 2 cached; unchanged since scan 1 (manifest" \
-               " read), its results copied forward)" in again.stderr, again.stderr
-        assert heavy(modules) == [] and [m for m in modules if m in LAYER_READING] == []
+               " digest by HEAD, nothing downloaded), its results copied forward)" in again.stderr, again.stderr
+        assert heavy(modules, ("requests", "urllib3")) == [] and [m for m in modules if m in LAYER_READING] == []
+        assert manifest_gets(reg) == gets and len(reg.blob_gets()) == blobs
+        assert manifest_heads(reg)[heads:] == [("/v2/ci/app/manifests/1", "401"), ("/v2/ci/app/manifests/1", "200")]
+        assert len(set(head_peers(reg)[peers:])) == 1  # one connection: one TLS handshake
         push(reg, tmp_path, app_image("2"), "ci/app:1", name="oci2")
         changed, _ = run_recording_modules(tmp_path, *args, env=env)
         assert changed.returncode == 0 and "copied forward" not in changed.stderr, changed.stderr
         assert f"scanned {reg.host}/ci/app:1 (scan 3: 1 layers read, 1 cached" in changed.stderr, changed.stderr
+        assert manifest_gets(reg) > gets  # the moved tag was seen by its HEAD, then read on
     finally:
         reg.stop()
