@@ -29,6 +29,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from stowaway.ingest.failures import plain as plain_reason
 from stowaway.ingest.model import HARDLINK, REG, SEVERITIES, SYMLINK, Finding
 
 from . import ecosystems as ecosystem_registry
@@ -403,7 +404,7 @@ class SoftwareCompliance(Analyzer):
                             continue
                     except Exception as exc:  # a version the scheme cannot read: say so, do not guess
                         warn(f"rule {rule.id}: cannot compare {pkg.ecosystem} {pkg.name} {pkg.version!r}"
-                             f" with {rule.versions.text!r} ({exc.__class__.__name__})")
+                             f" with {rule.versions.text!r} ({plain_reason(exc)})")
                         continue
                 answered.add(rule.id)
                 yield Finding(

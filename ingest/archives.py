@@ -51,6 +51,8 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterator
 
+from .failures import plain
+
 ZIP_MAGIC = b"PK\x03\x04"
 ZIP_EMPTY = b"PK\x05\x06"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -626,7 +628,7 @@ TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.
 
 
 def _why(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {str(exc)[:120]}" if str(exc) else exc.__class__.__name__
+    return plain(exc)
 
 
 def _stream_member_name(name: str) -> str:

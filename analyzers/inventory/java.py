@@ -20,6 +20,7 @@ import zipfile
 import zlib
 
 from stowaway.ingest.archives import ARCHIVE_SUFFIXES, ArchiveLimits, Member, MemberConsumer, analyze_alone
+from stowaway.ingest.failures import plain
 from stowaway.ingest.model import ScanError
 
 from ..base import Analyzer, register
@@ -164,7 +165,7 @@ def _read_small(z: zipfile.ZipFile, info: zipfile.ZipInfo, walk: _Walk, where: s
         with z.open(info) as fh:
             return fh.read(MAX_METADATA + 1).decode("utf-8", "replace")
     except READ_ERRORS as exc:
-        walk.warn(f"{where}!/{info.filename}: unreadable ({exc.__class__.__name__}: {str(exc)[:120]})")
+        walk.warn(f"{where}!/{info.filename}: unreadable ({plain(exc)})")
         return None
 
 
@@ -258,7 +259,7 @@ def identify_archive(data, path: str, walk: _Walk) -> None:
         z = zipfile.ZipFile(source)
         infos = z.infolist()
     except READ_ERRORS as exc:
-        walk.warn(f"{path}: not a readable zip archive ({exc.__class__.__name__}: {str(exc)[:120]})")
+        walk.warn(f"{path}: not a readable zip archive ({plain(exc)})")
         return
     with z:
         try:
@@ -267,7 +268,7 @@ def identify_archive(data, path: str, walk: _Walk) -> None:
                     record["file"] = walk.outer  # the image file whose visibility decides
                 walk.records.append(record)
         except READ_ERRORS as exc:
-            walk.warn(f"{path}: unreadable metadata ({exc.__class__.__name__}: {str(exc)[:120]})")
+            walk.warn(f"{path}: unreadable metadata ({plain(exc)})")
 
 
 def _is_java(name: str) -> bool:

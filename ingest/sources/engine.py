@@ -10,6 +10,7 @@ import os
 from typing import Callable
 from urllib.parse import quote
 
+from ..failures import plain
 from ..model import ImageSpec, ScanError
 from ..streams import Limits
 from . import SourceFailure
@@ -39,7 +40,7 @@ class ChunkReader:
         except (docker.errors.DockerException, OSError) as exc:
             raise ScanError(f"{self.what}: the engine stopped sending the image ({exc})") from None
         except Exception as exc:  # requests/urllib3 errors from the streamed response
-            raise ScanError(f"{self.what}: the engine stopped sending the image ({exc.__class__.__name__}: {exc})") \
+            raise ScanError(f"{self.what}: the engine stopped sending the image ({plain(exc, 200)})") \
                 from None
         if n is None or n < 0:
             data, self.buf = self.buf, b""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import urljoin, urlparse
 
+from ..failures import plain
 from ..model import ImageSpec, ScanError
 from ..streams import Limits
 from . import LayerBlob, SourceFailure
@@ -181,7 +182,7 @@ class BlobReader:
         try:
             return self.raw.read(None if n is None or n < 0 else n, decode_content=False)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise RegistryError(f"{self.what}: download failed ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+            raise RegistryError(f"{self.what}: download failed ({plain(exc, 200)})") from None
 
     def readable(self) -> bool:
         return True

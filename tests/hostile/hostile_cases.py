@@ -586,6 +586,37 @@ def case_jar_claiming_a_huge_central_directory(d):
     return Case([archive(d, debian({"opt/app/lib/x.jar": bytes(data)}))], DONE, "")
 
 
+def _jar(members: dict[str, bytes]) -> bytearray:
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return bytearray(buf.getvalue())
+
+
+@case
+def case_jar_member_name_not_utf8_though_flagged_so(d):
+    # general purpose bit 11 says UTF-8; the name's bytes are not (Python's zipfile raises a decode error)
+    data = bytes(_jar({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n", "a\u00e9.class": b"\xca\xfe\xba\xbe"}))
+    return Case([archive(d, debian({"opt/app/lib/x.jar": data.replace("\u00e9".encode(), b"\xff\xfe")}))], DONE,
+                "not valid utf-8")
+
+
+@case
+def case_jar_member_with_a_bad_local_header(d):
+    data = _jar({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n", "a/B.class": b"\xca\xfe\xba\xbe" * 10})
+    second = data.find(b"PK\x03\x04", 4)
+    data[second:second + 4] = b"XX\x03\x04"
+    return Case([archive(d, debian({"opt/app/lib/x.jar": bytes(data)}))], DONE, "Bad magic number")
+
+
+@case
+def case_xz_file_of_junk(d):
+    return Case([archive(d, debian({"var/log/apt/eipp.log.xz": b"\xfd7zXZ\x00" + b"\x00\x04" + os.urandom(4000)}))],
+                DONE, "corrupt compressed data")
+
+
 @case
 def case_fake_go_binary(d):
     elf = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + os.urandom(20000) + b"\xff Go buildinf:" + os.urandom(2000)
