@@ -11,8 +11,10 @@ so analyzers add fields without a migration; anything that changes existing colu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -386,6 +388,7 @@ def connect(path: str, readonly: bool = False) -> Database:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, check_same_thread=False)
         return Database(conn)
+    _new_from_template(path)
     conn = sqlite3.connect(path, timeout=60)
     db = Database(conn)
     _set_wal(conn)
@@ -455,6 +458,144 @@ def write_transaction(conn: sqlite3.Connection, wait: float,
             conn.rollback()
         raise
     conn.commit()
+
+
+TEMPLATES_KEPT = 8  # schema templates kept in the cache directory (one per schema; the newest)
+
+
+def _new_from_template(path: str) -> None:
+    """A database file that does not exist yet starts as a copy of the empty schema, made once per schema
+    and kept in the user's cache directory (`<cache>/schema/<key>.sqlite`): executing the schema's
+    statements costs about 0.1 s of CPU on every new database, a copy a few milliseconds.
+
+    The key is everything `migrate` runs on a new database (each migration step and registered schema
+    part, the package's code, SQLite's version), and the template is made by `migrate` itself on an
+    empty file: a copy is the database `migrate` would have made, and `migrate` then finds nothing left to
+    do (it would do what was missing). The copy is given the database's name by a hard link, which never
+    replaces a file: a process creating the same database at the same moment sees either no file (and
+    makes it as before) or the whole copy. Without a cache directory or hard links where the database
+    goes, it is made as before (STOWAWAY_SCHEMA_TEMPLATE=0 turns the template off)."""
+    if not isinstance(path, str) or not path or path.startswith((":", "file:")) \
+            or os.environ.get("STOWAWAY_SCHEMA_TEMPLATE", "1") == "0":
+        return
+    if any(os.path.lexists(path + suffix) for suffix in ("", "-wal", "-journal", "-shm")):
+        return
+    try:
+        template = _schema_template()
+        if template is not None:
+            _publish_copy(template, path)
+    except OSError:
+        pass
+
+
+def _schema_key() -> str:
+    import hashlib
+    import sys
+
+    from .reuse import code_fingerprint  # (importing it registers its schema part, as a scan does)
+
+    h = hashlib.sha256()
+    for text in (sqlite3.sqlite_version, "%d.%d" % sys.version_info[:2], code_fingerprint()):
+        h.update(text.encode() + b"\0")
+    for step in MIGRATIONS:
+        h.update((step if isinstance(step, str) else f"{step.__module__}.{step.__qualname__}").encode() + b"\0")
+    for name, steps in SCHEMA_PARTS.items():
+        h.update(f"part {name}\0".encode() + "\0".join(steps).encode() + b"\0")
+    for hook in AFTER_MIGRATE:
+        h.update(f"hook {hook.__module__}.{hook.__qualname__}\0".encode())
+    return h.hexdigest()[:32]
+
+
+def _schema_template() -> str | None:
+    """The template's path, made now when missing; None when it cannot be made (a failing migration step
+    then fails the database's own migration, as before)."""
+    import tempfile
+
+    from stowaway.analyzers._userdirs import cache_dir
+
+    folder = cache_dir() / "schema"
+    target = folder / f"{_schema_key()}.sqlite"
+    if _whole_database(target):
+        return str(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, building = tempfile.mkstemp(prefix=".building-", suffix=".sqlite", dir=folder)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(building)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # as connect() leaves it (a copy then needs no switch)
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+        finally:
+            conn.close()
+        os.replace(building, target)
+    except Exception:  # noqa: BLE001 - the database is made and migrated as before, and fails as before
+        with contextlib.suppress(OSError):
+            os.unlink(building)
+        return None
+    _prune_templates(folder)
+    return str(target)
+
+
+def _whole_database(path) -> bool:
+    """Whether `path` holds an SQLite database of the size its header says (a template cut short or
+    overwritten is made again)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return False
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return False
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages, valid_for, changes = (int.from_bytes(head[i:i + 4], "big") for i in (28, 92, 24))
+    return pages > 0 and valid_for == changes and size == page * pages
+
+
+def _prune_templates(folder) -> None:
+    """The newest TEMPLATES_KEPT templates stay (each version of the code makes its own); a template
+    being made by a process that died is removed after an hour."""
+    now_ = time.time()
+    found = []
+    for entry in os.scandir(folder):
+        with contextlib.suppress(OSError):
+            mtime = entry.stat().st_mtime
+            if entry.name.startswith(".building-"):
+                if now_ - mtime > 3600:
+                    os.unlink(entry.path)
+            elif entry.name.endswith(".sqlite"):
+                found.append((mtime, entry.path))
+    for _, old in sorted(found, reverse=True)[TEMPLATES_KEPT:]:
+        with contextlib.suppress(OSError):
+            os.unlink(old)
+
+
+def _publish_copy(template: str, path: str) -> None:
+    """`template`'s bytes at `path`, all at once or not at all, never over an existing file: written to a
+    hidden file beside it, linked to `path` (a hard link never replaces a file), then unlinked."""
+    with open(template, "rb") as fh:
+        data = fh.read()
+    folder = os.path.dirname(os.path.abspath(path))
+    named = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.new")
+    fd = os.open(named, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the mode SQLite gives a new file
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile: that one is used
+            os.link(named, path)
+    finally:
+        os.unlink(named)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fdatasync(fd)  # the name never stands for bytes not yet on disk
 
 
 def lapse_expired_suppressions(conn: sqlite3.Connection) -> None:

@@ -116,6 +116,7 @@ ALTER TABLE tasks ADD COLUMN cancel_requested REAL;
 CREATE INDEX IF NOT EXISTS idx_task_items_due ON task_items(task_id, state, not_before);
 """,
 ]
+dbm.register_schema("tasks", SCHEMA)  # at import: a new database gets it with the rest (db.py's template)
 
 DUE_SQL = ("SELECT id, source, registry FROM task_items WHERE task_id=? AND state='queued' AND not_before <= ?"
            " ORDER BY not_before, id LIMIT ?")

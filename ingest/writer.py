@@ -35,6 +35,8 @@ from .model import ImageSpec, OSInfo, ScanError
 from .readmodel import BATCH_STEPS, refresh_images
 from .sources import absolute_source
 
+dbm.register_schema("read_model_batch", BATCH_STEPS)  # at import: a new database gets it with the rest
+
 if TYPE_CHECKING:
     from .layers import LayerResult  # the layer walk is imported by what reads layers, not by a rescan
 
