@@ -383,13 +383,12 @@ def _skim(reader: ForwardReader, tf: tarfile.TarFile, skim: Skim) -> None:
                     mtimes.add(mtime)
         except ValueError:
             break
-        if expected != (adler32(h[:256], 0) & 0xFFFF) + (adler32(h[256:], 0) & 0xFFFF):
+        # an ASCII header's bytes sum to less than 65521 (512 * 127): adler32's low half is that sum itself,
+        # in one call; any other header (and its name) is for the general path
+        if not h.isascii() or expected != adler32(h, 0) & 0xFFFF:
             break
         end = h.find(b"\0", 0, 100)
-        raw = h[:end] if end >= 0 else h[:100]
-        if not raw.isascii():
-            break
-        name = raw.decode()
+        name = (h[:end] if end >= 0 else h[:100]).decode()
         if code == dir_code:
             name = name.rstrip("/")
         elif name[-1:] == "/":  # an AREGTYPE directory: the general path

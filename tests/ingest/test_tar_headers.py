@@ -400,6 +400,32 @@ def test_skimmed_entries_are_those_of_the_general_path(monkeypatch, chunk):
     assert _walk_outcome(bytes(odd), [_Prefixed()]) == _walk_outcome(bytes(odd), [_Nothing()])
 
 
+def test_skim_checksum_of_headers_with_high_bytes_is_the_general_paths(monkeypatch):
+    """The skim sums an ASCII header in one pass modulo 65521 (its sum is below that); a header with bytes
+    over 127 is the general path's: valid, it is indexed alike; with a checksum off by exactly 65521 (what a
+    sum modulo 65521 cannot tell from the right one), it fails alike."""
+    data = _varied_tar()
+    first = data.index(b"usr/share/doc/f30.txt")
+    high = bytearray(data)
+    high[first + 265:first + 272] = "us\u00e9r".encode() + b"\0\0"  # a non-ASCII user name, checksum made right
+    _checksum(high, first)
+    got = _walk_outcome(bytes(high), [_Prefixed()])
+    assert got[0] != "error" and got == _walk_outcome(bytes(high), [_Nothing()])
+    off = bytearray(data)
+    name_end = off.index(b"\0", first)
+    off[name_end + 1:first + 100] = b"\xff" * (first + 100 - name_end - 1)  # after the name's NUL: not read
+    off[first + 157:first + 257] = b"\xff" * 100  # a regular file's link name: not read either
+    off[first + 265:first + 329] = (b"\xff" * 31 + b"\0") * 2  # user and group names
+    off[first + 500:first + 512] = b"\xff" * 12  # the block's padding
+    _checksum(off, first)
+    assert _walk_outcome(bytes(off), [_Prefixed()]) == _walk_outcome(bytes(off), [_Nothing()])
+    right = int(off[first + 148:first + 154], 8)
+    assert right > 65521
+    off[first + 148:first + 156] = b"%06o\0 " % (right - 65521)
+    got = _walk_outcome(bytes(off), [_Prefixed()])
+    assert got[0] == "error" and got == _walk_outcome(bytes(off), [_Nothing()])
+
+
 def _checksum(block: bytearray, at: int) -> None:
     header = block[at:at + 512]
     block[at + 148:at + 156] = b"%06o\0 " % (256 + sum(b for i, b in enumerate(header) if not 148 <= i < 156))
