@@ -82,6 +82,22 @@ def run_job(job: Job) -> list[ImageResult]:
                         traceback.format_exc())]
 
 
+def run_jobs(jobs: tuple[Job, ...]) -> list[list[ImageResult]]:
+    """Several sources in one task of a Dask cluster, one after the other: each job's results, in order.
+    Each source is its own job (run_job): one failing fails alone, with its reason, and its neighbours go on."""
+    return [run_job(job) for job in jobs]
+
+
+def group_results(future) -> list[list[ImageResult]] | None:
+    """A group's results (run_jobs), or None when its task failed as a whole (a worker lost, the task
+    cancelled): the caller then runs each of its sources again in a task of its own, so that a source
+    that kills its worker fails alone."""
+    try:
+        return future.result()
+    except Exception:
+        return None
+
+
 def pack_layer(layer) -> None:
     """A layer first read here, made ready for the layer cache where it was read: its file index and each
     analyzer's records encoded as the writer stores them (cache.pack), so the one writer, which every

@@ -153,6 +153,7 @@ SCHEMA: dict[str, dict[str, Check] | Callable | None] = {
     "limits": _limits(),
     "archives": _limits(ArchiveLimits, 0),  # max_depth = 0: no archive is opened
     "scan": {"jobs": _int(1), "concurrency": _int(1), "dask": _str, "dask_timeout": _number(0.001),
+             "dask_sources_per_task": _int(1),
              "retries": _int(0), "retry_delay": _number(), "max_wait": _number(), "stale_after": _number(1),
              "reuse": _bool, "write_batch": _int(1), "write_batch_seconds": _number(),
              "write_lock_wait_seconds": _number()},

@@ -43,7 +43,7 @@ from typing import Any, Iterable
 
 from . import db as dbm
 from .analysis import Analysis, ImageResult
-from .executors import Job, LocalExecutor, database_path, job_results
+from .executors import Job, LocalExecutor, database_path, group_results, job_results
 from .model import RISK_TYPES, ScanError
 from .writer import ScanOutcome, Writer
 
@@ -127,6 +127,8 @@ HEARTBEAT_EVERY = 10.0
 # most WRITE_BATCH_SECONDS ([scan] write_batch, write_batch_seconds): one transaction per batch
 WRITE_BATCH = 16
 WRITE_BATCH_SECONDS = 1.0
+# sources one Dask task carries while plenty are queued ([scan] dask_sources_per_task; see DaskExecutor.per_task)
+DASK_SOURCES_PER_TASK = 4
 
 
 def ensure(database) -> None:
@@ -402,8 +404,10 @@ class TaskRunner:
             if self.dask is not None:
                 from .dask_runner import DaskExecutor
 
+                conf = self.policy.get("scan") or {}
                 executor = DaskExecutor(self.dask, slots=concurrency or None,
-                                        timeout=float((self.policy.get("scan") or {}).get("dask_timeout", 30)))
+                                        timeout=float(conf.get("dask_timeout", 30)),
+                                        per_task=int(conf.get("dask_sources_per_task", DASK_SOURCES_PER_TASK)))
                 concurrency = executor.slots
             else:
                 executor = LocalExecutor(concurrency)
@@ -418,10 +422,12 @@ class TaskRunner:
             self.db.conn.execute("UPDATE task_items SET state='queued' WHERE task_id=? AND state IN ('running',"
                                  " 'interrupted')", [task_id])
         self._task_id = task_id
-        running: dict = {}
+        running: dict = {}  # future -> the (item id, job) of each source its task carries, in order
         max_running = 0
         # a Dask cluster gets its next jobs ahead (DaskExecutor.ahead): no worker waits for this loop
         ahead = getattr(executor, "ahead", 0) if executor is not None else 0
+        # and several sources a task (DaskExecutor.per_task): a task's own cost is paid once for them
+        per_task = getattr(executor, "per_task", 1) if executor is not None else 1
         conf = self.policy.get("scan") or {}
         batch_images = max(1, int(conf.get("write_batch", WRITE_BATCH)))
         batch_seconds = max(0.0, float(conf.get("write_batch_seconds", WRITE_BATCH_SECONDS)))
@@ -437,7 +443,10 @@ class TaskRunner:
                     cancelled = True  # nothing more starts; what runs finishes and is written
                 if cancelled:
                     self._cancel_queued(task_id, now)
-                for item_id, source, host in self._due(task_id, now, 0 if cancelled else concurrency + ahead - len(running)):
+                free = 0 if cancelled else concurrency + ahead - len(running)  # tasks that may be submitted
+                size = self._group_size(task_id, now, per_task, concurrency) if free > 0 and per_task > 1 else 1
+                starting: list[tuple[int, Job]] = []
+                for item_id, source, host in self._due(task_id, now, free * size):
                     limit = hourly_limit(self.db, self.policy, host)
                     free_at = self._slot_free_at(host, limit, now) if limit else None
                     if free_at is None and task_limit:
@@ -448,17 +457,24 @@ class TaskRunner:
                     self._item_update(item_id, state="running", started_ts=now, attempts=_attempts(self.db, item_id) + 1)
                     job = Job(database_path(self.db), self.policy, tuple(risks) if risks else None,
                               self.analyzer_names, source)
-                    self._heartbeat(force=True)
                     if analysis is not None:  # inline
+                        self._heartbeat(force=True)
                         t0 = time.time()
                         outcomes = [writer.write(r) for r in analysis.source_results(source)]
                         self._finish_item(item_id, outcomes, [], (t0, time.time()), retries, retry_delay, summary)
                         max_running = max(max_running, 1)
                         self._refresh(task_id, 0, max_running)
                         continue
-                    running[executor.submit(job)] = (item_id, job)
-                    max_running = max(max_running, len(running))
-                    self._refresh(task_id, len(running), max_running)
+                    starting.append((item_id, job))
+                if starting:
+                    self._heartbeat(force=True)
+                    for k in range(0, len(starting), size):
+                        group = starting[k:k + size]
+                        fut = (executor.submit(group[0][1]) if len(group) == 1
+                               else executor.submit_group([job for _, job in group]))
+                        running[fut] = group
+                    max_running = max(max_running, _in_flight(running))
+                    self._refresh(task_id, _in_flight(running), max_running)
                 # the workers have their next jobs: write what came back, a batch at a time; and at once when
                 # a worker has nothing left to do (nothing more to start now: the scan's last jobs), so the
                 # writes overlap the last jobs instead of following them
@@ -474,15 +490,25 @@ class TaskRunner:
                             k = len(batch)
                         self._write_batch(writer, batch[:k], retries, retry_delay, summary)
                         batch = batch[k:]
-                    self._refresh(task_id, len(running), max_running)
+                    self._refresh(task_id, _in_flight(running), max_running)
                     continue
                 if running:
                     timeout = max(0.0, batch_since + batch_seconds - time.monotonic()) if batch else None
-                    for fut in executor.wait(list(running), timeout):
-                        item_id, job = running.pop(fut)
+                    done = executor.wait(list(running), timeout)
+                    fetched = executor.gather(done) if hasattr(executor, "gather") else {}
+                    for fut in done:
+                        group = running.pop(fut)
+                        if len(group) == 1:
+                            got = [fetched[fut] if fut in fetched else job_results(fut, group[0][1])]
+                        else:
+                            got = fetched[fut] if fut in fetched else group_results(fut)
+                            if got is None:  # the task failed as a whole: each source again, in a task of its own
+                                for item_id, job in group:
+                                    running[executor.submit(job)] = [(item_id, job)]
+                                continue
                         if not batch:
                             batch_since = time.monotonic()
-                        batch.append((item_id, job_results(fut, job)))
+                        batch.extend((item_id, results) for (item_id, _), results in zip(group, got))
                     continue
                 if self._due(task_id, self.clock.now(), 1):
                     continue
@@ -533,6 +559,15 @@ class TaskRunner:
         with self._tx():
             self.db.conn.execute("UPDATE task_items SET state='cancelled', finished_ts=?, error='cancelled before it"
                                  " started' WHERE task_id=? AND state='queued'", [now, task_id])
+
+    def _group_size(self, task_id: int, now: float, per_task: int, slots: int) -> int:
+        """Sources in each task submitted now: PER_TASK while plenty are queued, fewer as the queue drains
+        (each worker thread keeps two tasks' worth), so a scan's last images spread over the workers
+        instead of one worker doing a last group alone while the others wait."""
+        cap = 2 * slots * per_task
+        queued = self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM task_items WHERE task_id=? AND state='queued'"
+                                 " AND not_before <= ? LIMIT ?)", [task_id, now, cap]).fetchone()[0]
+        return max(1, min(per_task, queued // (2 * slots)))
 
     def _due(self, task_id: int, now: float, n: int) -> list[tuple[int, str, str]]:
         if n <= 0:
@@ -585,6 +620,11 @@ class TaskRunner:
         summary.outcomes.extend(outcomes)
         for (item_id, _), error in zip(batch, errors):
             self.on_item(item_id, "failed" if error else "done", error)
+
+
+def _in_flight(running: dict) -> int:
+    """Sources submitted and not yet back (a task may carry several)."""
+    return sum(len(group) for group in running.values())
 
 
 def _sigterm(signum, frame):

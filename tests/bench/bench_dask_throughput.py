@@ -125,14 +125,17 @@ def timed(label: str, sources: list[str], directory: str, risks, policy: dict, s
     if failed:
         sys.exit(f"{label}: {failed[0].error}")
     n = len(sources)
-    run = {"label": label, "workers": len(pids), "wall": wall, "rate": n / wall, "writer_cpu": here / n}
+    run = {"label": label, "workers": len(pids), "wall": wall, "rate": n / wall, "writer_cpu": here / n,
+           "writer_cores": here / wall}
     extra = ""
     if client:
         workers = proc_cpu(pids) - workers0
         sched = proc_cpu([scheduler_pid]) - sched0 if scheduler_pid else 0.0
         busy = connect(path).execute("SELECT SUM(worker_finished - worker_started) FROM task_items").fetchone()[0]
         run.update(worker_cpu=workers / n, cores=workers / wall, per_cpu=n / workers,
-                   busy=(busy or 0.0) / (wall * len(pids)), sched_cpu=sched / n)
+                   busy=(busy or 0.0) / (wall * len(pids)), sched_cpu=sched / n, sched_cores=sched / wall)
+        # the CPU a worker got while inside a job, in cores: what the machine gave it when it had work
+        run["inside"] = run["cores"] / (len(pids) * run["busy"]) if run["busy"] else 0.0
         extra = (f"  workers: {run['cores']:.2f} cores, {run['per_cpu']:.1f} img/cpu-s ({workers / n * 1000:.0f} ms"
                  f" per image), busy {run['busy'] * 100:.0f} %; this process {here / n * 1000:.0f} ms/image"
                  + (f", scheduler {sched / n * 1000:.0f} ms/image" if scheduler_pid else ""))
@@ -335,6 +338,8 @@ def main() -> None:
                     " their own")
     ap.add_argument("--no-ahead", action="store_true", help="submit no job ahead of the workers (DaskExecutor.ahead"
                     " = 0, as before it existed): each worker waits for this process between two jobs")
+    ap.add_argument("--per-task", type=int, default=0, metavar="N", help="[scan] dask_sources_per_task: sources"
+                    " one Dask task carries while plenty are queued (default: the scan's, 4; 1: a task per source)")
     ap.add_argument("--profile", action="store_true", help="print where the writer's time goes (cProfile of"
                     " its batched run)")
     ap.add_argument("--at-scale", type=int, default=0, metavar="N", help="only the write cost of first scans into a"
@@ -351,7 +356,9 @@ def main() -> None:
                   f" {os.cpu_count()} CPUs, load {load()}")
             write_at_scale(tmp, args)
         return
-    policy = {"scan": {"write_batch": args.batch}}
+    policy: dict = {"scan": {"write_batch": args.batch}}
+    if args.per_task:
+        policy["scan"]["dask_sources_per_task"] = args.per_task
     if args.no_ahead:
         from stowaway.ingest.dask_runner import DaskExecutor
 
@@ -360,7 +367,8 @@ def main() -> None:
         sources = make_images(tmp, args.images, args.files, args.jars, args.secrets)
         print(f"{args.images} images, each {args.files} files, {args.jars} jars, {args.secrets} files of secrets;"
               f" risks {','.join(args.risk or ['all'])}, {os.cpu_count()} CPUs, load {load()};"
-              f" jobs ahead of the workers: {'none (--no-ahead)' if args.no_ahead else 'one per worker'}")
+              f" jobs ahead of the workers: {'none (--no-ahead)' if args.no_ahead else 'one task per worker'};"
+              f" sources per Dask task: {args.per_task or 'the default'}")
         ceiling = writer_ceiling(sources, tmp, args.risk, args.batch, args.profile)
         if args.local:
             timed("this process", sources, tmp, args.risk, policy)
@@ -377,12 +385,18 @@ def main() -> None:
             one, two = got[1], got[2]
             pair = {"rate": two["rate"] / one["rate"], "anchor": anchor, "cores": two["cores"] / one["cores"],
                     "per_cpu": two["per_cpu"] / one["per_cpu"], "cores1": one["cores"], "cores2": two["cores"],
-                    "busy1": one["busy"], "busy2": two["busy"]}
+                    "busy1": one["busy"], "busy2": two["busy"], "of_anchor": two["rate"] / one["rate"] / anchor,
+                    "busy": two["busy"] / one["busy"], "inside": two["inside"] / one["inside"] / (anchor / 2),
+                    "side2": two["writer_cores"] + two["sched_cores"]}
             pairs.append(pair)
             print(f"run {run}: 2 vs 1 workers: {pair['rate']:.2f}x images/s (anchor: 2 vs 1 processes of pure Python"
                   f" work now {anchor:.2f}x); the workers got {two['cores']:.2f} vs"
                   f" {one['cores']:.2f} cores ({pair['cores']:.2f}x); images per worker-CPU-second"
                   f" {pair['per_cpu']:.2f}x (load {load()})", flush=True)
+            print(f"run {run}: ratio / anchor {pair['of_anchor']:.2f} = busy 2 vs 1 {pair['busy']:.2f} (the workers'"
+                  f" idle time) x CPU inside a job 2 vs 1, over the anchor's per process {pair['inside']:.2f}"
+                  f" (the machine's share; with 2 workers the writer's process and the scheduler took"
+                  f" {pair['side2']:.2f} cores) x images per worker-CPU-second {pair['per_cpu']:.2f}", flush=True)
         med = {k: median([p[k] for p in pairs]) for k in pairs[0]}
         rates = ", ".join(f"{p['rate']:.2f}x" for p in pairs)
         print(f"speed-up 2 vs 1 workers over {len(pairs)} runs: {rates};"
@@ -396,6 +410,12 @@ def main() -> None:
         print(f"  images per worker-CPU-second, 2 vs 1 (median): {med['per_cpu']:.2f}x (1.0: the second worker adds"
               f" no cost per image); workers busy {med['busy1'] * 100:.0f} % (1) and {med['busy2'] * 100:.0f} % (2)"
               f" of the wall time")
+        print(f"  ratio / anchor (median) {med['of_anchor']:.2f}: where the gap comes from (each 1.0 at best, their"
+              f" product the ratio / anchor): the workers' time inside a job 2 vs 1 {med['busy']:.2f} (below 1: a"
+              f" worker waits for its next job more often with two); the CPU a worker got inside a job 2 vs 1 over"
+              f" the anchor's per process {med['inside']:.2f} (below 1: the writer's process and the scheduler,"
+              f" {med['side2']:.2f} cores with two workers, or others, took it); images per worker-CPU-second"
+              f" {med['per_cpu']:.2f}")
         print(f"  so on two free cores of their own (2 cores each a worker, at this cost per image):"
               f" {2 * med['per_cpu']:.2f}x")
         print(f"writer's ceiling: {ceiling[f'batches of {args.batch}']:.1f} images/s in batches of {args.batch}"

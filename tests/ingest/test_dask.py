@@ -42,12 +42,12 @@ def contents(database):
     }
 
 
-def scan_with(tmp_path, name, sources, **kw):
+def scan_with(tmp_path, name, sources, policy=None, **kw):
     from stowaway.ingest.db import connect
     from stowaway.ingest.pipeline import Scanner
 
     database = connect(str(tmp_path / f"{name}.db"))
-    outcomes = Scanner(database, {}, progress=False, **kw).run(sources)
+    outcomes = Scanner(database, policy or {}, progress=False, **kw).run(sources)
     return database, outcomes
 
 
@@ -140,3 +140,78 @@ def test_a_worker_that_cannot_see_the_database_reads_everything_and_the_writer_s
     got, want = contents(database), contents(seq)
     for key in ("images", "layers", "packages", "findings", "file_stats", "largest", "layer_stats"):
         assert got[key] == want[key], key
+
+
+def _task_items(database):
+    return database.execute("SELECT source, state, attempts, images, error FROM task_items ORDER BY id").fetchall()
+
+
+def test_several_sources_go_in_one_dask_task_each_written_and_settled_as_its_own(tmp_path, monkeypatch):
+    """Several sources a task (run_jobs) while plenty are queued, fewer as the queue drains: the stored scans
+    and each source's task item are what one task per source gives; a broken source in a group fails alone,
+    with its reason."""
+    distributed = pytest.importorskip("distributed")
+    from stowaway.ingest import dask_runner
+
+    sources = images(tmp_path, 11)
+    bad = tmp_path / "broken.tar"
+    bad.write_bytes(b"not a tar at all" * 10)
+    sources.insert(3, f"docker-archive:{bad}")
+    groups = []
+    real = dask_runner.DaskExecutor.submit_group
+
+    def spy(self, jobs):
+        groups.append([job.source for job in jobs])
+        return real(self, jobs)
+
+    monkeypatch.setattr(dask_runner.DaskExecutor, "submit_group", spy)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        grouped, out = scan_with(tmp_path, "grouped", sources, dask=client,
+                                 policy={"scan": {"dask_sources_per_task": 2}})
+        single, single_out = scan_with(tmp_path, "single", sources, dask=client,
+                                       policy={"scan": {"dask_sources_per_task": 1}})
+        assert "run_jobs" in cl.scheduler.task_prefixes
+    # 12 queued, 2 worker threads, 2 tasks each (one running, one ahead): 2 sources a task while at least two
+    # tasks' worth per thread are queued (8 of them), then one a task: the last ones spread over the workers
+    assert groups == [sources[i:i + 2] for i in range(0, 8, 2)]
+    assert sorted(o.status for o in out) == sorted(o.status for o in single_out) == ["done"] * 11 + ["failed"]
+    items = _task_items(grouped)
+    assert items == _task_items(single)
+    assert [i[1] for i in items] == ["done"] * 3 + ["failed"] + ["done"] * 8
+    assert "broken.tar" in items[3][4] and all(i[3] == 1 for i in items)
+    assert contents(grouped) == contents(single)
+
+
+def test_a_group_whose_task_fails_as_a_whole_runs_each_source_again_alone(tmp_path, monkeypatch):
+    """A worker lost while it runs a group fails the whole task; each of its sources then runs in a task of
+    its own (without counting as an attempt), so a source that kills its worker cannot fail its neighbours."""
+    distributed = pytest.importorskip("distributed")
+    from stowaway.ingest import dask_runner
+
+    sources = images(tmp_path, 8)
+    lost, alone = [], []
+    real_group, real_submit = dask_runner.DaskExecutor.submit_group, dask_runner.DaskExecutor.submit
+
+    def lose_first_group(self, jobs):
+        if lost:
+            return real_group(self, jobs)
+        lost.extend(job.source for job in jobs)
+        return self.client.submit(_worker_lost, pure=False)
+
+    def submit(self, job):
+        alone.append(job.source)
+        return real_submit(self, job)
+
+    monkeypatch.setattr(dask_runner.DaskExecutor, "submit_group", lose_first_group)
+    monkeypatch.setattr(dask_runner.DaskExecutor, "submit", submit)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        database, out = scan_with(tmp_path, "lost", sources, dask=client, policy={"scan": {"dask_sources_per_task": 2}})
+    assert lost == sources[:2] and set(lost) <= set(alone)
+    assert [o.status for o in out] == ["done"] * 8
+    assert [i[1:4] for i in _task_items(database)] == [("done", 1, 1)] * 8
+
+
+def _worker_lost():
+    raise OSError("the worker running this task was lost")
