@@ -22,8 +22,17 @@ run also prints what the workers actually got, read from /proc/<pid>/stat of the
   busy      the share of the wall time the workers spent inside a job (worker_started/finished of
             the task items): below 1 when a worker waits for its next job.
 After each pair, an anchor measured in the same conditions: the machine's own 2-vs-1 ratio for pure
-Python work (1 then 2 processes, each in a session of its own, as the workers are). Before the runs,
-the writer's ceiling: the writer alone on already-analyzed results, per image and in batches.
+Python work (1 and 2 processes in the pair's order, each in a session of its own, as the workers are).
+Each pair's ratio / anchor is split into three factors whose product it is (each 1.0 at best):
+  busy 2 vs 1     the workers' time inside a job, two against one: below 1 when two wait more for work
+                  (the scan's start and last write, the writer's process keeping up);
+  inside 2 vs 1   the CPU a worker got while inside a job, two against one, over the anchor's per
+                  process: below 1 when the writer's process and the scheduler (their cores printed)
+                  or others took CPU the workers would have had;
+  img/cpu-s       images per worker-CPU-second, two against one.
+The summary gives medians over the pairs and the ratio pooled over them (mean images/s of 2 workers
+over that of 1, the anchor likewise), which one noisy pair moves less. Before the runs, the writer's
+ceiling: the writer alone on already-analyzed results, per image and in batches.
 """
 from __future__ import annotations
 
@@ -158,16 +167,17 @@ print(n)
 """
 
 
-def machine_ceiling(seconds: float = 4.0) -> float:
+def machine_ceiling(seconds: float = 4.0, order: tuple[int, int] = (1, 2)) -> dict[int, float]:
     """The anchor: the 2-vs-1 ratio this machine gives right now to pure Python work that needs nothing
-    from anyone (no writer, no scheduler, no I/O): 1 then 2 processes, each in a session of its own as
-    the workers are, each counting loops for SECONDS. What 2 workers can reach against 1 at best."""
+    from anyone (no writer, no scheduler, no I/O): 1 and 2 processes (in ORDER, as the pair's runs were),
+    each in a session of its own as the workers are, each counting loops for SECONDS. What 2 workers can
+    reach against 1 at best. Returns loops per second of 1 and of 2 processes."""
     rates = {}
-    for k in (1, 2):
+    for k in order:
         procs = [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)], stdout=subprocess.PIPE, text=True,
                                   start_new_session=True) for _ in range(k)]
         rates[k] = sum(int(p.communicate()[0]) for p in procs) / seconds
-    return rates[2] / rates[1]
+    return rates
 
 
 def warm_worker(source: str, policy: dict, risks) -> None:
@@ -376,18 +386,21 @@ def main() -> None:
         pairs = []
         for run in range(1, args.repeat + 1):
             got = {}
-            for workers in ((1, 2) if run % 2 else (2, 1)):  # alternated: a load that drifts favours neither
+            order = (1, 2) if run % 2 else (2, 1)  # alternated: a load that drifts favours neither
+            for workers in order:
                 with cluster(workers, args.local_cluster) as (client, scheduler_pid):
                     client.run(warm_worker, sources[0], policy, tuple(args.risk) if args.risk else None)
                     got[workers] = timed(f"run {run}: dask, {workers} worker(s)", sources, tmp, args.risk, policy,
                                          scheduler_pid, dask=client)
-            anchor = machine_ceiling()
+            spin = machine_ceiling(order=order)
+            anchor = spin[2] / spin[1]
             one, two = got[1], got[2]
             pair = {"rate": two["rate"] / one["rate"], "anchor": anchor, "cores": two["cores"] / one["cores"],
                     "per_cpu": two["per_cpu"] / one["per_cpu"], "cores1": one["cores"], "cores2": two["cores"],
                     "busy1": one["busy"], "busy2": two["busy"], "of_anchor": two["rate"] / one["rate"] / anchor,
                     "busy": two["busy"] / one["busy"], "inside": two["inside"] / one["inside"] / (anchor / 2),
-                    "side2": two["writer_cores"] + two["sched_cores"]}
+                    "side2": two["writer_cores"] + two["sched_cores"], "rate1": one["rate"], "rate2": two["rate"],
+                    "spin1": spin[1], "spin2": spin[2]}
             pairs.append(pair)
             print(f"run {run}: 2 vs 1 workers: {pair['rate']:.2f}x images/s (anchor: 2 vs 1 processes of pure Python"
                   f" work now {anchor:.2f}x); the workers got {two['cores']:.2f} vs"
@@ -401,6 +414,10 @@ def main() -> None:
         rates = ", ".join(f"{p['rate']:.2f}x" for p in pairs)
         print(f"speed-up 2 vs 1 workers over {len(pairs)} runs: {rates};"
               f" median {med['rate']:.2f}x (load {load()})")
+        pooled = sum(p["rate2"] for p in pairs) / sum(p["rate1"] for p in pairs)
+        pooled_anchor = sum(p["spin2"] for p in pairs) / sum(p["spin1"] for p in pairs)
+        print(f"  pooled over the runs (mean images/s of 2 workers over that of 1): {pooled:.2f}x; the anchor pooled"
+              f" likewise {pooled_anchor:.2f}x; ratio / anchor {pooled / pooled_anchor:.2f}")
         anchors = ", ".join(f"{p['anchor']:.2f}x" for p in pairs)
         print(f"  anchor, 2 vs 1 processes of pure Python work measured after each run: {anchors};"
               f" median {med['anchor']:.2f}x: the machine's own ceiling for 2 vs 1 at that load")
