@@ -34,8 +34,7 @@ def _add_db(p):
 
 
 def _add_output_options(p, scan: bool) -> None:
-    from .model import SEVERITIES
-    from .render import FORMATS
+    from .model import FORMATS, SEVERITIES
 
     default = ("table on a terminal, else nothing (the results are in the database)" if scan
                else "table on a terminal, else json")
@@ -309,7 +308,7 @@ def _ignore_file(policy: dict, args) -> str | None:
 
 def _outputs(args, scan: bool) -> list[tuple[str, str | None]]:
     """[(format, file or None for stdout)] from --format / -o, with the defaults for a terminal."""
-    from .render import FORMATS
+    from .model import FORMATS
 
     specs = list(args.format or [])
     if not specs:

@@ -25,6 +25,9 @@ KINDS = ("vulnerability", "malware", "secret", "unsafe_setting", "compliance", "
 
 SEVERITIES = ("critical", "high", "medium", "low", "negligible", "unknown")
 
+# the report formats of ingest/render.py, here so that the CLI's parser does not import the renderers
+FORMATS = ("table", "json", "sarif", "cyclonedx", "spdx", "csv")
+
 # tar member types we keep, by a short name
 REG, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO = "file", "dir", "symlink", "hardlink", "char", "block", "fifo"
 

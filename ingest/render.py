@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .model import SEVERITIES, ScanError
+from .model import FORMATS, SEVERITIES, ScanError  # noqa: F401  (FORMATS re-exported)
 
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 # GitHub code scanning reads `security-severity` (a CVSS-like score as a string) to label a result
@@ -33,7 +33,6 @@ KIND_TITLES = {"vulnerability": "Vulnerabilities", "secret": "Secrets", "malware
 RISK_KINDS = {"vulnerabilities": {"vulnerability"}, "malicious": {"malware"}, "secrets": {"secret"},
               "unsafe_settings": {"unsafe_setting"}, "compliance": {"compliance"}, "base_image": {"base_image"},
               "software": set(), "files": set()}
-FORMATS = ("table", "json", "sarif", "cyclonedx", "spdx", "csv")
 CSV_COLUMNS = ["image", "kind", "severity", "id", "title", "package", "installed_version", "fixed_version", "path",
                "layer_index", "layer_created_by", "target", "evidence", "masked", "suppressed", "suppressed_reason"]
 

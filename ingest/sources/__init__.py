@@ -22,6 +22,17 @@ from ..model import ImageSpec, ScanError
 
 TRANSPORTS = ("docker-archive", "oci", "oci-archive", "registry", "docker")
 
+# manifest media types (OCI and Docker v2), here so that a registry rescan's HEAD does not load the archive reader
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+
 
 @dataclass
 class LayerBlob:

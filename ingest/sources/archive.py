@@ -17,17 +17,8 @@ from typing import Iterator
 
 from ..model import ImageSpec, LayerDescriptor, ScanError
 from ..streams import CHUNK, Limits, PeekReader, compression_of, open_outer, read_json_bytes
-from . import LayerBlob, SourceFailure, shapes
+from . import INDEX_TYPES, MANIFEST_TYPES, REF_ANNOTATION, LayerBlob, SourceFailure, shapes  # noqa: F401
 
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-INDEX_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-REF_ANNOTATION = "org.opencontainers.image.ref.name"
 MAX_INDEX_DEPTH = 4
 
 

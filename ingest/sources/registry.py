@@ -31,8 +31,7 @@ from urllib.parse import urljoin, urlparse
 from ..failures import plain
 from ..model import ImageSpec, ScanError
 from ..streams import Limits
-from . import LayerBlob, SourceFailure
-from .archive import INDEX_TYPES, MANIFEST_TYPES, REF_ANNOTATION, Layout
+from . import INDEX_TYPES, MANIFEST_TYPES, REF_ANNOTATION, LayerBlob, SourceFailure
 
 log = logging.getLogger("stowaway.registry")
 
@@ -522,6 +521,8 @@ def registry_events(text: str, location: str, limits: Limits, client: RegistryCl
             except (ValueError, AttributeError):
                 pass
         return data
+
+    from .archive import Layout
 
     layout = Layout(read, text, limits)
     top = {"mediaType": media, "digest": digest, "size": len(body), "annotations": {REF_ANNOTATION: display}}
