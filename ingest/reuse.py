@@ -15,10 +15,10 @@ The keys (every part must be equal, else the scan runs in full):
   packages), each selected analyzer's name, version and fingerprint (rules packs, signatures, key ids,
   limits), the risk types, the recorded policy (minus connection and concurrency settings) and the
   size/mtime/ctime/inode of every file or directory the policy names (ignore files, rule files, lists);
-* `evaluate_key`: what the evaluate stage reads from the database: the advisory store's state (count,
-  newest import and record, as each scan records it), the images sharing this image's bottom layer
-  (the base-image comparison's candidates), the images each approved base names, and the date when an
-  ignore file may carry expiries.
+* `evaluate_key`: what the evaluate stage reads from the database: the advisory store's state (its
+  newest import, newest end, unfinished imports and newest advisory row: store.store_state),
+  the images sharing this image's bottom layer (the base-image comparison's candidates), the images
+  each approved base names, and the date when an ignore file may carry expiries.
 
 How an image is known without reading it depends on the source:
 
@@ -246,9 +246,9 @@ def evaluate_key(conn, chain: list[str], manifest_digest: str, policy: dict) -> 
 
     parts: dict[str, Any] = {}
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'advisories'").fetchone():
-        from stowaway.analyzers.vulnerabilities.store import feed_summary
+        from stowaway.analyzers.vulnerabilities.store import store_state
 
-        parts["advisories"] = feed_summary(conn)
+        parts["advisories"] = store_state(conn)
     if chain:
         parts["neighbours"] = [r[0] for r in conn.execute(
             "SELECT il.image_id FROM layers l JOIN image_layers il ON il.layer_id = l.id AND il.position = 0"

@@ -209,6 +209,22 @@ def feed_summary(conn) -> dict:
     return {"advisories": row[0], "last_import": row[1], "newest_record": row[2], "import_id": last}
 
 
+def store_state(conn) -> dict:
+    """What the store holds, as a rescan asks it for every image (ingest/reuse.py, the evaluate key), in a few
+    index steps instead of `feed_summary`'s COUNT and MAX over every advisory (34 ms at 75,000 advisories, on
+    every rescan and in the writer for every image). Every write to the store's tables happens inside an
+    import, whose row in `advisory_imports` is made before its first write and finished after its last
+    (importer.Importer): the newest import, the newest end and how many are unfinished change with every
+    import; the newest advisory row (by rowid, which an INSERT OR REPLACE moves past every other) changes
+    with every batch of advisories an import writes while it runs."""
+    if not has_store(conn):
+        return {"advisories": 0}
+    newest, ended, running = conn.execute(
+        "SELECT MAX(id), MAX(finished_at), SUM(finished_at IS NULL) FROM advisory_imports").fetchone()
+    top = conn.execute("SELECT MAX(rowid) FROM advisories").fetchone()[0]
+    return {"import_id": newest, "last_finished": ended, "running": running or 0, "newest_row": top}
+
+
 def coverage_by_release(conn) -> list[dict]:
     """What the store covers: per ecosystem and release, advisories (withdrawn ones are not matched and
     not counted), package entries and the newest `modified`."""

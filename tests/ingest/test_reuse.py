@@ -200,3 +200,32 @@ def test_an_unchanged_rescan_makes_no_analyzer_and_a_new_secret_key_means_a_full
                                                  " ON f.id = d.finding_id WHERE f.scan_id IN (?, ?) ORDER BY f.scan_id",
                                                  [first.scan_id, full.scan_id])]
     assert len(fingerprints) == 2 and fingerprints[0] != fingerprints[1]
+
+
+def test_the_store_is_not_counted_on_a_rescan_yet_an_import_in_progress_is_seen(tmp_path, store):
+    """The evaluate key's store state is read in a few index steps (no COUNT over the advisories, which grows
+    with the store): an import's start, each batch of advisories it writes (a record replaced included)
+    and its end each change it."""
+    from stowaway.analyzers.vulnerabilities.importer import Importer
+
+    archive = settled(app_image().write_docker_archive(tmp_path / "app.tar", ref="demo/app:1"))
+    scan(store, f"docker-archive:{archive}")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    assert scan(store, f"docker-archive:{archive}").reused
+    store.conn.set_trace_callback(None)
+    assert not [s for s in statements if "FROM advisories" in s and "COUNT(" in s], statements
+    running = Importer(store, source="test")  # an import that has begun: its row is unfinished
+    assert not scan(store, f"docker-archive:{archive}").reused
+    assert scan(store, f"docker-archive:{archive}").reused
+    running.add_record({**ADVISORIES[1], "modified": "2024-03-01T00:00:00Z", "affected": [
+        {"package": {"ecosystem": "PyPI", "name": "jinja2"},
+         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.11.3"}]}]}]}, "update.json")
+    running.flush()  # a batch written (GHSA-jjjj replaced), the import not finished
+    during = scan(store, f"docker-archive:{archive}")
+    assert not during.reused
+    assert "2.11.3" in {v.get("fixed_version") for v in report(store, during.scan_id)["vulnerabilities"]}
+    assert scan(store, f"docker-archive:{archive}").reused
+    running.finish()
+    assert not scan(store, f"docker-archive:{archive}").reused
+    assert scan(store, f"docker-archive:{archive}").reused
