@@ -390,3 +390,34 @@ def test_cli_rescan_through_tls_and_htpasswd_asks_the_digest_only_and_loads_no_a
         assert manifest_gets(reg) > gets  # the moved tag was seen by its HEAD, then read on
     finally:
         reg.stop()
+
+
+def test_the_rescan_head_trusts_what_the_full_client_trusts(tmp_path, monkeypatch):
+    """The HEAD a rescan asks (http.client) verifies TLS as RegistryClient (requests) does: the CA given, else
+    REQUESTS_CA_BUNDLE, else certifi's bundle (which does not know this registry's CA); a CA given wins over
+    the environment; `insecure` with https skips verification, and without a scheme is left to the full
+    client, which finds out whether the registry speaks TLS."""
+    from registry_server import make_ca_and_cert
+
+    from stowaway.ingest.sources.registry import head_digest
+
+    reg = Registry(tmp_path / "reg", tls=True)
+    try:
+        push(reg, tmp_path, app_image(), "tls/app:1")
+        where = f"{reg.host}/tls/app:1"
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        found = head_digest(where, ca=reg.ca)
+        assert found is not None and found[1].startswith("sha256:")
+        assert head_digest(where) is None  # certifi's bundle: not trusted
+        (tmp_path / "other").mkdir()
+        other_ca = make_ca_and_cert(tmp_path / "other")[0]
+        assert head_digest(where, ca=other_ca) is None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", reg.ca)
+        assert head_digest(where) == found
+        assert head_digest(where, ca=other_ca) is None  # the CA given wins, as requests' verify= does
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        assert head_digest(where, insecure=True, scheme="https") == found
+        assert head_digest(where, insecure=True) is None
+    finally:
+        reg.stop()
