@@ -40,9 +40,10 @@ MEASURE = ("import resource, subprocess, sys\n"
            "code = subprocess.call(sys.argv[2:])\n"
            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
            "sys.exit(code)\n")
-# the tool's own state, not written by what it scans: compiled YARA rules, the key of secret fingerprints,
-# the weak-password verdict cache and its key
-OWN_STATE = {".cache", ".cache/stowaway", ".cache/stowaway/yara", ".local", ".local/share", ".local/share/stowaway"}
+# the tool's own state, not written by what it scans: compiled YARA rules, the empty-schema template a new
+# database is copied from (db._new_from_template), the key of secret fingerprints, the weak-password verdict
+# cache and its key
+OWN_STATE = {".cache", ".cache/stowaway", ".cache/stowaway/yara", ".cache/stowaway/schema", ".local", ".local/share", ".local/share/stowaway"}
 GOOD = ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.18.4\n", "bin/true": "ok"})
 
 
@@ -123,7 +124,7 @@ def test_hostile_input(corpus_runs, name):
     for k in ("cwd", "tmp"):
         assert tree(run.dirs[k]) == [], f"{name} wrote into {k}: {tree(run.dirs[k])}"
     home = [p for p in tree(run.dirs["home"]) if p not in OWN_STATE and not p.startswith(
-        (".cache/stowaway/yara/", ".local/share/stowaway/secret-fingerprint.key",
+        (".cache/stowaway/yara/", ".cache/stowaway/schema/", ".local/share/stowaway/secret-fingerprint.key",
          ".cache/stowaway/password-verdicts.sqlite", ".local/share/stowaway/password-verdicts.key"))]
     assert home == [], f"{name} wrote into HOME: {home}"
     assert tree(run.dirs["in"]) == run.listing, f"{name} changed its input directory"
