@@ -120,6 +120,8 @@ class ImageContext:
     warnings: list[str] = field(default_factory=list)
     # per layer (bottom first), the walker's entry tuples (path, type, size, mode, uid, gid, linkname)
     layer_entries: list[list[tuple]] = field(default_factory=list)
+    # per layer, what the walker's skim indexed of its entries (apply.IndexedLayer.skimmed), or None
+    layer_skims: list[Any] = field(default_factory=list)
     # paths (as the package database writes them, '/usr/bin/x') installed by an OS package manager
     owned_files: set[str] = field(default_factory=set)
 

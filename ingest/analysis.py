@@ -470,7 +470,8 @@ class Analysis:
                     if known[0] is not None and not known[1]:
                         res.layers_known += 1
                 layer_id = self.cache.indexed(d.diff_id)
-                layer = IndexedLayer(d.index, d.diff_id, list(got.entries))  # the walk's tuples (a copy made in C)
+                layer = IndexedLayer(d.index, d.diff_id, list(got.entries),  # the walk's tuples (a copy made in C)
+                                     skimmed=(got.walked_for, got.skim_blocks))
                 fresh = got.records
             else:
                 layer_id = got.layer_id

@@ -37,6 +37,9 @@ class IndexedLayer:
     entries: list[tuple]  # the walker's entry tuples (path, type, size, mode, uid, gid, linkname)
     records: dict[str, list[dict]] = field(default_factory=dict)  # analyzer name -> its records for this layer
     cached: bool = False  # True: walk and records came from the layer cache, the layer was not read
+    # a layer read now: (the analyzers it was walked for, the skim's stretches of `entries`), see
+    # layers.LayerResult.skim_blocks; None when unknown (a cached layer)
+    skimmed: tuple[tuple[str, ...], list[tuple[int, int, int]]] | None = None
 
 
 def run_collect(analyzers: Iterable[Analyzer], ctx: ImageContext, records: dict[str, list[list[dict]]]) -> None:
@@ -69,7 +72,8 @@ class Applier:
 
     def apply(self, spec: ImageSpec | None, layers: list[IndexedLayer]) -> ImageContext:
         entries = [layer.entries for layer in layers]
-        ctx = ImageContext(spec=spec, fs=Filesystem.build(entries), policy=self.policy, layer_entries=entries)
+        ctx = ImageContext(spec=spec, fs=Filesystem.build(entries), policy=self.policy, layer_entries=entries,
+                           layer_skims=[layer.skimmed for layer in layers])
         records = records_by_analyzer(self.analyzers, layers)
         run_collect(self.analyzers, ctx, records)
         for a in self.analyzers:  # background work started in analyze() ends before the records leave this process

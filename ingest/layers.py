@@ -319,7 +319,7 @@ class Skim:
     of `prefixes`, is not in `exact` and holds no newline (`quick_skip`); None: every regular file goes to
     the general path (where the analyzers are asked). Directories and symbolic links need no analyzer."""
 
-    __slots__ = ("entries", "sizes", "max_entries", "prefixes", "exact", "owners", "sums", "mtimes")
+    __slots__ = ("entries", "sizes", "max_entries", "prefixes", "exact", "owners", "sums", "mtimes", "blocks")
 
     def __init__(self, entries: list, sizes: dict, max_entries: int, quick: tuple | None):
         self.entries, self.sizes, self.max_entries = entries, sizes, max_entries
@@ -327,6 +327,9 @@ class Skim:
         self.owners: dict[bytes, tuple] = {}  # (mode, uid, gid, (mode, uid, gid, "")): the last an entry's tail
         self.sums: dict[bytes, int] = {}  # checksum field -> the sum of the header's bytes it stands for
         self.mtimes: set[bytes] = set()  # mtime fields read once
+        # (first, end, files): each stretch of `entries` one call indexed, and how many of them are regular
+        # files (all under `prefixes`: passed over by every analyzer of the walk)
+        self.blocks: list[tuple[int, int, int]] = []
 
 
 _REG_CODES = frozenset(b"07\0")  # REGTYPE, CONTTYPE, AREGTYPE (as int codes of the type byte)
@@ -355,7 +358,7 @@ def _skim(reader: ForwardReader, tf: tarfile.TarFile, skim: Skim) -> None:
     append = entries.append
     if skim.max_entries - len(entries) <= (limit - at) // 512 + 1:
         return  # near the entry cap: the general path counts each entry against it
-    start_at = at
+    start_at, first, others = at, len(entries), 0
     prefixes, exact = skim.prefixes, skim.exact
     encoding, errors = tf.encoding, tf.errors
     adler32 = zlib.adler32
@@ -421,6 +424,7 @@ def _skim(reader: ForwardReader, tf: tarfile.TarFile, skim: Skim) -> None:
             step = 512 + -(-size // 512) * 512
         elif code == dir_code:
             append((path, DIR, 0) + owner[3])
+            others += 1
             step = 512
         else:
             link = h[157:257]
@@ -429,9 +433,12 @@ def _skim(reader: ForwardReader, tf: tarfile.TarFile, skim: Skim) -> None:
             if not link.isascii():
                 break
             append((path, SYMLINK, 0, owner[0], owner[1], owner[2], link.decode(encoding, errors)))
+            others += 1
             step = 512
         at += step
     tf.offset = offset + at - start_at  # type: ignore[attr-defined]
+    if len(entries) > first:
+        skim.blocks.append((first, len(entries), len(entries) - first - others))
 
 
 def _entries(tf: tarfile.TarFile, reader: ForwardReader, skim: Skim | None = None):
@@ -603,6 +610,10 @@ class LayerResult:
     packed: bytes | None = None  # `entries` as the writer stores them (cache.pack), when made ahead
     # `records` as the writer stores them (cache.pack) with their number, when packed in a worker (executors.py)
     packed_records: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    # (first, end, files) of each stretch of `entries` the skim indexed: its regular files lie under a
+    # prefix every analyzer of `walked_for` passes over (`skipped_prefixes`), and none holds a newline
+    skim_blocks: list[tuple[int, int, int]] = field(default_factory=list)
+    walked_for: tuple[str, ...] = ()
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -793,6 +804,7 @@ def _walk(tar_stream, index: int, analyzers: list, limits: Limits, what: str) ->
                 if isinstance(data, Spool):
                     data.close()
         _stopped_cleanly(reader, tf, what)
+        result.skim_blocks, result.walked_for = skim.blocks, tuple(a.name for a in analyzers)
     except ScanError:
         raise
     except TarHeaderTooLarge:
