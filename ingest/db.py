@@ -460,7 +460,7 @@ def write_transaction(conn: sqlite3.Connection, wait: float,
     conn.commit()
 
 
-TEMPLATES_KEPT = 8  # schema templates kept in the cache directory (one per schema; the newest)
+TEMPLATES_KEPT = 16  # schema templates kept in the cache directory (one per version of the code; the newest)
 
 
 def _new_from_template(path: str) -> None:

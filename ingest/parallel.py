@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import sys
 import threading
 from typing import Callable, Iterable, Sequence
 
@@ -32,11 +33,13 @@ MAX_TASKS = 255  # one byte per claim
 
 def can_fork(source: str, analyzers: Iterable) -> bool:
     """Whether the layers of `source` may be read in a forked process for these analyzers."""
-    import multiprocessing
-
     if os.environ.get("STOWAWAY_LAYER_PROCESSES", "") == "1" or not hasattr(os, "fork"):
         return False
-    if (os.cpu_count() or 1) < 2 or threading.active_count() != 1 or multiprocessing.parent_process() is not None:
+    # a worker process of a pool has multiprocessing loaded (it started it): asked only then, so that a
+    # command-line scan does not import it (and socket with it) to learn it is not one
+    workers = sys.modules.get("multiprocessing")
+    if (os.cpu_count() or 1) < 2 or threading.active_count() != 1 or (
+            workers is not None and workers.parent_process() is not None):
         return False
     if source.partition(":")[0] not in LOCAL_TRANSPORTS:
         return False

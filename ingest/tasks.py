@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -135,6 +134,16 @@ def ensure(database) -> None:
     dbm.ensure_schema(database, "tasks", SCHEMA)
 
 
+def _hostname() -> str:
+    """socket.gethostname() (the kernel's node name, as uname gives it) without importing socket for it."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # no uname (Windows)
+        import socket
+
+        return socket.gethostname()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -167,7 +176,7 @@ def mark_interrupted(database, task_id: int, reason: str, now: float | None = No
 def recover_stale(database, stale_after: float = STALE_AFTER, clock=None) -> list[int]:
     """Marks interrupted every task left 'running' by a process that is gone; returns their ids."""
     now = (clock or SystemClock()).now()
-    me, here = os.getpid(), socket.gethostname()
+    me, here = os.getpid(), _hostname()
     found = []
     for task_id, pid, host, beat in database.execute(
             "SELECT id, pid, host, heartbeat FROM tasks WHERE state='running'").fetchall():
@@ -269,7 +278,7 @@ def cancel_task(database, task_id: int, clock=None) -> str:
                               " started' WHERE task_id=? AND state IN ('queued', 'interrupted')",
                               [now, task_id]).rowcount
         runs = state == "running" and pid is not None and (
-            _alive(int(pid)) if host == socket.gethostname() else beat is not None and now - beat <= STALE_AFTER)
+            _alive(int(pid)) if host == _hostname() else beat is not None and now - beat <= STALE_AFTER)
         if runs and kind == "sync":
             raise ScanError(f"task {task_id} is a registry synchronization in progress: it cannot be cancelled")
         if runs:
@@ -415,7 +424,7 @@ class TaskRunner:
         with self._tx():
             self.db.conn.execute("UPDATE tasks SET state='running', started_at=COALESCE(started_at, ?),"
                                  " executor=?, pid=?, host=?, heartbeat=?, error=NULL, finished_at=NULL WHERE id=?",
-                                 [started_at, "dask" if self.dask else "local", os.getpid(), socket.gethostname(),
+                                 [started_at, "dask" if self.dask else "local", os.getpid(), _hostname(),
                                   time.time(), task_id])
         # an earlier run that died or was interrupted left items 'running' or 'interrupted': queued again
         with self._tx():

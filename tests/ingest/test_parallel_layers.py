@@ -219,6 +219,28 @@ def test_no_fork_where_it_is_unsafe(monkeypatch):
         other.join()
 
 
+def _can_fork_here() -> bool:
+    parallel.threading.active_count = lambda: 1  # a worker's own pool threads are not the question here
+    return parallel.can_fork("docker-archive:/x.tar", [_Forkable()])
+
+
+def test_no_fork_in_a_pool_worker_and_no_multiprocessing_import_to_learn_it():
+    """A process of a pool (its parallelism is already there) reads its layers itself; a command-line
+    scan learns it is not one without importing multiprocessing."""
+    import multiprocessing
+    import subprocess
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_can_fork_here).result(timeout=120) is False
+    code = ("import sys, stowaway.ingest.parallel as p; p.threading.active_count = lambda: 1;"
+            " ok = p.can_fork('docker-archive:/x.tar', [type('A', (), {'forkable': True})()]);"
+            " print(ok, 'multiprocessing' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "False"], out.stderr
+
+
 def _image(tmp_path):
     rnd = random.Random(16)
     token = "ghp_" + "".join(rnd.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=36))
