@@ -452,10 +452,12 @@ class TaskRunner:
                     cancelled = True  # nothing more starts; what runs finishes and is written
                 if cancelled:
                     self._cancel_queued(task_id, now)
-                free = 0 if cancelled else concurrency + ahead - len(running)  # tasks that may be submitted
+                # sources that may be submitted: as many in flight as full tasks would carry, even once the tasks
+                # get smaller at the end, so that the last ones wait at the scheduler, not for this loop
+                free = 0 if cancelled else (concurrency + ahead) * per_task - _in_flight(running)
                 size = self._group_size(task_id, now, per_task, concurrency) if free > 0 and per_task > 1 else 1
                 starting: list[tuple[int, Job]] = []
-                for item_id, source, host in self._due(task_id, now, free * size):
+                for item_id, source, host in self._due(task_id, now, free):
                     limit = hourly_limit(self.db, self.policy, host)
                     free_at = self._slot_free_at(host, limit, now) if limit else None
                     if free_at is None and task_limit:

@@ -74,18 +74,22 @@ def test_dask_cluster_stores_what_the_local_scan_stores(tmp_path):
 
 def test_each_dask_worker_thread_has_its_next_job_waiting_unless_a_concurrency_was_asked_for(tmp_path):
     """A worker that finishes a job starts the next one at once, instead of idling while the writer
-    receives the result, writes a batch and submits more: one job ahead per worker thread. An explicit
-    concurrency (--jobs) stays an exact bound."""
+    receives the result, writes a batch and submits more: one task ahead per worker thread, and as many
+    sources in flight as full tasks carry (dask_sources_per_task), even once the tasks get smaller at the
+    scan's end. An explicit concurrency (--jobs) stays an exact bound."""
     distributed = pytest.importorskip("distributed")
-    sources = images(tmp_path, 5)
+    sources = images(tmp_path, 20)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
             distributed.Client(cl) as client:
         ahead, out = scan_with(tmp_path, "ahead", sources, dask=client)
+        single, single_out = scan_with(tmp_path, "single", sources, dask=client,
+                                       policy={"scan": {"dask_sources_per_task": 1}})
         bounded, bounded_out = scan_with(tmp_path, "bounded", sources, dask=client, jobs=2)
-    assert [o.status for o in out] == [o.status for o in bounded_out] == ["done"] * 5
-    assert ahead.execute("SELECT max_running FROM tasks").fetchone()[0] == 4  # 2 running, 2 waiting at the scheduler
+    assert [o.status for o in out] == [o.status for o in single_out] == [o.status for o in bounded_out] == ["done"] * 20
+    assert ahead.execute("SELECT max_running FROM tasks").fetchone()[0] == 16  # 2 threads + 2 ahead, 4 sources each
+    assert single.execute("SELECT max_running FROM tasks").fetchone()[0] == 4  # 2 running, 2 waiting at the scheduler
     assert bounded.execute("SELECT max_running FROM tasks").fetchone()[0] == 2
-    assert contents(ahead) == contents(bounded)
+    assert contents(ahead) == contents(bounded) == contents(single)
 
 
 def test_a_failing_source_fails_alone_in_workers(tmp_path):
