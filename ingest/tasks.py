@@ -457,7 +457,9 @@ class TaskRunner:
                 free = 0 if cancelled else (concurrency + ahead) * per_task - _in_flight(running)
                 size = self._group_size(task_id, now, per_task, concurrency) if free > 0 and per_task > 1 else 1
                 starting: list[tuple[int, Job]] = []
-                for item_id, source, host in self._due(task_id, now, free):
+                due = self._due(task_id, now, free)
+                drained = len(due) < free  # nothing more to start now: what runs are the scan's last jobs
+                for item_id, source, host in due:
                     limit = hourly_limit(self.db, self.policy, host)
                     free_at = self._slot_free_at(host, limit, now) if limit else None
                     if free_at is None and task_limit:
@@ -486,10 +488,13 @@ class TaskRunner:
                         running[fut] = group
                     max_running = max(max_running, _in_flight(running))
                     self._refresh(task_id, _in_flight(running), max_running)
-                # the workers have their next jobs: write what came back, a batch at a time; and at once when
-                # a worker has nothing left to do (nothing more to start now: the scan's last jobs), so the
-                # writes overlap the last jobs instead of following them
-                if batch and (len(running) < concurrency or sum(len(r) for _, r in batch) >= batch_images
+                # the workers have their next jobs: write what came back, a batch at a time; and sooner at the
+                # scan's end, so that the writes overlap the last jobs instead of following them: at once when a
+                # worker has nothing left to do, and once nothing more is left to start, as soon as the batch
+                # holds as many images as are still out (the last jobs, some still waiting at a Dask scheduler):
+                # halves, then quarters..., the last write a small one
+                back = sum(len(r) for _, r in batch)
+                if batch and (len(running) < concurrency or back >= batch_images or (drained and back >= _in_flight(running))
                               or time.monotonic() - batch_since >= batch_seconds):
                     while batch:  # at most write_batch images a transaction (an item's images stay together)
                         n = 0
