@@ -119,7 +119,7 @@ def _env_key(host: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", host.upper())
 
 
-def _docker_config_auth(host: str) -> tuple[str, str] | None:
+def _docker_config_auth(host: str, warn: bool = True) -> tuple[str, str] | None:
     path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
     try:
         with open(path, encoding="utf-8") as fh:
@@ -136,15 +136,17 @@ def _docker_config_auth(host: str) -> tuple[str, str] | None:
                 user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
                 return user, password
             except (ValueError, UnicodeDecodeError):
-                log.warning("%s: unreadable 'auth' entry for %s; ignored", path, host)
+                if warn:
+                    log.warning("%s: unreadable 'auth' entry for %s; ignored", path, host)
         if entry.get("username"):
             return entry["username"], entry.get("password", "")
     if host in (conf.get("credHelpers") or {}) or conf.get("credsStore"):
-        log.warning("%s: credential helpers are not supported; %s is accessed without them", path, host)
+        if warn:
+            log.warning("%s: credential helpers are not supported; %s is accessed without them", path, host)
     return None
 
 
-def credentials_for(host: str, options: dict) -> tuple[str, str] | None:
+def credentials_for(host: str, options: dict, warn: bool = True) -> tuple[str, str] | None:
     """Options (CLI / policy), then environment (per host, then global), then Docker's config.json."""
     conf = registry_options(host, options)
     if conf.get("username"):
@@ -154,7 +156,7 @@ def credentials_for(host: str, options: dict) -> tuple[str, str] | None:
                                ("STOWAWAY_REGISTRY_USER", "STOWAWAY_REGISTRY_PASSWORD")):
         if os.environ.get(user_var):
             return os.environ[user_var], os.environ.get(pass_var, "")
-    return _docker_config_auth(host)
+    return _docker_config_auth(host, warn)
 
 
 def registry_options(host: str, options: dict) -> dict:
@@ -596,7 +598,8 @@ class _Probe:
         self.scheme = conf.get("scheme") or "https"
         self.ca = conf.get("ca") or ""
         self.timeout = float(conf.get("timeout") or 30)
-        creds = credentials_for(host, options) or ("", "")
+        # no warnings here: when this way cannot answer, RegistryClient reads the credentials again and warns once
+        creds = credentials_for(host, options, warn=False) or ("", "")
         self.auth = creds if creds[0] else None
         self.conns: dict = {}
         self.requests = 0

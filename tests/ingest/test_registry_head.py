@@ -167,3 +167,22 @@ def test_a_reference_pinned_by_digest_is_not_asked_again(tmp_path, server):
     again = scan(tmp_path, source)
     assert "(pinned by digest, nothing asked of the registry)" in again.reused, again
     assert server.hits[seen:] == []
+
+
+def test_the_head_leaves_credential_warnings_to_the_full_client(tmp_path, server, monkeypatch, caplog):
+    """A Docker config that keeps credentials in a helper is warned about by RegistryClient, once per client;
+    the quick HEAD reads the same config silently (when it cannot answer, the full client warns)."""
+    import json
+    import logging
+
+    from stowaway.ingest.sources.registry import credentials_for, head_digest
+
+    serve_image(server, "demo/app", "1", image())
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"credsStore": "desktop"}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    with caplog.at_level(logging.WARNING, logger="stowaway.registry"):
+        assert head_digest(f"{server.host}/demo/app:1", scheme="http") is not None
+        assert [r for r in caplog.records if "credential helpers" in r.getMessage()] == []
+        assert credentials_for(server.host, {}) is None
+        assert len([r for r in caplog.records if "credential helpers" in r.getMessage()]) == 1
