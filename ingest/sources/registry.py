@@ -597,7 +597,9 @@ class _Probe:
             raise _Declined("insecure without a scheme")  # the full client finds out https or http
         self.scheme = conf.get("scheme") or "https"
         self.ca = conf.get("ca") or ""
-        self.timeout = float(conf.get("timeout") or 30)
+        # a socket timeout for every step: RegistryClient's connect timeout (a registry that does not answer the
+        # HEAD in time is asked again by RegistryClient, with its own timeouts and retries)
+        self.timeout = min(float(conf.get("timeout") or 30), 10.0)
         # no warnings here: when this way cannot answer, RegistryClient reads the credentials again and warns once
         creds = credentials_for(host, options, warn=False) or ("", "")
         self.auth = creds if creds[0] else None

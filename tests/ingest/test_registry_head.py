@@ -186,3 +186,24 @@ def test_the_head_leaves_credential_warnings_to_the_full_client(tmp_path, server
         assert [r for r in caplog.records if "credential helpers" in r.getMessage()] == []
         assert credentials_for(server.host, {}) is None
         assert len([r for r in caplog.records if "credential helpers" in r.getMessage()]) == 1
+
+
+def test_a_head_that_is_not_answered_in_time_is_left_to_the_full_client(tmp_path, server):
+    import time
+
+    from stowaway.ingest.sources.registry import head_digest
+
+    serve_image(server, "demo/app", "1", image())
+    good = server.routes["/v2/demo/app/manifests/1"]
+
+    def slow_head(req):
+        if req.command == "HEAD":
+            time.sleep(2)
+        return good(req)
+    server.routes["/v2/demo/app/manifests/1"] = slow_head
+    source = f"registry:{server.host}/demo/app:1"
+    assert head_digest(source.removeprefix("registry:"), scheme="http", timeout=0.5) is None
+    seen = scanned_twice(tmp_path, server, source, timeout=0.5)
+    again = scan(tmp_path, source, timeout=0.5)
+    assert "(manifest read)" in again.reused, again  # the GET answered at once: still known unchanged
+    assert server.hits[seen:] == ["HEAD /v2/demo/app/manifests/1", "GET /v2/demo/app/manifests/1"]
