@@ -80,8 +80,8 @@ class Filesystem:
         # assignments, in the same order, as one at a time; a per-entry loop was most of the squash of a
         # layer of many files). Short runs, and runs with a directory or the root, are added one at a time.
         parts = list(map(_RPARTITION, map(_PATH, entries)))
-        for folder, run in groupby(zip(map(_FIRST, parts), map(_LAST, parts), entries), _FIRST):
-            run = list(run)
+        for folder, grouped in groupby(zip(map(_FIRST, parts), map(_LAST, parts), entries), _FIRST):
+            run = list(grouped)
             if len(run) < _RUN or not folder or DIR in set(map(_KIND, map(_ENTRY_OF, run))):
                 self._add_each(index, list(map(_ENTRY_OF, run)), False)
                 continue

@@ -514,6 +514,7 @@ class TaskRunner:
                     fetched = executor.gather(done) if hasattr(executor, "gather") else {}
                     for fut in done:
                         group = running.pop(fut)
+                        got: list | None
                         if len(group) == 1:
                             got = [fetched[fut] if fut in fetched else job_results(fut, group[0][1])]
                         else:
