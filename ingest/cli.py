@@ -569,8 +569,35 @@ def main(argv=None) -> int:
             sys.stderr.flush()
 
 
+def run() -> None:
+    """The `stowaway` command: `main()`, then the process ends without the interpreter's teardown.
+
+    Freeing every module and object one by one at exit cost 0.05-0.08 s of CPU after a scan (0.1-0.2 s of
+    wall on a loaded machine), for memory the process gives back anyway. What the teardown is for is still
+    done: what only a reference cycle holds is collected (an SQLite connection is one: it is closed, its
+    WAL checkpointed, as at exit), atexit handlers run (logging, worker pools, temporary directories), and
+    standard output and error are flushed. While a thread that is not a daemon still runs (the interpreter
+    would wait for it), or `main` returned no exit status, it is an ordinary exit."""
+    code = main()
+    import atexit
+    import gc
+    import threading
+
+    gc.collect()
+    if not isinstance(code, int) or any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                                        if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said on it
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
     # run the imported module, not __main__: command modules register with stowaway.ingest.cli
-    from stowaway.ingest.cli import main as _main
+    from stowaway.ingest.cli import run as _run
 
-    sys.exit(_main())
+    _run()
