@@ -165,12 +165,18 @@ class Evaluation:
                 version = target[3] if len(target[3]) <= 60 else f"{target[3][:40]}… ({len(target[3]):,} characters)"
                 self.warnings[f"{target[0]} package {pkg.name} {version}: not checked, its version or an"
                               f" advisory for it cannot be compared ({str(exc)[:120]})"] += 1
+        self.os_warning(os_family, os_version, uncovered_os, matched_os)
+        return out
+
+    def os_warning(self, os_family: str, os_version: str, uncovered_os: int, matched_os: int) -> None:
+        """The warning of an image whose OS packages no vendor feed in the store covers."""
+        if not uncovered_os and not matched_os:
+            return
         release = image_release(os_family, os_version)
-        if uncovered_os or (matched_os and not (release and self.matcher.covers(*release))):
+        if uncovered_os or not (release and self.matcher.covers(*release)):
             # says which vendor feed would cover them, or that the vendor publishes none (feeds/status.py)
             self.warnings[f"{uncovered_os or matched_os} OS packages "
                           + feed_status(os_family, os_version, self.matcher.conn)[1]] += 1
-        return out
 
     def _findings(self, pkg: Package, target, matches: list[Match], image: str) -> Iterable[Finding]:
         # what a finding says about a (package, version) is the same in every image that has it

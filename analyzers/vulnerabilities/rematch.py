@@ -16,10 +16,19 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import NamedTuple
 
 from stowaway.ingest import db as dbm
-from stowaway.ingest.findings import DETAIL_COLUMNS, RematchWrites, finish_rematch_batch, replace_vulnerabilities
+from stowaway.ingest.findings import (
+    DETAIL_COLUMNS,
+    RematchWrites,
+    _static_rows,
+    finding_fingerprint,
+    finish_rematch_batch,
+    replace_vulnerabilities,
+)
 
 from . import ignores as ignore_rules
 from . import store
@@ -278,6 +287,262 @@ def _encoded_list(items: list, cache: dict) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+# Fan-out: the images evaluated in full that have no stored vulnerability findings (a first rematch) are not
+# evaluated one by one. Their packages are read once, in one query per run of images, and each distinct
+# package (the same ecosystem, name, version, path, layer, source and distribution release, in any number
+# of images: a fleet shares most of its packages) is evaluated once; its findings and details rows go into
+# a temporary table once, and the rows of every image of the run are written by two INSERT ... SELECTs
+# that join them with a temporary table of (image package, verdict) pairs. Ids are handed out in the
+# order the image-by-image path hands them out (image, package, finding), so both write the same rows.
+FAN_OUT = True
+FAN_CHUNK = 1000  # images per run in bulk mode (the row-by-row path: a batch, BATCH)
+
+_FAN_COLUMNS = ("kind", "severity", "severity_rank", "title", "rule", "status", "path", "layer_index", "visible",
+                "ignored", "ignore_reason")
+_FAN_DETAILS = tuple(f"d_{c}" for c in DETAIL_COLUMNS[1:])
+
+
+class _Verdict(NamedTuple):
+    verdict: int  # its rows in temp.rematch_verdict_rows (0: no findings)
+    findings: int
+    counted: int  # findings that count towards the package's vulnerability_count (no ignore reason)
+    fixes: dict | None
+    warnings: Counter | None  # what its evaluation warned, counted again per image that carries it
+
+
+class _Ident:
+    """A distinct package (_FanOut): its packages row but the ids, and what it is for the images that carry it."""
+
+    __slots__ = ("row", "category", "target", "verdict", "notable")
+
+    def __init__(self, row: tuple, os_key) -> None:
+        self.row = row  # ecosystem, name, version, path, layer_index, source_name, source_version, os_owned
+        eco, name, version, _path, _layer, source_name, source_version, os_owned = row
+        is_os = (eco or "").lower() in OS_PACKAGE_TYPES
+        self.target = None
+        self.category: tuple | None = None  # None: an application package inside an OS package (not counted)
+        if not (os_owned and not is_os):
+            self.target = package_target(eco, name, version, source_name, source_version, os_key)
+            # what the image's coverage counts it under: its (ecosystem, release), or what coverage_gap says
+            self.category = (True, *self.target[:2], is_os) if self.target is not None else \
+                (False, eco, bool(os_owned), is_os)
+        self.verdict: _Verdict | None = None
+        self.notable = False  # has fixes or warnings: looked at per image
+
+
+_CATEGORY = attrgetter("category")
+_NOTABLE = attrgetter("notable")
+# a package's key (as _inventory dedupes: ecosystem, name, version, path) and the rest of what it is, each
+# as one text that names its values unambiguously (quote() doubles the quotes inside a text)
+_KEY_SQL = "quote(ecosystem) || quote(name) || quote(coalesce(version, '')) || quote(coalesce(path, ''))"
+_REST_SQL = ("quote(layer_index) || quote(coalesce(source_name, '')) || quote(coalesce(source_version, ''))"
+             " || quote(os_owned)")
+
+
+class _FanOut:
+    """The state a rematch's fan-outs share: what each distinct package is and what it was found to have."""
+
+    def __init__(self, conn, evaluation: Evaluation, matcher: Matcher, feed: str, encoded: dict, statics: dict,
+                 fixes_cache: dict, detail_sql: str):
+        self.conn, self.evaluation, self.matcher, self.feed = conn, evaluation, matcher, feed
+        self.encoded, self.statics, self.fixes_cache, self.detail_sql = encoded, statics, fixes_cache, detail_sql
+        self.idents: dict[tuple, _Ident] = {}
+        self.fingerprints: set[tuple] = set()  # (repository, verdict) pairs in temp.rematch_fingerprints
+        self.next_verdict = 1
+        self.found: dict[int, tuple[tuple, list]] = {}  # verdict -> (its package's row, its (static rows, Finding))
+        cols = ", ".join([*_FAN_COLUMNS, *_FAN_DETAILS])
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS rematch_verdict_rows (verdict INTEGER NOT NULL,"
+                     f" seq INTEGER NOT NULL, {cols}, PRIMARY KEY (verdict, seq)) WITHOUT ROWID")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS rematch_fingerprints (repository TEXT NOT NULL,"
+                     " verdict INTEGER NOT NULL, seq INTEGER NOT NULL, fingerprint TEXT,"
+                     " PRIMARY KEY (repository, verdict, seq)) WITHOUT ROWID")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS rematch_hits (first_id INTEGER PRIMARY KEY,"
+                     " scan_id INTEGER, image_id INTEGER, package_id INTEGER, verdict INTEGER, repository TEXT)")
+        for table in ("rematch_verdict_rows", "rematch_fingerprints", "rematch_hits"):
+            conn.execute(f"DELETE FROM temp.[{table}]")
+
+    def close(self) -> None:
+        for table in ("rematch_verdict_rows", "rematch_fingerprints", "rematch_hits"):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.[{table}]")
+
+    def _evaluate(self, ident: _Ident, reference: str, family: str, version: str) -> None:
+        target = ident.target
+        if target is None or not self.matcher.has_candidates(target[:3]):
+            return
+        eco, name, ver, path, layer, source_name, source_version, os_owned = ident.row
+        pkg = StoredPackage(eco, name, ver, path, layer, source_name, source_version, "", os_owned,
+                            key=(eco, name, ver, path))
+        # what its evaluation warns is counted once per image that carries it, as image by image
+        saved, self.evaluation.warnings = self.evaluation.warnings, Counter()
+        try:
+            found = self.evaluation.evaluate_targets([(pkg, target)], family, version, reference)
+        finally:
+            warned, self.evaluation.warnings = self.evaluation.warnings, saved
+            saved.update(warned)
+        fixes = self.evaluation.last_fixes[0] if self.evaluation.last_fixes else None
+        verdict = counted = 0
+        if found:
+            verdict, self.next_verdict = self.next_verdict, self.next_verdict + 1
+            rows, statics = [], []
+            for seq, f in enumerate(found):
+                static = self.statics.get(id(f))
+                if static is None or static[0] is not f:
+                    static = self.statics[id(f)] = _static_rows(f, self.encoded)
+                counted += static[1] is None
+                statics.append((static, f))
+                rows.append((verdict, seq, *static[4], *static[6], *static[7]))
+            self.found[verdict] = (ident.row, statics)
+            dbm.insert_values(self.conn, "INSERT INTO temp.rematch_verdict_rows (verdict, seq,"
+                              f" {', '.join(_FAN_COLUMNS)}, {', '.join(_FAN_DETAILS)})", rows)
+        ident.verdict = _Verdict(verdict, len(found), counted, fixes, warned or None)
+        ident.notable = fixes is not None or bool(warned)
+
+    def run(self, chunk: list, writes: RematchWrites, result: RematchResult) -> int:
+        """Evaluates and writes the scans of CHUNK (rows of _scans, in scan order); returns how many changed."""
+        conn, evaluation = self.conn, self.evaluation
+        ids = json.dumps([s[0] for s in chunk])
+        # one pass over the chunk's packages: each image's first row of every package key (as _inventory
+        # reads them) with its distinct package; its stored non-zero counts
+        state: dict[int, tuple[list, list, dict]] = {s[0]: ([], [], {}) for s in chunk}
+        os_keys = {s[0]: image_release(s[3] or "", s[4] or "") for s in chunk}
+        by_id = {s[0]: s for s in chunk}
+        new: list[tuple[_Ident, tuple]] = []
+        last = os_key = None
+        scan: tuple = ()
+        seen: set = set()
+        pids: list = []
+        idents: list = []
+        old: dict = {}
+        known = self.idents
+        for scan_id, pid, count, key, rest in conn.execute(
+                f"SELECT scan_id, id, vulnerability_count, {_KEY_SQL}, {_REST_SQL} FROM packages"
+                " WHERE scan_id IN (SELECT value FROM json_each(?)) ORDER BY scan_id, id", [ids]):
+            if scan_id != last:
+                last, seen = scan_id, set()
+                pids, idents, old = state[scan_id]
+                os_key = os_keys[scan_id]
+                scan = by_id[scan_id]
+            if count:
+                old[pid] = count
+            if key in seen:
+                continue
+            seen.add(key)
+            ident = known.get((key, rest, os_key))
+            if ident is None:
+                row = conn.execute("SELECT ecosystem, name, coalesce(version, ''), coalesce(path, ''), layer_index,"
+                                   " coalesce(source_name, ''), coalesce(source_version, ''), os_owned FROM packages"
+                                   " WHERE id = ?", [pid]).fetchone()
+                ident = known[(key, rest, os_key)] = _Ident(tuple(row), os_key)
+                new.append((ident, scan))
+            pids.append(pid)
+            idents.append(ident)
+        totals = dict(conn.execute("SELECT scan_id, COUNT(*) FROM packages WHERE scan_id IN"
+                                   " (SELECT value FROM json_each(?)) GROUP BY scan_id", [ids]))
+        self.matcher.prefetch({i.target[:3] for i, _ in new if i.target is not None})
+        for ident, scan in new:
+            self._evaluate(ident, scan[2], scan[3] or "", scan[4] or "")
+        base = writes.next_id or (conn.execute("SELECT MAX(id) FROM findings").fetchone()[0] or 0) + 1
+        next_id = base
+        hits, recounts, feeds, facts, changed = [], [], [], [], 0
+        for scan in chunk:
+            scan_id, image_id, reference, family, version, old_feed, repository = scan
+            family, version = family or "", version or ""
+            pids, idents, old = state.pop(scan_id)
+            per_ecosystem: Counter = Counter()
+            not_covered: Counter = Counter()
+            uncovered_os = matched_os = 0
+            for category, n in Counter(map(_CATEGORY, idents)).items():
+                if category is None:
+                    continue
+                if category[0]:
+                    per_ecosystem[category[1:3]] += n
+                    matched_os += n * category[3]
+                else:
+                    uncovered_os += n * category[3]
+                    gap = coverage_gap(category[1], category[2], family, version)
+                    if gap:
+                        not_covered[gap] += n
+            fixes, counts = [], {}
+            findings = 0
+            for pid, ident in compress(zip(pids, idents), map(_NOTABLE, idents)):
+                got = ident.verdict
+                if got.warnings:
+                    evaluation.warnings.update(got.warnings)
+                if got.fixes is not None:
+                    fixes.append(got.fixes)
+                if got.verdict:
+                    hits.append((next_id, scan_id, image_id, pid, got.verdict, repository))
+                    next_id += got.findings
+                    findings += got.findings
+                    if got.counted:
+                        counts[pid] = got.counted
+                    if (repository, got.verdict) not in self.fingerprints:
+                        self._fingerprints(repository, got.verdict)
+            evaluation.os_warning(family, version, uncovered_os, matched_os)
+            result.packages += totals.get(scan_id, 0)
+            result.findings += findings
+            recount = [(n, pid) for pid, n in counts.items() if old.get(pid, 0) != n]
+            recount += [(0, pid) for pid, n in old.items() if n and pid not in counts]
+            if not findings and not recount and old_feed == self.feed:
+                continue
+            shape = {"per_ecosystem": [[e, r, n] for (e, r), n in sorted(per_ecosystem.items())],
+                     "not_covered": sorted(not_covered.items()), "uncovered_os": uncovered_os,
+                     "matched_os": matched_os}
+            coverage = dbm.dumps(evaluation.coverage(per_ecosystem, not_covered, family, version)) or "[]"
+            changed += 1
+            feeds.append((self.feed, scan_id))
+            recounts += recount
+            writes.packages.update(pid for _, pid in recount)
+            facts += [(scan_id, "vulnerability_targets", dbm.dumps(shape) or "{}"),
+                      (scan_id, "vulnerability_coverage", coverage),
+                      (scan_id, "vulnerability_fixes", _encoded_list(fixes, self.fixes_cache)),
+                      (scan_id, "vulnerabilities_rematched", json.dumps(
+                          {"at": dbm.now(), "written": findings, "removed": 0, "findings": findings}))]
+            result.inserted += findings
+        if feeds:
+            conn.executemany("UPDATE scans SET feed_version = ? WHERE id = ?", feeds)  # takes the write lock
+        if hits:
+            conn.execute("DELETE FROM temp.rematch_hits")
+            dbm.insert_values(conn, "INSERT INTO temp.rematch_hits (first_id, scan_id, image_id, package_id, verdict,"
+                              " repository)", hits)
+            # in id order: appended to the findings table
+            conn.execute(
+                "INSERT INTO findings (id, scan_id, image_id, kind, severity, severity_rank, title, rule, status, path,"
+                " layer_index, visible, package_id, fingerprint, ignored, ignore_reason)"
+                " SELECT h.first_id + v.seq, h.scan_id, h.image_id, v.kind, v.severity, v.severity_rank, v.title,"
+                " v.rule, v.status, v.path, v.layer_index, v.visible, h.package_id, p.fingerprint, v.ignored,"
+                " v.ignore_reason FROM temp.rematch_hits h JOIN temp.rematch_verdict_rows v ON v.verdict = h.verdict"
+                " JOIN temp.rematch_fingerprints p ON p.repository = h.repository AND p.verdict = h.verdict"
+                " AND p.seq = v.seq ORDER BY h.first_id, v.seq")
+            conn.execute(f"{self.detail_sql} SELECT h.first_id + v.seq, {', '.join(f'v.{c}' for c in _FAN_DETAILS)}"
+                         " FROM temp.rematch_hits h JOIN temp.rematch_verdict_rows v ON v.verdict = h.verdict"
+                         " ORDER BY h.first_id, v.seq")
+            conn.execute("DELETE FROM temp.rematch_hits")
+            writes.fresh.extend(range(base, next_id))
+            writes.next_id = next_id
+        if recounts:
+            conn.executemany("UPDATE packages SET vulnerability_count = ? WHERE id = ?", recounts)
+        conn.executemany("INSERT OR REPLACE INTO scan_facts (scan_id, name, value) VALUES (?,?,?)", facts)
+        result.changed_images += changed
+        return changed
+
+    def _fingerprints(self, repository: str, verdict: int) -> None:
+        row, statics = self.found[verdict]
+        eco, name, ver, path, layer, source_name, source_version, os_owned = row
+        pkg = StoredPackage(eco, name, ver, path, layer, source_name, source_version, "", os_owned,
+                            key=(eco, name, ver, path))
+        rows = []
+        for seq, (static, f) in enumerate(statics):
+            fkey = ("fp", repository, static[2], f.rule, eco, name)
+            fp = self.encoded.get(fkey)
+            if fp is None:
+                fp = self.encoded[fkey] = finding_fingerprint(f, pkg, repository)
+            rows.append((repository, verdict, seq, fp))
+        self.conn.executemany("INSERT INTO temp.rematch_fingerprints (repository, verdict, seq, fingerprint)"
+                              " VALUES (?,?,?,?)", rows)
+        self.fingerprints.add((repository, verdict))
+
+
 def _bulk_wanted(conn, full: int) -> bool:
     images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     return full >= BULK_IMAGES and full * 2 >= images
@@ -388,6 +653,12 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                 inventories.append((scan_id, image_id, reference, family or "", version or "", old_feed, rows, counts,
                                     repository, kept, pids))
                 continue
+        if FAN_OUT and not evaluation.ignores and conn.execute(
+                "SELECT 1 FROM findings WHERE scan_id = ? AND +kind = 'vulnerability' LIMIT 1", [scan_id]
+                ).fetchone() is None:
+            # nothing stored to compare with: read, evaluated and written with its neighbours (_FanOut)
+            inventories.append(((scan_id, image_id, reference, family, version, old_feed, repository),))
+            continue
         rows, counts, uncovered_os, matched_os, total, per_ecosystem, not_covered = _inventory(
             conn, scan_id, os_key, keys, family or "", version or "", targets)
         result.packages += total
@@ -412,12 +683,13 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute("PRAGMA wal_autocheckpoint = 20000")
     if bulk is None:
-        bulk = _bulk_wanted(conn, sum(1 for inventory in inventories if inventory[-1] is None))
+        bulk = _bulk_wanted(conn, sum(1 for inventory in inventories if len(inventory) == 1 or inventory[-1] is None))
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
     writes = RematchWrites()
     everything_written = RematchWrites()  # bulk mode: what the whole run changed
     written = 0
+    fan: _FanOut | None = None
     again: list[str] = []
     recount: list[str] = []
     if bulk:
@@ -432,45 +704,65 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
     try:
         if bulk:
             again, recount = _bulk_drop(conn)
-        for n in range(len(inventories)):
-            (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, repository, shape,
-             pids) = inventories[n]
-            inventories[n] = ()  # an image's rows go once written: the end of a bulk rematch has the memory
-            # only packages that some advisory names become objects: most of an inventory matches nothing
-            items, ids = [], {}
-            for row, key, target in rows:
-                if matcher.has_candidates(target[:3]):
-                    items.append((StoredPackage(*row[1:10], key=key), target))  # type: ignore[misc]
-                    ids[key] = row[0]
-            per_ecosystem = Counter({(e, r): n for e, r, n in shape["per_ecosystem"]})
-            not_covered = Counter(dict(shape["not_covered"]))
-            findings = evaluation.evaluate_targets(items, family, version, reference, shape["uncovered_os"],
-                                                   shape["matched_os"])
-            coverage = dbm.dumps(evaluation.coverage(per_ecosystem, not_covered, family, version)) or "[]"
-            fixes = evaluation.last_fixes
-            if pids is None:
-                facts = {"vulnerability_targets": dbm.dumps(shape) or "{}", "vulnerability_coverage": coverage,
-                         "vulnerability_fixes": _encoded_list(fixes, fixes_cache)}
-                changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
-                                                  old_counts, findings, feed, old_feed, detail_sql, encoded, result,
-                                                  facts, writes=writes, statics=statics)
+        n = 0
+        while n < len(inventories):
+            if len(inventories[n]) == 1:
+                # a run of images that fan-out evaluates and writes together
+                if fan is None:
+                    fan = _FanOut(conn, evaluation, matcher, feed, encoded, statics or {}, fixes_cache, detail_sql)
+                limit = FAN_CHUNK if bulk else max(1, BATCH - written)
+                run: list[tuple] = []
+                while n < len(inventories) and len(inventories[n]) == 1 and len(run) < limit:
+                    run.append(inventories[n][0])
+                    inventories[n] = ()
+                    n += 1
+                written += fan.run(run, writes, result)
+                if bar:
+                    bar.update(len(run))
             else:
-                facts = {} if coverage == shape["facts"].get("vulnerability_coverage") else \
-                    {"vulnerability_coverage": coverage}
-                evaluated = {key for _, key, _ in rows}
-                old_fixes = shape["fixes"]
-                if fixes or any((f.get("ecosystem"), f.get("name"), f.get("version"), f.get("path")) in evaluated
-                                for f in old_fixes):
-                    merged = [f for f in old_fixes if (f.get("ecosystem"), f.get("name"), f.get("version"),
-                                                       f.get("path")) not in evaluated] + fixes
-                    facts["vulnerability_fixes"] = dbm.dumps(merged) or "[]"
-                before = result.inserted - result.deleted
-                changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
-                                                  old_counts, findings, feed, old_feed, detail_sql, encoded, result,
-                                                  facts, writes=writes, package_ids=pids, total=shape["total"],
-                                                  statics=statics)
-                result.findings += shape["total"] + result.inserted - result.deleted - before - len(findings)
-            written += changed
+                (scan_id, image_id, reference, family, version, old_feed, rows, old_counts, repository, shape,
+                 pids) = inventories[n]
+                inventories[n] = ()  # an image's rows go once written: the end of a bulk rematch has the memory
+                # only packages that some advisory names become objects: most of an inventory matches nothing
+                items, ids = [], {}
+                for row, key, target in rows:
+                    if matcher.has_candidates(target[:3]):
+                        items.append((StoredPackage(*row[1:10], key=key), target))  # type: ignore[misc]
+                        ids[key] = row[0]
+                per_ecosystem = Counter({(e, r): k for e, r, k in shape["per_ecosystem"]})
+                not_covered = Counter(dict(shape["not_covered"]))
+                findings = evaluation.evaluate_targets(items, family, version, reference, shape["uncovered_os"],
+                                                       shape["matched_os"])
+                coverage = dbm.dumps(evaluation.coverage(per_ecosystem, not_covered, family, version)) or "[]"
+                fixes = evaluation.last_fixes
+                if pids is None:
+                    facts = {"vulnerability_targets": dbm.dumps(shape) or "{}", "vulnerability_coverage": coverage,
+                             "vulnerability_fixes": _encoded_list(fixes, fixes_cache)}
+                    changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
+                                                      old_counts, findings, feed, old_feed, detail_sql, encoded, result,
+                                                      facts, writes=writes, statics=statics)
+                else:
+                    facts = {} if coverage == shape["facts"].get("vulnerability_coverage") else \
+                        {"vulnerability_coverage": coverage}
+                    evaluated = {key for _, key, _ in rows}
+                    old_fixes = shape["fixes"]
+                    if fixes or any((f.get("ecosystem"), f.get("name"), f.get("version"), f.get("path")) in evaluated
+                                    for f in old_fixes):
+                        merged = [f for f in old_fixes if (f.get("ecosystem"), f.get("name"), f.get("version"),
+                                                           f.get("path")) not in evaluated] + fixes
+                        facts["vulnerability_fixes"] = dbm.dumps(merged) or "[]"
+                    before = result.inserted - result.deleted
+                    changed = replace_vulnerabilities(conn, scan_id, image_id, repository, [p for p, _ in items], ids,
+                                                      old_counts, findings, feed, old_feed, detail_sql, encoded, result,
+                                                      facts, writes=writes, package_ids=pids, total=shape["total"],
+                                                      statics=statics)
+                    result.findings += shape["total"] + result.inserted - result.deleted - before - len(findings)
+                written += changed
+                result.changed_images += changed
+                result.findings += len(findings)
+                n += 1
+                if bar:
+                    bar.update(1)
             if written >= BATCH:
                 if bulk:
                     _bulk_batch(conn, writes, everything_written)
@@ -478,10 +770,6 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
                     with conn:
                         finish_rematch_batch(conn, writes)
                 writes, written = RematchWrites(), 0
-            result.changed_images += changed
-            result.findings += len(findings)
-            if bar:
-                bar.update(1)
         if bulk:
             _bulk_batch(conn, writes, everything_written)
             _bulk_finish(conn, everything_written, again, recount)
@@ -496,6 +784,8 @@ def rematch(database, references: list[str] | None = None, ignore_file: str | No
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
         conn.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
+        if fan is not None:
+            fan.close()
         if bar:
             bar.close()
     # the findings of the images kept as they are: as their last rematch counted them (written with the

@@ -132,25 +132,82 @@ def test_bulk_mode_is_chosen_when_most_images_are_evaluated_in_full(fleet, monke
     assert chosen == [1]
 
 
-def test_an_interrupted_bulk_rematch_leaves_the_database_as_it_was(fleet, monkeypatch):
+@pytest.mark.parametrize("fan_out", [False, True])
+def test_an_interrupted_bulk_rematch_leaves_the_database_as_it_was(fleet, monkeypatch, fan_out):
     before = _dump(fleet)
     calls = []
-    real = rematch_module.replace_vulnerabilities
+    # image by image, or a run of images at a time (one image a run here)
+    name = "_FanOut.run" if fan_out else "replace_vulnerabilities"
+    monkeypatch.setattr(rematch_module, "FAN_OUT", fan_out)
+    monkeypatch.setattr(rematch_module, "FAN_CHUNK", 1)
+    owner = rematch_module._FanOut if fan_out else rematch_module
+    real = getattr(owner, name.rpartition(".")[2])
 
     def failing_third(*args, **kw):
-        calls.append(args[2])
+        calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", failing_third)
+    monkeypatch.setattr(owner, name.rpartition(".")[2], failing_third)
     with pytest.raises(KeyboardInterrupt):
         _rematch(fleet, bulk=True)
     assert len(calls) == 3
     assert _dump(fleet) == before  # no finding, no dropped index or trigger, no count moved
-    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", real)
+    monkeypatch.setattr(owner, name.rpartition(".")[2], real)
     assert _rematch(fleet, bulk=True).inserted == 5
     assert_true(fleet)
     conn = sqlite3.connect(fleet)
     assert conn.execute("SELECT COUNT(*) FROM findings WHERE suppressed = 1").fetchone()[0] == 1  # kept
     conn.close()
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_fan_out_writes_what_the_image_by_image_path_writes(fleet, tmp_path, monkeypatch, bulk):
+    """Images with no stored findings are evaluated once per distinct package and written together
+    (_FanOut); the images that have findings to compare with, image by image. Both leave the same rows,
+    ids in the same order included, whichever path each image takes."""
+    conn = sqlite3.connect(fleet)
+    with conn:  # a package twice in an image (the first row gets the count), a count left from before
+        scan, pid = conn.execute("SELECT scan_id, MIN(id) FROM packages WHERE name LIKE '%log4j-core'").fetchone()
+        conn.execute("INSERT INTO packages (scan_id, image_id, ecosystem, name, version, source_name, source_version,"
+                     " path, layer_index, purl, os_owned) SELECT scan_id, image_id, ecosystem, name, version,"
+                     " source_name, source_version, path, layer_index, purl, os_owned FROM packages WHERE id = ?",
+                     [pid])
+        conn.execute("UPDATE packages SET vulnerability_count = 7 WHERE id = (SELECT MAX(id) FROM packages"
+                     " WHERE scan_id = ? AND name NOT LIKE '%log4j-core')", [scan])
+    conn.close()
+    image_by_image = _copy(fleet, str(tmp_path / "image.db"))
+    monkeypatch.setattr(rematch_module, "BATCH", 2)
+    monkeypatch.setattr(rematch_module, "FAN_CHUNK", 2)
+    results = []
+    for db, fan_out in ((fleet, True), (image_by_image, False)):
+        monkeypatch.setattr(rematch_module, "FAN_OUT", fan_out)
+        got = _rematch(db, bulk=bulk)
+        results.append((got.images, got.packages, got.findings, got.inserted, got.deleted, got.ignored,
+                        got.changed_images, dict(got.warnings)))
+    assert results[0] == results[1]
+    assert results[0][3] == 5 and results[0][7]  # the OS packages no feed covers: warned per image
+    assert _dump(fleet) == _dump(image_by_image)
+    assert_true(fleet)
+
+    # the images of scans 1 and 3 keep their findings, the others have none: the paths alternate
+    for db in (fleet, image_by_image):
+        conn = sqlite3.connect(db)
+        with conn:
+            gone = "(SELECT id FROM findings WHERE kind = 'vulnerability' AND scan_id NOT IN (1, 3))"
+            conn.execute(f"DELETE FROM vulnerability_details WHERE finding_id IN {gone}")
+            conn.execute(f"DELETE FROM findings WHERE id IN {gone}")
+            conn.execute("UPDATE scans SET feed_version = NULL")
+            readmodel.rebuild_all(conn)
+        conn.close()
+    calls: list = []
+    real = rematch_module._FanOut.run
+    monkeypatch.setattr(rematch_module._FanOut, "run", lambda self, chunk, *a: calls.append(
+        [s[0] for s in chunk]) or real(self, chunk, *a))
+    for db, fan_out in ((fleet, True), (image_by_image, False)):
+        monkeypatch.setattr(rematch_module, "FAN_OUT", fan_out)
+        _rematch(db, bulk=bulk)
+    assert calls == [[2], [4]]
+    assert _dump(fleet) == _dump(image_by_image)
+    assert_true(fleet)

@@ -145,11 +145,19 @@ def test_an_image_matched_against_the_current_store_is_not_evaluated_again(tmp_p
     shop_image().write_oci_layout(tmp_path / "oci", ref="demo/shop:1")
     database, _ = scan(f"oci:{tmp_path / 'oci'}")
     import_records(database, ADVISORIES)
-    evaluated = []
+    seen: set = set()  # (rematch, image): fan-out evaluates an image's packages one by one
     real = Evaluation.evaluate_targets
 
+    class Evaluated:
+        def __len__(self):
+            return len(seen)
+
+    evaluated = Evaluated()
+
     def counting(self, items, *args, **kw):
-        evaluated.append(args[2] if len(args) > 2 else kw.get("image"))
+        if not hasattr(self, "round_"):
+            self.round_ = len({r for r, _ in seen}) + 1  # one Evaluation per rematch
+        seen.add((self.round_, args[2] if len(args) > 2 else kw.get("image")))
         return real(self, items, *args, **kw)
 
     monkeypatch.setattr(Evaluation, "evaluate_targets", counting)
