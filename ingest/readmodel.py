@@ -354,13 +354,13 @@ ROW_ID_INDEXES = "\n".join(f"CREATE INDEX IF NOT EXISTS [idx_{name}_id] ON [{nam
                            for name in (*FINDING_TABLES, "packages_view"))
 
 
-def _overview_delta(sign: str) -> str:
+def _overview_delta(sign: str, chosen: str = _CHOSEN) -> str:
     sums = ", ".join(f"SUM(CASE WHEN suppressed = 0 AND {cond} THEN 1 ELSE 0 END) AS [{col}]"
                      for col, cond in OVERVIEW_COUNTS.items())
     sets = ", ".join(f"[{col}] = image_overview.[{col}] {sign} d.[{col}]" for col in [*OVERVIEW_COUNTS, "suppressed"])
     return (f"UPDATE image_overview SET {sets} FROM (SELECT image_id, {sums},"
             f" SUM(CASE WHEN suppressed <> 0 THEN 1 ELSE 0 END) AS suppressed FROM findings_report"
-            f" WHERE {_CHOSEN} GROUP BY image_id) d WHERE image_overview.id = d.image_id")
+            f" WHERE {chosen} GROUP BY image_id) d WHERE image_overview.id = d.image_id")
 
 
 def apply_finding_changes(conn, gone, fresh, package_ids, counted: bool | None = None) -> None:
@@ -379,26 +379,38 @@ def apply_finding_changes(conn, gone, fresh, package_ids, counted: bool | None =
     for ids, sign in ((gone, "-"), (fresh, "+")):
         if not ids:
             continue
-        chosen = {"ids": json.dumps(sorted(int(i) for i in ids))}
+        where, chosen = _chosen(ids)
         if sign == "-":
-            conn.execute(_overview_delta("-"), chosen)
+            conn.execute(_overview_delta("-", where), chosen)
             for name in FINDING_TABLES:
                 if counted:
-                    conn.execute(_facet_delta(name, _CHOSEN, "-"), chosen)
-                conn.execute(f"DELETE FROM [{name}] WHERE {_CHOSEN}", chosen)
+                    conn.execute(_facet_delta(name, where, "-"), chosen)
+                conn.execute(f"DELETE FROM [{name}] WHERE {where}", chosen)
         else:
             for name in FINDING_TABLES:
-                conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({MATERIALIZE[name]})"
-                             f" WHERE id IN (SELECT value FROM json_each(:ids))", chosen)
+                conn.execute(f"INSERT INTO [{name}] SELECT * FROM ({MATERIALIZE[name]}) WHERE {where}", chosen)
                 if counted:
-                    conn.execute(_facet_delta(name, _CHOSEN, "+"), chosen)
-            conn.execute(_overview_delta("+"), chosen)
+                    conn.execute(_facet_delta(name, where, "+"), chosen)
+            conn.execute(_overview_delta("+", where), chosen)
     if package_ids:
         conn.execute("UPDATE packages_view SET vulnerability_count = (SELECT p.vulnerability_count FROM packages p"
                      f" WHERE p.id = packages_view.id) WHERE {_CHOSEN}",
                      {"ids": json.dumps(sorted(int(i) for i in package_ids))})
     if not bulk:
         keep_statistics(conn)
+
+
+RANGE_IDS = 10000  # fewer are looked up one by one (a range is read image by image, from every image)
+
+
+def _chosen(ids) -> tuple[str, dict]:
+    """The condition on `id` that selects the finding ids IDS, and its parameters: a range when they are
+    consecutive (a rematch hands out the ids of its new findings in one run: no list of a million ids to
+    read and look up one by one), else a JSON list."""
+    ordered = sorted(int(i) for i in ids)
+    if len(ordered) >= RANGE_IDS and all(b - a == 1 for a, b in zip(ordered, ordered[1:])):
+        return "id BETWEEN :lo AND :hi", {"lo": ordered[0], "hi": ordered[-1]}
+    return _CHOSEN, {"ids": json.dumps(ordered)}
 
 
 def rebuild_all(conn) -> None:

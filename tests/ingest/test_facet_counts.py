@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections import Counter
 
+import pytest
 from store_fixtures import REF, shop, shop_db, shop_template  # noqa: F401 (fixtures)
 
 from stowaway.ingest import cli, readmodel
@@ -164,9 +165,11 @@ def _report_rows(db: str) -> dict:
         conn.close()
 
 
-def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fan_out", [False, True])
+def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db, tmp_path, monkeypatch, fan_out):
     """Rematch writes a batch of images per transaction and refreshes their report rows once per batch;
-    an error inside a batch takes back that batch only."""
+    an error inside a batch takes back that batch only. Image by image, or (FAN_OUT) a batch's images
+    evaluated and written together."""
     from stowaway.analyzers.vulnerabilities import rematch as rematch_module
     from stowaway.ingest import findings as store
 
@@ -181,8 +184,10 @@ def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db,
         readmodel.rebuild_all(conn)
     conn.close()
     monkeypatch.setattr(rematch_module, "BATCH", 2)
+    monkeypatch.setattr(rematch_module, "FAN_OUT", fan_out)
     calls = []
     real = store.replace_vulnerabilities
+    real_run = rematch_module._FanOut.run
 
     def failing_fourth(*args, **kw):  # the second image of the second batch
         calls.append(args[2])
@@ -190,7 +195,16 @@ def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db,
             raise RuntimeError("disk gone")
         return real(*args, **kw)
 
-    monkeypatch.setattr(rematch_module, "replace_vulnerabilities", failing_fourth)
+    def failing_second(self, chunk, *args):  # the second batch
+        calls.extend(scan[1] for scan in chunk)
+        if len(calls) == 4:
+            raise RuntimeError("disk gone")
+        return real_run(self, chunk, *args)
+
+    if fan_out:
+        monkeypatch.setattr(rematch_module._FanOut, "run", failing_second)
+    else:
+        monkeypatch.setattr(rematch_module, "replace_vulnerabilities", failing_fourth)
     from stowaway.ingest.db import connect
 
     database = connect(db)
@@ -212,6 +226,7 @@ def test_rematch_in_batches_leaves_the_report_rows_a_rebuild_would_make(shop_db,
     assert _report_rows(db) == before
 
     monkeypatch.setattr(rematch_module, "replace_vulnerabilities", real)
+    monkeypatch.setattr(rematch_module._FanOut, "run", real_run)
     _run("rematch", "--db", db, "--no-progress")
     before = _report_rows(db)
     got = assert_true(db)

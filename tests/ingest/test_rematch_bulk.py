@@ -183,6 +183,8 @@ def test_fan_out_writes_what_the_image_by_image_path_writes(fleet, tmp_path, mon
     results = []
     for db, fan_out in ((fleet, True), (image_by_image, False)):
         monkeypatch.setattr(rematch_module, "FAN_OUT", fan_out)
+        # the report rows of consecutive new finding ids read as a range, or the ids one by one
+        monkeypatch.setattr(readmodel, "RANGE_IDS", 2 if fan_out else 10 ** 9)
         got = _rematch(db, bulk=bulk)
         results.append((got.images, got.packages, got.findings, got.inserted, got.deleted, got.ignored,
                         got.changed_images, dict(got.warnings)))
