@@ -4,6 +4,7 @@ database alone (`stowaway rematch`). Target: <= 10 s; 60 s for 10,000 images (is
 
     .venv/bin/python tests/bench/bench_vuln_rematch.py [--images 1000] [--packages 200] [--advisories 30000]
         [--distinct-app-versions] [--cache-dir DIR | --no-cache] [--profile PREFIX] [--bulk auto|on|off]
+        [--fan-out on|off]
 
 Images are generated the way real fleets look: a few base distributions (Debian 11/12, Ubuntu 22.04,
 Alpine 3.18) whose OS packages most images share at one of a few versions, plus application packages
@@ -16,7 +17,9 @@ with nothing changed (every image was matched against this very store: none is e
 an update of 2% of the advisories (records replaced with a later fixed version: only the packages those
 records name are evaluated again, in nearly every image, since the fleet shares its libraries). The first
 runs in rematch's bulk mode (most images evaluated in full: one transaction, indexes and kept counts made
-once); `--bulk off` measures the row-by-row path instead.
+once); `--bulk off` measures the row-by-row path instead. The first is written by rematch's fan-out (each
+distinct package evaluated once, the rows of a run of images written together); `--fan-out off` measures the
+image-by-image evaluation it replaced, the anchor to compare it with.
 
 The generated database (before any rematch) is kept in --cache-dir, keyed by size, generator version and
 schema, and each run works on a copy: a 10,000-image database takes minutes to generate. --profile writes
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -155,13 +159,18 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=Path, help="write each rematch's cProfile statistics to PROFILE-<n>.prof")
     ap.add_argument("--bulk", choices=("auto", "on", "off"), default="auto",
                     help="rematch's bulk mode: as rematch decides (default), always, or never (the row-by-row path)")
+    ap.add_argument("--fan-out", choices=("on", "off"), default="on",
+                    help="images with no stored findings evaluated once per distinct package and written together"
+                         " (rematch.FAN_OUT, default), or image by image (the anchor: what it replaced)")
     args = ap.parse_args(argv)
     target = args.target or (10 if args.images <= 1000 else 60)
 
+    from stowaway.analyzers.vulnerabilities import rematch as rematch_module
     from stowaway.analyzers.vulnerabilities.importer import import_records
     from stowaway.analyzers.vulnerabilities.rematch import rematch
     from stowaway.ingest.db import connect
 
+    rematch_module.FAN_OUT = args.fan_out == "on"
     work = tempfile.mkdtemp(prefix="bench-vuln-rematch-")
     try:
         path = os.path.join(work, "bench.db")
@@ -189,7 +198,8 @@ def main(argv=None) -> int:
             # CPU time beside wall time: on a shared machine the wall clock measures the neighbours too
             print(f"{label}: {result.images:,} images, {result.packages:,} packages, {result.findings:,} findings"
                   f" ({result.inserted:,} written, {result.deleted:,} removed) in {took:.1f}s wall ({cpu:.1f}s CPU);"
-                  f" target <= {target:.0f} s; load {os.getloadavg()[0]:.1f}")
+                  f" target <= {target:.0f} s; load {os.getloadavg()[0]:.1f}; peak RSS so far"
+                  f" {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024:,} MB")
 
         timed("first rematch (every finding new)")
         timed("second rematch (nothing changed)")
