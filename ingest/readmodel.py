@@ -634,6 +634,18 @@ def _filter_value(name: str, row: dict):
     return row[column]
 
 
+def _filter_spec(name: str, columns: list[str]) -> tuple[int | None, int | None, int | None]:
+    """Filter NAME as recount_facets reads it from a row of COLUMNS: (the index of its value's column, the
+    index of its condition's column, the value that column must have); (None, None, None): unfiltered."""
+    if not name:
+        return None, None, None
+    column, _, condition = name.partition("&")
+    if not condition:
+        return columns.index(column), None, None
+    other, _, value = condition.partition("=")
+    return columns.index(column), columns.index(other), int(value)
+
+
 # a facet with at most this many values in the first RECOUNT_SAMPLE rows of its table is counted in one
 # GROUP BY with the table's other few-valued facets (recount_facets)
 FEW_VALUES = 64
@@ -678,19 +690,26 @@ def recount_facets(conn, tables) -> None:
                                 *(f"{FILTER_VALUES.get(c, f'[{c}]')} AS [{c}]" for c in columns)])
             where = " OR ".join(f"{facets[key]} IS NOT NULL" for key in group)
             out: dict = {}
+            # per facet, the filters it is counted under, each as (name, the row's column of its value, the
+            # column and value of its condition): what _counted and _filter_value say, worked out once
+            specs = [[(name, *_filter_spec(name, columns)) for name in ["", *filters] if _counted(table, name, key)]
+                     for key in group]
+            width = len(group)
             for got in conn.execute(f"SELECT {chosen}, COUNT(*) FROM [{table}] WHERE {where}"
                                     f" GROUP BY {', '.join([*names, *(f'[{c}]' for c in columns)])}"):
-                row = dict(zip(columns, got[len(group):-1]))
                 n = got[-1]
-                for key, value in zip(group, got):
+                for key, value, spec in zip(group, got, specs):
                     if value is None:
                         continue
-                    for name in ["", *filters]:
-                        if not _counted(table, name, key):
-                            continue
-                        fv = "" if not name else _filter_value(name, row)
-                        if fv is None:
-                            continue
+                    for name, column, other, wanted in spec:
+                        if column is None:
+                            fv = ""
+                        else:
+                            if other is not None and got[width + other] != wanted:
+                                continue
+                            fv = got[width + column]
+                            if fv is None:
+                                continue
                         k = (key, name, fv, value)
                         out[k] = out.get(k, 0) + n
             conn.executemany(insert, [(table, f, fv, key, v, n) for (key, f, fv, v), n in out.items()])
