@@ -400,6 +400,11 @@ class _FanOut:
     def run(self, chunk: list, writes: RematchWrites, result: RematchResult) -> int:
         """Evaluates and writes the scans of CHUNK (rows of _scans, in scan order); returns how many changed."""
         conn, evaluation = self.conn, self.evaluation
+        if not conn.in_transaction:
+            # the write lock first, as the image-by-image path's first write takes it: the ids handed out
+            # below follow the MAX(id) this transaction reads (a snapshot read before the lock could be
+            # overtaken by another writer, and the write would fail)
+            conn.execute("BEGIN IMMEDIATE")
         ids = json.dumps([s[0] for s in chunk])
         # one pass over the chunk's packages: each image's first row of every package key (as _inventory
         # reads them) with its distinct package; its stored non-zero counts
