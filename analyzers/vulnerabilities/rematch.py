@@ -541,7 +541,7 @@ class _FanOut:
             fkey = ("fp", repository, static[2], f.rule, eco, name)
             fp = self.encoded.get(fkey)
             if fp is None:
-                fp = self.encoded[fkey] = finding_fingerprint(f, pkg, repository)
+                fp = self.encoded[fkey] = finding_fingerprint(f, pkg, repository)  # type: ignore[arg-type]
             rows.append((repository, verdict, seq, fp))
         self.conn.executemany("INSERT INTO temp.rematch_fingerprints (repository, verdict, seq, fingerprint)"
                               " VALUES (?,?,?,?)", rows)
