@@ -604,7 +604,6 @@ class _Probe:
         creds = credentials_for(host, options, warn=False) or ("", "")
         self.auth = creds if creds[0] else None
         self.conns: dict = {}
-        self.requests = 0
 
     def _context(self):
         import ssl
@@ -638,7 +637,6 @@ class _Probe:
             else:
                 raise _Declined(f"scheme {parts.scheme!r}")
             self.conns[key] = conn
-        self.requests += 1
         conn.request(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                      headers={"User-Agent": "stowaway", **headers})
         resp = conn.getresponse()
