@@ -200,13 +200,26 @@ def has_store(conn) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='advisory_affected'").fetchone() is not None
 
 
+_SUMMARY: dict = {}  # the last feed_summary, by (database file, store_state): one entry
+
+
 def feed_summary(conn) -> dict:
-    """What the store holds, recorded with each evaluation so a finding can be traced to its feed."""
+    """What the store holds, recorded with each evaluation so a finding can be traced to its feed. Its
+    COUNT and MAXes read every advisory (about 34 ms at 75,000), and the writer asks for every image: the
+    answer is kept while the store's state (store_state, a few index steps) and the database file stay
+    the same."""
     if not has_store(conn):
         return {"advisories": 0}
-    row = conn.execute("SELECT COUNT(*), MAX(imported_at), MAX(modified) FROM advisories").fetchone()
-    last = conn.execute("SELECT MAX(id) FROM advisory_imports").fetchone()[0]
-    return {"advisories": row[0], "last_import": row[1], "newest_record": row[2], "import_id": last}
+    files = tuple(tuple(r) for r in conn.execute("PRAGMA database_list"))
+    key = (files, tuple(store_state(conn).items()))
+    kept = _SUMMARY.get(key) if files[0][2] else None  # an in-memory or temporary database: asked each time
+    if kept is None:
+        row = conn.execute("SELECT COUNT(*), MAX(imported_at), MAX(modified) FROM advisories").fetchone()
+        last = conn.execute("SELECT MAX(id) FROM advisory_imports").fetchone()[0]
+        kept = {"advisories": row[0], "last_import": row[1], "newest_record": row[2], "import_id": last}
+        _SUMMARY.clear()
+        _SUMMARY[key] = kept
+    return dict(kept)
 
 
 def store_state(conn) -> dict:

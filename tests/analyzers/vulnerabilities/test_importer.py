@@ -234,3 +234,21 @@ def test_import_while_findings_are_being_read(tmp_path):
     assert reader.execute("SELECT COUNT(*) FROM advisories").fetchone()[0] == 1  # its snapshot
     reader.execute("COMMIT")
     assert reader.execute("SELECT COUNT(*) FROM advisories").fetchone()[0] == 5001
+
+
+def test_the_feed_summary_is_kept_while_the_store_is_unchanged_and_follows_every_import(db):
+    from stowaway.analyzers.vulnerabilities import store
+
+    import_records(db, [osv("GHSA-1", "npm", "a", [{"introduced": "0"}, {"fixed": "1.0"}])])
+    first = store.feed_summary(db.conn)
+    assert first["advisories"] == 1
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    assert store.feed_summary(db.conn) == first  # the writer asks for every image: no COUNT over the store again
+    db.conn.set_trace_callback(None)
+    assert not [s for s in statements if "COUNT(" in s.upper()], statements
+    import_records(db, [osv("GHSA-2", "npm", "b", [{"introduced": "0"}, {"fixed": "1.0"}], modified="2025-01-01T00:00:00Z")])
+    second = store.feed_summary(db.conn)
+    assert second["advisories"] == 2 and second["import_id"] > first["import_id"]
+    second["advisories"] = -1  # what a caller does with its copy does not change what is kept
+    assert store.feed_summary(db.conn)["advisories"] == 2
