@@ -1,4 +1,5 @@
-"""Per-user directories: a cache (compiled rule packs, safe to delete) and a data dir (keys to keep).
+"""Per-user directories: a cache (compiled rule packs, the schema template new databases are copied from;
+safe to delete) and a data dir (keys to keep).
 
 XDG locations with the usual fallbacks; STOWAWAY_CACHE_DIR / STOWAWAY_DATA_DIR override them, so
 tests and CI never touch a real home directory.
