@@ -484,7 +484,7 @@ def _new_from_template(path: str) -> None:
         template = _schema_template()
         if template is not None:
             _publish_copy(template, path)
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a name the OS cannot take; connect says so as before)
         pass
 
 

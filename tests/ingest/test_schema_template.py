@@ -116,3 +116,13 @@ def test_without_a_cache_directory_the_database_is_made_as_before(tmp_path, monk
     monkeypatch.setenv("STOWAWAY_CACHE_DIR", str(blocked / "cache"))
     database = dbm.connect(str(tmp_path / "new.db"))
     assert database.execute("PRAGMA user_version").fetchone()[0] == len(dbm.MIGRATIONS)
+
+
+def test_a_name_the_os_cannot_take_fails_as_before(tmp_path, cache, monkeypatch):
+    with pytest.raises(ValueError) as copied:
+        dbm.connect(str(tmp_path / "a\0b.db"))
+    monkeypatch.setenv("STOWAWAY_SCHEMA_TEMPLATE", "0")
+    with pytest.raises(ValueError) as executed:
+        dbm.connect(str(tmp_path / "a\0b.db"))
+    assert str(copied.value) == str(executed.value)
+    assert not [p for p in os.listdir(tmp_path) if p != "cache"]
