@@ -63,6 +63,16 @@ def _stop_hash(pending: queue.Queue, stop: threading.Event) -> None:
         pass
 
 
+def _started(thread: threading.Thread) -> threading.Thread:
+    """THREAD, started, to be kept only now: a signal's KeyboardInterrupt (Ctrl-C, SIGTERM) can arrive inside
+    start(), before the thread says it started, and a `join` of it then raises "cannot join thread before
+    it is started", which replaced the interrupt with an internal error (a scan Ctrl-C'd at that moment
+    failed instead of being marked interrupted). A thread launched so is a daemon and ends by its owner's
+    stop event or queue, set by close() or the owner's finalizer, registered before the thread starts."""
+    thread.start()
+    return thread
+
+
 class BackgroundHash:
     """A hash whose updates run in a thread of their own, in order: hashlib releases the GIL on large
     buffers, so the digest of a layer is computed on another core while the tar is parsed. At most
@@ -100,10 +110,10 @@ class BackgroundHash:
         if self._thread is None:
             if self._stop.is_set():
                 raise ValueError("update of a closed background hash")
-            self._thread = threading.Thread(target=self._run, args=(self._queue, self.hash, self._errors, self._stop),
-                                            name="stowaway-hash", daemon=True)
-            self._thread.start()
             weakref.finalize(self, _stop_hash, self._queue, self._stop)  # a reader dropped unfinished ends it
+            # kept once started: a Ctrl-C inside start() must not leave close() a thread it cannot join
+            self._thread = _started(threading.Thread(target=self._run, name="stowaway-hash", daemon=True,
+                                                     args=(self._queue, self.hash, self._errors, self._stop)))
         if not put_while(self._queue, data, self._thread.is_alive):
             raise ValueError("update of a closed background hash")
 
@@ -293,10 +303,9 @@ class ReadAhead:
         self._ended = False
         self._error: BaseException | None = None
         self._closed = False
-        self._thread = threading.Thread(target=_read_ahead, args=(raw, chunk, self._pending, self._stop),
-                                        name="stowaway-read", daemon=True)
-        self._thread.start()
         weakref.finalize(self, self._stop.set)
+        self._thread = _started(threading.Thread(target=_read_ahead, args=(raw, chunk, self._pending, self._stop),
+                                                 name="stowaway-read", daemon=True))
 
     def _get(self):
         while True:
@@ -401,9 +410,9 @@ class RegionHash:
         self._stop = threading.Event()
         self._done: list[int] = []
         self._errors: list[BaseException] = []
-        self._thread = threading.Thread(target=_hash_region, name="stowaway-hash", daemon=True,
-                                        args=(fd, offset, size, self.hash, self._stop, self._done, self._errors))
-        self._thread.start()
+        self._thread = _started(threading.Thread(target=_hash_region, name="stowaway-hash", daemon=True,
+                                                 args=(fd, offset, size, self.hash, self._stop, self._done,
+                                                       self._errors)))
 
     @property
     def count(self) -> int:

@@ -338,3 +338,24 @@ def test_a_failing_layer_in_a_compressed_archive_fails_its_image_and_the_next_im
     assert running == []
     error = connect(database).execute("SELECT error FROM scans WHERE status = 'failed'").fetchone()[0]
     assert "layer.tar: corrupt" in error  # the damaged layer, named, with its reason
+
+
+def test_a_ctrl_c_inside_a_threads_start_leaves_the_stream_closable(monkeypatch):
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt) landing inside Thread.start(), before the thread says it
+    started: closing what was being built must not raise "cannot join thread before it is started" (that
+    replaced the interrupt with an internal error and the scan failed instead of being interrupted)."""
+    from stowaway.ingest.streams import BackgroundHash, ReadAhead, RegionHash
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    h = BackgroundHash("sha256")
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        h.update(b"x" * 100)
+    with pytest.raises(KeyboardInterrupt):
+        ReadAhead(io.BytesIO(b"y" * 100))
+    with pytest.raises(KeyboardInterrupt):
+        RegionHash(0, 0, 0)
+    monkeypatch.undo()
+    h.close()  # the owner's cleanup after the interrupt
