@@ -23,7 +23,8 @@ a running one stops starting images, finishes and writes the ones in progress, a
 Its images that never started are `cancelled` too; their earlier scans stay as they were.
 
 Interruption: Ctrl-C (SIGINT) or SIGTERM during a run marks the task, its running items and the scan
-in progress `interrupted` (then the KeyboardInterrupt goes on: the CLI exits 130). A process that dies
+in progress `interrupted` (then the KeyboardInterrupt goes on: the CLI exits 130); the signal is also
+remembered, so that one whose KeyboardInterrupt Python dropped still stops the run before its next write. A process that dies
 without that chance (kill -9, power loss) leaves its task `running` with its pid, host and heartbeat;
 the next TaskRunner on any host marks it interrupted: at once on the same host when the pid is gone,
 elsewhere when the heartbeat is older than `[scan] stale_after` seconds (default 3600).
@@ -324,6 +325,7 @@ class TaskRunner:
         self.on_item = on_item or (lambda item_id, state, error: None)
         self.on_event = on_event or (lambda kind, data: None)
         self._task_id: int | None = None
+        self._signals = None  # what _on_sigterm replaced while a run takes Ctrl-C and SIGTERM
         self._beat = 0.0
         stale = (self.policy.get("scan") or {}).get("stale_after", STALE_AFTER)
         recover_stale(database, float(stale), self.clock)
@@ -444,7 +446,7 @@ class TaskRunner:
         batch_since = 0.0
         deadline = self.clock.now() + wait
         cancelled = False
-        previous = _on_sigterm()
+        previous = self._signals = _on_sigterm()
         try:
             while True:
                 now = self.clock.now()
@@ -473,7 +475,10 @@ class TaskRunner:
                     if analysis is not None:  # inline
                         self._heartbeat(force=True)
                         t0 = time.time()
-                        outcomes = [writer.write(r) for r in analysis.source_results(source)]
+                        outcomes = []
+                        for r in analysis.source_results(source):
+                            _interrupt_point(previous)
+                            outcomes.append(writer.write(r))
                         self._finish_item(item_id, outcomes, [], (t0, time.time()), retries, retry_delay, summary)
                         max_running = max(max_running, 1)
                         self._refresh(task_id, 0, max_running)
@@ -549,6 +554,7 @@ class TaskRunner:
             raise
         finally:
             _restore_sigterm(previous)
+            self._signals = None
             if executor is not None:
                 executor.close()
             self._task_id = None
@@ -633,6 +639,7 @@ class TaskRunner:
                 errors.append(self._settle_item(item_id, outcomes[k:k + len(rs)], [], when, retries, retry_delay))
                 k += len(rs)
 
+        _interrupt_point(self._signals)
         outcomes = writer.write_batch(results, finish)
         summary.outcomes.extend(outcomes)
         for (item_id, _), error in zip(batch, errors):
@@ -644,23 +651,46 @@ def _in_flight(running: dict) -> int:
     return sum(len(group) for group in running.values())
 
 
+# Set by Ctrl-C or SIGTERM during a run. The KeyboardInterrupt the signal raises can be lost where Python
+# drops exceptions (a finalizer or a library's callback that swallows it): the run then still stops before its
+# next write (_interrupt_point), and a scan Ctrl-C'd is never recorded as finished.
+_INTERRUPTED = threading.Event()
+
+
 def _sigterm(signum, frame):
+    _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
 def _on_sigterm():
-    """SIGTERM interrupts a run like Ctrl-C does (main thread only: signals are delivered there)."""
+    """SIGTERM interrupts a run like Ctrl-C does, and both are remembered (_INTERRUPTED) as well as raised
+    (main thread only: signals are delivered there). SIGINT is taken only from Python's own handler (a
+    process started with Ctrl-C ignored keeps ignoring it). Returns what to restore."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    _INTERRUPTED.clear()
     try:
-        return signal.signal(signal.SIGTERM, _sigterm)
+        term = signal.signal(signal.SIGTERM, _sigterm)
+        intr = signal.signal(signal.SIGINT, _sigterm) if signal.getsignal(signal.SIGINT) is signal.default_int_handler \
+            else None
     except (ValueError, OSError):
         return None
+    return term, intr
 
 
 def _restore_sigterm(previous) -> None:
     if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+        _INTERRUPTED.clear()
+        signal.signal(signal.SIGTERM, previous[0])
+        if previous[1] is not None:
+            signal.signal(signal.SIGINT, previous[1])
+
+
+def _interrupt_point(signals) -> None:
+    """Raises KeyboardInterrupt when Ctrl-C or SIGTERM came during this run (SIGNALS: what _on_sigterm
+    returned; None when this run does not take signals), even if the one it raised was lost."""
+    if signals is not None and _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def _attempts(database, item_id: int) -> int:

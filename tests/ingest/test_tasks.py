@@ -414,3 +414,38 @@ def test_past_the_lock_wait_a_task_stops_with_one_sentence_naming_the_setting(tm
     assert not db.conn.in_transaction
     # nothing half-done: the task is as it was, and runs once the lock is free
     assert TaskRunner(db, {}).run(task).state == "done"
+
+
+def test_a_ctrl_c_whose_interrupt_is_lost_still_stops_the_run_before_it_writes(tmp_path, monkeypatch):
+    """Python drops an exception raised in a finalizer or in a library's callback: a Ctrl-C whose
+    KeyboardInterrupt lands there must still stop the run before its next write, the scan interrupted,
+    never recorded as finished."""
+    import os
+    import signal
+
+    from stowaway.ingest import streams
+    from stowaway.ingest.tasks import TaskRunner, create_task
+
+    monkeypatch.setenv("STOWAWAY_LAYER_PROCESSES", "1")  # one process: the signal goes where the layer is read
+    db = database(tmp_path)
+    task = create_task(db, layouts(tmp_path, 2), risks=["files"])
+    finish = streams.LayerStream.finish
+    swallowed = []
+
+    def ctrl_c_lost(self, *a, **kw):
+        if not swallowed:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs between these bytecodes
+                    pass
+            except KeyboardInterrupt:
+                swallowed.append(True)  # as a finalizer or callback would drop it
+        return finish(self, *a, **kw)
+
+    monkeypatch.setattr(streams.LayerStream, "finish", ctrl_c_lost)
+    with pytest.raises(KeyboardInterrupt):
+        TaskRunner(db, {}).run(task)
+    assert swallowed == [True]
+    assert db.execute("SELECT state FROM tasks WHERE id=?", [task]).fetchone()[0] == "interrupted"
+    assert db.execute("SELECT COUNT(*) FROM scans WHERE status='done'").fetchone()[0] == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
