@@ -180,6 +180,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = _answer
 
 
+@pytest.fixture
+def server():
+    """A Misbehaving server on 127.0.0.1 for the test (import it with the module's other names)."""
+    srv = Misbehaving()
+    yield srv
+    srv.stop()
+
+
+def small_image(text="hello"):
+    """One layer: an Alpine os-release and one file holding TEXT (another TEXT, another manifest)."""
+    from stowaway.ingest.imagebuilder import ImageBuilder
+
+    return ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "app/x": text})
+
+
 def serve_image(server: Misbehaving, repo: str, tag: str, builder, layer_compression="gzip"):
     """Routes that serve an ImageBuilder image the way a registry does. Returns (blobs, manifest digest)."""
     blobs, mdigest, _ = builder.oci_blobs(layer_compression)

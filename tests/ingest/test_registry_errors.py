@@ -5,19 +5,9 @@ import json
 import time
 
 import pytest
-from imagebuilder import ImageBuilder
-from registry_server import Misbehaving, serve_image
+from registry_server import serve_image, server, small_image  # noqa: F401  (fixture)
 
-
-@pytest.fixture
-def server():
-    srv = Misbehaving()
-    yield srv
-    srv.stop()
-
-
-def image(text="hello") -> ImageBuilder:
-    return ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "app/x": text})
+image = small_image
 
 
 def scan_all(tmp_path, sources, **options):

@@ -5,19 +5,9 @@ as the full client would is asked again by a manifest GET; a digest the database
 Served by a small http.server on 127.0.0.1 (tests/ingest/registry_server.py); the real docker-registry with
 TLS and htpasswd is in test_registry.py."""
 import pytest
-from imagebuilder import ImageBuilder
-from registry_server import Misbehaving, serve_image
+from registry_server import serve_image, server, small_image  # noqa: F401  (fixture)
 
-
-@pytest.fixture
-def server():
-    srv = Misbehaving()
-    yield srv
-    srv.stop()
-
-
-def image(text="hello") -> ImageBuilder:
-    return ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "app/x": text})
+image = small_image
 
 
 def scan(tmp_path, source, **options):
