@@ -252,8 +252,12 @@ def test_layers_read_although_cached_are_named_in_the_message(tmp_path, scan):
 # --- interruption ----------------------------------------------------------------------------------
 
 SLOW_SCAN = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from stowaway.ingest.streams import LayerStream
+
+    # Ctrl-C as a terminal's user has it: an ignored SIGINT is inherited across exec, and the test process's
+    # own may have been left ignored by an earlier test (Python keeps an inherited SIG_IGN for SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from stowaway.ingest import cli
 
     finish = LayerStream.finish

@@ -427,6 +427,8 @@ def test_a_ctrl_c_whose_interrupt_is_lost_still_stops_the_run_before_it_writes(t
     from stowaway.ingest.tasks import TaskRunner, create_task
 
     monkeypatch.setenv("STOWAWAY_LAYER_PROCESSES", "1")  # one process: the signal goes where the layer is read
+    # Ctrl-C as a terminal's user has it (an earlier test may have left this process's SIGINT otherwise)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     db = database(tmp_path)
     task = create_task(db, layouts(tmp_path, 2), risks=["files"])
     finish = streams.LayerStream.finish
@@ -449,3 +451,4 @@ def test_a_ctrl_c_whose_interrupt_is_lost_still_stops_the_run_before_it_writes(t
     assert db.execute("SELECT state FROM tasks WHERE id=?", [task]).fetchone()[0] == "interrupted"
     assert db.execute("SELECT COUNT(*) FROM scans WHERE status='done'").fetchone()[0] == 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
+    signal.signal(signal.SIGINT, previous)
