@@ -195,6 +195,33 @@ def small_image(text="hello"):
     return ImageBuilder().layer({"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "app/x": text})
 
 
+def require_bearer(server: Misbehaving, repo: str, token: str = "tok-123", user: str = "u", password: str = "p") -> list:
+    """Docker Hub / Harbor style: REPO's routes answer 401 with a Bearer challenge naming /token on SERVER,
+    whose token service gives TOKEN for Basic USER:PASSWORD. Returns the list of (path, Authorization) the
+    token service was asked with."""
+    import base64
+
+    realm = f"http://{server.host}/token"
+    for path, handler in list(server.routes.items()):
+        if path.startswith(f"/v2/{repo}/"):
+            def guarded(req, handler=handler):
+                if req.headers.get("Authorization") != f"Bearer {token}":
+                    return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg",'
+                                                     f'scope="repository:{repo}:pull"'}, b""
+                return handler(req)
+            server.routes[path] = guarded
+    asked: list = []
+    basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def token_service(req):
+        asked.append((req.path, req.headers.get("Authorization")))
+        if req.headers.get("Authorization") != basic:
+            return 401, {}, b""
+        return 200, {"Content-Type": "application/json"}, ('{"token": "%s"}' % token).encode()
+    server.routes["/token"] = token_service
+    return asked
+
+
 def serve_image(server: Misbehaving, repo: str, tag: str, builder, layer_compression="gzip"):
     """Routes that serve an ImageBuilder image the way a registry does. Returns (blobs, manifest digest)."""
     blobs, mdigest, _ = builder.oci_blobs(layer_compression)

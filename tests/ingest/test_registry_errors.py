@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from registry_server import serve_image, server, small_image  # noqa: F401  (fixture)
+from registry_server import require_bearer, serve_image, server, small_image  # noqa: F401  (fixture)
 
 image = small_image
 
@@ -115,25 +115,7 @@ def test_retries_honour_retry_after_then_succeed(tmp_path, server):
 def test_bearer_token_challenge_flow(tmp_path, server):
     """Docker Hub / Harbor style: 401 with a Bearer realm; the token service takes basic credentials."""
     serve_image(server, "team/app", "1", image())
-    realm = f"http://{server.host}/token"
-    protected = {}
-    for path, handler in list(server.routes.items()):
-        if path.startswith("/v2/team/"):
-            def guarded(req, handler=handler):
-                if req.headers.get("Authorization") != "Bearer tok-123":
-                    return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg",'
-                                                     f'scope="repository:team/app:pull"'}, b""
-                return handler(req)
-            protected[path] = guarded
-    server.routes.update(protected)
-    seen = []
-
-    def token(req):
-        seen.append((req.path, req.headers.get("Authorization")))
-        if req.headers.get("Authorization") != "Basic dTpw":  # u:p
-            return 401, {}, b""
-        return 200, {"Content-Type": "application/json"}, b'{"token": "tok-123"}'
-    server.routes["/token"] = token
+    seen = require_bearer(server, "team/app")
     _, out = scan_all(tmp_path, [f"registry:{server.host}/team/app:1"], username="u", password="p")
     assert out[0].status == "done", out
     assert "scope=repository%3Ateam%2Fapp%3Apull" in seen[0][0] and "service=reg" in seen[0][0]

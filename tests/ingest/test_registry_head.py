@@ -5,7 +5,7 @@ as the full client would is asked again by a manifest GET; a digest the database
 Served by a small http.server on 127.0.0.1 (tests/ingest/registry_server.py); the real docker-registry with
 TLS and htpasswd is in test_registry.py."""
 import pytest
-from registry_server import serve_image, server, small_image  # noqa: F401  (fixture)
+from registry_server import require_bearer, serve_image, server, small_image  # noqa: F401  (fixture)
 
 image = small_image
 
@@ -76,23 +76,7 @@ def test_a_head_without_a_digest_falls_back_to_the_manifest_get(tmp_path, server
 def test_the_head_follows_a_bearer_challenge(tmp_path, server):
     """Docker Hub / Harbor style: 401 with a Bearer realm; the token service takes the credentials as Basic."""
     serve_image(server, "team/app", "1", image())
-    realm = f"http://{server.host}/token"
-    for path, handler in list(server.routes.items()):
-        if path.startswith("/v2/team/"):
-            def guarded(req, handler=handler):
-                if req.headers.get("Authorization") != "Bearer tok-123":
-                    return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg",'
-                                                     f'scope="repository:team/app:pull"'}, b""
-                return handler(req)
-            server.routes[path] = guarded
-    asked = []
-
-    def token(req):
-        asked.append((req.path, req.headers.get("Authorization")))
-        if req.headers.get("Authorization") != "Basic dTpw":  # u:p
-            return 401, {}, b""
-        return 200, {"Content-Type": "application/json"}, b'{"token": "tok-123"}'
-    server.routes["/token"] = token
+    asked = require_bearer(server, "team/app")
     source = f"registry:{server.host}/team/app:1"
     seen = scanned_twice(tmp_path, server, source, username="u", password="p")
     again = scan(tmp_path, source, username="u", password="p")
